@@ -1,0 +1,1 @@
+"""The ``crowdsafe`` command line: thin wiring over the stage packages."""

@@ -1,0 +1,5 @@
+"""Placeholder until implemented."""
+
+
+def bench() -> None:
+    """Not implemented yet."""

@@ -1,0 +1,5 @@
+"""Placeholder until implemented."""
+
+
+def count() -> None:
+    """Not implemented yet."""

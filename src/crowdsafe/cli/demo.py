@@ -1,0 +1,5 @@
+"""Placeholder until implemented."""
+
+
+def demo() -> None:
+    """Not implemented yet."""

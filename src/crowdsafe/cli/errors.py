@@ -1,0 +1,33 @@
+"""One way to fail on the command line: a clear message on stderr and exit code 2, no traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+
+from crowdsafe.counting.counter import ImageError
+from crowdsafe.counting.engines import EngineUnavailable
+from crowdsafe.counting.weights import WeightsError
+
+err_console = Console(stderr=True)
+
+#: Errors whose message is already written for a person; anything else is a bug and keeps its trace.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    WeightsError, EngineUnavailable, ImageError, FileNotFoundError, ValueError)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn expected failures into one readable line instead of a traceback."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        raise fail(str(exc)) from None

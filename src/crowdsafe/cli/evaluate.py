@@ -1,0 +1,5 @@
+"""Placeholder until implemented."""
+
+
+def evaluate() -> None:
+    """Not implemented yet."""

@@ -1,0 +1,24 @@
+"""Entry point: every sub-command lives in its own module and registers itself here."""
+
+from __future__ import annotations
+
+import typer
+
+from crowdsafe.cli import bench, count, demo, evaluate, models
+
+app = typer.Typer(
+    name="crowdsafe",
+    help="Privacy-preserving crowd-safety analytics: counts crowds, never persons.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(models.app, name="models")
+app.command("count")(count.count)
+app.command("eval")(evaluate.evaluate)
+app.command("bench")(bench.bench)
+app.command("demo")(demo.demo)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,198 @@
+"""Inference engines behind one small interface: OpenVINO and ONNX Runtime.
+
+OpenVINO is the fastest CPU engine we measured; ONNX Runtime is the portable fallback and
+the GPU path (CUDA execution provider when present). Precision is always explicit: OpenVINO
+would otherwise silently run bf16 on CPUs with AVX-512-BF16/AMX, changing counts without
+telling anyone, so every engine reports the precision it actually runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+
+from crowdsafe.counting.graph import INPUT_NAME, Int8Plan, build_model
+from crowdsafe.counting.weights import NPZ_SHA256, cache_dir, load_weights
+
+EngineName = Literal["openvino", "onnxruntime"]
+Precision = Literal["fp32", "bf16", "int8"]
+ENGINES: tuple[EngineName, ...] = ("openvino", "onnxruntime")
+PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "int8")
+INT8_PLAN_RESOURCE = "int8_plan.json"
+
+
+class EngineUnavailable(RuntimeError):
+    """This engine/precision cannot run here; the message says why and what to use."""
+
+
+class Engine(Protocol):
+    """Runs the density network on a batch: (N,3,H,W) float32 RGB 0..255 -> (N,1,H/8,W/8)."""
+
+    name: EngineName
+    precision: Precision
+    device: str
+
+    def infer(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    engine: EngineName | Literal["auto"] = "auto"
+    precision: Precision = "fp32"
+    threads: int | None = None
+    device: str = "auto"
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_has_bf16() -> bool:
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def load_int8_plan() -> Int8Plan:
+    """The shipped activation-scale table for int8 (calibrated on ShanghaiTech train images)."""
+    try:
+        text = resources.files("crowdsafe.counting").joinpath(INT8_PLAN_RESOURCE).read_text()
+    except FileNotFoundError as exc:
+        raise EngineUnavailable(
+            "int8 calibration table is missing from this install; reinstall crowdsafe or "
+            "run `crowdsafe models calibrate` from a source checkout"
+        ) from exc
+    data = json.loads(text)
+    return Int8Plan(activation_scales={k: float(v) for k, v in data["activation_scales"].items()},
+                    keep_float=frozenset(data.get("keep_float", [])))
+
+
+def model_path(precision: Precision, plan: Int8Plan | None = None) -> Path:
+    """Build (once) and cache the ONNX file for a precision; later runs start fast."""
+    if precision == "int8":
+        plan = plan or load_int8_plan()
+        key = json.dumps({"s": plan.activation_scales, "k": sorted(plan.keep_float)}, sort_keys=True)
+        tag = "int8-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+    else:
+        plan, tag = None, "fp32"
+    path = cache_dir() / "models" / f"csrnet-{NPZ_SHA256[:12]}-{tag}.onnx"
+    if not path.is_file():
+        import onnx
+
+        model = build_model(load_weights(), int8=plan)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        onnx.save(model, partial)
+        partial.replace(path)
+    return path
+
+
+class OpenVinoEngine:
+    """OpenVINO CPU engine; one compiled model per input shape (static shapes run fastest)."""
+
+    name: EngineName = "openvino"
+
+    def __init__(self, precision: Precision = "fp32", threads: int | None = None,
+                 shapes_cached: int = 4) -> None:
+        if importlib.util.find_spec("openvino") is None:
+            raise EngineUnavailable("OpenVINO is not installed: pip install openvino")
+        import openvino as ov
+
+        if precision == "bf16" and not cpu_has_bf16():
+            raise EngineUnavailable(
+                "bf16 needs a CPU with AVX-512-BF16 or AMX; this CPU has neither, so bf16 would "
+                "be emulated or silently fall back. Use fp32 or int8.")
+        self.precision = precision
+        self.device = "CPU"
+        self._core = ov.Core()
+        self._model = self._core.read_model(str(model_path(precision)))
+        hint = "bf16" if precision == "bf16" else "f32"
+        self._config: dict[str, object] = {"INFERENCE_PRECISION_HINT": hint,
+                                           "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            self._config["INFERENCE_NUM_THREADS"] = int(threads)
+        self._compiled: OrderedDict[tuple[int, ...], object] = OrderedDict()
+        self._shapes_cached = shapes_cached
+
+    def _compiled_for(self, shape: tuple[int, ...]):  # noqa: ANN202 - openvino type
+        compiled = self._compiled.get(shape)
+        if compiled is None:
+            model = self._model.clone()
+            model.reshape({INPUT_NAME: list(shape)})
+            compiled = self._core.compile_model(model, "CPU", self._config)
+            self._compiled[shape] = compiled
+            while len(self._compiled) > self._shapes_cached:
+                self._compiled.popitem(last=False)
+        else:
+            self._compiled.move_to_end(shape)
+        return compiled
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        compiled = self._compiled_for(tuple(batch.shape))
+        return np.asarray(compiled({INPUT_NAME: batch})[0])
+
+    def actual_precision(self) -> str:
+        """What OpenVINO really runs, read back from the compiled model."""
+        if not self._compiled:
+            return self.precision
+        compiled = next(iter(self._compiled.values()))
+        return str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+
+
+class OnnxRuntimeEngine:
+    """ONNX Runtime engine: CPU everywhere, CUDA execution provider when installed."""
+
+    name: EngineName = "onnxruntime"
+
+    def __init__(self, precision: Precision = "fp32", threads: int | None = None,
+                 device: str = "auto") -> None:
+        import onnxruntime as ort
+
+        if precision == "bf16":
+            raise EngineUnavailable("ONNX Runtime has no bf16 convolution on CPU; use fp32 or int8")
+        self.precision = precision
+        available = ort.get_available_providers()
+        if device == "cuda" and "CUDAExecutionProvider" not in available:
+            raise EngineUnavailable("CUDA requested but onnxruntime-gpu is not installed "
+                                    f"(providers: {available})")
+        use_cuda = device in ("cuda", "auto") and "CUDAExecutionProvider" in available
+        providers = (["CUDAExecutionProvider"] if use_cuda else []) + ["CPUExecutionProvider"]
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        self._session = ort.InferenceSession(str(model_path(precision)), opts, providers=providers)
+        self.device = "CUDA" if self._session.get_providers()[0] == "CUDAExecutionProvider" else "CPU"
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self._session.run(None, {INPUT_NAME: batch})[0])
+
+
+def create_engine(spec: EngineSpec | None = None) -> Engine:
+    """The requested engine, or with ``auto`` the fastest available one for the precision."""
+    spec = spec or EngineSpec()
+    if spec.engine == "onnxruntime" or (spec.engine == "auto" and spec.device == "cuda"):
+        return OnnxRuntimeEngine(spec.precision, spec.threads, spec.device)
+    if spec.engine == "openvino":
+        return OpenVinoEngine(spec.precision, spec.threads)
+    try:
+        return OpenVinoEngine(spec.precision, spec.threads)
+    except EngineUnavailable as ov_error:
+        try:
+            return OnnxRuntimeEngine(spec.precision, spec.threads, spec.device)
+        except EngineUnavailable as ort_error:
+            raise EngineUnavailable(f"openvino: {ov_error}; onnxruntime: {ort_error}") from ort_error
