@@ -21,7 +21,14 @@ from typing import Literal, Protocol
 import numpy as np
 
 from crowdsafe.counting.graph import INPUT_NAME, Int8Plan, build_model
-from crowdsafe.counting.weights import NPZ_SHA256, cache_dir, load_weights
+from crowdsafe.counting.weights import (
+    NPZ_SHA256,
+    cache_dir,
+    load_weights,
+    sha256_file,
+    verify,
+    weights_path,
+)
 
 EngineName = Literal["openvino", "onnxruntime"]
 Precision = Literal["fp32", "bf16", "int8"]
@@ -90,14 +97,20 @@ def model_path(precision: Precision, plan: Int8Plan | None = None) -> Path:
     else:
         plan, tag = None, "fp32"
     path = cache_dir() / "models" / f"csrnet-{NPZ_SHA256[:12]}-{tag}.onnx"
-    if not path.is_file():
-        import onnx
+    digest_file = path.with_suffix(".onnx.sha256")
+    verify(weights_path())  # the source of every graph is checked on every start (~0.2 s)
+    if path.is_file() and digest_file.is_file() and sha256_file(path) == digest_file.read_text():
+        return path
+    # Missing, half-written or corrupted cache entry: rebuild it from the verified weights.
+    import onnx
 
-        model = build_model(load_weights(), int8=plan)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        onnx.save(model, partial)
-        partial.replace(path)
+    data = build_model(load_weights(), int8=plan).SerializeToString()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+    digest_file.write_text(hashlib.sha256(data).hexdigest())
+    onnx.checker.check_model(str(path))
     return path
 
 
@@ -150,7 +163,9 @@ class OpenVinoEngine:
         if not self._compiled:
             return self.precision
         compiled = next(iter(self._compiled.values()))
-        return str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        value = compiled.get_property("INFERENCE_PRECISION_HINT")
+        name = value.to_string() if hasattr(value, "to_string") else str(value)
+        return {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(name, name)
 
 
 class OnnxRuntimeEngine:
