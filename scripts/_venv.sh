@@ -38,3 +38,15 @@ ensure_venv() {  # $1: pip extras, e.g. "" or "[dev]"
   echo "== fetching and verifying model weights"
   "$VENV/bin/crowdsafe" models fetch
 }
+
+ensure_system_packages() {  # Debian packages the tests start for real (e.g. PostgreSQL); root only
+  local missing=() pkg
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ "${#missing[@]}" = 0 ] && return 0
+  if [ "${CROWDSAFE_NO_APT:-0}" = 1 ] || [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "note: ${missing[*]} not installed; the tests that need them will be skipped" >&2
+    return 0
+  fi
+  echo "== installing Debian packages: ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quick start, command 2: the whole test suite (lint + tests), from a clean clone or an existing venv.
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
+ensure_system_packages postgresql   # real PostgreSQL server for the store tests
 ensure_venv "[dev]"
 cd "$ROOT"
 echo "== ruff"
