@@ -1,0 +1,1 @@
+"""Safety rules: Level-of-Service and risk profiles, alert rules with hysteresis, staffing policy."""
