@@ -1,0 +1,1 @@
+"""Delivery of alerts to the outside world (webhooks), never blocking the pipeline."""
