@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Quick start, command 2: the whole test suite (lint + tests), from a clean clone or an existing venv.
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
-ensure_system_packages postgresql   # real PostgreSQL server for the store tests
+# Real servers the tests start on 127.0.0.1: PostgreSQL for the store, GStreamer's RTSP server for streams.
+ensure_system_packages postgresql python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good \
+  gstreamer1.0-libav
 ensure_venv "[dev]"
 cd "$ROOT"
 echo "== ruff"
