@@ -1,0 +1,58 @@
+"""People-free background of a camera: the per-pixel temporal median of sampled frames.
+
+Operators need to see *where* the crowd is on a picture of the place, but a stored frame is a
+picture of people. A median over frames spread across minutes keeps what is static (floor,
+walls, barriers) and removes what moves (people), so it is the only image crowdsafe keeps.
+It is published only after a check that the density counter finds (almost) nobody in it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+
+class BackgroundModel:
+    """Keeps a small ring of downscaled frames, never full-resolution ones, and their median."""
+
+    def __init__(self, size: int = 15, max_side: int = 640, min_frames: int = 7) -> None:
+        if not 3 <= min_frames <= size:
+            raise ValueError("need 3 <= min_frames <= size")
+        self.max_side = max_side
+        self.min_frames = min_frames
+        self._ring: deque[np.ndarray] = deque(maxlen=size)
+
+    def add(self, image_bgr: np.ndarray) -> None:
+        h, w = image_bgr.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        small = cv2.resize(image_bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        if self._ring and self._ring[0].shape != small.shape:
+            self._ring.clear()  # the camera changed resolution: start again
+        self._ring.append(small)
+
+    @property
+    def ready(self) -> bool:
+        return len(self._ring) >= self.min_frames
+
+    def median(self) -> np.ndarray | None:
+        if not self.ready:
+            return None
+        return np.median(np.stack(self._ring), axis=0).astype(np.uint8)
+
+    def people_free(self, count_people: Callable[[np.ndarray], float],
+                    max_people: float = 0.5) -> np.ndarray | None:
+        """The median, only if the counter finds fewer than ``max_people`` in it."""
+        image = self.median()
+        if image is None or count_people(image) >= max_people:
+            return None
+        return image
+
+
+def encode_jpeg(image_bgr: np.ndarray, quality: int = 80) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("could not encode background as JPEG")
+    return buf.tobytes()
