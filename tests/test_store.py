@@ -108,3 +108,23 @@ def test_password_is_not_echoed_in_errors():
     with pytest.raises(StoreError) as info:
         open_store("postgresql://nobody:hunter2@127.0.0.1:1/none")
     assert "hunter2" not in str(info.value)
+
+
+def test_export_cli_writes_csv_and_refuses_bad_requests(tmp_path):
+    from typer.testing import CliRunner
+
+    from crowdsafe.cli.main import app
+
+    db = tmp_path / "s.sqlite"
+    s = open_store(db)
+    s.write("zone_readings", [reading("z", float(t), float(t)) for t in range(5)])
+    s.close()
+    out = tmp_path / "z.csv"
+    result = CliRunner().invoke(app, ["export", str(out), "--store", str(db), "--since", "2"])
+    assert result.exit_code == 0, result.output
+    assert [float(r["ts"]) for r in csv.DictReader(out.open())] == [2.0, 3.0, 4.0]
+    for args, message in ((["x.txt", "--store", str(db)], "use a .csv"),
+                          (["x.csv", "--store", str(tmp_path / "none.sqlite")], "does not exist"),
+                          (["x.csv", "--store", str(db), "--table", "faces"], "unknown table")):
+        result = CliRunner().invoke(app, ["export", *args])
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from crowdsafe.cli import bench, count, demo, evaluate, models
+from crowdsafe.cli import bench, count, demo, evaluate, export, models
 
 app = typer.Typer(
     name="crowdsafe",
@@ -18,6 +18,7 @@ app.command("count")(count.count)
 app.command("eval")(evaluate.evaluate)
 app.command("bench")(bench.bench)
 app.command("demo")(demo.demo)
+app.command("export")(export.export)
 
 
 if __name__ == "__main__":
