@@ -1,5 +1,99 @@
-"""Placeholder until implemented."""
+"""``crowdsafe bench``: frames/s, GFLOP/s, % of peak and count drift per engine x precision."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from crowdsafe.bench.runner import SIZES, BenchConfig, BenchReport, run_bench
+from crowdsafe.cli.errors import fail, user_errors
+from crowdsafe.counting.engines import ENGINES, PRECISIONS, EngineName, Precision
+
+#: The public dev set, when this runs inside a checkout that has the shared data next to it.
+DEFAULT_DRIFT_DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "crowd"
 
 
-def bench() -> None:
-    """Not implemented yet."""
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise fail(f"size {text!r} is not WIDTHxHEIGHT, e.g. 1280x720") from None
+    if w < 32 or h < 32:
+        raise fail(f"size {text!r} is too small; at least 32x32")
+    return w, h
+
+
+def _choices(values: list[str] | None, allowed: tuple[str, ...], what: str) -> list[str]:
+    if not values:
+        return list(allowed)
+    items = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    unknown = [v for v in items if v not in allowed]
+    if unknown:
+        raise fail(f"unknown {what} {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    return items
+
+
+def render(report: BenchReport, console: Console) -> None:
+    table = Table(title="crowdsafe bench (CSRNet, batch 1)")
+    for col in ("engine", "precision", "size", "frames/s", "s/frame (min-max)", "GFLOP/s",
+                "% fp32 peak", "count drift"):
+        table.add_column(col, justify="right" if col not in ("engine", "precision") else "left")
+    for r in report.rows:
+        size = f"{r.width}x{r.height}"
+        if not r.available:
+            table.add_row(r.engine, r.precision, size, "[yellow]unavailable[/]",
+                          f"[dim]{r.reason}[/]", "", "", "")
+            continue
+        spread = f"{r.seconds_median:.2f} ({r.seconds_min:.2f}-{r.seconds_max:.2f})"
+        drift = "fp32 ref" if r.precision == "fp32" else (
+            f"{r.drift_pct:.2f} %" if r.drift_pct is not None else "n/a (no dev data)")
+        table.add_row(r.engine, r.precision, size, f"{r.fps:.2f}", spread, f"{r.gflops:.0f}",
+                      f"{r.pct_of_peak:.0f} %" if r.pct_of_peak is not None else "", drift)
+    console.print(table)
+    m = report.machine
+    console.print(f"machine: {m['cpu']}, {m['cores']} logical cores, load {m['load_avg_1m_at_start']}"
+                  f" at start; fp32 peak {report.peak_gflops:.0f} GFLOP/s ({report.peak_method})")
+    console.print("GFLOP/s = analytic conv FLOPs (2 x MACs) / median s/frame; drift = "
+                  "|sum reduced - sum fp32| / sum fp32 over the dev images, same engine")
+
+
+def bench(
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report here as JSON.")] = None,
+    engines: Annotated[list[str] | None, typer.Option("--engine", "-e",
+                       help=f"Engines to run (repeat or comma-separate): {', '.join(ENGINES)}.")] = None,
+    precisions: Annotated[list[str] | None, typer.Option("--precision", "-p",
+                          help=f"Precisions: {', '.join(PRECISIONS)}.")] = None,
+    sizes: Annotated[list[str] | None, typer.Option("--size", "-s",
+                     help="WIDTHxHEIGHT sizes (default 640x360, 1280x720, 1920x1080).")] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed runs per cell (median reported).")] = 3,
+    threads: Annotated[int | None, typer.Option(help="Engine threads (default: all cores).")] = None,
+    drift_data: Annotated[Path | None, typer.Option(
+        help="Folder of dataset folders of crowd images for count drift vs fp32.")] = (
+        DEFAULT_DRIFT_DATA if DEFAULT_DRIFT_DATA.is_dir() else None),
+    drift_images: Annotated[int, typer.Option(
+        help="Images per dataset for drift (0 = all).", min=0)] = 5,
+    quick: Annotated[bool, typer.Option(help="640x360 only, 1 timed run, 2 drift images per "
+                                        "dataset: a smoke test, not a measurement.")] = False,
+) -> None:
+    """Measure speed and int8/bf16 count drift of every engine x precision on this machine."""
+    size_list = [_parse_size(s) for s in sizes] if sizes else list(SIZES)
+    if quick:
+        size_list, repeats, drift_images = [(640, 360)], 1, min(drift_images or 2, 2)
+    engine_list: list[EngineName] = _choices(engines, ENGINES, "engine")  # type: ignore[assignment]
+    precision_list: list[Precision] = _choices(precisions, PRECISIONS, "precision")  # type: ignore[assignment]
+    console = Console()
+    config = BenchConfig(engines=engine_list, precisions=precision_list, sizes=size_list,
+                         repeats=repeats, threads=threads, drift_data=drift_data,
+                         drift_images=drift_images or None)
+    with user_errors(), console.status("benchmarking") as status:
+        report = run_bench(config, progress=lambda msg: status.update(msg))
+    render(report, console)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+        console.print(f"wrote {json_out}")

@@ -1,5 +1,187 @@
-"""Placeholder until implemented."""
+"""``crowdsafe count``: people counts per frame of an image, a folder of images or a video.
+
+Only numbers leave this command unless the user asks for heatmaps: frames are decoded,
+counted and dropped in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from crowdsafe.cli.console import stdout_console
+from crowdsafe.cli.errors import err_console, fail, user_errors
+from crowdsafe.cli.options import (
+    EngineChoice,
+    EngineOption,
+    PrecisionChoice,
+    PrecisionOption,
+    ThreadsOption,
+    engine_spec,
+)
+from crowdsafe.cli.progress import progress_bar
+from crowdsafe.counting import batch
+from crowdsafe.counting.batch import CountReport, LazyCounter, run_count
+from crowdsafe.render.writer import HeatmapWriter
+from crowdsafe.sources import open_source, parse_interval
+from crowdsafe.sources.video import VideoSource
 
 
-def count() -> None:
-    """Not implemented yet."""
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _time(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
+
+
+def report_rows(report: CountReport) -> list[dict[str, Any]]:
+    """Per-frame rows with counts rounded to 0.1: more digits would suggest false precision."""
+    return [{"source": c.source, "frame": c.index, "time_s": _time(c.timestamp),
+             "count": round(c.count, 1)} for c in report.counts]
+
+
+def summary(report: CountReport) -> dict[str, Any]:
+    mean = report.mean_count
+    return {"frames": len(report.counts), "mean_count": None if mean is None else round(mean, 1),
+            "skipped": len(report.skipped), "seconds": round(report.seconds, 2)}
+
+
+def to_json(report: CountReport, engine: str | None, precision: str) -> str:
+    payload = {
+        "source": report.source, "engine": engine, "precision": precision,
+        "frames": report_rows(report), "summary": summary(report),
+        "skipped": [{"source": s.source, "frame": s.index, "reason": s.reason}
+                    for s in report.skipped],
+    }
+    return json.dumps(payload, indent=2) + "\n"
+
+
+def to_csv(report: CountReport) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["source", "frame", "time_s", "count"],
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(report_rows(report))
+    return buffer.getvalue()
+
+
+def to_table(report: CountReport) -> Table:
+    table = Table(title=f"People count: {report.source}", title_justify="left")
+    table.add_column("source")
+    table.add_column("frame", justify="right")
+    table.add_column("time (s)", justify="right")
+    table.add_column("count", justify="right")
+    for row in report_rows(report):
+        time_s = "" if row["time_s"] is None else f"{row['time_s']:.1f}"
+        table.add_row(row["source"], str(row["frame"]), time_s, f"{row['count']:.1f}")
+    return table
+
+
+def _resolve_format(fmt: OutputFormat | None, output: Path | None) -> OutputFormat:
+    """An explicit --format wins; else ``--output x.csv``/``x.json`` implies it; else table."""
+    if fmt is not None:
+        return fmt
+    suffix = output.suffix.lower().lstrip(".") if output else ""
+    return OutputFormat(suffix) if suffix in ("csv", "json") else OutputFormat.table
+
+
+def _emit(report: CountReport, fmt: OutputFormat, output: Path | None,
+          engine: str | None, precision: str) -> None:
+    if fmt is OutputFormat.table:
+        if output is None:
+            stdout_console().print(to_table(report))
+            return
+        buffer = io.StringIO()
+        Console(file=buffer, width=120, no_color=True, highlight=False).print(to_table(report))
+        text = buffer.getvalue()
+    else:
+        text = to_json(report, engine, precision) if fmt is OutputFormat.json else to_csv(report)
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text)
+    except OSError as exc:
+        raise fail(f"{output}: cannot write ({exc.strerror or exc})") from None
+
+
+def _report_end(report: CountReport, heatmaps: HeatmapWriter | None) -> None:
+    """Summary and skipped items on stderr, where they do not mix with CSV/JSON on stdout."""
+    mean = report.mean_count
+    mean_text = "" if mean is None else f", mean count {mean:.1f}"
+    err_console.print(f"{len(report.counts)} frame(s) counted in {report.seconds:.1f} s"
+                      f"{mean_text}", highlight=False)
+    if heatmaps is not None and heatmaps.written:
+        err_console.print(f"{len(heatmaps.written)} heatmap(s) written to {heatmaps.directory}",
+                          highlight=False)
+    if report.skipped:
+        err_console.print(f"[yellow]{len(report.skipped)} skipped:[/]", highlight=False)
+        for item in report.skipped:
+            err_console.print(f"  {item.source}: {item.reason}", highlight=False, markup=False)
+
+
+def count(
+    path: Annotated[Path, typer.Argument(
+        help="An image, a folder of images (natural order) or a video file.",
+        show_default=False)],
+    every: Annotated[str | None, typer.Option(
+        "--every", help="Videos: count one frame per interval, e.g. 1s, 500ms, 2 (seconds), "
+                        "1m. Default: every frame.", show_default=False)] = None,
+    fmt: Annotated[OutputFormat | None, typer.Option(
+        "--format", "-f", help="Output format. Default: table, or csv/json when --output "
+                               "ends in .csv/.json.", show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write the results to this file instead of stdout.",
+        show_default=False)] = None,
+    heatmaps: Annotated[Path | None, typer.Option(
+        "--heatmaps", help="Write a density heatmap per counted frame into this folder. "
+                           "PRIVACY: these images contain the real frame under the colours; "
+                           "without this option no pixels are ever written.",
+        show_default=False)] = None,
+    engine: EngineOption = EngineChoice.auto,
+    precision: PrecisionOption = PrecisionChoice.fp32,
+    threads: ThreadsOption = None,
+) -> None:
+    """Count people in an image, a folder of images or a video; one row per counted frame.
+
+    Counts are crowd density sums: nobody is detected, tracked or identified.
+    """
+    with user_errors():
+        interval = parse_interval(every) if every is not None else None
+        source = open_source(path, interval)
+        if interval is not None and not isinstance(source, VideoSource):
+            err_console.print("note: --every only applies to videos; counting every image",
+                              highlight=False)
+        writer = None
+        if heatmaps is not None:
+            try:
+                writer = HeatmapWriter(heatmaps)
+            except OSError as exc:
+                raise fail(f"--heatmaps {heatmaps}: {exc}") from None
+        spec = engine_spec(engine, precision, threads)
+        counter = LazyCounter(lambda: batch.make_counter(spec))
+        try:
+            with progress_bar(f"counting {source.name}", source.expected,
+                              enabled=(source.expected or 2) > 1) as advance:
+                report = run_count(source, counter, on_frame=writer, on_progress=advance)
+        except OSError as exc:
+            raise fail(f"cannot write heatmap: {exc}") from None
+    if not report.counts and len(report.skipped) == 1:
+        raise fail(f"{report.skipped[0].source}: {report.skipped[0].reason}")
+    if not report.counts:
+        reasons = "; ".join(f"{s.source}: {s.reason}" for s in report.skipped[:3])
+        raise fail(f"no frame could be counted ({reasons or 'the source yielded no frames'})")
+    engine_name = counter.engine.name if counter.engine is not None else None
+    _emit(report, _resolve_format(fmt, output), output, engine_name, precision.value)
+    _report_end(report, writer)

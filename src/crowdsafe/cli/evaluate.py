@@ -1,5 +1,93 @@
-"""Placeholder until implemented."""
+"""``crowdsafe eval``: accuracy and speed of the counter on labelled image folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from crowdsafe.cli.console import stdout_console
+from crowdsafe.cli.errors import fail, user_errors
+from crowdsafe.cli.options import (
+    EngineChoice,
+    EngineOption,
+    PrecisionChoice,
+    PrecisionOption,
+    ThreadsOption,
+    engine_spec,
+)
+from crowdsafe.cli.progress import progress_bar
+from crowdsafe.counting import batch
+from crowdsafe.evaluation.dataset import Dataset, find_datasets
+from crowdsafe.evaluation.runner import DatasetResult, evaluate_dataset
 
 
-def evaluate() -> None:
-    """Not implemented yet."""
+def _unique(datasets: list[Dataset]) -> dict[str, Dataset]:
+    """Datasets by folder name, the key used in the JSON; two folders with one name clash."""
+    named: dict[str, Dataset] = {}
+    for dataset in datasets:
+        if dataset.name in named:
+            if named[dataset.name].root.resolve() == dataset.root.resolve():
+                continue
+            raise fail(f"two datasets are named {dataset.name!r} ({named[dataset.name].root} "
+                       f"and {dataset.root}); rename one folder")
+        named[dataset.name] = dataset
+    return named
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def results_table(results: list[DatasetResult], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("dataset", "n", "MAE", "RMSE", "bias", "rel. err", "corr", "s/image"):
+        table.add_column(column, justify="left" if column == "dataset" else "right")
+    for result in results:
+        m = result.metrics
+        rel = "n/a" if m.rel_err is None else f"{m.rel_err * 100:.1f} %"
+        table.add_row(result.dataset, str(m.n), _fmt(m.mae), _fmt(m.rmse), _fmt(m.bias), rel,
+                      _fmt(m.corr, 3), _fmt(m.sec_per_image))
+    return table
+
+
+def results_json(results: list[DatasetResult], engine: str, precision: str) -> dict[str, Any]:
+    return {"datasets": {r.dataset: r.metrics.as_dict() for r in results},
+            "engine": engine, "precision": precision}
+
+
+def evaluate(
+    data: Annotated[list[Path], typer.Argument(
+        help="Dataset folders holding labels.json, or parent folders whose sub-folders do.",
+        show_default=False)],
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the metrics as JSON to this file.", show_default=False)
+    ] = None,
+    limit: Annotated[int | None, typer.Option(
+        min=1, help="Use only the first N images of each dataset (natural name order).",
+        show_default=False)] = None,
+    engine: EngineOption = EngineChoice.auto,
+    precision: PrecisionOption = PrecisionChoice.fp32,
+    threads: ThreadsOption = None,
+) -> None:
+    """Count labelled images and report MAE, RMSE, bias, relative error, correlation, speed."""
+    with user_errors():
+        datasets = _unique([d for path in data for d in find_datasets(path)])
+        counter = batch.make_counter(engine_spec(engine, precision, threads))
+        results = []
+        for dataset in datasets.values():
+            total = min(len(dataset.images), limit or len(dataset.images))
+            with progress_bar(f"evaluating {dataset.name}", total) as advance:
+                results.append(evaluate_dataset(dataset, counter, limit, on_progress=advance))
+    engine_name = counter.engine.name
+    stdout_console().print(
+        results_table(results, f"Counting accuracy ({engine_name}, {precision.value})"))
+    if json_out is not None:
+        text = json.dumps(results_json(results, engine_name, precision.value), indent=2) + "\n"
+        try:
+            json_out.write_text(text)
+        except OSError as exc:
+            raise fail(f"{json_out}: cannot write ({exc.strerror or exc})") from None

@@ -32,3 +32,33 @@ def path() -> None:
     with user_errors():
         weights.verify(p)
     typer.echo(str(p))
+
+
+#: Where the plan lives in a source checkout; installed copies are read-only package data.
+SHIPPED_PLAN = Path(__file__).resolve().parents[1] / "counting" / "int8_plan.json"
+
+
+@app.command("calibrate")
+def calibrate(
+    images_dirs: Annotated[list[Path], typer.Argument(
+        help="Folders of crowd TRAIN images (never the evaluation images).", exists=True,
+        file_okay=False, dir_okay=True)],
+    out: Annotated[Path, typer.Option(help="Where to write the int8 plan JSON.")] = SHIPPED_PLAN,
+    images: Annotated[int, typer.Option(min=1, help="Images to calibrate on, spread evenly "
+                                        "over the folders.")] = 48,
+    method: Annotated[str, typer.Option(help="Clip value per tensor: max (shipped), pNN.NNN "
+                                        "(percentile) or mse.")] = "max",
+    keep_float: Annotated[list[str] | None, typer.Option(
+        "--keep-float", help="Conv to leave in fp32 (repeatable; default: the shipped choice).")] = None,
+    max_side: Annotated[int, typer.Option(min=64, help="Downscale images to this longer side "
+                                          "(keeps calibration to minutes on a laptop).")] = 768,
+) -> None:
+    """Regenerate the int8 activation-scale plan from crowd images (fp32 run, ONNX Runtime)."""
+    from crowdsafe.counting import calibrate as cal
+
+    keep = keep_float or list(cal.DEFAULT_KEEP_FLOAT)
+    with user_errors():
+        plan = cal.calibrate(images_dirs, out, images=images, method=method, keep_float=keep,
+                             max_side=max_side)
+    quantised = sum(plan.quantised(n) for n in plan.activation_scales)
+    typer.echo(f"wrote {out}: {quantised} convs int8, fp32: {', '.join(sorted(plan.keep_float))}")
