@@ -121,10 +121,10 @@ def _report_end(report: CountReport, heatmaps: HeatmapWriter | None) -> None:
     mean = report.mean_count
     mean_text = "" if mean is None else f", mean count {mean:.1f}"
     err_console.print(f"{len(report.counts)} frame(s) counted in {report.seconds:.1f} s"
-                      f"{mean_text}", highlight=False)
+                      f"{mean_text}", highlight=False, markup=False)
     if heatmaps is not None and heatmaps.written:
         err_console.print(f"{len(heatmaps.written)} heatmap(s) written to {heatmaps.directory}",
-                          highlight=False)
+                          highlight=False, markup=False)
     if report.skipped:
         err_console.print(f"[yellow]{len(report.skipped)} skipped:[/]", highlight=False)
         for item in report.skipped:
@@ -157,12 +157,14 @@ def count(
 
     Counts are crowd density sums: nobody is detected, tracked or identified.
     """
+    if output is not None and not output.parent.is_dir():
+        raise fail(f"--output {output}: folder {output.parent} does not exist")
     with user_errors():
         interval = parse_interval(every) if every is not None else None
         source = open_source(path, interval)
         if interval is not None and not isinstance(source, VideoSource):
             err_console.print("note: --every only applies to videos; counting every image",
-                              highlight=False)
+                              highlight=False, markup=False)
         writer = None
         if heatmaps is not None:
             try:

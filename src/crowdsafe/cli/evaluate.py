@@ -74,6 +74,8 @@ def evaluate(
     threads: ThreadsOption = None,
 ) -> None:
     """Count labelled images and report MAE, RMSE, bias, relative error, correlation, speed."""
+    if json_out is not None and not json_out.parent.is_dir():
+        raise fail(f"--json {json_out}: folder {json_out.parent} does not exist")
     with user_errors():
         datasets = _unique([d for path in data for d in find_datasets(path)])
         counter = batch.make_counter(engine_spec(engine, precision, threads))
