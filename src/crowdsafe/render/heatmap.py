@@ -66,7 +66,7 @@ def _colour_bar(canvas: np.ndarray, top: float, scale: float, thickness: int) ->
         cv2.line(canvas, (x1, y), (x1 + 4, y), (255, 255, 255), 1)
         _text(canvas, f"{top * fraction:.1f}", (x1 + 6, y + text_h // 2), scale, thickness)
     (unit_w, _), _ = cv2.getTextSize(UNIT_LABEL, _FONT, scale, thickness)
-    unit_x = max(2, min(x0, w - unit_w - 4))
+    unit_x = max(2, min(x0, w - unit_w - 12))  # room for the text outline
     _text(canvas, UNIT_LABEL, (unit_x, y0 + bar_h + text_h + 10), scale, thickness)
 
 
