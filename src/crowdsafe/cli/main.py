@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from crowdsafe.cli import bench, count, demo, evaluate, export, models
+from crowdsafe.cli import bench, calibrate, count, demo, evaluate, export, models, site
 
 app = typer.Typer(
     name="crowdsafe",
@@ -19,6 +19,8 @@ app.command("eval")(evaluate.evaluate)
 app.command("bench")(bench.bench)
 app.command("demo")(demo.demo)
 app.command("export")(export.export)
+app.command("calibrate")(calibrate.calibrate)
+app.add_typer(site.app, name="site")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,103 @@
+"""``crowdsafe site``: the site file's JSON Schema, and a check that says what the file describes.
+
+``check`` does everything the pipeline will do at start-up (parse, validate, fit every camera,
+map zones onto the cameras) so a bad site file fails here, with the field named, not at 3 am.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import cv2
+import typer
+
+from crowdsafe.cli.errors import user_errors
+from crowdsafe.config.site import Site, load_site, site_json_schema
+from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
+from crowdsafe.measure.zones import profile_book
+
+app = typer.Typer(help="Validate a site file and print its JSON Schema.", no_args_is_help=True)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def probe_size(source: str) -> tuple[int, int] | None:
+    """(width, height) of a local image or video file without keeping the frame; None if unknown."""
+    path = Path(source)
+    if "://" in source or not path.is_file():
+        return None
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        return None if image is None else (image.shape[1], image.shape[0])
+    cap = cv2.VideoCapture(str(path))
+    try:
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        cap.release()
+    return (w, h) if w > 0 and h > 0 else None
+
+
+def site_geometry(site: Site) -> SiteGeometry:
+    """Geometry for a site, reading frame sizes from local sources where the file omits them."""
+    sizes = {}
+    for cam in site.cameras:
+        if cam.calibration.image_size is None and (size := probe_size(site.resolve_source(cam))):
+            sizes[cam.id] = size
+    return build_site_geometry(site, sizes)
+
+
+def summary_lines(geometry: SiteGeometry) -> list[str]:
+    site = geometry.site
+    book = profile_book(geometry)
+    lines = [f"site '{site.name}': {len(site.cameras)} camera(s), {len(site.zones)} zone(s), "
+             f"{len(site.lines)} line(s) - OK"]
+    for cam in site.cameras:
+        cg = geometry.cameras[cam.id]
+        gm, fit = cg.ground_map, cg.fit
+        lo, hi = gm.m2_per_pixel_range()
+        height = f", camera ~{gm.pose.height_m:.1f} m above the floor" if gm.pose is not None else ""
+        lines.append(f"camera {cam.id}: {gm.image_size[0]}x{gm.image_size[1]}, model {cam.model}, every "
+                     f"{cam.sampling.every}; fit {fit.n_inliers}/{len(fit.inliers)} inliers, reprojection "
+                     f"RMS {fit.rms_m:.3f} m, max {fit.max_m:.3f} m; {100 * gm.valid.mean():.0f}% of cells "
+                     "on "
+                     f"usable floor, {lo * 1e4:.1f}-{hi * 1e4:.0f} cm²/pixel{height}")
+    for zone in site.zones:
+        zg = geometry.zones[zone.id]
+        los = book.los_profile(zone.type, zone.los_profile).name
+        cap = f", capacity {zone.capacity}" if zone.capacity is not None else ""
+        exits = ", exits: " + ", ".join(f"{e.name} {e.width_m:g} m {e.kind}" for e in zone.exits) \
+            if zone.exits else ""
+        warn = "  (WARNING: no camera sees it)" if zg.covered_m2 <= 0 else ""
+        lines.append(f"zone {zone.id} ({zone.label}): {zone.type}, {zg.area_m2:.1f} m², coverage "
+                     f"{zg.coverage_pct:.1f}%{cap}, LoS profile {los}{exits}{warn}")
+    for line in site.lines:
+        nx, ny = line.positive_normal()
+        width = line.width_m or line.length_m
+        lines.append(f"line {line.id}: {line.length_m:.1f} m long, width {width:.1f} m, 'in' moves "
+                     f"towards ({nx:+.2f}, {ny:+.2f})")
+    lines.append(f"risk profile {book.risk.name}: " + ", ".join(
+        f"{b.label} <{b.upper:g}" if b.upper != float("inf") else f"{b.label}" for b in book.risk.bands))
+    return lines
+
+
+@app.command("check")
+def check(site_file: Annotated[Path, typer.Argument(help="Site YAML file.")]) -> None:
+    """Validate a site file (schema, ids, polygons, calibrations) and print what it describes."""
+    with user_errors():
+        geometry = site_geometry(load_site(site_file))
+    for line in summary_lines(geometry):
+        typer.echo(line)
+
+
+@app.command("schema")
+def schema(out: Annotated[Path | None, typer.Option(help="Write the schema here instead of stdout.")] = None
+           ) -> None:
+    """Print the site file's JSON Schema (for editors and validation tools)."""
+    text = json.dumps(site_json_schema(), indent=2)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n", encoding="utf-8")
+        typer.echo(f"wrote {out}")

@@ -1,0 +1,393 @@
+"""The site file: cameras, their calibration, zones and lines in metres, safety profiles.
+
+A site is described once, in YAML, by the people who know the venue; every later stage reads
+the typed ``Site``. Mistakes must be caught at load time and reported where they are, because
+a wrong polygon or a swapped point silently produces wrong densities. So every error names the
+field path (``cameras[2].calibration.image_points``) and the reason.
+
+Coordinates: the ground frame is right-handed and metric: x and y in metres on the floor as on
+a map seen from above (x to the right, y up the page, z up out of the floor). Image points are
+pixels (u right, v down, origin at the top-left corner of the top-left pixel).
+
+This module checks what the file *says* (types, ranges, unique ids, polygon validity, point
+counts). Whether a calibration is physically usable (collinear points, mirrored, horizon in the
+floor) is a geometric question answered by ``crowdsafe.geometry.site``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import shapely
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from shapely.validation import explain_validity
+
+from crowdsafe.safety.profiles import (
+    BUILTIN_PROFILES,
+    DEFAULT_LOS_BY_ZONE_TYPE,
+    DEFAULT_RISK_PROFILE,
+    ZoneType,
+)
+
+Point2 = tuple[float, float]
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=128)]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h)\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+class SiteError(ValueError):
+    """The site file is unusable; ``problems`` are 'field.path: reason' lines, all of them."""
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = problems
+        self.source = source
+        prefix = f"{source}: " if source else ""
+        super().__init__("\n".join(prefix + p for p in problems))
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo ('capacitiy') must not silently drop a setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Sampling(_Strict):
+    """How often a camera is counted; counting every frame wastes CPU on near-identical images."""
+
+    every: str = Field("1s", description="interval between counted frames, e.g. '500ms', '5s', '1min'")
+
+    @field_validator("every")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if parse_duration(value) <= 0:
+            raise ValueError("must be a positive duration")
+        return value
+
+    @property
+    def seconds(self) -> float:
+        return parse_duration(self.every)
+
+
+class Calibration(_Strict):
+    """Image↔ground point pairs for the floor plane (at least 4, in general position)."""
+
+    image_points: list[Point2] = Field(description="floor points in the image, pixels [u, v]")
+    ground_points: list[Point2] = Field(description="the same points on the ground, metres [x, y]")
+    image_size: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None = Field(
+        None, description="[width, height] of the frames in pixels; read from the source when omitted")
+    focal_px: float | None = Field(
+        None, gt=0, description="focal length in pixels; if omitted it is estimated from the homography "
+                                "(square pixels, principal point at the image centre) for person heights")
+    principal_point: Point2 | None = Field(None, description="[u, v] pixels; default: image centre")
+    ransac_threshold_m: float = Field(0.5, gt=0, description="RANSAC inlier distance on the ground, metres "
+                                                              "(used when more than 4 pairs are given)")
+    max_cell_area_m2: float = Field(25.0, gt=0, description="density cells covering more ground than this "
+                                                             "are too close to the horizon to count; masked")
+
+
+class Camera(_Strict):
+    id: Identifier
+    source: str = Field(description="video file, image folder or stream URL; relative paths are relative "
+                                    "to the site file")
+    sampling: Sampling = Sampling()
+    calibration: Calibration
+    model: Literal["dense", "sparse", "auto"] = "auto"
+
+
+class Exit(_Strict):
+    name: str
+    width_m: float = Field(gt=0)
+    kind: Literal["level", "stairs"] = "level"
+
+
+class Zone(_Strict):
+    id: Identifier
+    name: str | None = None
+    polygon: list[Point2] = Field(min_length=3, description="ground polygon, metres, [[x, y], ...]")
+    capacity: int | None = Field(None, ge=0, description="people the zone is licensed or planned for")
+    type: ZoneType = "walkway"
+    exits: list[Exit] = []
+    los_profile: str | None = Field(None, description="LoS profile name; default chosen by zone type")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+
+class Line(_Strict):
+    """A gate or counting line on the ground, a→b in metres.
+
+    ``positive`` says which crossing counts as "in": ``left`` (default) means moving from the
+    right-hand side of a→b to its left-hand side, as seen from above with the right-handed
+    ground frame (the left normal of a→b is (-dy, dx)); ``right`` the opposite; or give a
+    vector [nx, ny] pointing the way "in" goes (it must not be parallel to the line).
+    """
+
+    id: Identifier
+    name: str | None = None
+    a: Point2
+    b: Point2
+    width_m: float | None = Field(None, gt=0, description="clear width of the gate for p/m/min; "
+                                                          "default: the length a→b")
+    positive: Literal["left", "right"] | Point2 = "left"
+
+    @property
+    def length_m(self) -> float:
+        return math.hypot(self.b[0] - self.a[0], self.b[1] - self.a[1])
+
+    def positive_normal(self) -> Point2:
+        """Unit normal of the line pointing the way a positive ('in') crossing moves."""
+        dx, dy = self.b[0] - self.a[0], self.b[1] - self.a[1]
+        length = math.hypot(dx, dy)
+        left = (-dy / length, dx / length)
+        if self.positive == "left":
+            return left
+        if self.positive == "right":
+            return (-left[0], -left[1])
+        side = 1.0 if self.positive[0] * left[0] + self.positive[1] * left[1] > 0 else -1.0
+        return (side * left[0], side * left[1])
+
+
+class BandSpec(_Strict):
+    label: str
+    below: float | None = Field(None, gt=0,
+                                description="upper limit in p/m² (exclusive); omit on the last band")
+
+
+class SafetyConfig(_Strict):
+    profiles: dict[str, list[BandSpec]] = Field(
+        {}, description="extra or overriding profiles; built-in: " + ", ".join(sorted(BUILTIN_PROFILES)))
+    los_by_zone_type: dict[ZoneType, str] = Field(
+        dict(DEFAULT_LOS_BY_ZONE_TYPE), description="LoS profile for each zone type")
+    risk_profile: str = DEFAULT_RISK_PROFILE
+
+
+class Staffing(BaseModel):
+    """Placeholder for the staffing policy (later issue): a few typed fields, others kept as given."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    people_per_steward: float | None = Field(None, gt=0)
+    min_stewards: int | None = Field(None, ge=0)
+
+
+class ScheduleEvent(BaseModel):
+    """Placeholder for the event schedule (later issue): name and time span, others kept as given."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+    start: datetime
+    end: datetime | None = None
+    expected_attendance: int | None = Field(None, ge=0)
+
+
+class Site(_Strict):
+    name: str
+    cameras: list[Camera] = Field(min_length=1)
+    zones: list[Zone] = []
+    lines: list[Line] = []
+    safety: SafetyConfig = SafetyConfig()
+    staffing: Staffing | None = None
+    schedule: list[ScheduleEvent] = []
+
+    _base_dir: Path | None = PrivateAttr(None)
+
+    def camera(self, camera_id: str) -> Camera:
+        for cam in self.cameras:
+            if cam.id == camera_id:
+                return cam
+        raise KeyError(f"no camera {camera_id!r} in site {self.name!r}; cameras: "
+                       f"{', '.join(c.id for c in self.cameras)}")
+
+    def resolve_source(self, camera: Camera) -> str:
+        """The camera's source with a relative file path taken relative to the site file."""
+        if "://" in camera.source or self._base_dir is None or Path(camera.source).is_absolute():
+            return camera.source
+        return str(self._base_dir / camera.source)
+
+
+def parse_duration(text: str) -> float:
+    """'5s' -> 5.0, '500ms' -> 0.5, '2min' or '2m' -> 120.0; ValueError otherwise."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use e.g. '500ms', '5s', '2min', '1h')")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def field_path(loc: Iterable[Any]) -> str:
+    """('cameras', 2, 'calibration') -> 'cameras[2].calibration'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _pydantic_problems(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        # Union members add their type name to loc ('tuple[float, float]'); drop those for readability.
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in {"str", "literal"}))]
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (typo?)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        problems.append(f"{field_path(loc)}: {msg[0].lower() + msg[1:]}")
+    return list(dict.fromkeys(problems))
+
+
+def _duplicates(ids: list[str], what: str) -> list[str]:
+    seen: dict[str, int] = {}
+    problems = []
+    for i, ident in enumerate(ids):
+        if ident in seen:
+            problems.append(f"{what}[{i}].id: duplicate id {ident!r} (also {what}[{seen[ident]}])")
+        else:
+            seen[ident] = i
+    return problems
+
+
+def _polygon_problem(points: list[Point2]) -> str | None:
+    poly = shapely.Polygon(points)
+    if not poly.is_valid:
+        reason = explain_validity(poly)
+        if "Self-intersection" in reason or "Ring Self-intersection" in reason:
+            return f"polygon is self-intersecting ({reason}); list the corners in order around the zone"
+        return f"polygon is invalid ({reason})"
+    if poly.area <= 1e-9:
+        return "polygon has zero area"
+    return None
+
+
+def _calibration_problems(i: int, cal: Calibration) -> list[str]:
+    path = f"cameras[{i}].calibration"
+    problems = []
+    n_img, n_gnd = len(cal.image_points), len(cal.ground_points)
+    if n_img != n_gnd:
+        problems.append(f"{path}.ground_points: {n_gnd} ground points for {n_img} image points; "
+                        "they are pairs and must match one to one")
+    for name, pts in (("image_points", cal.image_points), ("ground_points", cal.ground_points)):
+        if len(pts) < 4:
+            problems.append(f"{path}.{name}: need at least 4 non-collinear points, got {len(pts)}")
+        if not np.all(np.isfinite(np.asarray(pts, dtype=float))):
+            problems.append(f"{path}.{name}: points must be finite numbers")
+    if cal.image_size is not None:
+        w, h = cal.image_size
+        outside = [k for k, (u, v) in enumerate(cal.image_points) if not (0 <= u <= w and 0 <= v <= h)]
+        if outside:
+            problems.append(f"{path}.image_points: points {outside} lie outside the {w}x{h} image")
+    return problems
+
+
+def _safety_problems(site: Site) -> list[str]:
+    problems = []
+    names = set(BUILTIN_PROFILES) | set(site.safety.profiles)
+    for name, bands in site.safety.profiles.items():
+        path = f"safety.profiles.{name}"
+        if not bands:
+            problems.append(f"{path}: needs at least one band")
+            continue
+        limits = [b.below for b in bands]
+        if limits[-1] is not None or any(lim is None for lim in limits[:-1]):
+            problems.append(f"{path}: every band but the last needs 'below'; the last must not have it")
+        elif any(not a < b for a, b in itertools.pairwise(limits[:-1])):
+            problems.append(f"{path}: band limits must increase, got {limits[:-1]}")
+        labels = [b.label for b in bands]
+        if len(set(labels)) != len(labels):
+            problems.append(f"{path}: band labels repeat: {labels}")
+    for ztype, name in site.safety.los_by_zone_type.items():
+        if name not in names:
+            problems.append(f"safety.los_by_zone_type.{ztype}: unknown profile {name!r}; "
+                            f"known: {sorted(names)}")
+    if site.safety.risk_profile not in names:
+        problems.append(f"safety.risk_profile: unknown profile {site.safety.risk_profile!r}; "
+                        f"known: {sorted(names)}")
+    for i, zone in enumerate(site.zones):
+        if zone.los_profile is not None and zone.los_profile not in names:
+            problems.append(f"zones[{i}].los_profile: unknown profile {zone.los_profile!r}; "
+                            f"known: {sorted(names)}")
+    return problems
+
+
+def site_problems(site: Site) -> list[str]:
+    """Cross-field checks pydantic's per-field types cannot express, each with its field path."""
+    problems = _duplicates([c.id for c in site.cameras], "cameras")
+    problems += _duplicates([z.id for z in site.zones], "zones")
+    problems += _duplicates([ln.id for ln in site.lines], "lines")
+    for i, cam in enumerate(site.cameras):
+        problems += _calibration_problems(i, cam.calibration)
+    for i, zone in enumerate(site.zones):
+        if (reason := _polygon_problem(zone.polygon)) is not None:
+            problems.append(f"zones[{i}].polygon: {reason}")
+        names = [e.name for e in zone.exits]
+        if len(set(names)) != len(names):
+            problems.append(f"zones[{i}].exits: exit names repeat: {names}")
+    for i, line in enumerate(site.lines):
+        if line.length_m < 0.05:
+            problems.append(f"lines[{i}]: a and b are {line.length_m:.3f} m apart; a line needs two distinct "
+                            "ends (at least 5 cm)")
+            continue
+        if not isinstance(line.positive, str):
+            nx, ny = line.positive
+            dx, dy = line.b[0] - line.a[0], line.b[1] - line.a[1]
+            if math.hypot(nx, ny) == 0 or abs(-dy * nx + dx * ny) < 1e-6 * math.hypot(nx, ny) * line.length_m:
+                problems.append(f"lines[{i}].positive: direction {list(line.positive)} is parallel to the "
+                                "line (or zero); it must point across it")
+    for i, event in enumerate(site.schedule):
+        if event.end is not None and event.end <= event.start:
+            problems.append(f"schedule[{i}].end: must be after start")
+    return problems + _safety_problems(site)
+
+
+def parse_site(data: Any, source: str | None = None, base_dir: Path | None = None) -> Site:
+    """A validated Site from already-parsed YAML/JSON data; SiteError lists every problem."""
+    if not isinstance(data, dict):
+        raise SiteError([f"(top level): expected a mapping with name, cameras, zones, ...; got "
+                         f"{type(data).__name__}"], source)
+    try:
+        site = Site.model_validate(data)
+    except ValidationError as exc:
+        raise SiteError(_pydantic_problems(exc), source) from None
+    problems = site_problems(site)
+    if problems:
+        raise SiteError(problems, source)
+    site._base_dir = base_dir
+    return site
+
+
+def load_site(path: str | Path) -> Site:
+    """Read and validate a site file; SiteError names the field path and reason of each problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SiteError(["file not found"], str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SiteError([f"cannot read: {exc}"], str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise SiteError([f"invalid YAML at {where}{reason}"], str(path)) from None
+    return parse_site(data, str(path), path.resolve().parent)
+
+
+def site_json_schema() -> dict[str, Any]:
+    """JSON Schema of the site file, for editors and for documentation."""
+    schema = Site.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "crowdsafe site file"
+    return schema

@@ -1,0 +1,1 @@
+"""Measurements from density maps: zone readings, line flow, people-free backgrounds."""

@@ -1,0 +1,119 @@
+"""Zone readings: people, people per m², Level of Service and risk band, per zone per moment.
+
+All geometry was done once (``geometry.site``): here a zone's count is a weighted sum of the
+density maps, Σ cameras Σ cells density × zone coverage × ownership weight, so a person seen
+by two cameras is counted once and a cell half inside a zone counts half.
+
+Density is count / covered area (the part of the zone some camera sees), not the zone's full
+area: an unseen corner holds an unknown number of people, and dividing by it would report a
+half-watched zone as half as crowded. ``coverage_pct`` says how much of the zone that is.
+
+Uncertainty: if the counter gives a (low, high) interval for a camera's whole-image count, or a
+relative error, each zone's share of that camera's count gets the same relative interval;
+cameras' intervals add (treated as fully correlated, which is the cautious choice for one model).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from crowdsafe.counting.counter import DensityResult
+from crowdsafe.geometry.site import SiteGeometry
+from crowdsafe.safety.profiles import Profile, ProfileBook
+
+Interval = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class ZoneReading:
+    zone_id: str
+    ts: float  # UTC epoch seconds of the frames
+    count: float
+    area_m2: float  # the zone's area in the site file
+    covered_m2: float  # the part of it seen by some camera
+    density: float  # people per m² of covered area; NaN when nothing is covered
+    los: str | None
+    risk: str | None
+    coverage_pct: float
+    interval: Interval | None = None  # (low, high) people, when the counter gave one
+
+    def as_row(self) -> dict[str, object]:
+        """Columns of the store's ``zone_readings`` table."""
+        low, high = self.interval if self.interval is not None else (None, None)
+        return {"zone_id": self.zone_id, "ts": self.ts, "count": self.count, "count_low": low,
+                "count_high": high, "area_m2": self.area_m2,
+                "density": None if math.isnan(self.density) else self.density,
+                "los": self.los, "risk": self.risk, "coverage_pct": self.coverage_pct}
+
+
+def profile_book(geometry: SiteGeometry) -> ProfileBook:
+    """The site's LoS/risk profiles: built-ins plus the site file's own."""
+    safety = geometry.site.safety
+    custom = {name: Profile.from_limits(name, [b.label for b in bands], [b.below for b in bands[:-1]])
+              for name, bands in safety.profiles.items()}
+    return ProfileBook.build(custom, dict(safety.los_by_zone_type), safety.risk_profile)
+
+
+def _camera_interval(result: DensityResult, interval: Interval | None,
+                     rel_error: float | None) -> Interval | None:
+    """(low, high) as fractions of this camera's count."""
+    if interval is not None:
+        total = result.count
+        if total <= 0:
+            return (1.0, 1.0)
+        return (interval[0] / total, interval[1] / total)
+    if rel_error is not None:
+        return (max(1.0 - rel_error, 0.0), 1.0 + rel_error)
+    return None
+
+
+def zone_readings(geometry: SiteGeometry, results: Mapping[str, DensityResult], ts: float, *,
+                  intervals: Mapping[str, Interval] | None = None,
+                  relative_error: float | Mapping[str, float] | None = None,
+                  profiles: ProfileBook | None = None) -> list[ZoneReading]:
+    """One reading per zone from the cameras' density maps taken at (about) ``ts``.
+
+    Cameras missing from ``results`` contribute nothing (their floor counts as unseen for this
+    reading, which lowers coverage_pct). ``intervals`` gives per camera (low, high) of its count;
+    ``relative_error`` a fraction (one for all cameras or per camera id).
+    """
+    book = profiles or profile_book(geometry)
+    fractions: dict[str, Interval | None] = {}
+    for cid, result in results.items():
+        cam = geometry.cameras.get(cid)
+        if cam is None:
+            raise ValueError(f"density map for unknown camera {cid!r}; "
+                             f"site cameras: {sorted(geometry.cameras)}")
+        expected = cam.ground_map.shape
+        if result.density.shape != expected or result.cell != cam.ground_map.cell:
+            w, h = cam.ground_map.image_size
+            raise ValueError(f"camera {cid}: density map {result.density.shape} (cell {result.cell}) "
+                             f"does not match the {w}x{h} calibration ({expected}, cell "
+                             f"{cam.ground_map.cell}); is the frame size right?")
+        rel = relative_error.get(cid) if isinstance(relative_error, Mapping) else relative_error
+        fractions[cid] = _camera_interval(result, (intervals or {}).get(cid), rel)
+    with_interval = any(f is not None for f in fractions.values())
+
+    readings = []
+    for zid, zg in geometry.zones.items():
+        count = low = high = 0.0
+        for cid, result in results.items():
+            part = float(np.sum(result.density * geometry.cameras[cid].zone_weights[zid], dtype=np.float64))
+            count += part
+            lo_f, hi_f = fractions[cid] or (1.0, 1.0)
+            low, high = low + part * lo_f, high + part * hi_f
+        covered = zg.covered_m2 if len(results) == len(geometry.cameras) else sum(
+            geometry.cameras[cid].zone_owned_m2[zid] for cid in results)
+        density = count / covered if covered > 0 else math.nan
+        los = book.los_profile(zg.zone.type, zg.zone.los_profile).classify(density)
+        readings.append(ZoneReading(
+            zone_id=zid, ts=ts, count=count, area_m2=zg.area_m2, covered_m2=covered, density=density,
+            los=los, risk=book.risk.classify(density),
+            coverage_pct=100.0 * covered / zg.area_m2 if zg.area_m2 > 0 else 0.0,
+            interval=(low, high) if with_interval else None))
+    return readings
+
