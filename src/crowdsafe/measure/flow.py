@@ -33,8 +33,16 @@ class LineFlux:
         return self.positive_per_s - self.negative_per_s
 
 
-def optical_flow(prev_bgr: np.ndarray, next_bgr: np.ndarray, dt_s: float) -> np.ndarray:
-    """Velocity (H, W, 2) in original-image pixels per second, by OpenCV's DIS flow."""
+def optical_flow(prev_bgr: np.ndarray, next_bgr: np.ndarray, dt_s: float,
+                 spread_px: float = 12.0, moving_px: float = 0.5) -> np.ndarray:
+    """Velocity (H, W, 2) in original-image pixels per second, by OpenCV's DIS flow.
+
+    The counter's density is a blurred estimate of where heads are, wider than the moving
+    pixels of a person, so the velocity of moving pixels (faster than ``moving_px`` per frame)
+    is spread over ``spread_px`` (Gaussian sigma) by normalised convolution. Without it, most of
+    a walking person's density mass sits on still background pixels and the flux comes out
+    far too low (about 0.4 of the truth on the sample video).
+    """
     if dt_s <= 0:
         raise ValueError("frames of a flow pair must be in time order")
     h, w = prev_bgr.shape[:2]
@@ -44,7 +52,13 @@ def optical_flow(prev_bgr: np.ndarray, next_bgr: np.ndarray, dt_s: float) -> np.
     b = cv2.cvtColor(cv2.resize(next_bgr, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
     dis = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     flow = dis.calc(a, b, None)
-    flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
+    if spread_px > 0:
+        moving = (np.linalg.norm(flow, axis=2) > moving_px * scale).astype(np.float32)
+        sigma = spread_px * scale
+        weight = cv2.GaussianBlur(moving, (0, 0), sigma)
+        spread = cv2.GaussianBlur(flow * moving[:, :, None], (0, 0), sigma)
+        flow = np.where(weight[:, :, None] > 1e-3, spread / np.maximum(weight, 1e-3)[:, :, None], 0.0)
+    flow = cv2.resize(flow.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     return flow * (1.0 / (scale * dt_s))
 
 
