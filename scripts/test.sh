@@ -2,7 +2,7 @@
 # Quick start, command 2: the whole test suite (lint + tests), from a clean clone or an existing venv.
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 # Real servers the tests start on 127.0.0.1: PostgreSQL for the store, GStreamer's RTSP server for streams.
-ensure_system_packages postgresql python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good \
+ensure_system_packages chromium postgresql python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good \
   gstreamer1.0-libav
 ensure_venv "[dev]"
 cd "$ROOT"

@@ -16,6 +16,7 @@ from crowdsafe.counting.engines import ENGINES, PRECISIONS, EngineName, Precisio
 
 #: The public dev set, when this runs inside a checkout that has the shared data next to it.
 DEFAULT_DRIFT_DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "crowd"
+_DRIFT_DEFAULT = DEFAULT_DRIFT_DATA if DEFAULT_DRIFT_DATA.is_dir() else None
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -40,14 +41,19 @@ def _choices(values: list[str] | None, allowed: tuple[str, ...], what: str) -> l
 
 def render(report: BenchReport, console: Console) -> None:
     table = Table(title="crowdsafe bench (CSRNet, batch 1)")
+    notes: list[str] = []
     for col in ("engine", "precision", "size", "frames/s", "s/frame (min-max)", "GFLOP/s",
                 "% fp32 peak", "count drift"):
-        table.add_column(col, justify="right" if col not in ("engine", "precision") else "left")
+        left = col in ("engine", "precision")
+        table.add_column(col, justify="left" if left else "right", no_wrap=True)
     for r in report.rows:
         size = f"{r.width}x{r.height}"
         if not r.available:
+            note = f"{r.engine} {r.precision}: {r.reason}"
+            if note not in notes:
+                notes.append(note)
             table.add_row(r.engine, r.precision, size, "[yellow]unavailable[/]",
-                          f"[dim]{r.reason}[/]", "", "", "")
+                          f"see note {notes.index(note) + 1}", "", "", "")
             continue
         spread = f"{r.seconds_median:.2f} ({r.seconds_min:.2f}-{r.seconds_max:.2f})"
         drift = "fp32 ref" if r.precision == "fp32" else (
@@ -55,6 +61,8 @@ def render(report: BenchReport, console: Console) -> None:
         table.add_row(r.engine, r.precision, size, f"{r.fps:.2f}", spread, f"{r.gflops:.0f}",
                       f"{r.pct_of_peak:.0f} %" if r.pct_of_peak is not None else "", drift)
     console.print(table)
+    for i, note in enumerate(notes, 1):
+        console.print(f"note {i}: {note}", highlight=False)
     m = report.machine
     console.print(f"machine: {m['cpu']}, {m['cores']} logical cores, load {m['load_avg_1m_at_start']}"
                   f" at start; fp32 peak {report.peak_gflops:.0f} GFLOP/s ({report.peak_method})")
@@ -63,7 +71,8 @@ def render(report: BenchReport, console: Console) -> None:
 
 
 def bench(
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report here as JSON.")] = None,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the report here as JSON.")] = None,
     engines: Annotated[list[str] | None, typer.Option("--engine", "-e",
                        help=f"Engines to run (repeat or comma-separate): {', '.join(ENGINES)}.")] = None,
     precisions: Annotated[list[str] | None, typer.Option("--precision", "-p",
@@ -73,23 +82,26 @@ def bench(
     repeats: Annotated[int, typer.Option(min=1, help="Timed runs per cell (median reported).")] = 3,
     threads: Annotated[int | None, typer.Option(help="Engine threads (default: all cores).")] = None,
     drift_data: Annotated[Path | None, typer.Option(
-        help="Folder of dataset folders of crowd images for count drift vs fp32.")] = (
-        DEFAULT_DRIFT_DATA if DEFAULT_DRIFT_DATA.is_dir() else None),
+        help="Folder of dataset folders of crowd images for count drift vs fp32.")] = _DRIFT_DEFAULT,
     drift_images: Annotated[int, typer.Option(
         help="Images per dataset for drift (0 = all).", min=0)] = 5,
+    drift_max_side: Annotated[int, typer.Option(
+        help="Downscale drift images to this longer side.", min=64)] = 1024,
     quick: Annotated[bool, typer.Option(help="640x360 only, 1 timed run, 2 drift images per "
-                                        "dataset: a smoke test, not a measurement.")] = False,
+                                        "dataset at <=512 px: a smoke test, not a measurement.")] = False,
 ) -> None:
     """Measure speed and int8/bf16 count drift of every engine x precision on this machine."""
     size_list = [_parse_size(s) for s in sizes] if sizes else list(SIZES)
     if quick:
-        size_list, repeats, drift_images = [(640, 360)], 1, min(drift_images or 2, 2)
+        size_list, repeats = [(640, 360)], 1
+        drift_images, drift_max_side = min(drift_images or 2, 2), min(drift_max_side, 512)
     engine_list: list[EngineName] = _choices(engines, ENGINES, "engine")  # type: ignore[assignment]
     precision_list: list[Precision] = _choices(precisions, PRECISIONS, "precision")  # type: ignore[assignment]
-    console = Console()
+    # a pipe or CI log is 80 columns by default, too narrow for the table
+    console = Console(width=None if Console().is_terminal else 130)
     config = BenchConfig(engines=engine_list, precisions=precision_list, sizes=size_list,
                          repeats=repeats, threads=threads, drift_data=drift_data,
-                         drift_images=drift_images or None)
+                         drift_images=drift_images or None, drift_max_side=drift_max_side)
     with user_errors(), console.status("benchmarking") as status:
         report = run_bench(config, progress=lambda msg: status.update(msg))
     render(report, console)

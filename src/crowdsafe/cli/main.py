@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from crowdsafe.cli import bench, calibrate, count, demo, evaluate, export, models, site
+import crowdsafe.cli.forecast as forecast
+import crowdsafe.cli.simulate as simulate
+from crowdsafe.cli import bench, calibrate, count, demo, evaluate, export, models, run, serve, site, token
 
 app = typer.Typer(
     name="crowdsafe",
@@ -21,6 +23,11 @@ app.command("demo")(demo.demo)
 app.command("export")(export.export)
 app.command("calibrate")(calibrate.calibrate)
 app.add_typer(site.app, name="site")
+app.command("run")(run.run)
+app.command("serve")(serve.serve)
+app.add_typer(token.app, name="token")
+app.add_typer(forecast.app, name="forecast")
+app.command("simulate")(simulate.simulate)
 
 
 if __name__ == "__main__":

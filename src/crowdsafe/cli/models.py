@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from crowdsafe.cli.errors import user_errors
+from crowdsafe.cli.errors import fail, user_errors
 from crowdsafe.counting import weights
 
 app = typer.Typer(help="Fetch, verify and inspect model weights.", no_args_is_help=True)
@@ -56,6 +56,10 @@ def calibrate(
     """Regenerate the int8 activation-scale plan from crowd images (fp32 run, ONNX Runtime)."""
     from crowdsafe.counting import calibrate as cal
 
+    evaluation = [d for d in images_dirs if d.resolve().parent.name == "crowd"]
+    if evaluation:  # shared/data/crowd is the dev/test set; tuning on it inflates our drift claims
+        raise fail(f"{', '.join(map(str, evaluation))} is evaluation data (shared/data/crowd); "
+                   "calibrate on the TRAIN splits in shared/data/crowd-train instead")
     keep = keep_float or list(cal.DEFAULT_KEEP_FLOAT)
     with user_errors():
         plan = cal.calibrate(images_dirs, out, images=images, method=method, keep_float=keep,

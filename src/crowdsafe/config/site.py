@@ -20,14 +20,22 @@ import itertools
 import math
 import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import shapely
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from shapely.validation import explain_validity
 
 from crowdsafe.safety.profiles import (
@@ -172,21 +180,78 @@ class SafetyConfig(_Strict):
 
 
 class Staffing(BaseModel):
-    """Placeholder for the staffing policy (later issue): a few typed fields, others kept as given."""
+    """Staffing policy: how many stewards and medics a forecast crowd needs.
+
+    No standard fixes these ratios: venues, licensing authorities and guidance (e.g. the UK
+    Green Guide's "adequate numbers") leave them to a risk assessment, so every number here is
+    the site's policy, never a built-in truth. A zone's stewards in a time slot are
+    ``max(min_stewards, ceil(people / people_per_steward for its type))`` plus
+    ``extra_by_los[band]`` for the zone's forecast Level-of-Service band; a closed zone (forecast
+    below ``open_at_people``) needs none. Medics are site-wide: ``max(min_medics,
+    ceil(total people / people_per_medic))``. ``people`` is the forecast bound named by
+    ``forecast_bound`` (an upper bound, because being short-staffed is the costly error).
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    people_per_steward: float | None = Field(None, gt=0)
-    min_stewards: int | None = Field(None, ge=0)
+    people_per_steward: float | None = Field(None, gt=0, description="default people per steward, for "
+                                                                      "zone types without their own ratio")
+    min_stewards: int | None = Field(None, ge=0, description="stewards in every open zone, however empty")
+    people_per_steward_by_type: dict[ZoneType, Annotated[float, Field(gt=0)]] = Field(
+        {}, description="people per steward by zone type, e.g. {queue: 100, walkway: 250, standing: 200}")
+    extra_by_los: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        {}, description="extra stewards per zone when its forecast density is in this LoS band, "
+                        "e.g. {D: 1, E: 2, F: 4}")
+    people_per_medic: float | None = Field(None, gt=0, description="site-wide: one medic per this many "
+                                                                   "people on site")
+    min_medics: int = Field(0, ge=0, description="medics on duty whenever anyone is on site")
+    forecast_bound: Literal["mean", "hi80", "hi95"] = Field(
+        "hi80", description="which forecast value staffing is planned from")
+    open_at_people: float = Field(1.0, ge=0, description="a zone forecast to hold fewer people than this "
+                                                         "is treated as closed (no stewards)")
+
+    def steward_ratio(self, zone_type: str) -> float | None:
+        """People per steward for a zone type; None when the policy gives no ratio at all."""
+        return self.people_per_steward_by_type.get(zone_type, self.people_per_steward)
 
 
 class ScheduleEvent(BaseModel):
-    """Placeholder for the event schedule (later issue): name and time span, others kept as given."""
+    """One event of the day; its times shape the forecast (ingress before start, egress after end).
+
+    Times without a UTC offset are read as UTC (readings are stored in UTC epoch seconds); write
+    ``2026-06-01T19:00:00+02:00`` for local time. ``doors_open`` is when people may enter (arrivals
+    before it queue); ``breaks`` are intervals (half-time, intermission) when part of the audience
+    moves to walkways, bars and toilets; ``zones`` limits the event to some zones (default: all).
+    ``arrival_mean_min`` is how long before ``start`` the average person arrives and
+    ``egress_min`` the time constant of leaving after ``end``: both tune the schedule profile.
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
     name: str
     start: datetime
     end: datetime | None = None
     expected_attendance: int | None = Field(None, ge=0)
+    doors_open: datetime | None = None
+    breaks: list[tuple[datetime, datetime]] = Field([], description="[[start, end], ...] of each break")
+    zones: list[str] | None = None
+    arrival_mean_min: float = Field(35.0, gt=0)
+    egress_min: float = Field(8.0, gt=0)
+
+    @staticmethod
+    def epoch(value: datetime) -> float:
+        """UTC epoch seconds; a time without offset is UTC (see the class docstring)."""
+        return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
+
+    @model_validator(mode="after")
+    def _times_in_order(self) -> ScheduleEvent:
+        start = self.epoch(self.start)
+        if self.doors_open is not None and self.epoch(self.doors_open) > start:
+            raise ValueError("doors_open must not be after start")
+        if self.breaks and self.end is None:
+            raise ValueError("breaks need an end time for the event")
+        for b_start, b_end in self.breaks:
+            if not start <= self.epoch(b_start) < self.epoch(b_end) <= self.epoch(self.end):
+                raise ValueError("each break must lie within start..end and end after it starts")
+        return self
 
 
 class Site(_Strict):

@@ -1,0 +1,52 @@
+"""The few reads ``Store`` has no method for: one alert, alert changes and rows since a time.
+
+Kept here, read-only, so the store's interface stays what the writers need; they use the same
+tables through the store's engine and so work on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, or_, select
+
+from crowdsafe.store import Store
+from crowdsafe.store.schema import READING_TABLES, alerts
+
+
+def alert(store: Store, alert_id: str) -> dict[str, Any] | None:
+    with store.engine.connect() as conn:
+        row = conn.execute(select(alerts).where(alerts.c.alert_id == alert_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def alerts_changed_since(store: Store, since: float, limit: int = 1_000) -> list[dict[str, Any]]:
+    """Alerts raised, acknowledged or cleared at or after ``since``."""
+    stmt = (select(alerts).where(or_(alerts.c.raised_ts >= since, alerts.c.acknowledged_ts >= since,
+                                     alerts.c.cleared_ts >= since))
+            .order_by(alerts.c.raised_ts).limit(limit))
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def alert_list(store: Store, state: str | None, limit: int) -> list[dict[str, Any]]:
+    stmt = select(alerts).order_by(alerts.c.raised_ts.desc()).limit(limit)
+    if state:
+        stmt = stmt.where(alerts.c.state == state)
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def newest_ts(store: Store, table_name: str) -> float | None:
+    table, _ = READING_TABLES[table_name]
+    with store.engine.connect() as conn:
+        value = conn.execute(select(func.max(table.c.ts))).scalar()
+    return None if value is None else float(value)
+
+
+def newest_alert_ts(store: Store) -> float | None:
+    cols = (alerts.c.raised_ts, alerts.c.acknowledged_ts, alerts.c.cleared_ts)
+    with store.engine.connect() as conn:
+        values = conn.execute(select(*[func.max(c) for c in cols])).one()
+    present = [float(v) for v in values if v is not None]
+    return max(present) if present else None

@@ -1,0 +1,45 @@
+"""Latest flow per configured counting line, and bucketed history."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
+
+from crowdsafe.api import shape
+from crowdsafe.api.auth import Principal, viewer
+from crowdsafe.api.context import api_state
+from crowdsafe.api.params import TimeRange, time_range
+
+router = APIRouter(prefix="/api/lines", tags=["lines"])
+LineId = Annotated[str, Path(max_length=128)]
+
+
+@router.get("", summary="Latest flow of every line")
+def lines(request: Request, _: Annotated[Principal, Depends(viewer)]) -> list[dict[str, Any]]:
+    state = api_state(request)
+    view = state.site_view
+    latest = {r["line_id"]: r for r in state.store.latest("line_readings") if r["line_id"] in view.line_ids}
+    now = time.time()
+    return [{**info, "reading": shape.line_reading(latest[info["id"]], now) if info["id"] in latest else None}
+            for info in view.payload["lines"]]
+
+
+@router.get("/{line_id}/history", summary="Line flow per time bucket")
+def line_history(request: Request, line_id: LineId, _: Annotated[Principal, Depends(viewer)],
+                 span: Annotated[TimeRange, Depends(time_range)]) -> dict[str, Any]:
+    """Per bucket the mean of each reading's in/out counts and flow (p/m/min): readings may have
+    different periods, so means, not sums, are comparable across buckets."""
+    state = api_state(request)
+    if line_id not in state.site_view.line_ids:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such line")
+    series = {col: {b: (mean, hi) for b, mean, _lo, hi in state.store.history(
+        "line_readings", line_id, col, span.start, span.end, span.resolution_s)}
+        for col in ("in_count", "out_count", "flow_pmm")}
+    points = [{"ts": b, "in_count": round(mean_in, 2), "out_count": round(series["out_count"][b][0], 2),
+               "flow_pmm": round(series["flow_pmm"][b][0], 2) if b in series["flow_pmm"] else None,
+               "flow_pmm_max": round(series["flow_pmm"][b][1], 2) if b in series["flow_pmm"] else None}
+              for b, (mean_in, _) in sorted(series["in_count"].items())]
+    return {"line_id": line_id, "start": span.start, "end": span.end, "resolution_s": span.resolution_s,
+            "points": points}

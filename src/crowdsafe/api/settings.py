@@ -1,0 +1,56 @@
+"""Everything the API needs to start, in one frozen value the CLI and the runner both build."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crowdsafe.config.site import Site
+
+#: Same default as ``crowdsafe run``, so ``serve`` finds the runner's store, tokens and backgrounds.
+DEFAULT_STATE_DIR = Path("crowdsafe-state")
+TOKENS_FILE = "tokens.json"
+BACKGROUNDS_DIR = "backgrounds"
+
+
+@dataclass(frozen=True)
+class RuntimeStats:
+    """What only a runner in the same process knows; exported as metrics when a provider is given."""
+
+    pipeline_latency_s: Mapping[str, float] = field(default_factory=dict)  # camera id -> last frame's
+    queue_depth: int | None = None
+    dropped: Mapping[str, int] = field(default_factory=dict)  # camera id -> samples replaced unprocessed
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    site_file: Path
+    store: str | None = None  # SQLite path or URL; default: crowdsafe.sqlite in the state dir
+    state_dir: Path = DEFAULT_STATE_DIR
+    host: str = "127.0.0.1"
+    port: int = 8080
+    site: Site | None = None  # already loaded (the runner has it); else read from site_file
+    cors_origins: tuple[str, ...] = ()  # empty: no CORS headers at all, browsers block other origins
+    max_body_bytes: int = 64 * 1024
+    auth_fail_limit: int = 10  # failed authentications per client address within the window ...
+    auth_fail_window_s: float = 60.0  # ... before it gets 429 for the rest of the window
+    sse_poll_s: float = 1.0
+    sse_heartbeat_s: float = 15.0
+    sse_queue_size: int = 512  # events a slow client may fall behind before it is disconnected
+    sse_max_clients: int = 256
+    sse_lookback_s: float = 10.0  # rows arriving late (older ts than the newest seen) within this window
+    runtime_stats: Callable[[], RuntimeStats] | None = None
+    log_level: str = "info"
+
+    @property
+    def store_target(self) -> str:
+        return self.store or str(self.state_dir / "crowdsafe.sqlite")
+
+    @property
+    def tokens_file(self) -> Path:
+        return self.state_dir / TOKENS_FILE
+
+    @property
+    def backgrounds_dir(self) -> Path:
+        return self.state_dir / BACKGROUNDS_DIR

@@ -1,0 +1,44 @@
+"""Readings as the API sends them, identical over REST and SSE so the dashboard merges either."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from crowdsafe.api.siteview import SiteView
+
+
+def _r(value: Any, digits: int = 3) -> Any:
+    return round(value, digits) if isinstance(value, float) else value
+
+
+def zone_reading(view: SiteView, row: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    info = view.zone_info(row["zone_id"])
+    capacity = info["capacity"]
+    now = time.time() if now is None else now
+    return {
+        "zone_id": row["zone_id"], "ts": row["ts"], "age_s": round(max(0.0, now - row["ts"]), 1),
+        "count": _r(row["count"], 2), "count_low": _r(row.get("count_low"), 2),
+        "count_high": _r(row.get("count_high"), 2), "area_m2": _r(row.get("area_m2"), 2),
+        "density": _r(row.get("density"), 4), "los": row.get("los"), "risk": row.get("risk"),
+        "coverage_pct": _r(row.get("coverage_pct"), 1), "capacity": capacity,
+        "occupancy_pct": round(100.0 * row["count"] / capacity, 1) if capacity else None,
+    }
+
+
+def line_reading(row: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    return {"line_id": row["line_id"], "ts": row["ts"], "age_s": round(max(0.0, now - row["ts"]), 1),
+            "period_s": _r(row["period_s"]), "in_count": _r(row["in_count"], 2),
+            "out_count": _r(row["out_count"], 2), "flow_pmm": _r(row.get("flow_pmm"), 2)}
+
+
+def camera_health(row: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    return {"camera_id": row["camera_id"], "ts": row["ts"], "age_s": round(max(0.0, now - row["ts"]), 1),
+            "status": row["status"], "fps": _r(row.get("fps"), 2), "last_frame_ts": row.get("last_frame_ts"),
+            "errors": row.get("errors"), "message": row.get("message")}
+
+
+def alert(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: _r(v) if k == "value" else v for k, v in row.items()}

@@ -1,0 +1,147 @@
+"""``crowdsafe forecast``: backtest the occupancy forecast, and plan staffing from a store.
+
+``backtest`` runs on synthetic event days (no real event data ships), by default at the bundled
+demo site with the demo schedule; ``staffing`` forecasts every zone of a site from its stored
+readings and applies the site file's staffing policy.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from crowdsafe.cli.console import stdout_console
+from crowdsafe.cli.errors import fail, user_errors
+from crowdsafe.config.site import Site, load_site
+from crowdsafe.forecast.backtest import backtest as run_backtest
+from crowdsafe.forecast.backtest import table_rows
+from crowdsafe.forecast.forecaster import KEEP_MIN, forecast_site
+from crowdsafe.forecast.model import ForecastDependencyError, cached_site_model
+from crowdsafe.forecast.staffing import StaffingPlan, plan_staffing
+from crowdsafe.store.store import StoreError, open_store
+
+app = typer.Typer(help="Occupancy forecasts: backtest them, plan staffing from them.", no_args_is_help=True)
+
+
+def demo_site_path() -> Path:
+    return Path(str(resources.files("crowdsafe") / "data" / "demo_site.yaml"))
+
+
+def _load(site_path: Path | None) -> Site:
+    return load_site(site_path or demo_site_path())
+
+
+@app.command()
+def backtest(
+    days: Annotated[int, typer.Option(
+        min=1, max=60, help="Test days (each a fresh synthetic event day).")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the test days.")] = 1,
+    site_path: Annotated[Path | None, typer.Option(
+        "--site", help="Site file; default the bundled demo site (demo schedule if it has none).")] = None,
+    methods: Annotated[str, typer.Option(
+        help="Comma-separated: naive, profile, gbm, ets.")] = "naive,profile,gbm",
+    train_days: Annotated[int, typer.Option(min=1, help="Synthetic days to train on.")] = 12,
+    calib_days: Annotated[int, typer.Option(
+        min=1, help="Synthetic days to calibrate intervals on.")] = 10,
+    every: Annotated[int, typer.Option(min=1, help="Minutes between forecast origins.")] = 5,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as JSON here.")] = None,
+) -> None:
+    """Rolling-origin backtest: MAE, MASE and 80/95 % interval coverage per horizon."""
+    with user_errors():
+        site = _load(site_path)
+        try:
+            result = run_backtest(site, days=days, seed=seed, methods=[m.strip() for m in methods.split(",")],
+                                  every_min=every, train_days=train_days, calib_days=calib_days)
+        except ForecastDependencyError as exc:
+            raise fail(str(exc)) from None
+    table = Table(title=f"forecast backtest: {days} day(s), seed {seed}, zones {', '.join(result.zones)}")
+    for col in ("method", "h min", "MAE", "MASE", "rMAE_sn", "cover80 %", "cover95 %"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for row in table_rows(result):
+        table.add_row(*row)
+    console = stdout_console()
+    console.print(table)
+    console.print("MASE: MAE / MAE of the naive (last one-minute reading) at the same horizon; rMAE_sn: "
+                  "MAE / MAE of the seasonal naive (previous event day, same clock time). "
+                  f"{result.seconds:.1f} s.")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result.as_dict(), indent=2))
+
+
+def _hhmm(ts: float) -> str:
+    return time.strftime("%H:%M", time.gmtime(ts))
+
+
+def print_plan(plan: StaffingPlan) -> None:
+    table = Table(title=f"staffing from {plan.bound}, issued {_hhmm(plan.issued_ts)} UTC, "
+                        f"{plan.slot_minutes}-min slots")
+    for col in ("zone", "slot (UTC)", "people", "p/m²", "LoS", "stewards", "medics"):
+        table.add_column(col, justify="left" if col in {"zone", "slot (UTC)"} else "right")
+    for z in plan.zones:
+        table.add_row(z.zone_id, f"{_hhmm(z.slot_start_ts)}-{_hhmm(z.slot_end_ts)}", f"{z.people:.0f}",
+                      "-" if z.density is None else f"{z.density:.2f}", z.los or "-", str(z.stewards), "")
+    for s in plan.site:
+        table.add_row("[bold]site[/]", f"{_hhmm(s.slot_start_ts)}-{_hhmm(s.slot_end_ts)}", f"{s.people:.0f}",
+                      "", "", str(s.stewards), str(s.medics))
+    stdout_console().print(table)
+
+
+@app.command()
+def staffing(
+    site_path: Annotated[Path, typer.Argument(metavar="SITE.yaml", help="Site file with a staffing policy.")],
+    store: Annotated[str, typer.Option(help="Store: SQLite file or postgresql:// URL.")] = "crowdsafe.sqlite",
+    at: Annotated[float | None, typer.Option(
+        help="Plan as of this UTC epoch time; default the newest reading in the store.")] = None,
+    slot: Annotated[int, typer.Option(min=1, max=60, help="Slot length, minutes.")] = 15,
+    bound: Annotated[str | None, typer.Option(
+        help="Forecast bound to staff for: mean, hi80, hi95; default the policy's.")] = None,
+    method: Annotated[str, typer.Option(help="Forecast method: gbm, profile or naive.")] = "gbm",
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the plan as CSV here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the plan as JSON here.")] = None,
+) -> None:
+    """Forecast every zone from the store and plan stewards per zone and medics per slot."""
+    with user_errors():
+        site = load_site(site_path)
+        if site.staffing is None:
+            raise fail(f"{site_path}: no 'staffing' policy in the site file")
+        try:
+            db = open_store(store)
+            try:
+                if at is None:
+                    newest = [r["ts"] for r in db.latest("zone_readings")]
+                    if not newest:
+                        raise fail(f"no zone readings in {store}")
+                    at = max(newest)
+                rows = db.query("zone_readings", start=at - KEEP_MIN * 60.0, end=at + 1e-3, limit=5_000_000)
+            finally:
+                db.close()
+        except StoreError as exc:
+            raise fail(str(exc)) from None
+        try:
+            model = cached_site_model(site, method)
+        except ForecastDependencyError as exc:
+            raise fail(str(exc)) from None
+        forecasts = forecast_site(model, rows)
+        if not forecasts:
+            raise fail(f"no readings for the site's zones before {at} in {store}")
+        plan = plan_staffing(site, forecasts, slot_minutes=slot, bound=bound)
+    print_plan(plan)
+    if csv_out is not None:
+        rows_out = plan.rows()
+        csv_out.parent.mkdir(parents=True, exist_ok=True)
+        with csv_out.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows_out[0]))
+            writer.writeheader()
+            writer.writerows(rows_out)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps({"plan": plan.as_dict(),
+                                        "forecasts": [f.as_dict() for f in forecasts.values()]}, indent=2))

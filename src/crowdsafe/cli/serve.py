@@ -1,0 +1,72 @@
+"""``crowdsafe serve SITE.yaml``: the API and live dashboard over a store filled by ``crowdsafe run``."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crowdsafe.api.settings import DEFAULT_STATE_DIR, ApiSettings
+from crowdsafe.api.tokens import TokenBook, TokenError
+from crowdsafe.cli.errors import err_console, fail, user_errors
+from crowdsafe.config.site import SiteError, load_site
+from crowdsafe.store import StoreError
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    site_file: Annotated[Path, typer.Argument(help="Site YAML file (see `crowdsafe site check`).")],
+    store: Annotated[str | None, typer.Option(
+        help="SQLite file or postgresql:// URL. Default: crowdsafe.sqlite in the state dir.",
+        show_default=False)] = None,
+    state_dir: Annotated[Path, typer.Option(
+        help="Folder with the store (by default), tokens.json and backgrounds/.")] = DEFAULT_STATE_DIR,
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 for all.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port; 0 picks a free one.")] = 8080,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        help="Allow browser calls from this origin (repeatable). Default: none (CORS closed).",
+        show_default=False)] = None,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
+) -> None:
+    """Serve the REST API, live feed, Prometheus metrics and dashboard (http://HOST:PORT/)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with user_errors():
+        try:
+            site = load_site(site_file)
+        except SiteError as exc:
+            raise fail(str(exc)) from None
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        tokens = TokenBook(state_dir / "tokens.json").entries()
+    except (OSError, TokenError) as exc:
+        raise fail(str(exc)) from None
+    if not tokens:
+        err_console.print(f"no API tokens in {state_dir}: create one with "
+                          f"`crowdsafe token create --role admin --state-dir {state_dir}`", highlight=False)
+    if not _loopback(host):
+        err_console.print(f"listening on {host}: traffic is plain HTTP; put a TLS proxy in front before "
+                          "exposing it beyond a trusted network", highlight=False)
+    settings = ApiSettings(site_file=site_file, store=store, state_dir=state_dir, host=host, port=port,
+                           site=site, cors_origins=tuple(cors_origin or ()))
+    from crowdsafe.api.server import serve as run_server  # uvicorn loads only for this command
+
+    typer.echo(f"serving site '{site.name}' on http://{host}:{port}/ (API docs at /docs); Ctrl-C to stop",
+               err=True)
+    try:
+        run_server(settings, access_log=access_log)
+    except StoreError as exc:
+        raise fail(str(exc)) from None

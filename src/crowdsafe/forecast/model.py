@@ -1,0 +1,266 @@
+"""Point forecasters and the conformal intervals around them, fitted per site on event days.
+
+Methods (``METHODS``), all forecasting the one-minute count ``h`` minutes after the origin:
+
+* ``naive``: the last one-minute reading (random walk). Its MAE at horizon h is the MASE
+  scale in the backtest, so naive has MASE 1 at every horizon by construction.
+* ``profile``: level + ratio × (profile(t+h) - profile(t)): the current level, moved as the
+  schedule profile says, scaled by how much bigger than expected the crowd is. numpy only.
+* ``gbm``: scikit-learn HistGradientBoosting (squared error) on level, lags, profile and
+  schedule clocks, predicting the change from the level. Needs ``crowdsafe[forecast]``.
+* ``ets``: statsmodels damped-trend exponential smoothing refitted at every origin on the
+  day so far; schedule-blind. Kept only as a measured candidate (needs statsmodels, slow).
+
+The models learn from *event days*: history from past events where a site has it, else
+synthetic days of its own schedule (``simulate_day``), which is what ``fit_site_model`` does.
+Intervals are split-conformal: signed residuals on calibration days (not the training days),
+divided by a local scale, give per-horizon quantiles; coverage then holds on days like the
+calibration days, whatever the point model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from crowdsafe.config.site import Site
+from crowdsafe.forecast.features import HORIZONS_MIN, ZoneInfo, features, profile_ratio
+from crowdsafe.forecast.schedule import EventSpec, SiteProfile, site_events, site_profile
+
+METHODS: tuple[str, ...] = ("naive", "profile", "gbm", "ets")
+#: Interval levels; Forecast carries lo/hi for each.
+LEVELS = (0.80, 0.95)
+#: Forecasts (and bounds) are clipped to [0, CLIP_FACTOR × capacity]: above licensed capacity is
+#: possible (and is what an operator must see), but a trend extrapolated past 120 % is not.
+CLIP_FACTOR = 1.2
+MIN_HISTORY_MIN = 1
+
+
+class ForecastDependencyError(RuntimeError):
+    """A forecast method needs an optional extra that is not installed."""
+
+
+def require_sklearn() -> Any:
+    try:
+        from sklearn.ensemble import HistGradientBoostingRegressor
+    except ImportError as exc:
+        raise ForecastDependencyError(
+            "the 'gbm' forecast needs scikit-learn: pip install 'crowdsafe[forecast]' "
+            "(or use --method profile, numpy only)") from exc
+    return HistGradientBoostingRegressor
+
+
+def zone_infos(site: Site, profile: SiteProfile | None) -> dict[str, ZoneInfo]:
+    """Scale = capacity, else the profile's peak, else 100 people; clip only where capacity is known."""
+    infos = {}
+    for zone in site.zones:
+        peak = float(profile.occupancy[zone.id].max()) if profile is not None else 0.0
+        scale = float(zone.capacity) if zone.capacity else max(peak, 10.0) if profile is not None else 100.0
+        clip = CLIP_FACTOR * zone.capacity if zone.capacity else None
+        infos[zone.id] = ZoneInfo(zone.id, zone.type, scale, clip)
+    return infos
+
+
+def local_scale(mean: np.ndarray, level: np.ndarray, zone: ZoneInfo) -> np.ndarray:
+    """How wide an interval should be here: counter noise grows with the count, model error
+    with the change forecast; a floor of 2 % of the zone's scale keeps empty zones honest."""
+    return 0.02 * zone.scale + 0.12 * np.maximum(mean, 0.0) + 0.5 * np.abs(mean - level)
+
+
+@dataclass
+class Conformal:
+    """Per-horizon quantiles of residual / local scale, from calibration days."""
+
+    horizons: tuple[int, ...]
+    quantiles: dict[float, np.ndarray] = field(default_factory=dict)  # prob -> per horizon
+
+    @classmethod
+    def fit(cls, horizons: Sequence[int], h_col: np.ndarray, scores: np.ndarray) -> Conformal:
+        probs = sorted({round(p, 6) for lvl in LEVELS for p in ((1 - lvl) / 2, (1 + lvl) / 2)})
+        out = cls(tuple(horizons))
+        for p in probs:
+            qs = []
+            for h in horizons:
+                s = np.sort(scores[h_col == h])
+                if s.size == 0:
+                    qs.append(np.nan)
+                    continue
+                # Finite-sample split-conformal rank: ceil((n+1)p) for the upper, floor for the lower.
+                rank = math.ceil((s.size + 1) * p) if p > 0.5 else math.floor((s.size + 1) * p)
+                qs.append(s[int(np.clip(rank - 1, 0, s.size - 1))])
+            out.quantiles[p] = np.asarray(qs)
+        return out
+
+    def bounds(self, mean: np.ndarray, scale: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+        lo = mean + scale * self.quantiles[round((1 - level) / 2, 6)]
+        hi = mean + scale * self.quantiles[round((1 + level) / 2, 6)]
+        return lo, hi
+
+
+@dataclass
+class SiteForecastModel:
+    """A fitted forecaster for every zone of one site: point model + conformal intervals."""
+
+    method: str
+    horizons: tuple[int, ...]
+    zones: dict[str, ZoneInfo]
+    profile: SiteProfile | None
+    events: list[EventSpec]
+    estimator: Any = None
+    conformal: Conformal | None = None
+    schedule_aware: bool = True
+
+    def point(self, zone_id: str, y: np.ndarray, ts: np.ndarray, origins: np.ndarray,
+              day: DaySchedule | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, level), shape (len(origins), len(horizons)), before clipping.
+
+        ``day``: the schedule of the day the series belongs to (past days in training and
+        calibration); default the site's own schedule.
+        """
+        zone = self.zones[zone_id]
+        h = np.asarray(self.horizons)
+        profile, events = (day.profile, day.events) if day is not None else (self.profile, self.events)
+        if not self.schedule_aware:
+            profile = None
+        X, level = features(y, ts, origins, h, zone, profile, events)
+        level = level.reshape(origins.size, h.size)
+        if self.method == "naive":
+            mean = np.repeat(y[origins][:, None], h.size, axis=1)
+        elif self.method == "profile":
+            if profile is None:
+                mean = level.copy()
+            else:
+                ratio = profile_ratio(y, ts, origins, zone, profile)[:, None]
+                t_o = ts[origins]
+                p0 = profile.at(zone_id, t_o)[:, None]
+                ph = profile.at(zone_id, t_o[:, None] + h[None, :] * 60.0)
+                mean = level + ratio * (ph - p0)
+        elif self.method == "ets":
+            from crowdsafe.forecast.ets import ets_forecast
+
+            mean = ets_forecast(y, origins, h)
+        elif self.method == "gbm":
+            mean = level + zone.scale * self.estimator.predict(X).reshape(origins.size, h.size)
+        else:
+            raise ValueError(f"unknown forecast method {self.method!r}; one of {', '.join(METHODS)}")
+        return mean, level
+
+    def predict(self, zone_id: str, y: np.ndarray, ts: np.ndarray, origins: np.ndarray,
+                day: DaySchedule | None = None) -> dict[str, np.ndarray]:
+        """mean, lo80, hi80, lo95, hi95 per (origin, horizon), clipped to the zone's limits."""
+        zone = self.zones[zone_id]
+        mean, level = self.point(zone_id, y, ts, origins, day)
+        out = {"mean": zone.clip(mean)}
+        if self.conformal is not None:
+            scale = local_scale(mean, level, zone)
+            for lvl in LEVELS:
+                lo, hi = self.conformal.bounds(mean, scale, lvl)
+                tag = round(lvl * 100)
+                out[f"lo{tag}"], out[f"hi{tag}"] = zone.clip(lo), zone.clip(hi)
+        return out
+
+
+def _origins(n: int, every: int, max_h: int) -> np.ndarray:
+    return np.arange(MIN_HISTORY_MIN, n - max_h, every)
+
+
+@dataclass(frozen=True)
+class DaySchedule:
+    """A past day's schedule as the models see it: its events and their expected profile."""
+
+    events: list[EventSpec]
+    profile: SiteProfile | None
+
+    @classmethod
+    def of(cls, site: Site, events: list[EventSpec]) -> DaySchedule:
+        return cls(events, site_profile(site, events) if events else None)
+
+
+def _rows(model: SiteForecastModel, site: Site, days: Sequence[Any],
+          every: int) -> tuple[np.ndarray, ...]:
+    """Stacked (X, target change / scale, h) over days and zones."""
+    h = np.asarray(model.horizons)
+    Xs, targets, hs = [], [], []
+    for day in days:
+        sched = DaySchedule.of(site, day.events)
+        for zone_id, y in day.observed.items():
+            zone = model.zones[zone_id]
+            origins = _origins(y.size, every, int(h.max()))
+            X, level = features(y, day.ts, origins, h, zone,
+                                sched.profile if model.schedule_aware else None, sched.events)
+            future = y[(origins[:, None] + h[None, :]).ravel()]
+            Xs.append(X)
+            targets.append((future - level) / zone.scale)
+            hs.append(np.tile(h, origins.size))
+    return np.concatenate(Xs), np.concatenate(targets), np.concatenate(hs)
+
+
+def calibrate(model: SiteForecastModel, site: Site, days: Sequence[Any], every: int = 2) -> Conformal:
+    """Conformal quantiles from the model's residuals on days it was not trained on."""
+    scores, hs = [], []
+    h = np.asarray(model.horizons)
+    for day in days:
+        sched = DaySchedule.of(site, day.events)
+        for zone_id, y in day.observed.items():
+            zone = model.zones[zone_id]
+            origins = _origins(y.size, every, int(h.max()))
+            mean, level = model.point(zone_id, y, day.ts, origins, sched)
+            mean = zone.clip(mean)
+            future = y[origins[:, None] + h[None, :]]
+            scores.append(((future - mean) / local_scale(mean, level, zone)).ravel())
+            hs.append(np.tile(h, origins.size))
+    return Conformal.fit(model.horizons, np.concatenate(hs), np.concatenate(scores))
+
+
+def fit_site_model(site: Site, method: str = "gbm", *, train_days: int = 12,
+                   calib_days: int = 10, seed: int = 1000, schedule_aware: bool | None = None,
+                   horizons: Sequence[int] = HORIZONS_MIN, history: Sequence[Any] | None = None,
+                   ) -> SiteForecastModel:
+    """Fit ``method`` for every zone of ``site`` on event days, then calibrate its intervals.
+
+    ``history``: past days (objects with ``ts``, ``observed`` {zone: one-minute counts} and
+    ``events`` [EventSpec]) to learn from; without it,
+    synthetic days of the site's schedule (``simulate_day``, seeds from ``seed``). The first
+    ``train_days`` train the point model, the next ``calib_days`` calibrate the intervals.
+    ``schedule_aware`` defaults to whether the site has a schedule.
+    """
+    from crowdsafe.forecast.simulate_day import simulate_days
+
+    if method not in METHODS:
+        raise ValueError(f"unknown forecast method {method!r}; one of {', '.join(METHODS)}")
+    aware = bool(site.schedule) if schedule_aware is None else schedule_aware
+    events = site_events(site)
+    profile = site_profile(site, events) if events else None
+    days = list(history) if history is not None else simulate_days(site, train_days + calib_days, seed)
+    train, calib = days[:train_days], days[train_days:]
+    if not calib:
+        raise ValueError("need at least one calibration day after the training days")
+    model = SiteForecastModel(method, tuple(horizons), zone_infos(site, profile), profile, events,
+                              schedule_aware=aware and profile is not None)
+    if method == "gbm":
+        hgb = require_sklearn()
+        from threadpoolctl import threadpool_limits
+
+        X, target, _ = _rows(model, site, train, every=2)
+        with threadpool_limits(limits=1):  # the machine is shared; one core is enough here
+            model.estimator = hgb(max_iter=300, learning_rate=0.06, max_leaf_nodes=31,
+                                  min_samples_leaf=40, l2_regularization=1.0,
+                                  random_state=seed).fit(X, target)
+    model.conformal = calibrate(model, site, calib)
+    return model
+
+
+_MODELS: dict[tuple[str, str, int], SiteForecastModel] = {}
+
+
+def cached_site_model(site: Site, method: str = "gbm", seed: int = 1000) -> SiteForecastModel:
+    """``fit_site_model`` once per (site content, method, seed) per process: the API and a live
+    loop ask for forecasts every minute, while fitting takes seconds."""
+    key = (site.model_dump_json(), method, seed)
+    if key not in _MODELS:
+        _MODELS[key] = fit_site_model(site, method, seed=seed)
+    return _MODELS[key]

@@ -1,0 +1,84 @@
+"""Default alert rules for a site without its own, and where alert changes go.
+
+Site files do not configure alerts yet, so the runner ships rules built on the guidance in
+DESIGN.md. They watch ranks within the site's own LoS and risk profiles rather than fixed p/m²
+numbers, so a site that overrides a profile moves its alerts with it:
+
+- ``risk_slowed`` / ``risk_critical``: a zone at risk band 1+ (2 p/m² on the default 2/4/5
+  scale) / 2+ (4 p/m²) for 10 s;
+- ``los_e``: a zone at LoS E or worse for 10 s (6-letter profiles);
+- ``capacity_90`` / ``capacity_100``: count at 90 % / 100 % of the zone's capacity;
+- ``surge``: a zone gaining 30+ people per minute over the last minute;
+- ``line_flow``: a line above 82 p/m/min (level walkway capacity) for 10 s, cleared under 66;
+- ``camera_stale``: no frame from a camera for 30 s.
+
+Hysteresis (clear below a lower value) keeps noisy readings from flapping. Every change is
+saved to the store (through the writer, so a database outage does not lose it), logged, and
+posted to the webhooks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from crowdsafe.notify.webhooks import WebhookNotifier
+from crowdsafe.runtime.writer import StoreWriter
+from crowdsafe.safety.alerts import Alert, AlertEngine, AlertRule
+
+log = logging.getLogger(__name__)
+
+#: Level walkway capacity (p/m/min) from venue guidance; stairs are 66.
+LINE_FLOW_PMM = 82.0
+STALE_CAMERA_S = 30.0
+
+
+def default_rules() -> list[AlertRule]:
+    return [
+        AlertRule("risk_slowed", "risk_rank", raise_at=1, clear_at=1, min_duration_s=10, severity="warning"),
+        AlertRule("risk_critical", "risk_rank", raise_at=2, clear_at=2, min_duration_s=10,
+                  severity="critical"),
+        AlertRule("los_e", "los_rank", raise_at=4, clear_at=4, min_duration_s=10, severity="warning"),
+        AlertRule("capacity_90", "capacity_pct", raise_at=90, clear_at=80, min_duration_s=10,
+                  severity="warning"),
+        AlertRule("capacity_100", "capacity_pct", raise_at=100, clear_at=95, min_duration_s=5,
+                  severity="critical"),
+        AlertRule("surge", "count", raise_at=30, clear_at=10, rate_window_s=60, severity="warning"),
+        AlertRule("line_flow", "flow_pmm", raise_at=LINE_FLOW_PMM, clear_at=66, min_duration_s=10,
+                  severity="warning"),
+        AlertRule("camera_stale", "stale_s", raise_at=STALE_CAMERA_S, clear_at=5, severity="critical"),
+    ]
+
+
+class AlertSink:
+    """Feeds metrics to the rules (from any thread) and dispatches the alerts that changed."""
+
+    def __init__(self, rules: list[AlertRule], writer: StoreWriter, site_name: str,
+                 notifier: WebhookNotifier | None = None) -> None:
+        self.engine = AlertEngine(rules)
+        self.writer = writer
+        self.site_name = site_name
+        self.notifier = notifier
+        self.changes = 0
+        self._lock = threading.Lock()
+
+    def update(self, subject: str, metric: str, ts: float, value: float) -> list[Alert]:
+        with self._lock:
+            changed = self.engine.update(subject, metric, ts, value)
+        for alert in changed:
+            self._dispatch(alert)
+        return changed
+
+    def _dispatch(self, alert: Alert) -> None:
+        self.changes += 1
+        row = alert.as_row()
+        self.writer.save_alert(row)
+        level = logging.WARNING if alert.state == "raised" else logging.INFO
+        log.log(level, "alert %s: %s %s (%s): %s", alert.state, alert.rule, alert.subject, alert.severity,
+                alert.message)
+        if self.notifier is not None:
+            self.notifier.send({"site": self.site_name, "alert": row})
+
+    def close(self) -> None:
+        if self.notifier is not None:
+            self.notifier.close()

@@ -1,0 +1,245 @@
+"""The local runner: every camera of a site counted in one process, until stopped.
+
+Threads, and why each exists:
+
+- one **reader** per camera (``runtime.camera``): reads its feed continuously and drops a
+  (frame, next frame) sample into the camera's slot every sampling period; never blocks;
+- one **worker**: takes samples round-robin from :class:`LatestSlots` and runs the stage chain
+  (``runtime.pipeline``) with the one shared engine. CPU inference is the bottleneck and
+  parallel inferences would only fight over the same cores, so one worker is the right number;
+  when it falls behind, older samples are replaced in their slot (counted as drops) rather
+  than queued, so what is measured is always recent and memory stays one sample per camera;
+- one **store writer** (``runtime.writer``): the worker never waits for the database;
+- the **calling thread** supervises: health rows and stale-camera alerts every
+  ``health_every_s``, the duration limit, and shutdown.
+
+Shutdown (``request_stop``, wired to SIGINT/SIGTERM by the CLI, or the duration ending):
+readers are told to stop and released; the worker finishes the frame it is on and takes no
+more; final health rows are queued; the writer flushes (retrying up to a deadline if the store
+is down); webhooks get a few seconds to deliver. Frames never leave memory; the only image
+written is the people-free background.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from crowdsafe.config.site import Site, SiteError
+from crowdsafe.counting.batch import Counts
+from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
+from crowdsafe.notify.webhooks import WebhookNotifier
+from crowdsafe.runtime.alerting import AlertSink, default_rules
+from crowdsafe.runtime.background import BackgroundCheck, BackgroundPolicy, write_background
+from crowdsafe.runtime.camera import CameraHealth, CameraReader, CameraSource, Sample, open_camera, probe_size
+from crowdsafe.runtime.pipeline import FrameOutput, FramePipeline
+from crowdsafe.runtime.slots import LatestSlots
+from crowdsafe.runtime.writer import StoreWriter, WriterStats
+from crowdsafe.safety.alerts import AlertRule
+from crowdsafe.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    state_dir: Path
+    duration_s: float | None = None
+    health_every_s: float = 10.0
+    background: BackgroundPolicy = field(default_factory=BackgroundPolicy)
+    rules: tuple[AlertRule, ...] | None = None  # None: ``alerting.default_rules()``
+    webhooks: tuple[str, ...] = ()
+    flush_deadline_s: float = 10.0
+    reader_join_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class PreparedSite:
+    """A site checked for running: sources opened (not started) and geometry built."""
+
+    site: Site
+    geometry: SiteGeometry
+    cameras: list[CameraSource]
+
+
+def prepare_site(site: Site, *, loop: bool = True) -> PreparedSite:
+    """Open every camera's source and build the geometry; SourceError/SiteError say what is wrong.
+
+    Done before the engine starts, so a typo in a path fails in milliseconds. Frame sizes come
+    from the calibration, else from the file; a stream camera must give ``image_size``.
+    """
+    cameras = [open_camera(site, i, cam, loop=loop) for i, cam in enumerate(site.cameras)]
+    sizes = {}
+    problems = []
+    for i, (cam, source) in enumerate(zip(site.cameras, cameras, strict=True)):
+        if cam.calibration.image_size is None:
+            size = probe_size(source)
+            if size is None:
+                problems.append(f"cameras[{i}].calibration.image_size: unknown for this source; give "
+                                "[width, height] of its frames")
+            else:
+                sizes[cam.id] = size
+    if problems:
+        raise SiteError(problems)
+    return PreparedSite(site, build_site_geometry(site, sizes), cameras)
+
+
+@dataclass
+class RunSummary:
+    seconds: float = 0.0
+    frames: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+    alert_changes: int = 0
+    backgrounds: int = 0
+    store: WriterStats = field(default_factory=WriterStats)
+    flushed: bool = True
+    peak_rss_mb: float = 0.0
+    health: list[CameraHealth] = field(default_factory=list)
+
+    @property
+    def frames_total(self) -> int:
+        return sum(self.frames.values())
+
+    @property
+    def fps(self) -> float:
+        return self.frames_total / self.seconds if self.seconds > 0 else 0.0
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class LocalRunner:
+    """Runs a prepared site with one counter until ``request_stop`` or the duration ends."""
+
+    def __init__(self, prepared: PreparedSite, store: Store, counter: Counts, config: RunnerConfig, *,
+                 on_frame: Callable[[FrameOutput], None] | None = None) -> None:
+        self.prepared = prepared
+        self.config = config
+        self.on_frame = on_frame
+        self.slots: LatestSlots[Sample] = LatestSlots()
+        self.readers = [CameraReader(cam, self.slots) for cam in prepared.cameras]
+        self.writer = StoreWriter(store)
+        notifier = WebhookNotifier(list(config.webhooks)) if config.webhooks else None
+        rules = list(config.rules) if config.rules is not None else default_rules()
+        self.alerts = AlertSink(rules, self.writer, prepared.site.name, notifier)
+        self.backgrounds_dir = config.state_dir / "backgrounds"
+        self.pipeline = FramePipeline(prepared.geometry, counter, background=config.background,
+                                      publish_background=self._publish_background)
+        self.summary = RunSummary()
+        self._stop = threading.Event()
+        self._started_wall = time.time()
+        self._stop_reason = ""
+        self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
+
+    def request_stop(self, reason: str = "") -> None:
+        """Safe from a signal handler: only sets flags (no logging, no locks); threads wind down."""
+        if not self._stop.is_set():
+            self._stop_reason = reason
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- worker ---------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            item = self.slots.take(timeout=0.5)
+            if item is None:
+                if all(r.finished for r in self.readers) and self.slots.depth() == 0:
+                    self._stop.set()  # every source ended (files without --loop): the run is done
+                continue
+            camera_id, sample = item
+            item = None
+            ts = sample.ts
+            try:
+                output = self.pipeline.process(sample)
+                del sample  # the pixels go now, not when the next sample replaces the variable
+                self._emit(output)
+            except Exception as exc:  # one bad frame (or a closed stdout) must not stop the site
+                self.summary.errors += 1
+                log.exception("camera %s: frame at %.3f failed: %s", camera_id, ts, exc)
+
+    def _emit(self, output: FrameOutput) -> None:
+        self.summary.frames[output.camera_id] = self.summary.frames.get(output.camera_id, 0) + 1
+        self.writer.write("zone_readings", [r.as_row() for r in output.zones])
+        self.writer.write("line_readings", output.line_rows)
+        for metric in output.metrics:
+            self.alerts.update(metric.subject, metric.metric, output.ts, metric.value)
+        if output.background is not None:
+            self._log_background(output.camera_id, output.background)
+        if self.on_frame is not None:
+            self.on_frame(output)
+
+    def _publish_background(self, camera_id: str, image: np.ndarray) -> None:
+        write_background(self.backgrounds_dir, camera_id, image)
+        self.summary.backgrounds += 1
+
+    @staticmethod
+    def _log_background(camera_id: str, check: BackgroundCheck) -> None:
+        verdict = "published" if check.published else "not people-free, kept back"
+        reference = "n/a" if check.reference_count is None else f"{check.reference_count:.1f}"
+        log.info("camera %s: background %s (median counts %.1f, emptiest frame %s)", camera_id, verdict,
+                 check.median_count, reference)
+
+    # -- supervision ----------------------------------------------------------------------
+    def _health(self, now: float) -> list[CameraHealth]:
+        snapshots = [r.health() for r in self.readers]
+        self.writer.write("camera_health", [
+            {"camera_id": h.camera_id, "ts": now, "status": h.status, "fps": h.fps,
+             "last_frame_ts": h.last_frame_ts, "errors": h.errors, "message": h.message()}
+            for h in snapshots])
+        for h in snapshots:
+            if h.status not in ("ended", "stopped"):
+                since = h.last_frame_ts if h.last_frame_ts is not None else self._started_wall
+                self.alerts.update(h.camera_id, "stale_s", now, max(now - since, 0.0))
+        return snapshots
+
+    def run(self) -> RunSummary:
+        """Block until stopped; then shut down in order and return what happened."""
+        started = time.monotonic()
+        self._started_wall = time.time()
+        for reader in self.readers:
+            reader.start()
+        self._worker.start()
+        next_health = started
+        deadline = started + self.config.duration_s if self.config.duration_s is not None else None
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                self.request_stop("duration reached")
+                break
+            if now >= next_health:
+                self._health(time.time())
+                next_health = now + self.config.health_every_s
+            wake = min(next_health, deadline) if deadline is not None else next_health
+            self._stop.wait(max(min(wake - now, 0.5), 0.01))
+        log.info("stopping: %s", self._stop_reason or "all sources ended")
+        return self._shutdown(started)
+
+    def _shutdown(self, started: float) -> RunSummary:
+        for reader in self.readers:
+            reader.stop()
+        for reader in self.readers:
+            if not reader.join(self.config.reader_join_s):
+                log.warning("camera %s: reader still blocked on its source; abandoning it", reader.camera_id)
+        self.slots.close()
+        self._worker.join()  # finishes the frame in hand (one inference at most)
+        self.summary.seconds = time.monotonic() - started
+        self.summary.health = self._health(time.time())
+        self.summary.flushed = self.writer.close(self.config.flush_deadline_s)
+        self.alerts.close()
+        self.summary.store = self.writer.stats
+        self.summary.alert_changes = self.alerts.changes
+        self.summary.dropped = {cid: s.dropped for cid, s in self.slots.stats.items()}
+        self.summary.peak_rss_mb = peak_rss_mb()
+        return self.summary

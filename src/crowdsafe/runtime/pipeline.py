@@ -1,0 +1,238 @@
+"""The per-frame stage chain: count → zones → lines → background, with no threads and no I/O.
+
+Everything a runner does per sampled frame lives here, so the local runner and a later Ray
+runner (one actor per site, or per camera group) compute identical readings. What this keeps
+between frames is small and pixel-free except for the background ring: the newest density map
+of each camera (zones seen by several cameras combine the newest map of each, so a reading is
+not half a zone) and the time of each camera's previous frame (the period a line flow covers).
+
+Line endpoints are given in ground metres; they are mapped into the image of the camera that
+sees most of the line with the inverse of its floor homography, clipped to the part that lands
+on usable floor cells of that image. Flux is conserved under the homography, so it is
+integrated in image space; only the per-metre flow needs the (visible) gate width.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from crowdsafe.counting.batch import Counts
+from crowdsafe.counting.counter import DensityResult
+from crowdsafe.geometry.homography import apply
+from crowdsafe.geometry.site import SiteGeometry
+from crowdsafe.measure.flow import line_flux, optical_flow
+from crowdsafe.measure.zones import ZoneReading, profile_book, zone_readings
+from crowdsafe.runtime.background import BackgroundCheck, BackgroundPolicy, CameraBackground
+from crowdsafe.runtime.camera import Sample
+from crowdsafe.safety.profiles import ProfileBook
+
+log = logging.getLogger(__name__)
+
+#: Points sampled along a ground line to find the part a camera sees.
+LINE_SAMPLES = 256
+#: Longest gap between two frames of a camera still bridged by a line's in/out counts, in
+#: sampling periods: beyond it (camera down, runner overloaded) flow is counted for one period
+#: only, rather than extrapolating one pair of frames over minutes.
+MAX_PERIODS_BRIDGED = 5.0
+
+
+@dataclass(frozen=True)
+class LinePlan:
+    """Where a site line is measured: one camera, an image segment, and which way is "in"."""
+
+    line_id: str
+    camera_id: str
+    a_px: tuple[float, float]
+    b_px: tuple[float, float]
+    in_is_positive: bool  # line_flux's positive side is the line's "in" side
+    width_m: float  # clear width of the visible part of the gate
+    visible_fraction: float
+
+
+def plan_line(geometry: SiteGeometry, line_id: str) -> LinePlan | None:
+    """The camera seeing most of the line and the line's image there; None if no camera sees it."""
+    line = next(ln for ln in geometry.site.lines if ln.id == line_id)
+    t = (np.arange(LINE_SAMPLES) + 0.5) / LINE_SAMPLES
+    a, b = np.asarray(line.a, float), np.asarray(line.b, float)
+    ground = a + t[:, None] * (b - a)
+    best: tuple[float, str, np.ndarray] | None = None
+    for cid, cam in geometry.cameras.items():
+        image = apply(cam.fit.inverse, ground)
+        _, _, seen = cam.ground_map.cell_of(image)
+        fraction = float(seen.mean())
+        if fraction > 0 and (best is None or fraction > best[0]):
+            best = (fraction, cid, image[seen])
+    if best is None:
+        return None
+    fraction, cid, visible = best
+    a_px, b_px = visible[0], visible[-1]
+    if float(np.hypot(*(b_px - a_px))) < 2.0:
+        return None
+    # Which image side is "in": push the middle of the visible part along the ground normal.
+    cam = geometry.cameras[cid]
+    mid_px = (a_px + b_px) / 2
+    mid = apply(cam.fit.matrix, mid_px[None])[0]
+    step = 0.05 * max(line.length_m, 1.0)
+    inward = apply(cam.fit.inverse, (mid + step * np.asarray(line.positive_normal()))[None])[0]
+    dx, dy = b_px - a_px
+    positive_side = np.array([dy, -dx])  # line_flux's positive normal in image coordinates
+    in_is_positive = bool(np.dot(inward - mid_px, positive_side) > 0)
+    width = (line.width_m or line.length_m) * fraction
+    return LinePlan(line.id, cid, (float(a_px[0]), float(a_px[1])), (float(b_px[0]), float(b_px[1])),
+                    in_is_positive, width, fraction)
+
+
+def plan_lines(geometry: SiteGeometry) -> dict[str, LinePlan]:
+    """Plans of every line some camera sees; unseen lines are logged and left out."""
+    plans = {}
+    for line in geometry.site.lines:
+        plan = plan_line(geometry, line.id)
+        if plan is None:
+            log.warning("line %s is not seen by any camera; no flow will be measured", line.id)
+        else:
+            plans[line.id] = plan
+    return plans
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A number an alert rule may watch: (subject, metric name, value)."""
+
+    subject: str
+    metric: str
+    value: float
+
+
+@dataclass
+class FrameOutput:
+    """What one sampled frame produced; rows are ready for the store."""
+
+    camera_id: str
+    ts: float
+    count: float
+    zones: list[ZoneReading]
+    line_rows: list[dict[str, object]]
+    metrics: list[Metric]
+    background: BackgroundCheck | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def zone_metrics(geometry: SiteGeometry, readings: list[ZoneReading], book: ProfileBook) -> list[Metric]:
+    """Numbers for alert rules: density, LoS and risk ranks, count, % of capacity."""
+    risk_labels = [band.label for band in book.risk.bands]
+    out = []
+    for r in readings:
+        zone = geometry.zones[r.zone_id].zone
+        out.append(Metric(r.zone_id, "count", r.count))
+        if not math.isnan(r.density):
+            out.append(Metric(r.zone_id, "density", r.density))
+        if r.los is not None:
+            labels = [band.label for band in book.los_profile(zone.type, zone.los_profile).bands]
+            out.append(Metric(r.zone_id, "los_rank", float(labels.index(r.los))))
+        if r.risk is not None:
+            out.append(Metric(r.zone_id, "risk_rank", float(risk_labels.index(r.risk))))
+        if zone.capacity:
+            out.append(Metric(r.zone_id, "capacity_pct", 100.0 * r.count / zone.capacity))
+    return out
+
+
+class FramePipeline:
+    """Runs the stages for one sampled frame; holds only per-camera density maps and timings."""
+
+    def __init__(self, geometry: SiteGeometry, counter: Counts, *,
+                 background: BackgroundPolicy | None = None,
+                 publish_background: Callable[[str, np.ndarray], None] | None = None) -> None:
+        self.geometry = geometry
+        self.counter = counter
+        self.book = profile_book(geometry)
+        self.lines = plan_lines(geometry)
+        self.every = {cam.id: cam.sampling.seconds for cam in geometry.site.cameras}
+        self._latest: dict[str, tuple[float, DensityResult]] = {}
+        self._previous_ts: dict[str, float] = {}
+        self._policy = background or BackgroundPolicy()
+        self._backgrounds = {cid: CameraBackground(self._policy) for cid in geometry.cameras}
+        self._publish = publish_background
+        self._resize_warned: set[str] = set()
+
+    def _fit_to_calibration(self, camera_id: str, image: np.ndarray) -> np.ndarray:
+        """Frames at another resolution than the calibration are resized to it (same view assumed)."""
+        width, height = self.geometry.cameras[camera_id].ground_map.image_size
+        if image.shape[1] == width and image.shape[0] == height:
+            return image
+        if camera_id not in self._resize_warned:
+            self._resize_warned.add(camera_id)
+            log.warning("camera %s: frames are %dx%d but the calibration is for %dx%d; resizing",
+                        camera_id, image.shape[1], image.shape[0], width, height)
+        return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+    def _fresh_results(self, ts: float) -> dict[str, DensityResult]:
+        """Newest density map of each camera not older than a few of its sampling periods."""
+        return {cid: result for cid, (t, result) in self._latest.items()
+                if ts - t <= max(3 * self.every[cid], 10.0)}
+
+    def _period(self, camera_id: str, ts: float) -> float:
+        every = self.every[camera_id]
+        previous = self._previous_ts.get(camera_id)
+        if previous is None or not 0 < ts - previous <= MAX_PERIODS_BRIDGED * every:
+            return every
+        return ts - previous
+
+    def process(self, sample: Sample) -> FrameOutput:
+        cid, ts = sample.camera_id, sample.ts
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        image = self._fit_to_calibration(cid, sample.image)
+        result = self.counter.count(image)
+        timings["count_s"] = time.perf_counter() - t0
+        self._latest[cid] = (ts, result)
+
+        t1 = time.perf_counter()
+        cam = self.geometry.cameras[cid]
+        readings = [r for r in zone_readings(self.geometry, self._fresh_results(ts), ts, profiles=self.book)
+                    if cam.zone_owned_m2.get(r.zone_id, 0.0) > 0]
+        period = self._period(cid, ts)
+        self._previous_ts[cid] = ts
+        line_rows, line_metrics = self._lines(cid, ts, image, sample, result, period)
+        timings["measure_s"] = time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        check = self._background(cid, ts, image, result.count)
+        timings["background_s"] = time.perf_counter() - t2
+        return FrameOutput(cid, ts, result.count, readings, line_rows,
+                           zone_metrics(self.geometry, readings, self.book) + line_metrics, check, timings)
+
+    def _lines(self, cid: str, ts: float, image: np.ndarray, sample: Sample, result: DensityResult,
+               period: float) -> tuple[list[dict[str, object]], list[Metric]]:
+        plans = [p for p in self.lines.values() if p.camera_id == cid]
+        if not plans or sample.pair is None or not sample.pair_dt:
+            return [], []
+        pair = self._fit_to_calibration(cid, sample.pair)
+        velocity = optical_flow(image, pair, sample.pair_dt)
+        rows: list[dict[str, object]] = []
+        metrics = []
+        for plan in plans:
+            flux = line_flux(result.density, result.cell, velocity, plan.a_px, plan.b_px)
+            pos, neg = max(flux.positive_per_s, 0.0) + 0.0, max(flux.negative_per_s, 0.0) + 0.0  # not -0.0
+            in_ps, out_ps = (pos, neg) if plan.in_is_positive else (neg, pos)
+            pmm = (in_ps + out_ps) * 60.0 / plan.width_m
+            rows.append({"line_id": plan.line_id, "ts": ts, "period_s": period, "in_count": in_ps * period,
+                         "out_count": out_ps * period, "flow_pmm": pmm})
+            metrics.append(Metric(plan.line_id, "flow_pmm", pmm))
+        return rows, metrics
+
+    def _background(self, cid: str, ts: float, image: np.ndarray, count: float) -> BackgroundCheck | None:
+        model = self._backgrounds[cid]
+        model.add_counted(image, count)
+        if not model.due(ts):
+            return None
+        check = model.check(lambda img: self.counter.count(img).count, ts)
+        if check.image is not None and self._publish is not None:
+            self._publish(cid, check.image)
+        return check

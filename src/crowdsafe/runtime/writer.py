@@ -1,0 +1,172 @@
+"""Store writes on their own thread, buffered in memory while the database is away.
+
+The counting loop must not wait for a database: a PostgreSQL failover or a locked SQLite file
+can take seconds to minutes, and in that time the cameras keep producing readings. So writes
+are queued here in order and written by one thread; a write that fails for a transient reason
+(connection refused or lost, database locked) stays at the head of the queue and is retried with
+backoff, so nothing is reordered and, since reading writes are insert-or-ignore on (key, ts) and
+alert writes are upserts, a batch that did reach the database before the error is not
+duplicated by the retry. Memory is bounded: beyond ``max_rows`` pending reading rows the oldest
+reading batches are dropped (counted and logged); alert updates are never dropped for space.
+A batch refused for a permanent reason (a bad row) is logged and dropped, so it cannot block
+everything behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from crowdsafe.store.store import Store
+
+log = logging.getLogger(__name__)
+
+ALERTS = "alerts"
+TRANSIENT = (OperationalError, DisconnectionError, PoolTimeout, OSError, ConnectionError)
+
+
+@dataclass
+class WriterStats:
+    written: int = 0  # rows newly stored
+    ignored: int = 0  # rows already stored (a retry or a restarted run)
+    dropped: int = 0  # rows given up: buffer full, permanent error, or still pending at close
+    failures: int = 0  # failed write attempts
+    pending: int = 0
+    outage_since: float | None = None
+    last_error: str = ""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Connection-level failures are worth retrying; a rejected row is not."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, TRANSIENT):
+            return True
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__
+    return False
+
+
+class StoreWriter:
+    """Ordered, retried, bounded writes to a :class:`Store` from one background thread."""
+
+    def __init__(self, store: Store, *, max_rows: int = 100_000, backoff_s: float = 0.5,
+                 max_backoff_s: float = 15.0) -> None:
+        self.store = store
+        self.max_rows = max_rows
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self.stats = WriterStats()
+        self._queue: deque[tuple[str, list[dict[str, Any]]]] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._deadline = float("inf")
+        self._close_requested = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Queue reading rows (one batch, written in one transaction); never blocks on the store."""
+        if rows:
+            self._put(table, [dict(r) for r in rows])
+
+    def save_alert(self, row: Mapping[str, Any]) -> None:
+        self._put(ALERTS, [dict(row)])
+
+    def _put(self, table: str, rows: list[dict[str, Any]]) -> None:
+        with self._cond:
+            self._queue.append((table, rows))
+            self.stats.pending += len(rows)
+            self._shed()
+            self._cond.notify()
+
+    def _shed(self) -> None:
+        """Drop the oldest reading batches beyond ``max_rows`` (never the one being written: index 0)."""
+        i = 1
+        while self.stats.pending > self.max_rows and i < len(self._queue):
+            table, rows = self._queue[i]
+            if table == ALERTS:
+                i += 1
+                continue
+            del self._queue[i]
+            self.stats.pending -= len(rows)
+            self.stats.dropped += len(rows)
+            log.warning("store buffer full: dropped %d %s rows", len(rows), table)
+
+    def close(self, deadline_s: float = 10.0) -> bool:
+        """Write what is queued, retrying until the deadline; True if everything was stored."""
+        with self._cond:
+            self._closing = True
+            self._deadline = time.monotonic() + deadline_s
+            self._cond.notify_all()
+        self._close_requested.set()
+        self._thread.join(deadline_s + 5.0)
+        with self._cond:
+            left = self.stats.pending
+        if left:
+            log.error("store unreachable at shutdown: %d rows not written (%s)", left, self.stats.last_error)
+        return left == 0
+
+    def _run(self) -> None:
+        attempt = 0
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue or self._closing)
+                if not self._queue:
+                    return
+                table, rows = self._queue[0]
+            try:
+                self._execute(table, rows)
+            except Exception as exc:
+                self.stats.failures += 1
+                self.stats.last_error = str(exc).splitlines()[0][:300]
+                if not is_transient(exc):
+                    log.error("store refused %d %s rows, dropping them: %s", len(rows), table,
+                              self.stats.last_error)
+                    self._pop(rows, dropped=True)
+                    continue
+                if self.stats.outage_since is None:
+                    self.stats.outage_since = time.time()
+                    log.warning("store unavailable, buffering readings: %s", self.stats.last_error)
+                delay = min(self.backoff_s * 2 ** attempt, self.max_backoff_s) * random.uniform(0.5, 1.0)
+                attempt += 1
+                if not self._close_requested.is_set():
+                    self._close_requested.wait(delay)  # a close request cuts the wait short
+                    continue
+                remaining = self._deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                time.sleep(min(delay, remaining))
+                continue
+            if self.stats.outage_since is not None:
+                log.warning("store back after %.1f s; %d rows pending", time.time() - self.stats.outage_since,
+                            self.stats.pending)
+                self.stats.outage_since = None
+            attempt = 0
+            self._pop(rows, dropped=False)
+
+    def _execute(self, table: str, rows: list[dict[str, Any]]) -> None:
+        if table == ALERTS:
+            self.store.save_alert(rows[0])
+            self.stats.written += 1
+            return
+        new = self.store.write(table, rows)
+        self.stats.written += new
+        self.stats.ignored += len(rows) - new
+
+    def _pop(self, rows: list[dict[str, Any]], *, dropped: bool) -> None:
+        with self._cond:
+            if self._queue and self._queue[0][1] is rows:
+                self._queue.popleft()
+                self.stats.pending -= len(rows)
+                if dropped:
+                    self.stats.dropped += len(rows)

@@ -1,0 +1,140 @@
+"""JuPedSim what-if: simulated clearance of one zone's polygon through its exits.
+
+Needs the optional ``jupedsim`` package. Its wheel declares PySide6 and VTK for the
+``jupedsim_visualizer`` GUI (several hundred MB); the simulation core needs neither, so the
+lean install is ``pip install --no-deps jupedsim deprecated wrapt`` (about 4 MB, numpy and
+shapely are already crowdsafe dependencies). ``pip install 'crowdsafe[simulate]'`` installs
+the full package with the GUI dependencies.
+
+The site file gives exits a width and kind but no position, so each exit is placed as a door
+centred on one of the polygon's edges (longest edges first, one exit per edge), opening onto
+a 2 m corridor outside the zone that ends in the exit stage: the door width, not the stage,
+is then the bottleneck, as in a real doorway. People start uniformly spread over the zone
+(at least 0.4 m apart) and walk with the collision-free speed model (Tordeux et al. 2016;
+desired speed 1.2 m/s, radius 0.2 m) to the nearest door. Stairs are simulated as level floor
+(JuPedSim has no stair model): the flow formula's stair capacity is the better guide there.
+Results are cached by (geometry hash, exits, people, seed): a what-if asked twice is free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import shapely
+from shapely.geometry import LineString, Point, Polygon
+
+from crowdsafe.simulate.clearance import ExitSpec, _exit
+
+CORRIDOR_M = 2.0
+MIN_SPACING_M = 0.4
+_CACHE: dict[tuple[Any, ...], float] = {}
+
+
+class JuPedSimUnavailable(RuntimeError):
+    """jupedsim is not installed."""
+
+
+def jupedsim_available() -> bool:
+    try:
+        import jupedsim  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _require() -> Any:
+    try:
+        import jupedsim as jps
+    except ImportError as exc:
+        raise JuPedSimUnavailable(
+            "the JuPedSim what-if needs jupedsim: pip install --no-deps jupedsim deprecated wrapt "
+            "(simulation core only) or pip install 'crowdsafe[simulate]' "
+            "(with its GUI dependencies)") from exc
+    return jps
+
+
+def place_doors(polygon: Polygon, exits: Sequence[ExitSpec]) -> list[LineString]:
+    """A door segment per exit, centred on the polygon's edges, longest edge first."""
+    ring = list(shapely.geometry.polygon.orient(polygon, sign=1.0).exterior.coords)
+    edges = sorted(((LineString([a, b]) for a, b in itertools.pairwise(ring))),
+                   key=lambda e: -e.length)
+    if len(exits) > len(edges):
+        raise ValueError(f"{len(exits)} exits but only {len(edges)} polygon edges to place them on")
+    doors = []
+    for spec, edge in zip(exits, edges, strict=False):
+        width = min(spec.width_m, edge.length * 0.95)
+        mid = edge.length / 2
+        doors.append(LineString([edge.interpolate(mid - width / 2), edge.interpolate(mid + width / 2)]))
+    return doors
+
+
+def _corridor(door: LineString, polygon: Polygon) -> tuple[Polygon, Polygon]:
+    """(corridor outside the door, exit stage at its far end)."""
+    (x1, y1), (x2, y2) = door.coords
+    dx, dy = x2 - x1, y2 - y1
+    length = math.hypot(dx, dy)
+    nx, ny = dy / length, -dx / length  # outward normal of a counter-clockwise ring
+    probe = Point((x1 + x2) / 2 + 0.05 * nx, (y1 + y2) / 2 + 0.05 * ny)
+    if polygon.contains(probe):
+        nx, ny = -nx, -ny
+
+    def band(d0: float, d1: float) -> Polygon:
+        return Polygon([(x1 + d0 * nx, y1 + d0 * ny), (x2 + d0 * nx, y2 + d0 * ny),
+                        (x2 + d1 * nx, y2 + d1 * ny), (x1 + d1 * nx, y1 + d1 * ny)])
+
+    return band(-0.01, CORRIDOR_M), band(CORRIDOR_M - 0.5, CORRIDOR_M - 0.05)
+
+
+def geometry_key(polygon: Sequence[tuple[float, float]] | Polygon, exits: Sequence[ExitSpec]) -> str:
+    poly = polygon if isinstance(polygon, Polygon) else Polygon(polygon)
+    h = hashlib.sha256(shapely.to_wkb(shapely.normalize(poly)))
+    h.update(repr([(e.width_m, e.kind) for e in exits]).encode())
+    return h.hexdigest()[:16]
+
+
+def simulate_clearance(polygon: Sequence[tuple[float, float]] | Polygon,
+                       exits: Sequence[ExitSpec | Mapping[str, Any] | Any], n_people: int, seed: int = 0,
+                       *, dt: float = 0.01, max_time_s: float = 1800.0) -> float:
+    """Seconds until the last of ``n_people`` leaves the zone; inf if not all left by ``max_time_s``."""
+    specs = [_exit(e) for e in exits]
+    if not specs:
+        raise ValueError("the zone has no exits to clear through")
+    if n_people <= 0:
+        return 0.0
+    key = (geometry_key(polygon, specs), int(n_people), int(seed), dt, max_time_s)
+    if key in _CACHE:
+        return _CACHE[key]
+    jps = _require()
+    area = polygon if isinstance(polygon, Polygon) else Polygon(polygon)
+    doors = place_doors(area, specs)
+    corridors, stages = zip(*(_corridor(d, area) for d in doors), strict=True)
+    walkable = shapely.union_all([area, *corridors])
+    sim = jps.Simulation(model=jps.CollisionFreeSpeedModel(), geometry=walkable, dt=dt)
+    journeys = []
+    for stage in stages:
+        stage_id = sim.add_exit_stage(stage)
+        journeys.append((sim.add_journey(jps.JourneyDescription([stage_id])), stage_id))
+    try:
+        positions = jps.distribute_by_number(polygon=area, number_of_agents=int(n_people),
+                                             distance_to_agents=MIN_SPACING_M, distance_to_polygon=0.2,
+                                             seed=int(seed))
+    except Exception as exc:  # jupedsim raises its own AgentNumberError, not a ValueError
+        raise ValueError(f"cannot place {n_people} people {MIN_SPACING_M} m apart in a "
+                         f"{area.area:.0f} m² zone: {exc}") from exc
+    centres = np.array([[d.centroid.x, d.centroid.y] for d in doors])
+    for pos in positions:
+        nearest = int(np.argmin(np.hypot(*(centres - np.asarray(pos)).T)))
+        journey_id, stage_id = journeys[nearest]
+        sim.add_agent(jps.CollisionFreeSpeedModelAgentParameters(
+            position=pos, journey_id=journey_id, stage_id=stage_id, desired_speed=1.2, radius=0.2))
+    max_iter = int(max_time_s / dt)
+    while sim.agent_count() > 0 and sim.iteration_count() < max_iter:
+        sim.iterate()
+    result = sim.elapsed_time() if sim.agent_count() == 0 else math.inf
+    _CACHE[key] = result
+    return result

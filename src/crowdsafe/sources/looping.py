@@ -1,0 +1,165 @@
+"""Recorded media played as if it were a live camera: paced to the wall clock, optionally looped.
+
+The runner treats every camera as live: it samples "now", pairs a frame with the next one for
+optical flow, and stamps readings with wall-clock time. A video file or an image folder in a
+site file (a demo, a test, a camera that uploads snapshots) therefore has to behave like a
+feed: frames come out at their own rate, not as fast as the decoder can go, and timestamps are
+UTC epoch seconds, not seconds into the file. Looping lets the bundled demo clip (80 s) drive a
+runner for hours.
+
+Timestamps are *scheduled* times: the wall-clock instant the frame was due (start + position
+in the video), so the time between two frames is exactly the container's frame interval and
+flow velocities are right even when this thread is woken a little late. If the reader falls
+more than ``MAX_LAG_S`` behind (an overloaded machine), the schedule is moved to now rather
+than replaying a backlog of stale frames.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import cv2
+
+from crowdsafe.sources.frames import Frame, SkippedFrame, SourceError
+from crowdsafe.sources.images import read_image
+
+#: Being further behind the schedule than this re-anchors it to the wall clock.
+MAX_LAG_S = 1.0
+#: Failed grabs in a row that mean the end of the file (as in ``sources.video``).
+MAX_CONSECUTIVE_FAILURES = 32
+
+
+class LoopingVideoSource:
+    """A video file played at its frame rate with wall-clock timestamps; loops until ``stop()``."""
+
+    def __init__(self, path: Path, *, loop: bool = True, name: str | None = None) -> None:
+        self.path = path
+        self.name = name or path.name
+        self.loop = loop
+        self.skipped: list[SkippedFrame] = []
+        self.loops = 0
+        cap = cv2.VideoCapture(str(path))
+        try:
+            if not cap.isOpened():
+                raise SourceError(f"{path}: not a video OpenCV can open (corrupt or unsupported)")
+            fps = cap.get(cv2.CAP_PROP_FPS)
+            self.size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        finally:
+            cap.release()
+        if not (math.isfinite(fps) and 0 < fps < 1000):
+            raise SourceError(f"{path}: the video has no frame rate, so it cannot be played as a camera")
+        self.fps = float(fps)
+        self._stop = threading.Event()
+
+    @property
+    def expected(self) -> int | None:
+        return None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _position_s(self, cap: cv2.VideoCapture, index: int) -> float:
+        """Seconds into the file: the container's time where plausible, else index / fps."""
+        msec = cap.get(cv2.CAP_PROP_POS_MSEC)
+        if math.isfinite(msec) and (msec > 0 or (index == 0 and msec == 0)):
+            return msec / 1000.0
+        return index / self.fps
+
+    def __iter__(self) -> Iterator[Frame]:
+        anchor = time.time()  # wall-clock time of position 0 of the current pass
+        index = 0  # frames yielded over all passes: unique per frame of this iteration
+        while not self._stop.is_set():
+            cap = cv2.VideoCapture(str(self.path))
+            if not cap.isOpened():
+                raise SourceError(f"{self.path}: cannot be reopened")
+            position, failures, last_pos = 0, 0, None
+            try:
+                while not self._stop.is_set():
+                    if not cap.grab():
+                        failures += 1
+                        if failures > MAX_CONSECUTIVE_FAILURES:
+                            break
+                        continue
+                    failures = 0
+                    pos = self._position_s(cap, position)
+                    position += 1
+                    lag = time.time() - (anchor + pos)
+                    if lag < 0:
+                        if self._stop.wait(-lag):
+                            break
+                    elif lag > MAX_LAG_S:
+                        anchor += lag
+                    ok, image = cap.retrieve()
+                    if not ok or image is None:
+                        self.skipped.append(SkippedFrame(self.name, position - 1, "could not be decoded"))
+                        continue
+                    last_pos = pos
+                    yield Frame(self.name, index, anchor + pos, image)
+                    index += 1
+            finally:
+                cap.release()
+            if last_pos is None or not self.loop:
+                return
+            anchor += last_pos + 1.0 / self.fps
+            self.loops += 1
+
+
+class PacedImagesSource:
+    """Still images shown one every ``every`` seconds with wall-clock timestamps; loops until stopped.
+
+    A folder of snapshots has no frame rate and no close pairs, so each image is one sample
+    and flow is not measured for such a camera. Unreadable images are skipped and recorded.
+    """
+
+    def __init__(self, files: Sequence[Path], every: float, *, loop: bool = True, name: str = "") -> None:
+        if not files:
+            raise SourceError(f"{name or 'images'}: no image files")
+        self.files = list(files)
+        self.every = every
+        self.loop = loop
+        self.name = name or files[0].parent.name
+        self.skipped: list[SkippedFrame] = []
+        self._stop = threading.Event()
+
+    @property
+    def expected(self) -> int | None:
+        return None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def first_size(self) -> tuple[int, int] | None:
+        """(width, height) of the first readable image, for cameras without a calibrated size."""
+        for file in self.files:
+            try:
+                image = read_image(file)
+            except SourceError:
+                continue
+            return image.shape[1], image.shape[0]
+        return None
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0
+        due = time.time()
+        while not self._stop.is_set():
+            shown = 0
+            for file in self.files:
+                wait = due - time.time()
+                if wait > 0 and self._stop.wait(wait):
+                    return
+                try:
+                    image = read_image(file)
+                except SourceError as exc:
+                    self.skipped.append(SkippedFrame(file.name, index, str(exc).removeprefix(f"{file}: ")))
+                    continue
+                now = time.time()
+                yield Frame(file.name, index, now, image)
+                index += 1
+                shown += 1
+                due = max(due + self.every, now)
+            if shown == 0 or not self.loop:
+                return
