@@ -97,6 +97,9 @@ def run(
     health_every: Annotated[float, typer.Option(
         min=0.5, help="Seconds between camera health rows.")] = 10.0,
     quiet: Annotated[bool, typer.Option(help="Print only the summary, not a line per frame.")] = False,
+    retention_days: Annotated[float | None, typer.Option(
+        min=0.0, help="Delete readings, health rows and cleared alerts older than this many days (checked "
+                      "hourly). Default: keep everything.", show_default=False)] = None,
     background_max_people: Annotated[float | None, typer.Option(
         min=0.0, help="Publish a camera's background only if the counter finds fewer people in it than "
                       "this. Default: a relative rule (no more than in the emptiest recent frame), since "
@@ -120,6 +123,7 @@ def run(
         counter = batch.make_counter(engine_spec(engine, precision, threads))
     config = RunnerConfig(state_dir=state_dir, duration_s=duration, health_every_s=health_every,
                           webhooks=tuple(webhook or ()),
+                          retention_s=None if retention_days is None else retention_days * 86400.0,
                           background=BackgroundPolicy(max_people=background_max_people))
     on_frame = None if quiet else (lambda output: typer.echo(frame_line(output)))
     runner = LocalRunner(prepared, opened, counter, config, on_frame=on_frame)

@@ -58,6 +58,8 @@ class RunnerConfig:
     webhooks: tuple[str, ...] = ()
     flush_deadline_s: float = 10.0
     reader_join_s: float = 2.0
+    retention_s: float | None = None  # delete readings older than this (None: keep them all)
+    retention_every_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class RunSummary:
     flushed: bool = True
     peak_rss_mb: float = 0.0
     health: list[CameraHealth] = field(default_factory=list)
+    retention_deleted: int = 0  # rows deleted for being older than RunnerConfig.retention_s
 
     @property
     def frames_total(self) -> int:
@@ -204,6 +207,21 @@ class LocalRunner:
                 self.alerts.update(h.camera_id, "stale_s", now, max(now - since, 0.0))
         return snapshots
 
+    def _apply_retention(self, cutoff_ts: float) -> None:
+        """Keep only the configured age of readings: old data are deleted, not left to pile up.
+
+        Runs on the supervising thread (one short DELETE per table); a busy or unreachable store
+        is logged and retried at the next period, since counting must go on either way.
+        """
+        try:
+            removed = self.writer.store.delete_older_than(cutoff_ts)
+        except Exception as exc:
+            log.warning("retention: could not delete readings before %.0f: %s", cutoff_ts, exc)
+            return
+        self.summary.retention_deleted += sum(removed.values())
+        if any(removed.values()):
+            log.info("retention: deleted %s", ", ".join(f"{n} {t}" for t, n in removed.items() if n))
+
     def run(self) -> RunSummary:
         """Block until stopped; then shut down in order and return what happened."""
         started = time.monotonic()
@@ -211,7 +229,7 @@ class LocalRunner:
         for reader in self.readers:
             reader.start()
         self._worker.start()
-        next_health = started
+        next_health = next_retention = started
         deadline = started + self.config.duration_s if self.config.duration_s is not None else None
         while not self._stop.is_set():
             now = time.monotonic()
@@ -221,6 +239,9 @@ class LocalRunner:
             if now >= next_health:
                 self._health(time.time())
                 next_health = now + self.config.health_every_s
+            if self.config.retention_s is not None and now >= next_retention:
+                self._apply_retention(time.time() - self.config.retention_s)
+                next_retention = now + self.config.retention_every_s
             wake = min(next_health, deadline) if deadline is not None else next_health
             self._stop.wait(max(min(wake - now, 0.5), 0.01))
         log.info("stopping: %s", self._stop_reason or "all sources ended")
