@@ -5,6 +5,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 ensure_system_packages chromium postgresql python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good \
   gstreamer1.0-libav
 ensure_venv "[dev]"
+# JuPedSim's simulation core for the clearance what-if tests, without the PySide6 + VTK (~1.2 GB)
+# its wheel declares for a GUI: it imports only numpy, shapely and Deprecated.
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check "deprecated~=1.2.18"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps "jupedsim>=1.2,<2"
 cd "$ROOT"
 echo "== ruff"
 "$VENV/bin/ruff" check src tests benchmarks
