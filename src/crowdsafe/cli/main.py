@@ -6,6 +6,7 @@ import typer
 
 import crowdsafe.cli.forecast as forecast
 import crowdsafe.cli.simulate as simulate
+import crowdsafe.cli.train as train
 from crowdsafe.cli import bench, calibrate, count, demo, evaluate, export, models, run, serve, site, token
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app.command("serve")(serve.serve)
 app.add_typer(token.app, name="token")
 app.add_typer(forecast.app, name="forecast")
 app.command("simulate")(simulate.simulate)
+app.command("train")(train.train)
 
 
 if __name__ == "__main__":

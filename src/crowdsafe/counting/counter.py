@@ -15,6 +15,7 @@ import numpy as np
 
 from crowdsafe.counting.engines import Engine, EngineSpec, create_engine
 from crowdsafe.counting.graph import STRIDE
+from crowdsafe.counting.intervals import IntervalTable, load_tables
 
 #: Smallest side we accept: below this the density map is a handful of cells and meaningless.
 MIN_SIDE = 32
@@ -38,6 +39,10 @@ class DensityResult:
     image_height: int
     image_width: int
     cell: int = STRIDE
+    #: Which model produced the map (``dense``/``sparse``), and the count's interval at the
+    #: level fitted on held-out TRAIN images (None when the model has no shipped table).
+    model: str = "dense"
+    interval: tuple[float, float] | None = None
 
     @property
     def count(self) -> float:
@@ -77,9 +82,12 @@ def _tile_starts(length: int, core: int) -> list[int]:
 class DensityCounter:
     """Counts people in images with one engine; reusable across frames and cameras."""
 
-    def __init__(self, engine: Engine | None = None, tile_pixels: int = TILE_PIXELS) -> None:
+    def __init__(self, engine: Engine | None = None, tile_pixels: int = TILE_PIXELS,
+                 intervals: IntervalTable | None = None) -> None:
         self.engine = engine or create_engine(EngineSpec())
         self.tile_pixels = tile_pixels
+        self.model: str = getattr(self.engine, "model", "dense")
+        self.intervals = intervals if intervals is not None else load_tables().get(self.model)
 
     def count(self, image_bgr: np.ndarray) -> DensityResult:
         image = validate_image(image_bgr)
@@ -88,8 +96,11 @@ class DensityCounter:
             density = self.engine.infer(to_batch(image))[0, 0]
         else:
             density = self._tiled(image)
-        return DensityResult(density=density.astype(np.float32, copy=False),
-                             image_height=h, image_width=w)
+        density = density.astype(np.float32, copy=False)
+        total = float(density.sum(dtype=np.float64))
+        interval = self.intervals.interval(total) if self.intervals is not None else None
+        return DensityResult(density=density, image_height=h, image_width=w, model=self.model,
+                             interval=interval)
 
     def _tiled(self, image: np.ndarray) -> np.ndarray:
         """Overlapping tiles on the 8-pixel grid; each keeps only its core region."""

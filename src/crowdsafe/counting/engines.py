@@ -21,10 +21,10 @@ from typing import Literal, Protocol
 import numpy as np
 
 from crowdsafe.counting.graph import INPUT_NAME, Int8Plan, build_model
+from crowdsafe.counting.variants import ModelName, model_tag, model_weights, sparse_path, verify_sparse
 from crowdsafe.counting.weights import (
     NPZ_SHA256,
     cache_dir,
-    load_weights,
     sha256_file,
     verify,
     weights_path,
@@ -57,6 +57,8 @@ class EngineSpec:
     precision: Precision = "fp32"
     threads: int | None = None
     device: str = "auto"
+    #: ``dense`` or ``sparse`` (see counting.variants); ``auto`` is decided above the engine.
+    model: ModelName = "dense"
 
 
 def cpu_flags() -> set[str]:
@@ -88,23 +90,31 @@ def load_int8_plan() -> Int8Plan:
                     keep_float=frozenset(data.get("keep_float", [])))
 
 
-def model_path(precision: Precision, plan: Int8Plan | None = None) -> Path:
-    """Build (once) and cache the ONNX file for a precision; later runs start fast."""
+def model_path(precision: Precision, plan: Int8Plan | None = None,
+               model: ModelName = "dense") -> Path:
+    """Build (once) and cache the ONNX file for a precision and model; later runs start fast."""
+    if precision == "int8" and model != "dense":
+        raise EngineUnavailable(f"int8 is calibrated for the dense model only; run the {model} "
+                                "model in fp32 or bf16")
     if precision == "int8":
         plan = plan or load_int8_plan()
         key = json.dumps({"s": plan.activation_scales, "k": sorted(plan.keep_float)}, sort_keys=True)
         tag = "int8-" + hashlib.sha256(key.encode()).hexdigest()[:12]
     else:
         plan, tag = None, "fp32"
+    if model != "dense":
+        tag = f"{model_tag(model)}-{tag}"
     path = cache_dir() / "models" / f"csrnet-{NPZ_SHA256[:12]}-{tag}.onnx"
     digest_file = path.with_suffix(".onnx.sha256")
     verify(weights_path())  # the source of every graph is checked on every start (~0.2 s)
+    if model != "dense":
+        verify_sparse(sparse_path())
     if path.is_file() and digest_file.is_file() and sha256_file(path) == digest_file.read_text():
         return path
     # Missing, half-written or corrupted cache entry: rebuild it from the verified weights.
     import onnx
 
-    data = build_model(load_weights(), int8=plan).SerializeToString()
+    data = build_model(model_weights(model), int8=plan).SerializeToString()
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.partial")
     partial.write_bytes(data)
@@ -120,7 +130,7 @@ class OpenVinoEngine:
     name: EngineName = "openvino"
 
     def __init__(self, precision: Precision = "fp32", threads: int | None = None,
-                 shapes_cached: int = 4) -> None:
+                 shapes_cached: int = 4, model: ModelName = "dense") -> None:
         if importlib.util.find_spec("openvino") is None:
             raise EngineUnavailable("OpenVINO is not installed: pip install openvino")
         import openvino as ov
@@ -132,7 +142,8 @@ class OpenVinoEngine:
         self.precision = precision
         self.device = "CPU"
         self._core = ov.Core()
-        self._model = self._core.read_model(str(model_path(precision)))
+        self.model = model
+        self._model = self._core.read_model(str(model_path(precision, model=model)))
         hint = "bf16" if precision == "bf16" else "f32"
         self._config: dict[str, object] = {"INFERENCE_PRECISION_HINT": hint,
                                            "PERFORMANCE_HINT": "LATENCY"}
@@ -174,7 +185,7 @@ class OnnxRuntimeEngine:
     name: EngineName = "onnxruntime"
 
     def __init__(self, precision: Precision = "fp32", threads: int | None = None,
-                 device: str = "auto") -> None:
+                 device: str = "auto", model: ModelName = "dense") -> None:
         import onnxruntime as ort
 
         if precision == "bf16":
@@ -190,7 +201,9 @@ class OnnxRuntimeEngine:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = int(threads)
-        self._session = ort.InferenceSession(str(model_path(precision)), opts, providers=providers)
+        self.model = model
+        self._session = ort.InferenceSession(str(model_path(precision, model=model)), opts,
+                                             providers=providers)
         self.device = "CUDA" if self._session.get_providers()[0] == "CUDAExecutionProvider" else "CPU"
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -201,13 +214,13 @@ def create_engine(spec: EngineSpec | None = None) -> Engine:
     """The requested engine, or with ``auto`` the fastest available one for the precision."""
     spec = spec or EngineSpec()
     if spec.engine == "onnxruntime" or (spec.engine == "auto" and spec.device == "cuda"):
-        return OnnxRuntimeEngine(spec.precision, spec.threads, spec.device)
+        return OnnxRuntimeEngine(spec.precision, spec.threads, spec.device, model=spec.model)
     if spec.engine == "openvino":
-        return OpenVinoEngine(spec.precision, spec.threads)
+        return OpenVinoEngine(spec.precision, spec.threads, model=spec.model)
     try:
-        return OpenVinoEngine(spec.precision, spec.threads)
+        return OpenVinoEngine(spec.precision, spec.threads, model=spec.model)
     except EngineUnavailable as ov_error:
         try:
-            return OnnxRuntimeEngine(spec.precision, spec.threads, spec.device)
+            return OnnxRuntimeEngine(spec.precision, spec.threads, spec.device, model=spec.model)
         except EngineUnavailable as ort_error:
             raise EngineUnavailable(f"openvino: {ov_error}; onnxruntime: {ort_error}") from ort_error

@@ -45,12 +45,17 @@ def conv_names() -> list[str]:
     return [layer.name for layer in conv_specs() if isinstance(layer, ConvSpec)]
 
 
-def build_model(weights: dict[str, np.ndarray], int8: Int8Plan | None = None) -> onnx.ModelProto:
+def build_model(weights: dict[str, np.ndarray], int8: Int8Plan | None = None,
+                stop_after: str | None = None) -> onnx.ModelProto:
     """The whole network, input ``image`` (N,3,H,W float32 RGB 0..255), output ``density``.
 
     Batch, height and width are dynamic; the output is (N,1,floor(H/8),floor(W/8)) and sums
-    to the estimated number of people.
+    to the estimated number of people. ``stop_after`` names a conv whose ReLU output becomes
+    the graph output instead (N,C,...): training caches these frozen-layer features once, with
+    the very engine and pre-processing inference uses, so train and run time see the same input.
     """
+    if stop_after is not None and stop_after not in conv_names():
+        raise ValueError(f"stop_after={stop_after!r} is not a conv of the network")
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
 
@@ -91,13 +96,16 @@ def build_model(weights: dict[str, np.ndarray], int8: Int8Plan | None = None) ->
         else:
             x = f"{layer.name}.relu"
             nodes.append(helper.make_node("Relu", [conv_out], [x]))
+        if layer.name == stop_after:
+            break
     nodes.append(helper.make_node("Identity", [x], [OUTPUT_NAME]))
 
     graph = helper.make_graph(
         nodes, "csrnet",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", 3, "height", "width"])],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT,
-                                       ["batch", 1, "out_height", "out_width"])],
+                                       ["batch", 1 if stop_after is None else "channels",
+                                        "out_height", "out_width"])],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],

@@ -1,0 +1,164 @@
+"""``crowdsafe train``: fine-tune the sparse-scene model on TRAIN images (needs crowdsafe[train]).
+
+Reproduces the shipped ``sparse`` model: the same seeds, split, crops and schedule give the
+same layers (up to thread-order rounding). torch is imported only inside this command.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crowdsafe.cli.errors import err_console, fail, user_errors
+from crowdsafe.cli.progress import progress_bar
+from crowdsafe.counting.variants import SPARSE_RESOURCE
+from crowdsafe.counting.weights import sha256_file
+
+#: Where the shipped files live in a source checkout (``--install`` writes them there).
+PACKAGE_DIR = Path(__file__).resolve().parents[1] / "counting"
+
+
+def _say(text: str) -> None:
+    err_console.print(text, highlight=False, markup=False)
+
+
+def _refuse_eval_sets(paths: list[Path]) -> None:
+    for path in paths:
+        if path.resolve().parent.name == "crowd":
+            raise fail(f"{path} is an evaluation set (shared/data/crowd); train and calibrate on "
+                       "TRAIN folders only (shared/data/crowd-train)")
+
+
+def train(
+    data: Annotated[Path, typer.Argument(
+        help="TRAIN folder with labels.json and head points (ShanghaiTech B train).",
+        exists=True, file_okay=False, show_default=False)],
+    out_dir: Annotated[Path, typer.Option(help="Where the layers, loss curve and report go.")
+                       ] = Path("train-out"),
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 1200,
+    batch: Annotated[int, typer.Option(min=1, help="Crops per step.")] = 4,
+    crop: Annotated[int, typer.Option(min=4, help="Crop side in output cells (8 px each).")] = 32,
+    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate (cosine decay).")] = 1e-5,
+    warmup: Annotated[int, typer.Option(min=0, help="Linear warm-up steps.")] = 50,
+    cut: Annotated[str, typer.Option(help="Last frozen conv; the layers after it are trained.")
+                   ] = "backend.2",
+    val: Annotated[int, typer.Option(min=1, help="TRAIN images held out for validation.")] = 40,
+    limit: Annotated[int | None, typer.Option(min=2, help="Use only the first N images (smoke "
+                                              "tests).", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of split, crops and initialisation.")] = 0,
+    flips: Annotated[bool, typer.Option(help="Also train on mirrored images (real forward "
+                                        "passes, cached).")] = False,
+    eval_every: Annotated[int, typer.Option(min=1, help="Validate every N steps.")] = 150,
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast for training (AMX/AVX-512-BF16 CPUs).")
+                    ] = True,
+    feature_precision: Annotated[str, typer.Option(help="Engine precision of the cached "
+                                                   "features: fp32 or bf16.")] = "fp32",
+    calibrate_with: Annotated[Path | None, typer.Option(
+        help="Dense-scene TRAIN folder (ShanghaiTech A train) for the auto threshold and the "
+             "dense model's interval table.", exists=True, file_okay=False, show_default=False)
+    ] = None,
+    calibrate_images: Annotated[int, typer.Option(min=2, help="Images used from --calibrate-with."
+                                                  )] = 40,
+    install: Annotated[bool, typer.Option(help="Copy the layers and interval tables into the "
+                                          "source checkout's package (then set SPARSE_SHA256).")
+                       ] = False,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads.", show_default=False)
+                       ] = None,
+) -> None:
+    """Fine-tune CSRNet's backend for sparse street scenes; write layers (fp16), curve, report."""
+    if importlib.util.find_spec("torch") is None:
+        raise fail("crowdsafe train needs torch: pip install 'crowdsafe[train]'")
+    if feature_precision not in ("fp32", "bf16"):
+        raise fail(f"--feature-precision {feature_precision}: expected fp32 or bf16")
+    _refuse_eval_sets([data] + ([calibrate_with] if calibrate_with else []))
+    import numpy as np
+
+    from crowdsafe.counting.intervals import save_tables
+    from crowdsafe.counting.weights import load_weights
+    from crowdsafe.training import postfit
+    from crowdsafe.training.curve import write_curve
+    from crowdsafe.training.data import TrainDataError, load_train_folder, split
+    from crowdsafe.training.features import cache_features
+    from crowdsafe.training.loop import TrainConfig, trained_specs
+    from crowdsafe.training.loop import train as run_training
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise fail(f"--out-dir {out_dir}: {exc.strerror or exc}") from None
+    cfg = TrainConfig(cut=cut, steps=steps, batch=batch, crop=crop, lr=lr, warmup=warmup,
+                      eval_every=eval_every,
+                      seed=seed, bf16=bf16, threads=threads)
+    started = time.perf_counter()
+    with user_errors():
+        try:
+            trained_specs(cut)
+            images = load_train_folder(data)[:limit]
+            train_images, val_images = split(images, min(val, len(images) - 1), seed)
+        except TrainDataError as exc:
+            raise fail(str(exc)) from None
+        weights = load_weights()
+        with progress_bar("caching features", len(images)) as advance:
+            train_samples = cache_features(train_images, cut, feature_precision, flips=flips,
+                                           threads=threads, on_progress=advance)
+            val_samples = cache_features(val_images, cut, feature_precision, threads=threads,
+                                         on_progress=advance)
+        extract_s = time.perf_counter() - started
+        _say(f"features: {len(train_samples)} train samples ({len(train_images)} images"
+             f"{', mirrored too' if flips else ''}), {len(val_samples)} validation, {extract_s:.0f} s")
+
+        def on_step(step: int, loss: float) -> None:
+            if step % 50 == 0 or step == steps:
+                _say(f"step {step}/{steps} loss {loss:.4f} ({time.perf_counter() - started:.0f} s)")
+
+        layers, log = run_training(train_samples, val_samples, weights, cfg, on_step=on_step)
+        for step, mae, bias in log.evals:
+            _say(f"validation at step {step}: MAE {mae:.2f}, bias {bias:+.2f}")
+        fp16 = {k: v.astype(np.float16) for k, v in layers.items()}
+        layers_path = out_dir / SPARSE_RESOURCE
+        with layers_path.open("wb") as fh:
+            np.savez(fh, **fp16)
+        write_curve(log, out_dir / "loss_curve.png")
+        scored_val = postfit.score(val_samples, weights, cut, layers)
+        drift = max(abs(s.sparse - s.sparse_fp32) for s in scored_val)
+        report: dict[str, object] = {
+            "config": cfg.__dict__, "train_folder": str(data), "train_images": len(train_images),
+            "val_images": [im.name for im in val_images], "flips": flips,
+            "feature_precision": feature_precision, "feature_seconds": round(extract_s, 1),
+            "log": log.as_dict(), "sha256": sha256_file(layers_path),
+            "fp16_max_count_drift_val": drift,
+            "val": [s.__dict__ for s in scored_val],
+        }
+        tables = None
+        if calibrate_with is not None:
+            a_images = load_train_folder(calibrate_with)
+            stride = max(len(a_images) // calibrate_images, 1)
+            a_images = a_images[::stride][:calibrate_images]
+            with progress_bar("caching calibration features", len(a_images)) as advance:
+                a_samples = cache_features(a_images, cut, feature_precision, threads=threads,
+                                           on_progress=advance)
+            scored_a = postfit.score(a_samples, weights, cut, layers)
+            threshold, rel = postfit.best_threshold(scored_val + scored_a)
+            tables = postfit.tables(scored_val, scored_a)
+            save_tables(tables, out_dir / "intervals.json")
+            report["calibration_folder"] = str(calibrate_with)
+            report["calibration"] = [s.__dict__ for s in scored_a]
+            report["auto_threshold_per_mpx"] = threshold
+            report["auto_mean_rel_error_train"] = rel
+            _say(f"auto threshold: {threshold:.1f} people/MP (mean rel. error {rel:.3f} on TRAIN "
+                 "images)")
+        (out_dir / "train_report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    _say(f"best validation MAE {log.best_mae:.2f} at step {log.best_step}; fp16 count drift "
+         f"{drift:.4f}; {time.perf_counter() - started:.0f} s in all")
+    _say(f"wrote {layers_path} (sha256 {report['sha256']}), loss_curve.png, train_report.json")
+    if install:
+        (PACKAGE_DIR / SPARSE_RESOURCE).write_bytes(layers_path.read_bytes())
+        if tables is not None:
+            save_tables(tables, PACKAGE_DIR / "intervals.json")
+        _say(f"installed into {PACKAGE_DIR}; set SPARSE_SHA256 = \"{report['sha256']}\" in "
+             "crowdsafe/counting/variants.py")

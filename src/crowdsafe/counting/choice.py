@@ -1,0 +1,86 @@
+"""Which model counts a camera: ``dense``, ``sparse`` or ``auto``.
+
+The dense model (CSRNet trained on ShanghaiTech A) sees people whose heads are a few pixels
+wide; on street-level views with large people it counts body parts as extra heads. The
+sparse model (fine-tuned on ShanghaiTech B) is the opposite. ``auto`` decides:
+
+1. With calibration (a ground map giving the pixel height of a 1.7 m person per cell): the
+   median person height over the counted area. At least ``SPARSE_MIN_PERSON_PX`` pixels means
+   people appear at ShanghaiTech B scale: ``sparse``; smaller: ``dense``. Decided once per
+   camera, because the geometry does not change between frames.
+2. Without calibration, a cheap scene test on each image: run ``sparse`` first (it is the
+   common CCTV case); if its density exceeds ``DENSE_ABOVE_PER_MPX`` people per megapixel
+   the scene is a dense crowd and the dense model's count is used instead (a second pass
+   only on such scenes). The threshold was chosen on TRAIN images only (ShanghaiTech B
+   validation split and A train), see MODEL_CARD.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from crowdsafe.counting import batch
+from crowdsafe.counting.counter import DensityCounter, DensityResult, validate_image
+from crowdsafe.counting.engines import EngineSpec
+from crowdsafe.counting.variants import ModelChoice, ModelName
+
+SPARSE_MIN_PERSON_PX = 48.0
+DENSE_ABOVE_PER_MPX = 400.0
+
+
+def choose_from_person_px(person_px: np.ndarray) -> ModelName:
+    """Rule 1: ``sparse`` when the median known person height is at least the threshold."""
+    values = np.asarray(person_px, np.float64)
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size == 0:
+        raise ValueError("calibration gives no person height inside the image")
+    return "sparse" if float(np.median(values)) >= SPARSE_MIN_PERSON_PX else "dense"
+
+
+def is_dense_scene(sparse_count: float, height: int, width: int,
+                   threshold: float = DENSE_ABOVE_PER_MPX) -> bool:
+    """Rule 2: the sparse model's own count per megapixel says the crowd is dense."""
+    return sparse_count / (height * width / 1e6) > threshold
+
+
+class AutoCounter:
+    """Rule 2 per image: sparse first, dense when the scene test says so (engines built lazily)."""
+
+    def __init__(self, sparse: Callable[[], DensityCounter], dense: Callable[[], DensityCounter],
+                 threshold: float = DENSE_ABOVE_PER_MPX) -> None:
+        self._factories = {"sparse": sparse, "dense": dense}
+        self._counters: dict[str, DensityCounter] = {}
+        self.threshold = threshold
+
+    def _get(self, model: str) -> DensityCounter:
+        if model not in self._counters:
+            self._counters[model] = self._factories[model]()
+        return self._counters[model]
+
+    @property
+    def engine(self) -> object | None:
+        counter = self._counters.get("sparse") or self._counters.get("dense")
+        return None if counter is None else counter.engine
+
+    def count(self, image_bgr: np.ndarray) -> DensityResult:
+        image = validate_image(image_bgr)
+        result = self._get("sparse").count(image)
+        if is_dense_scene(result.count, result.image_height, result.image_width, self.threshold):
+            return self._get("dense").count(image)
+        return result
+
+
+def make_model_counter(choice: ModelChoice, spec: EngineSpec,
+                       person_px: np.ndarray | None = None) -> DensityCounter | AutoCounter:
+    """The counter for a camera's ``model`` setting; ``person_px`` (calibration) enables rule 1."""
+    if choice == "auto" and person_px is not None:
+        choice = choose_from_person_px(person_px)
+    if choice in ("dense", "sparse"):
+        return batch.make_counter(replace(spec, model=choice))
+    if choice != "auto":
+        raise ValueError(f"unknown model {choice!r}; expected dense, sparse or auto")
+    return AutoCounter(lambda: batch.make_counter(replace(spec, model="sparse")),
+                       lambda: batch.make_counter(replace(spec, model="dense")))

@@ -1,0 +1,109 @@
+"""Frozen-layer features, computed once per training image and cached as fp16 on disk.
+
+The frozen part of CSRNet (VGG frontend and, by default, the first two backend convs) is
+most of the compute; running it once with the OpenVINO engine, instead of in torch every
+epoch, is what makes CPU fine-tuning fit in well under an hour. The cache lives in the user
+cache (never in the repository) keyed by the cut layer and the engine precision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from crowdsafe.counting.counter import to_batch, validate_image
+from crowdsafe.counting.graph import INPUT_NAME, build_model
+from crowdsafe.counting.weights import NPZ_SHA256, cache_dir, load_weights
+from crowdsafe.sources.images import read_image
+from crowdsafe.training.data import TrainImage, density_target
+
+
+@dataclass(frozen=True)
+class CachedSample:
+    """One image's (optionally mirrored) frozen features and its density target on disk."""
+
+    name: str
+    features: Path  # (C, H/8, W/8) float16 .npy
+    target: Path  # (H/8, W/8) float32 .npy
+
+
+def feature_dir(cut: str, precision: str) -> Path:
+    return cache_dir() / "train-features" / f"{NPZ_SHA256[:12]}-{cut}-{precision}"
+
+
+class FeatureExtractor:
+    """Runs the network up to ``cut`` (inclusive) with OpenVINO; one compile per image shape."""
+
+    def __init__(self, cut: str, precision: str = "fp32", threads: int | None = None) -> None:
+        import openvino as ov
+
+        self._core = ov.Core()
+        proto = build_model(load_weights(), stop_after=cut).SerializeToString()
+        self._model = self._core.read_model(proto, b"")
+        self._config: dict[str, object] = {
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            self._config["INFERENCE_NUM_THREADS"] = threads
+        self._compiled: dict[tuple[int, ...], object] = {}
+
+    def __call__(self, image_bgr: np.ndarray) -> np.ndarray:
+        batch = to_batch(validate_image(image_bgr))
+        shape = tuple(batch.shape)
+        compiled = self._compiled.get(shape)
+        if compiled is None:
+            model = self._model.clone()
+            model.reshape({INPUT_NAME: list(shape)})
+            compiled = self._core.compile_model(model, "CPU", self._config)
+            self._compiled = {shape: compiled}  # sizes rarely repeat in A; keep one
+        return np.asarray(compiled({INPUT_NAME: batch})[0])[0]  # type: ignore[operator]
+
+
+def _key(image: TrainImage, flip: bool) -> str:
+    digest = hashlib.sha256(image.path.read_bytes()).hexdigest()[:12]
+    return f"{image.path.stem}-{digest}{'-flip' if flip else ''}"
+
+
+def cache_features(images: list[TrainImage], cut: str, precision: str = "fp32", *,
+                   flips: bool = False, threads: int | None = None,
+                   on_progress: Callable[[], None] | None = None) -> list[CachedSample]:
+    """Features and targets for every image (and its mirror image when ``flips``); reuses cache.
+
+    Mirrored copies are real forward passes of the mirrored image, not mirrored features:
+    VGG filters are not mirror-symmetric, so flipping a feature map is not the same input.
+    """
+    out_dir = feature_dir(cut, precision)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    extractor: FeatureExtractor | None = None
+    samples = []
+    for image in images:
+        for flip in (False, True) if flips else (False,):
+            key = _key(image, flip)
+            feat_path, target_path = out_dir / f"{key}.f16.npy", out_dir / f"{key}.target.npy"
+            if not (feat_path.is_file() and target_path.is_file()):
+                pixels = read_image(image.path)
+                h, w = pixels.shape[:2]
+                points = image.points.copy()
+                if flip:
+                    pixels = np.ascontiguousarray(pixels[:, ::-1])
+                    points[:, 0] = w - 1 - points[:, 0]
+                if extractor is None:
+                    extractor = FeatureExtractor(cut, precision, threads)
+                features = extractor(pixels).astype(np.float16)
+                target = density_target(points, h, w)
+                if target.shape != features.shape[1:]:
+                    raise RuntimeError(f"{image.name}: target {target.shape} vs features "
+                                       f"{features.shape}")
+                partial = feat_path.with_suffix(".partial.npy")
+                np.save(partial, features)
+                partial.replace(feat_path)
+                np.save(target_path, target)
+            samples.append(CachedSample(image.name + (" (mirrored)" if flip else ""),
+                                        feat_path, target_path))
+        if on_progress is not None:
+            on_progress()
+    return samples
