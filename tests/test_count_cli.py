@@ -42,6 +42,13 @@ def crop_count(crop_jpeg: Path, counter: DensityCounter) -> float:
     return counter.count(cv2.imread(str(crop_jpeg))).count
 
 
+@pytest.fixture(scope="module")
+def crop_interval(crop_jpeg: Path, counter: DensityCounter) -> tuple[float | None, float | None]:
+    """The 90 % interval the dense model reports for the crop, rounded as the command does."""
+    interval = counter.count(cv2.imread(str(crop_jpeg))).interval
+    return (None, None) if interval is None else (round(interval[0], 1), round(interval[1], 1))
+
+
 # --- real images -------------------------------------------------------------------------
 
 
@@ -54,28 +61,31 @@ def test_count_image_table_with_real_engine(crop_jpeg: Path, crop_count: float) 
     assert "1 frame(s) counted" in result.stderr
 
 
-def test_count_image_json(crop_jpeg: Path, crop_count: float, shared_counter: object) -> None:
+def test_count_image_json(crop_jpeg: Path, crop_count: float, crop_interval: tuple,
+                          shared_counter: object) -> None:
     result = invoke(crop_jpeg, "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["source"] == "crop.jpg" and data["precision"] == "fp32"
     assert data["engine"] in ("openvino", "onnxruntime")
     assert data["frames"] == [{"source": "crop.jpg", "frame": 0, "time_s": None,
-                               "count": round(crop_count, 1)}]
+                               "count": round(crop_count, 1), "lo90": crop_interval[0],
+                               "hi90": crop_interval[1], "model": "dense"}]
     assert data["summary"]["frames"] == 1 and data["skipped"] == []
     assert data["summary"]["mean_count"] == round(crop_count, 1)
     assert 3 < crop_count < 40  # a 256 px crop of a 26-41 person mall frame
 
 
 def test_count_image_csv_to_file(tmp_path: Path, crop_jpeg: Path, crop_count: float,
-                                 shared_counter: object) -> None:
+                                 crop_interval: tuple, shared_counter: object) -> None:
     out = tmp_path / "counts.csv"
     result = invoke(crop_jpeg, "--output", out)  # format inferred from the extension
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    lo, hi = ("" if v is None else str(v) for v in crop_interval)
     assert rows == [{"source": "crop.jpg", "frame": "0", "time_s": "",
-                     "count": str(round(crop_count, 1))}]
+                     "count": str(round(crop_count, 1)), "lo90": lo, "hi90": hi, "model": "dense"}]
 
 
 def test_heatmap_written_for_real_image(tmp_path: Path, crop_jpeg: Path,

@@ -16,7 +16,7 @@ from crowdsafe.evaluation import metrics as m
 from crowdsafe.evaluation.dataset import DatasetError, find_datasets, load_dataset
 
 runner = CliRunner()
-METRIC_KEYS = {"n", "mae", "rmse", "bias", "corr", "rel_err", "sec_per_image"}
+METRIC_KEYS = {"n", "mae", "rmse", "bias", "corr", "rel_err", "sec_per_image", "coverage"}
 
 # --- metrics (hand-computed) ---------------------------------------------------------------
 
@@ -129,11 +129,13 @@ def test_eval_mall_subset_end_to_end(tmp_path: Path, crowd_data: Path,
     assert result.exit_code == 0, result.output
     assert "mall" in result.stdout and "MAE" in result.stdout
     data = json.loads(out.read_text())
-    assert set(data) == {"datasets", "engine", "precision"}
+    assert set(data) == {"datasets", "engine", "precision", "model"}
+    assert data["model"] == "dense"
     assert data["precision"] == "fp32" and data["engine"] == counter.engine.name
     assert set(data["datasets"]) == {"mall"}
     scores = data["datasets"]["mall"]
-    assert set(scores) == METRIC_KEYS and scores["n"] == 2
+    assert set(scores) == METRIC_KEYS | {"dense_share"} and scores["n"] == 2
+    assert scores["dense_share"] == 1.0
     labels = json.loads((crowd_data / "mall" / "labels.json").read_text())
     names = ["seq_000801.jpg", "seq_000802.jpg"]  # first two in natural order
     truth = [labels[n]["count"] for n in names]

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from crowdsafe.cli.console import stdout_console
 from crowdsafe.cli.errors import err_console, fail, user_errors
+from crowdsafe.cli.model_option import ModelChoiceOpt, ModelOption
 from crowdsafe.cli.options import (
     EngineChoice,
     EngineOption,
@@ -28,8 +29,8 @@ from crowdsafe.cli.options import (
     engine_spec,
 )
 from crowdsafe.cli.progress import progress_bar
-from crowdsafe.counting import batch
 from crowdsafe.counting.batch import CountReport, LazyCounter, run_count
+from crowdsafe.counting.choice import make_model_counter
 from crowdsafe.render.writer import HeatmapWriter
 from crowdsafe.sources import open_source, parse_interval
 from crowdsafe.sources.video import VideoSource
@@ -45,10 +46,19 @@ def _time(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 3)
 
 
+def _bound(interval: tuple[float, float] | None, side: int) -> float | None:
+    return None if interval is None else round(interval[side], 1)
+
+
 def report_rows(report: CountReport) -> list[dict[str, Any]]:
-    """Per-frame rows with counts rounded to 0.1: more digits would suggest false precision."""
+    """Per-frame rows with counts rounded to 0.1: more digits would suggest false precision.
+
+    ``lo90``/``hi90`` bound the count (nominal 90 %, fitted on held-out TRAIN images; see
+    MODEL_CARD.md); ``model`` says which model counted the frame (``--model auto`` mixes).
+    """
     return [{"source": c.source, "frame": c.index, "time_s": _time(c.timestamp),
-             "count": round(c.count, 1)} for c in report.counts]
+             "count": round(c.count, 1), "lo90": _bound(c.interval, 0),
+             "hi90": _bound(c.interval, 1), "model": c.model} for c in report.counts]
 
 
 def summary(report: CountReport) -> dict[str, Any]:
@@ -69,8 +79,8 @@ def to_json(report: CountReport, engine: str | None, precision: str) -> str:
 
 def to_csv(report: CountReport) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["source", "frame", "time_s", "count"],
-                            lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=["source", "frame", "time_s", "count", "lo90",
+                                                "hi90", "model"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(report_rows(report))
     return buffer.getvalue()
@@ -82,9 +92,13 @@ def to_table(report: CountReport) -> Table:
     table.add_column("frame", justify="right")
     table.add_column("time (s)", justify="right")
     table.add_column("count", justify="right")
+    table.add_column("90% interval", justify="right")
+    table.add_column("model")
     for row in report_rows(report):
         time_s = "" if row["time_s"] is None else f"{row['time_s']:.1f}"
-        table.add_row(row["source"], str(row["frame"]), time_s, f"{row['count']:.1f}")
+        interval = "" if row["lo90"] is None else f"{row['lo90']:.1f}-{row['hi90']:.1f}"
+        table.add_row(row["source"], str(row["frame"]), time_s, f"{row['count']:.1f}", interval,
+                      row["model"])
     return table
 
 
@@ -152,6 +166,7 @@ def count(
     engine: EngineOption = EngineChoice.auto,
     precision: PrecisionOption = PrecisionChoice.fp32,
     threads: ThreadsOption = None,
+    model: ModelOption = ModelChoiceOpt.dense,
 ) -> None:
     """Count people in an image, a folder of images or a video; one row per counted frame.
 
@@ -172,7 +187,7 @@ def count(
             except OSError as exc:
                 raise fail(f"--heatmaps {heatmaps}: {exc}") from None
         spec = engine_spec(engine, precision, threads)
-        counter = LazyCounter(lambda: batch.make_counter(spec))
+        counter = LazyCounter(lambda: make_model_counter(model.value, spec))
         try:
             with progress_bar(f"counting {source.name}", source.expected,
                               enabled=(source.expected or 2) > 1) as advance:
@@ -184,6 +199,6 @@ def count(
     if not report.counts:
         reasons = "; ".join(f"{s.source}: {s.reason}" for s in report.skipped[:3])
         raise fail(f"no frame could be counted ({reasons or 'the source yielded no frames'})")
-    engine_name = counter.engine.name if counter.engine is not None else None
+    engine_name = getattr(counter.engine, "name", None)
     _emit(report, _resolve_format(fmt, output), output, engine_name, precision.value)
     _report_end(report, writer)

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from crowdsafe.cli.console import stdout_console
 from crowdsafe.cli.errors import fail, user_errors
+from crowdsafe.cli.model_option import ModelChoiceOpt, ModelOption
 from crowdsafe.cli.options import (
     EngineChoice,
     EngineOption,
@@ -20,7 +21,7 @@ from crowdsafe.cli.options import (
     engine_spec,
 )
 from crowdsafe.cli.progress import progress_bar
-from crowdsafe.counting import batch
+from crowdsafe.counting.choice import make_model_counter
 from crowdsafe.evaluation.dataset import Dataset, find_datasets
 from crowdsafe.evaluation.runner import DatasetResult, evaluate_dataset
 
@@ -44,19 +45,29 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 def results_table(results: list[DatasetResult], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for column in ("dataset", "n", "MAE", "RMSE", "bias", "rel. err", "corr", "s/image"):
+    for column in ("dataset", "n", "MAE", "RMSE", "bias", "rel. err", "corr", "90% cov.",
+                   "dense share", "s/image"):
         table.add_column(column, justify="left" if column == "dataset" else "right")
     for result in results:
         m = result.metrics
         rel = "n/a" if m.rel_err is None else f"{m.rel_err * 100:.1f} %"
+        cov = "n/a" if m.coverage is None else f"{m.coverage * 100:.0f} %"
         table.add_row(result.dataset, str(m.n), _fmt(m.mae), _fmt(m.rmse), _fmt(m.bias), rel,
-                      _fmt(m.corr, 3), _fmt(m.sec_per_image))
+                      _fmt(m.corr, 3), cov, f"{dense_share(result) * 100:.0f} %",
+                      _fmt(m.sec_per_image))
     return table
 
 
-def results_json(results: list[DatasetResult], engine: str, precision: str) -> dict[str, Any]:
-    return {"datasets": {r.dataset: r.metrics.as_dict() for r in results},
-            "engine": engine, "precision": precision}
+def dense_share(result: DatasetResult) -> float:
+    """Share of images the dense model counted (1 or 0 unless ``--model auto``)."""
+    return sum(image.model == "dense" for image in result.images) / max(len(result.images), 1)
+
+
+def results_json(results: list[DatasetResult], engine: str, precision: str,
+                 model: str = "dense") -> dict[str, Any]:
+    return {"datasets": {r.dataset: {**r.metrics.as_dict(), "dense_share": dense_share(r)}
+                         for r in results},
+            "engine": engine, "precision": precision, "model": model}
 
 
 def evaluate(
@@ -72,23 +83,25 @@ def evaluate(
     engine: EngineOption = EngineChoice.auto,
     precision: PrecisionOption = PrecisionChoice.fp32,
     threads: ThreadsOption = None,
+    model: ModelOption = ModelChoiceOpt.dense,
 ) -> None:
-    """Count labelled images and report MAE, RMSE, bias, relative error, correlation, speed."""
+    """Count labelled images: MAE, RMSE, bias, relative error, correlation, interval coverage, speed."""
     if json_out is not None and not json_out.parent.is_dir():
         raise fail(f"--json {json_out}: folder {json_out.parent} does not exist")
     with user_errors():
         datasets = _unique([d for path in data for d in find_datasets(path)])
-        counter = batch.make_counter(engine_spec(engine, precision, threads))
+        counter = make_model_counter(model.value, engine_spec(engine, precision, threads))
         results = []
         for dataset in datasets.values():
             total = min(len(dataset.images), limit or len(dataset.images))
             with progress_bar(f"evaluating {dataset.name}", total) as advance:
                 results.append(evaluate_dataset(dataset, counter, limit, on_progress=advance))
-    engine_name = counter.engine.name
-    stdout_console().print(
-        results_table(results, f"Counting accuracy ({engine_name}, {precision.value})"))
+    engine_name = getattr(counter.engine, "name", "n/a")
+    stdout_console().print(results_table(
+        results, f"Counting accuracy ({model.value} model, {engine_name}, {precision.value})"))
     if json_out is not None:
-        text = json.dumps(results_json(results, engine_name, precision.value), indent=2) + "\n"
+        text = json.dumps(results_json(results, engine_name, precision.value, model.value),
+                          indent=2) + "\n"
         try:
             json_out.write_text(text)
         except OSError as exc:

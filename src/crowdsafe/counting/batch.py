@@ -37,13 +37,13 @@ class LazyCounter:
     path or passed a thumbnail should not wait for that to be told.
     """
 
-    def __init__(self, factory: Callable[[], DensityCounter]) -> None:
+    def __init__(self, factory: Callable[[], Counts]) -> None:
         self._factory = factory
-        self._counter: DensityCounter | None = None
+        self._counter: Counts | None = None
 
     @property
     def engine(self) -> Engine | None:
-        return None if self._counter is None else self._counter.engine
+        return getattr(self._counter, "engine", None)
 
     def count(self, image_bgr: np.ndarray) -> DensityResult:
         validate_image(image_bgr)
@@ -60,6 +60,8 @@ class FrameCount:
     index: int
     timestamp: float | None
     count: float
+    interval: tuple[float, float] | None = None
+    model: str = "dense"
 
 
 @dataclass
@@ -98,7 +100,8 @@ def run_count(source: FrameSource, counter: Counts, *,
             report.skipped.append(SkippedFrame(frame.source, frame.index, str(exc)))
         else:
             report.counts.append(FrameCount(frame.source, frame.index, frame.timestamp,
-                                            result.count))
+                                            result.count, getattr(result, "interval", None),
+                                            getattr(result, "model", "dense")))
             if on_frame is not None:
                 on_frame(frame, result)
         if on_progress is not None:

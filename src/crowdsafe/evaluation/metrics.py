@@ -64,6 +64,15 @@ def pearson(predicted: Sequence[float], truth: Sequence[float]) -> float | None:
     return max(-1.0, min(1.0, sum(a * b for a, b in zip(dp, dt, strict=True)) / (sp * st)))
 
 
+def interval_coverage(intervals: Sequence[tuple[float, float] | None],
+                      truth: Sequence[float]) -> float | None:
+    """Share of images whose true count lies in its interval; None when none has one."""
+    pairs = [(iv, t) for iv, t in zip(intervals, truth, strict=True) if iv is not None]
+    if not pairs:
+        return None
+    return sum(lo <= t <= hi for (lo, hi), t in pairs) / len(pairs)
+
+
 def sec_per_image(total_seconds: float, n: int) -> float | None:
     return total_seconds / n if n > 0 else None
 
@@ -79,17 +88,21 @@ class Metrics:
     corr: float | None
     rel_err: float | None
     sec_per_image: float | None
+    #: Share of true counts inside the reported (nominal 90 %) intervals.
+    coverage: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def compute_metrics(predicted: Sequence[float], truth: Sequence[float],
-                    seconds: float | None = None) -> Metrics:
+                    seconds: float | None = None,
+                    intervals: Sequence[tuple[float, float] | None] | None = None) -> Metrics:
     """Every metric at once; ``seconds`` is the total inference time, if measured."""
     return Metrics(
         n=len(_errors(predicted, truth)), mae=mae(predicted, truth), rmse=rmse(predicted, truth),
         bias=bias(predicted, truth), corr=pearson(predicted, truth),
         rel_err=relative_error(predicted, truth),
         sec_per_image=None if seconds is None else sec_per_image(seconds, len(predicted)),
+        coverage=None if intervals is None else interval_coverage(intervals, truth),
     )

@@ -26,6 +26,8 @@ class ImageResult:
     truth: float
     predicted: float
     seconds: float
+    interval: tuple[float, float] | None = None
+    model: str = "dense"
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,13 @@ def evaluate_dataset(dataset: Dataset, counter: Counts, limit: int | None = None
         if warm_up and position == 0:
             counter.count(image)
         start = time.perf_counter()
-        predicted = counter.count(image).count
-        results.append(ImageResult(item.name, item.count, predicted,
-                                   time.perf_counter() - start))
+        result = counter.count(image)
+        seconds = time.perf_counter() - start
+        results.append(ImageResult(item.name, item.count, result.count, seconds,
+                                   getattr(result, "interval", None), getattr(result, "model", "dense")))
         if on_progress is not None:
             on_progress()
     metrics = compute_metrics([r.predicted for r in results], [r.truth for r in results],
-                              seconds=sum(r.seconds for r in results))
+                              seconds=sum(r.seconds for r in results),
+                              intervals=[r.interval for r in results])
     return DatasetResult(dataset.name, metrics, tuple(results))

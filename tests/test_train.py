@@ -1,0 +1,101 @@
+"""``crowdsafe train``: a 2-step smoke run of the real loop on small crops of real TRAIN images.
+
+Training itself never runs in CI; this checks that the pipeline (targets, feature cache,
+torch loop, fp16 export, curve, report, interval tables) works and is reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from crowdsafe.cli.main import app
+from crowdsafe.counting import weights as w
+from crowdsafe.training.data import density_target, split
+
+torch = pytest.importorskip("torch", reason="crowdsafe[train] (torch) is not installed")
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def train_root(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny TRAIN folders: 256x256 crops of real B and A train images with their head points."""
+    root = tmp_path_factory.mktemp("train")
+    for split_name, names in (("shanghaitech_b_train", 6), ("shanghaitech_a_train", 2)):
+        src = shared_data / "crowd-train" / split_name
+        if not src.is_dir():
+            pytest.skip(f"{src} not found")
+        labels = json.loads((src / "labels.json").read_text())
+        out = root / split_name.replace("shanghaitech", "tiny")
+        out.mkdir()
+        tiny = {}
+        for name in sorted(labels)[:names]:
+            image = cv2.imread(str(src / name))[:256, :256]
+            cv2.imwrite(str(out / name.replace(".jpg", ".png")), image)
+            pts = [p for p in labels[name]["points"] if p[0] < 256 and p[1] < 256]
+            tiny[name.replace(".jpg", ".png")] = {"count": len(pts), "points": pts}
+        (out / "labels.json").write_text(json.dumps(tiny))
+    return root
+
+
+def test_density_target_sums_to_heads_inside() -> None:
+    points = np.array([[10.0, 10.0], [0.5, 0.5], [63.0, 40.0], [200.0, 5.0]])  # last is outside
+    target = density_target(points, 48, 64)
+    assert target.shape == (6, 8)
+    assert target.sum() == pytest.approx(3.0, abs=1e-4)
+    assert target[1, 1] > target[5, 0]  # mass stays near its head
+
+
+def test_split_is_seeded_and_disjoint(train_root: Path) -> None:
+    from crowdsafe.training.data import load_train_folder
+
+    images = load_train_folder(train_root / "tiny_b_train")
+    a_train, a_val = split(images, 2, seed=0)
+    _, b_val = split(images, 2, seed=0)
+    assert [i.name for i in a_val] == [i.name for i in b_val] and len(a_train) == 4
+    assert not {i.name for i in a_train} & {i.name for i in a_val}
+
+
+def test_two_step_training_smoke(train_root: Path, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(w.ENV_WEIGHTS, str(w.weights_path()))
+    monkeypatch.setenv(w.ENV_CACHE, str(tmp_path / "cache"))  # feature cache stays in the test
+    args = ["train", str(train_root / "tiny_b_train"), "--steps", "2", "--batch", "2",
+            "--crop", "8", "--val", "2", "--eval-every", "1", "--warmup", "0", "--lr", "1e-4",
+            "--calibrate-with", str(train_root / "tiny_a_train"), "--calibrate-images", "2",
+            "--threads", "1"]
+    first = runner.invoke(app, [*args, "--out-dir", str(tmp_path / "one")])
+    assert first.exit_code == 0, first.output
+    out = tmp_path / "one"
+    report = json.loads((out / "train_report.json").read_text())
+    assert len(report["log"]["losses"]) == 2 and all(np.isfinite(report["log"]["losses"]))
+    assert [e[0] for e in report["log"]["evals"]] == [0, 1, 2]
+    layers = np.load(out / "sparse_b.npz")
+    assert set(layers.files) == {f"{n}.{p}" for n in ("backend.4", "backend.6", "backend.8",
+                                                      "backend.10", "output_layer")
+                                 for p in ("weight", "bias")}
+    assert all(layers[k].dtype == np.float16 for k in layers.files)
+    published = w.load_weights()
+    if report["log"]["best_step"] > 0:
+        assert not np.array_equal(layers["output_layer.weight"].astype(np.float32),
+                                  published["output_layer.weight"])
+    curve = cv2.imread(str(out / "loss_curve.png"))
+    assert curve is not None and curve.shape == (420, 900, 3)
+    tables = json.loads((out / "intervals.json").read_text())["tables"]
+    assert set(tables) == {"dense", "sparse"}
+    assert report["auto_threshold_per_mpx"] > 0
+    again = runner.invoke(app, [*args, "--out-dir", str(tmp_path / "two")])
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "two" / "train_report.json").read_text())["sha256"] == report["sha256"]
+
+
+def test_train_refuses_evaluation_sets(crowd_data: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", str(crowd_data / "shanghaitech_b"), "--out-dir",
+                                 str(tmp_path)])
+    assert result.exit_code == 2
+    assert "evaluation set" in " ".join(result.stderr.split())
