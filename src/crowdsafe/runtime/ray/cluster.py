@@ -1,0 +1,87 @@
+"""Joining a Ray cluster from ``--cluster``: ``ray://HOST:PORT``, ``HOST:PORT`` or ``auto``.
+
+- ``ray://HOST:PORT``: Ray Client (port 10001 by default on the head), for a driver outside
+  the cluster; every frame the driver measures then crosses to it, so prefer running the
+  driver on the head node (``ray job submit -- crowdsafe run ... --cluster auto``);
+- ``HOST:PORT``: the head's GCS address (port 6379), for a driver on a cluster node;
+- ``auto``: the cluster this machine belongs to (``ray start`` was run here, or
+  ``RAY_ADDRESS`` is set), else a one-machine cluster started for this run with all cores.
+
+The address is checked before anything starts, so a typo fails in milliseconds; a cluster
+that cannot be reached is one line naming the address, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+
+from crowdsafe.runtime.ray import RAY_EXTRA_HINT, ray_available
+
+log = logging.getLogger(__name__)
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+
+
+class ClusterError(RuntimeError):
+    """The cluster address is malformed or the cluster cannot be reached; the message says which."""
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    address: str
+    nodes: int
+    cpus: float
+    gpus: float
+    started_here: bool  # a one-machine cluster this run started
+    owned: bool  # this run called ray.init, so it disconnects (and stops what it started) at the end
+
+
+def check_address(address: str) -> str:
+    """``address`` if it has one of the accepted forms, else ClusterError."""
+    text = address.strip()
+    if text == "auto":
+        return text
+    rest = text.removeprefix("ray://")
+    if _HOST_PORT.match(rest) and 0 < int(rest.rsplit(":", 1)[1]) < 65536:
+        return text
+    raise ClusterError(f"--cluster: {address!r} is not ray://HOST:PORT, HOST:PORT or auto")
+
+
+def connect(address: str, *, local_cpus: int | None = None) -> ClusterInfo:
+    """Join (or, for ``auto`` on a machine without a cluster, start) Ray; reuse it if already up."""
+    address = check_address(address)
+    if not ray_available():
+        raise ClusterError(RAY_EXTRA_HINT)
+    import ray
+
+    started_here = owned = False
+    if not ray.is_initialized():
+        owned = True
+        quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
+        try:
+            if address == "auto":
+                try:
+                    ray.init(address="auto", **quiet)
+                except ConnectionError:
+                    log.info("no Ray cluster on this machine; starting a local one")
+                    ray.init(num_cpus=local_cpus or os.cpu_count(), include_dashboard=False, **quiet)
+                    started_here = True
+            else:
+                ray.init(address=address, **quiet)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ClusterError(f"cannot join the Ray cluster at {address}: {first}") from None
+    resources = ray.cluster_resources()
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    return ClusterInfo(address, nodes, float(resources.get("CPU", 0.0)), float(resources.get("GPU", 0.0)),
+                       started_here, owned)
+
+
+def disconnect(info: ClusterInfo) -> None:
+    import ray
+
+    if ray.is_initialized() and info.owned:
+        ray.shutdown()

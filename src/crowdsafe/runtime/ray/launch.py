@@ -1,0 +1,43 @@
+"""``crowdsafe run SITE.yaml --cluster ADDRESS``: the command's Ray branch, kept out of ``cli.run``.
+
+``cli.run`` checks the site, sources and store exactly as for a local run and, where it would
+build a :class:`LocalRunner`, asks :func:`cluster_runner` for a :class:`RayRunner` instead
+(a LocalRunner subclass: the API, signals, summary and exit codes work unchanged). Ray is
+imported only on this path, so the core install never needs it. Joining the cluster and
+starting the actors happen here, before the run, so an unreachable cluster or a replica that
+cannot load the model is one line on stderr (exit 2), not a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from crowdsafe.counting.engines import EngineSpec
+from crowdsafe.runtime.local import PreparedSite, RunnerConfig
+from crowdsafe.runtime.pipeline import FrameOutput
+from crowdsafe.runtime.ray.cluster import ClusterError, connect, disconnect
+from crowdsafe.runtime.ray.runner import RayConfig, RayRunner
+from crowdsafe.store.store import Store
+
+
+def cluster_runner(address: str, prepared: PreparedSite, store: Store, cpu: EngineSpec, config: RunnerConfig,
+                   on_frame: Callable[[FrameOutput], None] | None = None,
+                   ray_config: RayConfig | None = None) -> RayRunner:
+    """A RayRunner on the cluster at ``address`` with its actors started (exit 2 if that fails)."""
+    from crowdsafe.cli.errors import err_console, fail
+
+    try:
+        info = connect(address)
+    except ClusterError as exc:
+        raise fail(str(exc)) from None
+    runner = RayRunner(prepared, store, cpu, config, ray_config, on_frame=on_frame)
+    runner.cluster = info
+    where = "a one-machine Ray cluster started for this run" if info.started_here else f"Ray at {address}"
+    err_console.print(f"cluster: {where}: {info.nodes} node(s), {info.cpus:g} CPUs, {info.gpus:g} GPUs; "
+                      "starting readers and model replicas", highlight=False, markup=False)
+    try:
+        runner.start_actors()
+    except ClusterError as exc:
+        disconnect(info)
+        raise fail(str(exc)) from None
+    return runner

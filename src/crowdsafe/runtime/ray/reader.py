@@ -1,0 +1,83 @@
+"""A camera reader as a Ray actor: decode where the camera is, send on only sampled frames.
+
+It wraps the local runner's :class:`CameraReader` (same sampling, pairs, health) around a slot
+of its own, opened inside the actor so the feed is pulled from the node the actor runs on. The
+driver pulls with :meth:`take`, which waits up to a timeout for the next sample and returns it
+encoded for the wire; the driver keeps one ``take`` outstanding per camera, so a camera never
+has more than one frame in transit and a slow cluster drops samples instead of queueing them.
+
+When the actor dies (its process, or its node), Ray starts it again (``max_restarts``), on
+another node if the node is gone; ``__init__`` runs again and reopens the feed, so readings
+resume with new wall-clock times: nothing is replayed, so nothing is stored twice.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from crowdsafe.config.site import Site
+from crowdsafe.runtime.camera import CameraHealth, CameraReader, Sample, open_camera
+from crowdsafe.runtime.ray.replica import _node_id
+from crowdsafe.runtime.ray.wire import Encoding, WireSample, encode_sample
+from crowdsafe.runtime.slots import LatestSlots
+
+ENDED = "ended"  # take() result once a non-looping source has run out
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    encoding: Encoding = "jpeg"
+    quality: int = 90
+    size: tuple[int, int] | None = None  # calibration (width, height): frames leave at this size
+    keep_pair: bool = True  # only cameras that measure a line need the flow pair
+    loop: bool = True
+
+
+@dataclass(frozen=True)
+class ReaderInfo:
+    camera_id: str
+    pid: int
+    node_id: str
+    restarted: bool
+
+
+class ReaderActor:
+    def __init__(self, site: Site, index: int, options: ReaderOptions) -> None:
+        self.options = options
+        self.camera = open_camera(site, index, site.cameras[index], loop=options.loop)
+        self.slots: LatestSlots[Sample] = LatestSlots()
+        self.reader = CameraReader(self.camera, self.slots)
+        self.restarted = _restarted()
+        self.reader.start()
+
+    def info(self) -> ReaderInfo:
+        return ReaderInfo(self.camera.camera_id, os.getpid(), _node_id(), self.restarted)
+
+    def take(self, timeout_s: float = 1.0) -> WireSample | str | None:
+        """The newest sample (encoded), None if none came within the timeout, ENDED at the end."""
+        item = self.slots.take(timeout=timeout_s)
+        if item is None:
+            return ENDED if self.reader.finished and self.slots.depth() == 0 else None
+        _, sample = item
+        o = self.options
+        return encode_sample(sample, o.encoding, quality=o.quality, size=o.size, keep_pair=o.keep_pair)
+
+    def health(self) -> CameraHealth:
+        return self.reader.health()
+
+    def stop(self, join_s: float = 2.0) -> CameraHealth:
+        """Stop reading; the final health snapshot (status ``stopped``, or ``ended``)."""
+        self.reader.stop()
+        self.slots.close()
+        self.reader.join(join_s)
+        return self.reader.health()
+
+
+def _restarted() -> bool:
+    try:
+        import ray
+
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+    except Exception:
+        return False

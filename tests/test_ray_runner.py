@@ -1,0 +1,194 @@
+"""The Ray runner on a real local Ray (2 CPUs): readings stored, actors killed and restarted, CLI.
+
+One Ray instance serves the module (starting it costs seconds on 2 cores). The site is the demo
+site at a third of its resolution, seen by two cameras (the bundled video twice), so frames are
+cheap to count and the two model replicas both get work. What is asserted holds whatever the
+speed: readings for every camera, every frame's readings stored exactly once, readings resume
+after each kill.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from crowdsafe.cli.main import app
+from crowdsafe.config.site import load_site
+from crowdsafe.counting.engines import EngineSpec
+from crowdsafe.runtime.background import BackgroundPolicy
+from crowdsafe.runtime.local import RunnerConfig, prepare_site
+from crowdsafe.runtime.pipeline import FrameOutput
+from crowdsafe.runtime.ray.runner import RayConfig, RayRunner, RaySummary, summary_line
+from crowdsafe.store.store import open_store
+
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'crowdsafe[ray]'")
+
+DEMO = Path(str(resources.files("crowdsafe") / "data" / "demo_site.yaml"))
+VIDEO = DEMO.parent / "vtest.avi"
+SCALE = 1 / 3
+
+
+def precision() -> str:
+    plan = Path(str(resources.files("crowdsafe.counting") / "int8_plan.json"))
+    return "int8" if plan.is_file() else "fp32"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+def two_camera_site(tmp_path: Path, every: str = "1s") -> Path:
+    """The demo site scaled to 256x192, with a second camera on the same video."""
+    data = yaml.safe_load(DEMO.read_text())
+    cam = data["cameras"][0]
+    cam["source"] = str(VIDEO)
+    cam["sampling"] = {"every": every}
+    cal = cam["calibration"]
+    cal["image_size"] = [round(v * SCALE) for v in cal["image_size"]]
+    cal["image_points"] = [[u * SCALE, v * SCALE] for u, v in cal["image_points"]]
+    cal["focal_px"] *= SCALE
+    cal["principal_point"] = [v * SCALE for v in cal["principal_point"]]
+    second = yaml.safe_load(yaml.safe_dump(cam))
+    second["id"] = "view002"
+    data["cameras"].append(second)
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+class Run:
+    """A RayRunner on its own thread, with every emitted frame recorded."""
+
+    def __init__(self, tmp_path: Path, duration_s: float, **ray_config: object) -> None:
+        self.db = tmp_path / "ray.sqlite"
+        self.outputs: list[FrameOutput] = []
+        prepared = prepare_site(load_site(two_camera_site(tmp_path)))
+        config = RunnerConfig(state_dir=tmp_path / "state", duration_s=duration_s, health_every_s=2.0,
+                              background=BackgroundPolicy(min_frames=3))
+        self.runner = RayRunner(prepared, open_store(self.db), EngineSpec(precision=precision()), config,
+                                RayConfig(**ray_config), on_frame=self.outputs.append)  # type: ignore[arg-type]
+        self.result: dict[str, RaySummary] = {}
+        self.thread = threading.Thread(target=lambda: self.result.setdefault("s", self.runner.run()),
+                                       daemon=True)
+        self.thread.start()
+
+    def frames_after(self, t: float) -> int:
+        return sum(1 for o in list(self.outputs) if o.ts > t)
+
+    def wait(self, predicate: object, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and self.thread.is_alive():
+            if predicate():  # type: ignore[operator]
+                return True
+            time.sleep(0.2)
+        return bool(predicate())  # type: ignore[operator]
+
+    def finish(self, timeout: float = 90) -> RaySummary:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "runner did not stop"
+        return self.result["s"]
+
+    def stored(self, table: str) -> list[tuple]:
+        with sqlite3.connect(self.db) as conn:
+            key = "zone_id" if table == "zone_readings" else "line_id"
+            return list(conn.execute(f"SELECT {key}, ts FROM {table}"))
+
+
+def assert_stored_exactly_once(run: Run, summary: RaySummary) -> None:
+    emitted = [(z.zone_id, z.ts) for o in run.outputs for z in o.zones]
+    stored = run.stored("zone_readings")
+    assert sorted(stored) == sorted(emitted)  # every emitted reading stored, none twice
+    assert len(set(emitted)) == len(emitted)  # and no frame was measured twice
+    lines = [(r["line_id"], r["ts"]) for o in run.outputs for r in o.line_rows]
+    assert sorted(run.stored("line_readings")) == sorted(lines)
+    assert summary.store.ignored == 0 and summary.store.dropped == 0 and summary.flushed
+
+
+def test_site_on_ray_stores_every_cameras_readings_once_and_reports_wire_cost(tmp_path: Path, local_ray):
+    run = Run(tmp_path, duration_s=14.0)
+    summary = run.finish()
+    assert set(summary.frames) == {"view001", "view002"}
+    assert min(summary.frames.values()) >= 3
+    assert summary.errors == 0
+    stats = summary.ray
+    assert len(stats.replicas) == 2 and {r.device for r in stats.replicas} == {"CPU"}
+    assert len({r.pid for r in stats.replicas}) == 2  # two per-core engines, two processes
+    assert stats.frames == summary.frames_total
+    # 256x192 JPEG frames (+ the flow pair for the camera that sees the line) are a few KiB.
+    assert 1_000 < stats.bytes_per_frame < 2 * 256 * 192 * 3 / 4
+    assert stats.round_trip_s >= stats.infer_s > 0
+    counts = [o.count for o in run.outputs]
+    assert all(5 < c < 80 for c in counts), counts  # the PETS scene: tens, not zero, not hundreds
+    assert_stored_exactly_once(run, summary)
+    assert run.stored("line_readings")  # the east gate is measured (flow pairs crossed the wire)
+    with sqlite3.connect(run.db) as conn:
+        health = {r[0] for r in conn.execute("SELECT camera_id FROM camera_health")}
+    assert health == {"view001", "view002"}
+    assert "2 replica(s)" in summary_line(stats)
+
+
+def test_killed_reader_and_replica_are_restarted_and_nothing_is_stored_twice(tmp_path: Path, local_ray):
+    run = Run(tmp_path, duration_s=60.0)
+    assert run.wait(lambda: len(run.outputs) >= 4, 40), "no frames before the kills"
+
+    reader = run.runner.readers["view001"]
+    pid_before = ray.get(reader.info.remote()).pid
+    killed_at = time.time()
+    ray.kill(reader, no_restart=False)  # the process dies; Ray restarts the actor
+    assert run.wait(lambda: sum(1 for o in list(run.outputs)
+                                if o.camera_id == "view001" and o.ts > killed_at + 1) >= 2, 40), \
+        "camera view001 did not come back after its reader was killed"
+    assert ray.get(reader.info.remote()).pid != pid_before
+    assert ray.get(reader.info.remote()).restarted
+
+    # Kill a replica while it holds a frame (a few tries: a frame takes ~0.1 s to count): the frame
+    # goes back to its camera and is counted by the other replica.
+    for _ in range(5):
+        assert run.wait(lambda: bool(run.runner._in_flight), 20)
+        job = next(iter(list(run.runner._in_flight.values())), None)
+        if job is None:
+            continue
+        killed_at = time.time()
+        ray.kill(run.runner.replicas[job.replica], no_restart=False)
+        run.wait(lambda: run.runner.summary.ray.replica_failures > 0, 3)
+        assert run.wait(lambda: all(run.runner._replica_up), 40), "the killed replica did not come back"
+        if run.runner.summary.ray.replica_failures:
+            break
+    assert run.runner.summary.ray.replica_failures >= 1, "never caught a replica with a frame in hand"
+    assert run.wait(lambda: run.frames_after(killed_at + 1) >= 4, 40), "no readings after the replica kill"
+    run.runner.request_stop("test done")
+    summary = run.finish()
+
+    assert summary.ray.reader_failures >= 1
+    assert_stored_exactly_once(run, summary)
+    ts = [o.ts for o in run.outputs if o.camera_id == "view001"]
+    assert all(b > a for a, b in itertools.pairwise(ts))  # each instant measured once, in order
+
+
+def test_cli_runs_a_site_on_the_cluster_and_refuses_a_bad_address(tmp_path: Path, local_ray):
+    site = two_camera_site(tmp_path, every="2s")
+    cli = CliRunner()
+    bad = cli.invoke(app, ["run", str(site), "--cluster", "nowhere", "--state-dir", str(tmp_path / "s")])
+    assert bad.exit_code == 2
+    lines = [ln for ln in bad.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--cluster" in lines[0] and "Traceback" not in bad.output
+    result = cli.invoke(app, ["run", str(site), "--cluster", "auto", "--duration", "8", "--quiet",
+                              "--precision", precision(), "--state-dir", str(tmp_path / "state")])
+    assert result.exit_code == 0, result.output
+    assert "frames counted" in result.output and "KiB/frame on the wire" in result.output
+    assert ray.is_initialized()  # a cluster the command did not start is left running
+    with sqlite3.connect(tmp_path / "state" / "crowdsafe.sqlite") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM zone_readings").fetchone()[0] > 0
