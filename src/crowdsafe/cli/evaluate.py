@@ -24,6 +24,8 @@ from crowdsafe.cli.progress import progress_bar
 from crowdsafe.counting.choice import make_model_counter
 from crowdsafe.evaluation.dataset import Dataset, find_datasets
 from crowdsafe.evaluation.runner import DatasetResult, evaluate_dataset
+from crowdsafe.evaluation.video import evaluate_video, is_video
+from crowdsafe.sources import parse_interval
 
 
 def _unique(datasets: list[Dataset]) -> dict[str, Dataset]:
@@ -72,7 +74,8 @@ def results_json(results: list[DatasetResult], engine: str, precision: str,
 
 def evaluate(
     data: Annotated[list[Path], typer.Argument(
-        help="Dataset folders holding labels.json, or parent folders whose sub-folders do.",
+        help="Dataset folders holding labels.json, or parent folders whose sub-folders do; or "
+             "videos with per-frame counts in <stem>_counts.csv beside them.",
         show_default=False)],
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Also write the metrics as JSON to this file.", show_default=False)
@@ -84,18 +87,25 @@ def evaluate(
     precision: PrecisionOption = PrecisionChoice.fp32,
     threads: ThreadsOption = None,
     model: ModelOption = ModelChoiceOpt.dense,
+    every: Annotated[str, typer.Option(
+        "--every", help="Videos: score one frame per interval (e.g. 1s, 500ms).")] = "1s",
 ) -> None:
     """Count labelled images: MAE, RMSE, bias, relative error, correlation, interval coverage, speed."""
     if json_out is not None and not json_out.parent.is_dir():
         raise fail(f"--json {json_out}: folder {json_out.parent} does not exist")
     with user_errors():
-        datasets = _unique([d for path in data for d in find_datasets(path)])
+        videos = [path for path in data if is_video(path)]
+        datasets = _unique([d for path in data if path not in videos for d in find_datasets(path)])
+        interval = parse_interval(every) if videos else None
         counter = make_model_counter(model.value, engine_spec(engine, precision, threads))
         results = []
         for dataset in datasets.values():
             total = min(len(dataset.images), limit or len(dataset.images))
             with progress_bar(f"evaluating {dataset.name}", total) as advance:
                 results.append(evaluate_dataset(dataset, counter, limit, on_progress=advance))
+        for video in videos:
+            with progress_bar(f"evaluating {video.name}", None) as advance:
+                results.append(evaluate_video(video, counter, interval, on_progress=advance))
     engine_name = getattr(counter.engine, "name", "n/a")
     stdout_console().print(results_table(
         results, f"Counting accuracy ({model.value} model, {engine_name}, {precision.value})"))
