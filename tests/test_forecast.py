@@ -86,15 +86,17 @@ def test_schedule_validation():
 def test_gbm_beats_naive_at_30_min_with_honest_intervals(site):
     result = backtest(site, days=3, seed=11, methods=["gbm"], train_days=6, calib_days=8, every_min=5)
     m30 = result.metrics["gbm"][30]
-    assert m30["mase"] < 1.0  # against the naive (last one-minute reading) at 30 min
-    assert m30["mase"] < 0.8
+    assert m30["mase"] < 0.8  # the goal: against the seasonal naive (previous event day) at 30 min
+    assert m30["rmae_naive"] < 0.8  # and against the last one-minute reading
     for h in (5, 15, 30, 60):
         cov = result.metrics["gbm"][h]
         # Three test days are few (residuals within a day are correlated): a loose tolerance here,
-        # the ±5-point goal is checked on the longer backtest reported in the docs.
+        # the 85-95 % goal for the 90 % interval is checked on the longer backtest in the README.
         assert abs(cov["cover80"] - 0.80) < 0.08, (h, cov)
+        assert abs(cov["cover90"] - 0.90) < 0.07, (h, cov)
         assert abs(cov["cover95"] - 0.95) < 0.06, (h, cov)
-    assert result.metrics["naive"][30]["mase"] == pytest.approx(1.0)
+    assert result.metrics["naive"][30]["rmae_naive"] == pytest.approx(1.0)
+    assert result.metrics["seasonal_naive"][30]["mase"] == pytest.approx(1.0)
 
 
 def test_ingress_ramp_forecast_before_it_shows(site, gbm):
@@ -124,8 +126,11 @@ def test_forecast_shape_clip_and_refresh(site, gbm):
     for f in (first, second):
         assert all(0 <= lo <= m <= hi <= cap + 1e-9 for lo, m, hi in zip(f.lo95, f.mean, f.hi95, strict=True))
         assert all(a <= b + 1e-9 for a, b in zip(f.hi80, f.hi95, strict=True))
+        assert all(lo95 <= lo90 <= lo80 and hi80 <= hi90 <= hi95 for lo95, lo90, lo80, hi80, hi90, hi95
+                   in zip(f.lo95, f.lo90, f.lo80, f.hi80, f.hi90, f.hi95, strict=True))
     d = first.as_dict()
-    assert set(d) >= {"zone_id", "issued_ts", "horizons_min", "mean", "lo80", "hi80", "lo95", "hi95"}
+    assert set(d) >= {"zone_id", "issued_ts", "horizons_min", "mean", "lo80", "hi80", "lo90", "hi90", "lo95",
+                      "hi95"}
     json.dumps(d)
 
 
@@ -148,5 +153,5 @@ def test_backtest_cli_json(tmp_path):
     assert data["days"] == 1 and data["horizons"] == [5, 15, 30, 60]
     assert set(data["metrics"]) == {"naive", "profile", "seasonal_naive"}
     row = data["metrics"]["profile"]["30"]
-    assert {"mae", "mase", "rmae_sn", "cover80", "cover95"} <= set(row)
+    assert {"mae", "mase", "rmae_naive", "cover80", "cover90", "cover95"} <= set(row)
     assert "MASE" in res.output

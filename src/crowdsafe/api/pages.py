@@ -18,7 +18,7 @@ router = APIRouter(include_in_schema=False)
 _DASHBOARD = importlib.resources.files("crowdsafe.dashboard")
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
           ".html": "text/html; charset=utf-8", ".png": "image/png"}
-OWN_FILES = ("app.js", "map.js", "charts.js", "sse.js", "style.css", "docs.js")
+OWN_FILES = ("app.js", "map.js", "charts.js", "sse.js", "style.css", "docs.js", "forecast.js")
 
 
 def _vendor_files() -> dict[str, Path]:

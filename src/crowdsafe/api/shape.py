@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from crowdsafe.api.siteview import SiteView
+from crowdsafe.simulate.clearance import live_clearance_s
 
 
 def _r(value: Any, digits: int = 3) -> Any:
@@ -23,7 +24,14 @@ def zone_reading(view: SiteView, row: dict[str, Any], now: float | None = None) 
         "density": _r(row.get("density"), 4), "los": row.get("los"), "risk": row.get("risk"),
         "coverage_pct": _r(row.get("coverage_pct"), 1), "capacity": capacity,
         "occupancy_pct": round(100.0 * row["count"] / capacity, 1) if capacity else None,
+        "clearance_s": _clearance(view, row),
     }
+
+
+def _clearance(view: SiteView, row: dict[str, Any]) -> float | None:
+    """Seconds to clear the zone through its exits at this count (flow formula); None without exits."""
+    seconds = live_clearance_s(view.zone(row["zone_id"]), float(row["count"]), view.site.safety)
+    return None if seconds is None else round(seconds, 1)
 
 
 def line_reading(row: dict[str, Any], now: float | None = None) -> dict[str, Any]:

@@ -7,7 +7,6 @@ readings and applies the site file's staffing policy.
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from importlib import resources
@@ -20,11 +19,11 @@ from rich.table import Table
 from crowdsafe.cli.console import stdout_console
 from crowdsafe.cli.errors import fail, user_errors
 from crowdsafe.config.site import Site, load_site
+from crowdsafe.forecast.backtest import TABLE_COLUMNS, table_rows
 from crowdsafe.forecast.backtest import backtest as run_backtest
-from crowdsafe.forecast.backtest import table_rows
-from crowdsafe.forecast.forecaster import KEEP_MIN, forecast_site
+from crowdsafe.forecast.live import STALE_MIN, default_method, forecast_zones
 from crowdsafe.forecast.model import ForecastDependencyError, cached_site_model
-from crowdsafe.forecast.staffing import StaffingPlan, plan_staffing
+from crowdsafe.forecast.staffing import StaffingPlan, plan_csv, plan_staffing
 from crowdsafe.store.store import StoreError, open_store
 
 app = typer.Typer(help="Occupancy forecasts: backtest them, plan staffing from them.", no_args_is_help=True)
@@ -62,14 +61,14 @@ def backtest(
         except ForecastDependencyError as exc:
             raise fail(str(exc)) from None
     table = Table(title=f"forecast backtest: {days} day(s), seed {seed}, zones {', '.join(result.zones)}")
-    for col in ("method", "h min", "MAE", "MASE", "rMAE_sn", "cover80 %", "cover95 %"):
+    for col in TABLE_COLUMNS:
         table.add_column(col, justify="left" if col == "method" else "right")
     for row in table_rows(result):
         table.add_row(*row)
     console = stdout_console()
     console.print(table)
-    console.print("MASE: MAE / MAE of the naive (last one-minute reading) at the same horizon; rMAE_sn: "
-                  "MAE / MAE of the seasonal naive (previous event day, same clock time). "
+    console.print("MASE: MAE / MAE of the seasonal naive (previous event day, same clock time) at the same "
+                  "horizon; rMAE_naive: MAE / MAE of the naive (last one-minute reading). "
                   f"{result.seconds:.1f} s.")
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -103,7 +102,9 @@ def staffing(
     slot: Annotated[int, typer.Option(min=1, max=60, help="Slot length, minutes.")] = 15,
     bound: Annotated[str | None, typer.Option(
         help="Forecast bound to staff for: mean, hi80, hi95; default the policy's.")] = None,
-    method: Annotated[str, typer.Option(help="Forecast method: gbm, profile or naive.")] = "gbm",
+    method: Annotated[str | None, typer.Option(
+        help="Forecast method: gbm, profile or naive; default gbm where scikit-learn is installed, "
+             "else profile.", show_default=False)] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the plan as CSV here.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the plan as JSON here.")] = None,
 ) -> None:
@@ -113,6 +114,10 @@ def staffing(
         if site.staffing is None:
             raise fail(f"{site_path}: no 'staffing' policy in the site file")
         try:
+            model = cached_site_model(site, method or default_method())
+        except ForecastDependencyError as exc:
+            raise fail(str(exc)) from None
+        try:
             db = open_store(store)
             try:
                 if at is None:
@@ -120,27 +125,18 @@ def staffing(
                     if not newest:
                         raise fail(f"no zone readings in {store}")
                     at = max(newest)
-                rows = db.query("zone_readings", start=at - KEEP_MIN * 60.0, end=at + 1e-3, limit=5_000_000)
+                forecasts = forecast_zones(db, site, at, model=model)
             finally:
                 db.close()
         except StoreError as exc:
             raise fail(str(exc)) from None
-        try:
-            model = cached_site_model(site, method)
-        except ForecastDependencyError as exc:
-            raise fail(str(exc)) from None
-        forecasts = forecast_site(model, rows)
         if not forecasts:
-            raise fail(f"no readings for the site's zones before {at} in {store}")
+            raise fail(f"no readings for the site's zones in the {STALE_MIN} min before {at} in {store}")
         plan = plan_staffing(site, forecasts, slot_minutes=slot, bound=bound)
     print_plan(plan)
     if csv_out is not None:
-        rows_out = plan.rows()
         csv_out.parent.mkdir(parents=True, exist_ok=True)
-        with csv_out.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows_out[0]))
-            writer.writeheader()
-            writer.writerows(rows_out)
+        csv_out.write_text(plan_csv(plan))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps({"plan": plan.as_dict(),

@@ -177,6 +177,11 @@ class SafetyConfig(_Strict):
     los_by_zone_type: dict[ZoneType, str] = Field(
         dict(DEFAULT_LOS_BY_ZONE_TYPE), description="LoS profile for each zone type")
     risk_profile: str = DEFAULT_RISK_PROFILE
+    specific_flow_pmm: dict[Literal["level", "stairs"], Annotated[float, Field(gt=0)]] = Field(
+        {"level": 82.0, "stairs": 66.0}, description="people per metre of exit width per minute, by exit "
+        "kind, for zone clearance times (82 level / 66 stairs: UK venue guidance)")
+    egress_limit_s: float = Field(480.0, gt=0, description="clearance time that raises the egress alert "
+                                                           "(8 minutes by default)")
 
 
 class Staffing(BaseModel):

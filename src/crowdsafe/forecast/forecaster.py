@@ -35,13 +35,16 @@ class Forecast:
     hi95: tuple[float, ...]
     method: str = "gbm"
     last_count: float | None = None
+    lo90: tuple[float, ...] = ()
+    hi90: tuple[float, ...] = ()
 
     def target_ts(self) -> list[float]:
         return [self.issued_ts + 60.0 * h for h in self.horizons]
 
     def bound(self, which: str) -> tuple[float, ...]:
-        """``mean``, ``hi80`` or ``hi95`` (any field holding one value per horizon)."""
-        if which not in {"mean", "lo80", "hi80", "lo95", "hi95"}:
+        """``mean``, ``hi80``, ``hi90`` or ``hi95`` (any field holding one value per horizon)."""
+        names = ("mean", "lo80", "hi80", "lo90", "hi90", "lo95", "hi95")
+        if which not in names or len(getattr(self, which)) != len(self.horizons):
             raise ValueError(f"no forecast bound {which!r}; use mean, lo80, hi80, lo95 or hi95")
         return getattr(self, which)
 
@@ -50,7 +53,7 @@ class Forecast:
                 "last_count": self.last_count, "horizons_min": list(self.horizons),
                 "target_ts": self.target_ts(),
                 **{k: [round(v, 2) for v in getattr(self, k)]
-                   for k in ("mean", "lo80", "hi80", "lo95", "hi95")}}
+                   for k in ("mean", "lo80", "hi80", "lo90", "hi90", "lo95", "hi95") if getattr(self, k)}}
 
 
 def resample_minutes(ts: Sequence[float], counts: Sequence[float],
@@ -107,7 +110,8 @@ class ZoneForecaster:
         pred = self.model.predict(self.zone_id, y, grid, np.asarray([y.size - 1]))
         row = {k: tuple(float(v) for v in a[0]) for k, a in pred.items()}
         return Forecast(self.zone_id, float(grid[-1]), self.model.horizons, row["mean"], row["lo80"],
-                        row["hi80"], row["lo95"], row["hi95"], self.model.method, float(y[-1]))
+                        row["hi80"], row["lo95"], row["hi95"], self.model.method, float(y[-1]),
+                        row.get("lo90", ()), row.get("hi90", ()))
 
 
 def forecast_site(model: SiteForecastModel, readings: Iterable[dict[str, object]]) -> dict[str, Forecast]:

@@ -21,6 +21,7 @@ calibration days, whatever the point model.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +33,8 @@ from crowdsafe.forecast.features import HORIZONS_MIN, ZoneInfo, features, profil
 from crowdsafe.forecast.schedule import EventSpec, SiteProfile, site_events, site_profile
 
 METHODS: tuple[str, ...] = ("naive", "profile", "gbm", "ets")
-#: Interval levels; Forecast carries lo/hi for each.
-LEVELS = (0.80, 0.95)
+#: Interval levels; Forecast carries lo/hi for each (90 %: the level the coverage goal names).
+LEVELS = (0.80, 0.90, 0.95)
 #: Forecasts (and bounds) are clipped to [0, CLIP_FACTOR × capacity]: above licensed capacity is
 #: possible (and is what an operator must see), but a trend extrapolated past 120 % is not.
 CLIP_FACTOR = 1.2
@@ -151,7 +152,7 @@ class SiteForecastModel:
 
     def predict(self, zone_id: str, y: np.ndarray, ts: np.ndarray, origins: np.ndarray,
                 day: DaySchedule | None = None) -> dict[str, np.ndarray]:
-        """mean, lo80, hi80, lo95, hi95 per (origin, horizon), clipped to the zone's limits."""
+        """mean, lo80/hi80, lo90/hi90, lo95/hi95 per (origin, horizon), clipped to the zone's limits."""
         zone = self.zones[zone_id]
         mean, level = self.point(zone_id, y, ts, origins, day)
         out = {"mean": zone.clip(mean)}
@@ -255,12 +256,15 @@ def fit_site_model(site: Site, method: str = "gbm", *, train_days: int = 12,
 
 
 _MODELS: dict[tuple[str, str, int], SiteForecastModel] = {}
+_MODELS_LOCK = threading.Lock()
 
 
 def cached_site_model(site: Site, method: str = "gbm", seed: int = 1000) -> SiteForecastModel:
     """``fit_site_model`` once per (site content, method, seed) per process: the API and a live
-    loop ask for forecasts every minute, while fitting takes seconds."""
+    loop ask for forecasts every minute, while fitting takes seconds. The lock makes a second
+    caller (the API while the runner fits, in one process) wait for the first fit, not repeat it."""
     key = (site.model_dump_json(), method, seed)
-    if key not in _MODELS:
-        _MODELS[key] = fit_site_model(site, method, seed=seed)
-    return _MODELS[key]
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = fit_site_model(site, method, seed=seed)
+        return _MODELS[key]

@@ -11,6 +11,8 @@ Pure functions and dataclasses with ``as_dict()`` so the API and the CLI share t
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -36,6 +38,10 @@ class ZoneSlot:
     minimum: int
     extra_los: int
     stewards: int
+
+
+CSV_FIELDS = ["zone_id", "slot_start_ts", "slot_end_ts", "people", "density", "los", "open", "by_ratio",
+              "minimum", "extra_los", "stewards", "medics"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,15 @@ class StaffingPlan:
                         "by_ratio": "", "minimum": "", "extra_los": "", "stewards": s.stewards,
                         "medics": s.medics})
         return out
+
+
+def plan_csv(plan: StaffingPlan) -> str:
+    """The plan's ``rows()`` as CSV text (header always, even for an empty plan)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(plan.rows())
+    return buf.getvalue()
 
 
 def zone_stewards(policy: Staffing, zone: Zone, people: float, los: str | None) -> tuple[int, int, int, int]:

@@ -10,7 +10,11 @@ numbers, so a site that overrides a profile moves its alerts with it:
 - ``capacity_90`` / ``capacity_100``: count at 90 % / 100 % of the zone's capacity;
 - ``surge``: a zone gaining 30+ people per minute over the last minute;
 - ``line_flow``: a line above 82 p/m/min (level walkway capacity) for 10 s, cleared under 66;
-- ``camera_stale``: no frame from a camera for 30 s.
+- ``camera_stale``: no frame from a camera for 30 s;
+- ``egress_time_warning`` / ``egress_time``: a zone's clearance time through its exits at 75 % /
+  100 % of the site's ``safety.egress_limit_s`` (8 min by default), see ``simulate.clearance``;
+- ``capacity_forecast``: a zone forecast (80 % upper bound) to pass its capacity within 30 min,
+  see ``forecast.alerts``.
 
 Hysteresis (clear below a lower value) keeps noisy readings from flapping. Every change is
 saved to the store (through the writer, so a database outage does not lose it), logged, and
@@ -22,9 +26,12 @@ from __future__ import annotations
 import logging
 import threading
 
+from crowdsafe.config.site import Site
+from crowdsafe.forecast.alerts import forecast_alert_rules
 from crowdsafe.notify.webhooks import WebhookNotifier
 from crowdsafe.runtime.writer import StoreWriter
 from crowdsafe.safety.alerts import Alert, AlertEngine, AlertRule
+from crowdsafe.simulate.clearance import EGRESS_THRESHOLD_S, egress_alert_rules
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +40,10 @@ LINE_FLOW_PMM = 82.0
 STALE_CAMERA_S = 30.0
 
 
-def default_rules() -> list[AlertRule]:
-    return [
+def default_rules(site: Site | None = None) -> list[AlertRule]:
+    """The rules above; ``site`` sets the egress limit (default 8 minutes)."""
+    egress_s = site.safety.egress_limit_s if site is not None else EGRESS_THRESHOLD_S
+    return [*egress_alert_rules(egress_s), *forecast_alert_rules(),
         AlertRule("risk_slowed", "risk_rank", raise_at=1, clear_at=1, min_duration_s=10, severity="warning"),
         AlertRule("risk_critical", "risk_rank", raise_at=2, clear_at=2, min_duration_s=10,
                   severity="critical"),

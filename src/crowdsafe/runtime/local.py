@@ -34,6 +34,7 @@ import numpy as np
 
 from crowdsafe.config.site import Site, SiteError
 from crowdsafe.counting.batch import Counts
+from crowdsafe.forecast.live import ForecastStep
 from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
 from crowdsafe.notify.webhooks import WebhookNotifier
 from crowdsafe.runtime.alerting import AlertSink, default_rules
@@ -54,7 +55,8 @@ class RunnerConfig:
     duration_s: float | None = None
     health_every_s: float = 10.0
     background: BackgroundPolicy = field(default_factory=BackgroundPolicy)
-    rules: tuple[AlertRule, ...] | None = None  # None: ``alerting.default_rules()``
+    rules: tuple[AlertRule, ...] | None = None  # None: ``alerting.default_rules(site)``
+    forecast_every_s: float | None = None  # forecast every zone this often (``forecast.live``); None: off
     webhooks: tuple[str, ...] = ()
     flush_deadline_s: float = 10.0
     reader_join_s: float = 2.0
@@ -132,8 +134,10 @@ class LocalRunner:
         self.readers = [CameraReader(cam, self.slots) for cam in prepared.cameras]
         self.writer = StoreWriter(store)
         notifier = WebhookNotifier(list(config.webhooks)) if config.webhooks else None
-        rules = list(config.rules) if config.rules is not None else default_rules()
+        rules = list(config.rules) if config.rules is not None else default_rules(prepared.site)
         self.alerts = AlertSink(rules, self.writer, prepared.site.name, notifier)
+        self.forecast = (ForecastStep(store, prepared.site, every_s=config.forecast_every_s,
+                                      alert=self.alerts.update) if config.forecast_every_s else None)
         self.backgrounds_dir = config.state_dir / "backgrounds"
         self.pipeline = FramePipeline(prepared.geometry, counter, background=config.background,
                                       publish_background=self._publish_background)
@@ -239,6 +243,8 @@ class LocalRunner:
             if now >= next_health:
                 self._health(time.time())
                 next_health = now + self.config.health_every_s
+            if self.forecast is not None:  # cheap unless due; the model fits in its own thread
+                self.forecast.maybe_run(time.time())
             if self.config.retention_s is not None and now >= next_retention:
                 self._apply_retention(time.time() - self.config.retention_s)
                 next_retention = now + self.config.retention_every_s

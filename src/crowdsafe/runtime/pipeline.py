@@ -32,6 +32,7 @@ from crowdsafe.measure.zones import ZoneReading, profile_book, zone_readings
 from crowdsafe.runtime.background import BackgroundCheck, BackgroundPolicy, CameraBackground
 from crowdsafe.runtime.camera import Sample
 from crowdsafe.safety.profiles import ProfileBook
+from crowdsafe.simulate.clearance import CLEARANCE_METRIC, live_clearance_s
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class FrameOutput:
 
 
 def zone_metrics(geometry: SiteGeometry, readings: list[ZoneReading], book: ProfileBook) -> list[Metric]:
-    """Numbers for alert rules: density, LoS and risk ranks, count, % of capacity."""
+    """Numbers for alert rules: density, LoS and risk ranks, count, % of capacity, clearance time."""
     risk_labels = [band.label for band in book.risk.bands]
     out = []
     for r in readings:
@@ -140,6 +141,9 @@ def zone_metrics(geometry: SiteGeometry, readings: list[ZoneReading], book: Prof
             out.append(Metric(r.zone_id, "risk_rank", float(risk_labels.index(r.risk))))
         if zone.capacity:
             out.append(Metric(r.zone_id, "capacity_pct", 100.0 * r.count / zone.capacity))
+        clearance = live_clearance_s(zone, r.count, geometry.site.safety)
+        if clearance is not None:  # zones with exits: the egress_time rules
+            out.append(Metric(r.zone_id, CLEARANCE_METRIC, clearance))
     return out
 
 

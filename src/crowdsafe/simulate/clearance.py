@@ -2,14 +2,16 @@
 
 ``T = N / Σ (width_i × specific_flow(kind_i))`` in minutes, with specific flows in people per
 metre of clear width per minute: 82 on the level and 66 on stairs by default (the capacities
-used in UK venue guidance, e.g. the Green Guide; a site may set its own). The formula assumes
+used in UK venue guidance, e.g. the Green Guide; a site sets its own in
+``safety.specific_flow_pmm``). The formula assumes
 every exit is used in proportion to its capacity and runs at capacity from the first second:
 it ignores the walk to the exits and any queue interaction, so it is a *lower bound* on the
 real clearance. Add ``travel_time_s`` for the walk, or use the JuPedSim what-if for geometry.
 
 The 8-minute figure is a common egress-time design criterion for standing areas (guidance
 gives ranges by venue and construction; it is policy, like the staffing ratios), so the alert
-helper takes the threshold as an argument.
+helper takes the threshold as an argument and a site sets it in ``safety.egress_limit_s``.
+The live runner feeds every zone with exits through ``live_clearance_s`` into the rules.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from crowdsafe.config.site import Exit, Zone
+from crowdsafe.config.site import Exit, SafetyConfig, Zone
 from crowdsafe.safety.alerts import AlertRule
 
 DEFAULT_SPECIFIC_FLOW: dict[str, float] = {"level": 82.0, "stairs": 66.0}
@@ -71,6 +73,19 @@ def clearance_time(count: float, exits: Sequence[Exit | ExitSpec | Mapping[str, 
 
 def zone_clearance_time(zone: Zone, count: float, specific_flow: Mapping[str, float] | None = None) -> float:
     return clearance_time(count, zone.exits, specific_flow)
+
+
+def live_clearance_s(zone: Zone, count: float, safety: SafetyConfig | None = None) -> float | None:
+    """A zone's clearance time at ``count`` with the site's specific flows; None without exits.
+
+    Counts from a density map are estimates and may be slightly negative or NaN on a bad
+    frame: those read as an empty zone rather than an error in the live path.
+    """
+    if not zone.exits:
+        return None
+    flows = safety.specific_flow_pmm if safety is not None else None
+    people = count if math.isfinite(count) and count > 0 else 0.0
+    return clearance_time(people, zone.exits, flows)
 
 
 def egress_capacity(exits: Sequence[Exit | ExitSpec | Mapping[str, Any]],

@@ -13,15 +13,20 @@ is then the bottleneck, as in a real doorway. People start uniformly spread over
 (at least 0.4 m apart) and walk with the collision-free speed model (Tordeux et al. 2016;
 desired speed 1.2 m/s, radius 0.2 m) to the nearest door. Stairs are simulated as level floor
 (JuPedSim has no stair model): the flow formula's stair capacity is the better guide there.
-Results are cached by (geometry hash, exits, people, seed): a what-if asked twice is free.
+Results are cached by (geometry hash, exits, people, seed, step, JuPedSim version) in memory and,
+given ``cache_file`` (the CLI uses ``clearance_cache_file()``, next to the model weights), in a
+small JSON file: a what-if asked twice is free, also across runs of ``crowdsafe simulate``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import itertools
+import json
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +37,9 @@ from crowdsafe.simulate.clearance import ExitSpec, _exit
 
 CORRIDOR_M = 2.0
 MIN_SPACING_M = 0.4
-_CACHE: dict[tuple[Any, ...], float] = {}
+DESIRED_SPEED_MS = 1.2
+RADIUS_M = 0.2
+_CACHE: dict[str, float] = {}
 
 
 class JuPedSimUnavailable(RuntimeError):
@@ -97,18 +104,78 @@ def geometry_key(polygon: Sequence[tuple[float, float]] | Polygon, exits: Sequen
     return h.hexdigest()[:16]
 
 
+def clearance_cache_file() -> Path:
+    """The on-disk what-if cache: ``clearance.json`` in crowdsafe's user cache folder."""
+    from crowdsafe.counting.weights import cache_dir
+
+    return cache_dir() / "clearance.json"
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("jupedsim")
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def cache_key(polygon: Sequence[tuple[float, float]] | Polygon, exits: Sequence[ExitSpec], n_people: int,
+              seed: int, dt: float, max_time_s: float) -> str:
+    return json.dumps([geometry_key(polygon, exits), int(n_people), int(seed), dt, max_time_s,
+                       DESIRED_SPEED_MS, RADIUS_M, _version()])
+
+
+def _read_cache(path: Path) -> dict[str, float | None]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # missing or damaged: a cache, so start again rather than fail
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(path: Path, key: str, seconds: float) -> None:
+    data = _read_cache(path)
+    data[key] = seconds if math.isfinite(seconds) else None  # JSON has no inf
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(path)
+    except OSError:
+        pass  # an unwritable cache costs a re-run next time, nothing else
+
+
+def cached_clearance(polygon: Sequence[tuple[float, float]] | Polygon,
+                     exits: Sequence[ExitSpec | Mapping[str, Any] | Any], n_people: int, seed: int = 0, *,
+                     dt: float = 0.01, max_time_s: float = 1800.0, cache_file: Path | None = None,
+                     ) -> float | None:
+    """The cached result of ``simulate_clearance`` with these arguments, or None (never simulates)."""
+    key = cache_key(polygon, [_exit(e) for e in exits], n_people, seed, dt, max_time_s)
+    if key in _CACHE:
+        return _CACHE[key]
+    if cache_file is not None:
+        data = _read_cache(cache_file)
+        if key in data:
+            value = data[key]
+            _CACHE[key] = math.inf if value is None else float(value)
+            return _CACHE[key]
+    return None
+
+
 def simulate_clearance(polygon: Sequence[tuple[float, float]] | Polygon,
                        exits: Sequence[ExitSpec | Mapping[str, Any] | Any], n_people: int, seed: int = 0,
-                       *, dt: float = 0.01, max_time_s: float = 1800.0) -> float:
+                       *, dt: float = 0.01, max_time_s: float = 1800.0,
+                       cache_file: Path | None = None) -> float:
     """Seconds until the last of ``n_people`` leaves the zone; inf if not all left by ``max_time_s``."""
     specs = [_exit(e) for e in exits]
     if not specs:
         raise ValueError("the zone has no exits to clear through")
     if n_people <= 0:
         return 0.0
-    key = (geometry_key(polygon, specs), int(n_people), int(seed), dt, max_time_s)
-    if key in _CACHE:
-        return _CACHE[key]
+    hit = cached_clearance(polygon, specs, n_people, seed, dt=dt, max_time_s=max_time_s,
+                           cache_file=cache_file)
+    if hit is not None:
+        return hit
+    key = cache_key(polygon, specs, n_people, seed, dt, max_time_s)
     jps = _require()
     area = polygon if isinstance(polygon, Polygon) else Polygon(polygon)
     doors = place_doors(area, specs)
@@ -131,10 +198,13 @@ def simulate_clearance(polygon: Sequence[tuple[float, float]] | Polygon,
         nearest = int(np.argmin(np.hypot(*(centres - np.asarray(pos)).T)))
         journey_id, stage_id = journeys[nearest]
         sim.add_agent(jps.CollisionFreeSpeedModelAgentParameters(
-            position=pos, journey_id=journey_id, stage_id=stage_id, desired_speed=1.2, radius=0.2))
+            position=pos, journey_id=journey_id, stage_id=stage_id, desired_speed=DESIRED_SPEED_MS,
+            radius=RADIUS_M))
     max_iter = int(max_time_s / dt)
     while sim.agent_count() > 0 and sim.iteration_count() < max_iter:
         sim.iterate()
     result = sim.elapsed_time() if sim.agent_count() == 0 else math.inf
     _CACHE[key] = result
+    if cache_file is not None:
+        _write_cache(cache_file, key, result)
     return result

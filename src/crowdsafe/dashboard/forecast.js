@@ -1,0 +1,134 @@
+// Forecast panel: people per zone 15/30/60 min ahead with the 80 % interval, stewards for the next
+// slot, time to clear through the exits, and the staffing plan as CSV. Polls once a minute (the
+// forecast refreshes with each new minute of readings); asks /status first so a model still being
+// fitted shows "fitting" instead of failed requests.
+"use strict";
+(function () {
+  const TOKEN_KEY = "crowdsafe.token";
+  const POLL_MS = 60000;
+  const RETRY_MS = 5000;
+  const SHOW_H = [15, 30, 60];
+  const $ = (id) => document.getElementById(id);
+  const F = { timer: null, plan: null };
+
+  function el(tag, text, cls) {
+    const e = document.createElement(tag);
+    if (text !== undefined && text !== null) e.textContent = text;
+    if (cls) e.className = cls;
+    return e;
+  }
+  const round = (v) => (v === null || v === undefined ? "–" : String(Math.round(v)));
+  const hhmm = (ts) => new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const fmtClear = (s) => (s === null || s === undefined ? "no exits" : s < 90 ? `${Math.round(s)} s`
+    : `${(s / 60).toFixed(1)} min`);
+
+  async function get(path) {
+    const token = localStorage.getItem(TOKEN_KEY);
+    if (!token) return null;
+    const resp = await fetch(path, { cache: "no-store", headers: { Authorization: "Bearer " + token } });
+    if (!resp.ok) throw new Error(`${path}: HTTP ${resp.status}`);
+    return resp;
+  }
+
+  function note(text) {
+    $("forecast-note").textContent = text;
+  }
+
+  function cell(fc, h) {
+    const k = fc.horizons_min.indexOf(h);
+    const td = el("td");
+    if (k < 0) { td.textContent = "–"; return td; }
+    const interval = el("small", ` ${round(fc.lo80[k])}–${round(fc.hi80[k])}`, "interval");
+    interval.style.color = "var(--muted)";  // style.css belongs to the main dashboard
+    td.append(el("span", round(fc.mean[k])), interval);
+    td.dataset.h = String(h);
+    td.title = `95 %: ${round(fc.lo95[k])}–${round(fc.hi95[k])}`;
+    if (fc.capacity && fc.hi80[k] >= fc.capacity) td.classList.add("over");
+    return td;
+  }
+
+  function render(site, zones, forecast, plan) {
+    const body = $("forecast-table").tBodies[0];
+    body.replaceChildren();
+    const byZone = Object.fromEntries(forecast.zones.map((f) => [f.zone_id, f]));
+    const readings = Object.fromEntries(zones.map((z) => [z.id, z]));
+    const firstSlot = {};
+    if (plan) for (const s of plan.zones) if (s.slot_start_ts === plan.issued_ts) firstSlot[s.zone_id] = s;
+    for (const zone of site.zones) {
+      const fc = byZone[zone.id];
+      const r = readings[zone.id] && readings[zone.id].reading;
+      const tr = el("tr");
+      tr.dataset.zone = zone.id;
+      tr.append(el("td", zone.name), el("td", r ? round(r.count) : "–"));
+      if (fc) {
+        fc.capacity = zone.capacity;
+        for (const h of SHOW_H) tr.appendChild(cell(fc, h));
+      } else {
+        const td = el("td", "no recent readings", "empty");
+        td.colSpan = SHOW_H.length;
+        tr.appendChild(td);
+      }
+      const slot = firstSlot[zone.id];
+      tr.appendChild(el("td", slot ? String(slot.stewards) : "–"));
+      const clear = el("td", r ? fmtClear(r.clearance_s) : "–");
+      clear.dataset.clearance = zone.id;
+      if (r && r.clearance_s !== null && r.clearance_s >= 480) clear.className = "over";
+      tr.appendChild(clear);
+      body.appendChild(tr);
+    }
+    if (plan && plan.site.length) {
+      const s = plan.site[0];
+      const tr = el("tr", null, "site-row");
+      const td = el("td", `site, ${hhmm(s.slot_start_ts)}–${hhmm(s.slot_end_ts)}: ${s.stewards} stewards, ` +
+        `${s.medics} medics (planned from ${plan.bound})`);
+      td.colSpan = 3 + SHOW_H.length + 1;
+      tr.appendChild(td);
+      body.appendChild(tr);
+    }
+    $("forecast-csv").hidden = !plan;
+  }
+
+  async function refresh() {
+    clearTimeout(F.timer);
+    let next = POLL_MS;
+    try {
+      const statusResp = await get("/api/forecast/status");
+      if (!statusResp) { note("token needed"); return; }
+      const status = await statusResp.json();
+      if (status.error) { note(`unavailable: ${status.error}`); return; }
+      if (!status.ready) { note(`fitting the ${status.method} model…`); next = RETRY_MS; return; }
+      const [site, zones, forecast] = await Promise.all(
+        ["/api/site", "/api/zones", "/api/forecast"].map(async (p) => (await get(p)).json()));
+      F.plan = status.staffing_policy ? await (await get("/api/forecast/staffing")).json() : null;
+      render(site, zones, forecast, F.plan);
+      note(`${forecast.method}, ${status.schedule_aware ? "schedule-aware" : "no schedule in the site file"}; ` +
+        `updated ${hhmm(forecast.now)}${F.plan ? "" : "; no staffing policy in the site file"}`);
+    } catch (err) {
+      note("forecast not available now");
+      console.warn(err);
+    } finally {
+      F.timer = setTimeout(refresh, next);
+    }
+  }
+
+  async function downloadCsv() {
+    const resp = await get("/api/forecast/staffing.csv");
+    if (!resp) return;
+    const url = URL.createObjectURL(await resp.blob());
+    const a = el("a");
+    a.href = url;
+    a.download = "staffing.csv";
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    if (!$("forecast-panel")) return;
+    $("forecast-csv").addEventListener("click", () => downloadCsv().catch(console.warn));
+    // A token saved in the dialog starts the panel too (app.js stores it, then closes the dialog).
+    $("token-dialog").addEventListener("close", () => refresh());
+    refresh();
+  });
+})();

@@ -1,0 +1,232 @@
+"""Forecasts from a store as readings arrive: one function for the API, the runner and the CLI.
+
+``forecast_zones(store, site, now)`` reads each zone's last two hours as one-minute means (the
+store aggregates them, so a 1 Hz camera costs 120 rows per zone, not 7,200), and forecasts
+every zone whose newest reading is recent. A zone silent for longer than ``STALE_MIN`` gets
+no forecast: extrapolating a dead camera's last count would look like knowledge.
+
+Fitting a site's model takes seconds (gbm: tens of seconds on a shared core), while the API
+asks every few seconds, so ``LiveForecasts`` fits once per site in a background thread, says
+"not ready" meanwhile instead of blocking a request, and recomputes forecasts only when a new
+minute of readings has arrived. ``ForecastStep`` is the runner's periodic hook on top of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from crowdsafe.config.site import Site
+from crowdsafe.forecast.alerts import forecast_metrics
+from crowdsafe.forecast.forecaster import Forecast, ZoneForecaster, resample_minutes
+from crowdsafe.forecast.model import SiteForecastModel, cached_site_model
+from crowdsafe.forecast.schedule import STEP_S
+from crowdsafe.forecast.staffing import StaffingPlan, plan_staffing
+from crowdsafe.store.store import Store
+
+log = logging.getLogger(__name__)
+
+#: Minutes of history read per zone: the features look back 45 min at most.
+HISTORY_MIN = 120
+#: A zone whose newest reading is older than this (minutes before ``now``) is not forecast.
+STALE_MIN = 10
+
+
+def default_method() -> str:
+    """``gbm`` where scikit-learn is installed (measured best), else the numpy-only ``profile``."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        return "profile"
+    return "gbm"
+
+
+def zone_minutes(store: Store, zone_id: str, now: float,
+                 history_min: int = HISTORY_MIN) -> tuple[np.ndarray, np.ndarray]:
+    """(minute start times, mean count per minute) of one zone up to ``now``, gaps bridged."""
+    start = (np.floor(now / STEP_S) - history_min) * STEP_S
+    rows = store.history("zone_readings", zone_id, "count", start, now + 1e-3, STEP_S)
+    return resample_minutes([b for b, *_ in rows], [mean for _, mean, *_ in rows])
+
+
+def forecast_zones(store: Store, site: Site, now: float | None = None, *,
+                   model: SiteForecastModel | None = None, method: str | None = None,
+                   ) -> dict[str, Forecast]:
+    """Forecast every zone of ``site`` with recent readings in ``store`` as of ``now``.
+
+    ``model`` defaults to the process-wide cached fit for (site, method); pass one to avoid
+    fitting here (the first fit of a site takes seconds).
+    """
+    now = time.time() if now is None else float(now)
+    model = model or cached_site_model(site, method or default_method())
+    out: dict[str, Forecast] = {}
+    for zone in site.zones:
+        if zone.id not in model.zones:
+            continue
+        grid, y = zone_minutes(store, zone.id, now)
+        if y.size == 0 or now - grid[-1] > (STALE_MIN + 1) * STEP_S:
+            continue
+        out[zone.id] = ZoneForecaster(model, zone.id).forecast(grid, y)
+    return out
+
+
+class ForecastUnavailable(RuntimeError):
+    """No forecasts can be made for this site: the model could not be fitted (the message says why)."""
+
+
+class ForecastNotReady(ForecastUnavailable):
+    """The site's forecast model is still being fitted; ask again in a few seconds."""
+
+
+@dataclass(frozen=True)
+class LiveResult:
+    """Forecasts as of ``now`` and the newest minute they start from."""
+
+    now: float
+    method: str
+    forecasts: dict[str, Forecast]
+
+
+class LiveForecasts:
+    """One site's forecasts from one store, fitted in the background, cached per new minute."""
+
+    def __init__(self, site: Site, method: str | None = None, *, seed: int = 1000,
+                 fit: Callable[[Site, str, int], SiteForecastModel] = cached_site_model) -> None:
+        self.site = site
+        self.method = method or default_method()
+        self._seed = seed
+        self._fit = fit
+        self._model: SiteForecastModel | None = None
+        self._error: Exception | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._cache: tuple[tuple[float, ...], LiveResult] | None = None
+        self.fit_seconds: float | None = None
+
+    def start(self) -> LiveForecasts:
+        """Begin fitting (once); returns at once."""
+        with self._lock:
+            if self._thread is None and self._model is None:
+                self._thread = threading.Thread(target=self._fit_now, name="forecast-fit", daemon=True)
+                self._thread.start()
+        return self
+
+    def _fit_now(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            model = self._fit(self.site, self.method, self._seed)
+        except Exception as exc:  # reported to every caller, not lost in a thread
+            log.error("forecast model for site %s (%s) failed: %s", self.site.name, self.method, exc)
+            self._error = exc
+            return
+        self.fit_seconds = time.perf_counter() - t0
+        log.info("forecast model %s for site %s fitted in %.1f s", self.method, self.site.name,
+                 self.fit_seconds)
+        self._model = model
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the model is fitted (or failed); True when it is ready."""
+        self.start()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return self._model is not None
+
+    def status(self) -> dict[str, object]:
+        """Whether forecasts can be asked for now, without asking (and starting the fit)."""
+        self.start()
+        return {"method": self.method, "ready": self._model is not None,
+                "error": None if self._error is None else str(self._error),
+                "fit_seconds": None if self.fit_seconds is None else round(self.fit_seconds, 2),
+                "schedule_aware": None if self._model is None else self._model.schedule_aware,
+                "horizons_min": None if self._model is None else list(self._model.horizons),
+                "staffing_policy": self.site.staffing is not None}
+
+    def model(self) -> SiteForecastModel:
+        """The fitted model; ForecastNotReady while fitting, the fit's own error if it failed."""
+        self.start()
+        if self._error is not None:
+            raise ForecastUnavailable(f"the {self.method} forecast model could not be fitted: "
+                                      f"{self._error}") from self._error
+        if self._model is None:
+            raise ForecastNotReady(f"the {self.method} forecast model for this site is being fitted; "
+                                   "retry in a few seconds")
+        return self._model
+
+    def forecasts(self, store: Store, now: float | None = None) -> LiveResult:
+        """Forecasts as of ``now`` (default: the clock); recomputed when a zone has a new minute."""
+        model = self.model()
+        now = time.time() if now is None else float(now)
+        newest = store.latest("zone_readings")
+        stamp = (np.floor(now / STEP_S), *sorted(np.floor(float(r["ts"]) / STEP_S) for r in newest
+                                               if r["ts"] <= now))
+        cached = self._cache
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        result = LiveResult(now, self.method, forecast_zones(store, self.site, now, model=model))
+        self._cache = (stamp, result)
+        return result
+
+    def staffing(self, store: Store, now: float | None = None, slot_minutes: int = 15,
+                 bound: str | None = None) -> StaffingPlan:
+        """The site policy's plan from the current forecasts (ValueError without a policy)."""
+        if self.site.staffing is None:
+            raise ValueError("the site file has no 'staffing' policy")
+        return plan_staffing(self.site, self.forecasts(store, now).forecasts, slot_minutes, bound)
+
+
+AlertUpdate = Callable[[str, str, float, float], object]
+
+
+class ForecastStep:
+    """The runner's periodic forecast: call ``maybe_run(now)`` from its loop; cheap when not due.
+
+    Every ``every_s`` it forecasts all zones from the store, feeds ``forecast_metrics`` to
+    ``alert`` (the runner's ``AlertSink.update(subject, metric, ts, value)``: the
+    ``capacity_forecast`` rule) and hands the forecasts to ``on_forecast``. While the model is
+    still fitting (in its own thread) it does nothing; a failed fit is logged once and the step
+    stays off: forecasting must never stop the counting.
+    """
+
+    def __init__(self, store: Store, site: Site, *, every_s: float = 60.0, method: str | None = None,
+                 alert: AlertUpdate | None = None,
+                 on_forecast: Callable[[Mapping[str, Forecast], float], None] | None = None,
+                 live: LiveForecasts | None = None) -> None:
+        self.store = store
+        self.site = site
+        self.live = (live or LiveForecasts(site, method)).start()
+        self.every_s = every_s
+        self.alert = alert
+        self.on_forecast = on_forecast
+        self._next = 0.0
+        self._failed = False
+        self.runs = 0
+        self.latest: dict[str, Forecast] = {}
+
+    def maybe_run(self, now: float | None = None) -> dict[str, Forecast] | None:
+        """Forecast if due and the model is ready; the forecasts, or None when nothing ran."""
+        now = time.time() if now is None else now
+        if self._failed or now < self._next:
+            return None
+        try:
+            result = self.live.forecasts(self.store, now)
+        except ForecastNotReady:
+            return None
+        except Exception as exc:  # a forecast problem must never stop the counting
+            log.error("forecast step off: %s", exc)
+            self._failed = True
+            return None
+        self._next = now + self.every_s
+        self.runs += 1
+        self.latest = result.forecasts
+        if self.alert is not None:
+            for subject, metric, value in forecast_metrics(self.site, result.forecasts):
+                self.alert(subject, metric, now, value)
+        if self.on_forecast is not None and result.forecasts:
+            self.on_forecast(result.forecasts, now)
+        return result.forecasts
