@@ -48,6 +48,10 @@ from crowdsafe.safety.profiles import (
 Point2 = tuple[float, float]
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=128)]
 
+#: Largest frame side accepted (16K video is 15360 px): a larger ``image_size`` is a typo, and the
+#: ground map would allocate gigabytes for it.
+MAX_IMAGE_SIDE = 16_384
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h)\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
@@ -90,7 +94,8 @@ class Calibration(_Strict):
 
     image_points: list[Point2] = Field(description="floor points in the image, pixels [u, v]")
     ground_points: list[Point2] = Field(description="the same points on the ground, metres [x, y]")
-    image_size: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None = Field(
+    image_size: tuple[Annotated[int, Field(gt=0, le=MAX_IMAGE_SIDE)],
+                      Annotated[int, Field(gt=0, le=MAX_IMAGE_SIDE)]] | None = Field(
         None, description="[width, height] of the frames in pixels; read from the source when omitted")
     focal_px: float | None = Field(
         None, gt=0, description="focal length in pixels; if omitted it is estimated from the homography "
@@ -436,6 +441,22 @@ def parse_site(data: Any, source: str | None = None, base_dir: Path | None = Non
     return site
 
 
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+    """One line saying where the YAML broke: 'invalid YAML at line 3, column 7: <reason>'."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        where = f"line {mark.line + 1}, column {mark.column + 1}"
+    elif isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow (NUL, BOM inside...)
+        before = text[:exc.position]
+        where = f"line {before.count(chr(10)) + 1}, column {len(before) - before.rfind(chr(10))}"
+    else:
+        where = "(unknown place)"
+    reason = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc).splitlines()[0]
+    if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
+        reason = f"character #x{exc.character:04x} is not allowed ({reason})"
+    return f"invalid YAML at {where}: {' '.join(str(reason).split())}"
+
+
 def load_site(path: str | Path) -> Site:
     """Read and validate a site file; SiteError names the field path and reason of each problem."""
     path = Path(path)
@@ -447,12 +468,11 @@ def load_site(path: str | Path) -> Site:
         raise SiteError([f"cannot read: {exc}"], str(path)) from None
     try:
         data = yaml.safe_load(text)
+        return parse_site(data, str(path), path.resolve().parent)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise SiteError([f"invalid YAML at {where}{reason}"], str(path)) from None
-    return parse_site(data, str(path), path.resolve().parent)
+        raise SiteError([_yaml_problem(exc, text)], str(path)) from None
+    except RecursionError:  # the YAML reader and the validator recurse once per level of nesting
+        raise SiteError(["(top level): lists or mappings nested too deeply to read"], str(path)) from None
 
 
 def site_json_schema() -> dict[str, Any]:
