@@ -122,7 +122,7 @@ def run(
     with user_errors():
         counter = batch.make_counter(engine_spec(engine, precision, threads))
     config = RunnerConfig(state_dir=state_dir, duration_s=duration, health_every_s=health_every,
-                          webhooks=tuple(webhook or ()),
+                          webhooks=tuple(webhook or ()), forecast_every_s=60.0,
                           retention_s=None if retention_days is None else retention_days * 86400.0,
                           background=BackgroundPolicy(max_people=background_max_people))
     on_frame = None if quiet else (lambda output: typer.echo(frame_line(output)))

@@ -5,15 +5,18 @@ store aggregates them, so a 1 Hz camera costs 120 rows per zone, not 7,200), and
 every zone whose newest reading is recent. A zone silent for longer than ``STALE_MIN`` gets
 no forecast: extrapolating a dead camera's last count would look like knowledge.
 
-Fitting a site's model takes seconds (gbm: tens of seconds on a shared core), while the API
-asks every few seconds, so ``LiveForecasts`` fits once per site in a background thread, says
-"not ready" meanwhile instead of blocking a request, and recomputes forecasts only when a new
-minute of readings has arrived. ``ForecastStep`` is the runner's periodic hook on top of it.
+Fitting a site's model takes seconds (gbm: about 30 s on one core), while the API asks every
+few seconds, so ``LiveForecasts`` fits once per site in a background thread at the lowest CPU
+priority (counting comes first), says "not ready" meanwhile instead of blocking a request, and
+recomputes forecasts only when a new minute of readings has arrived. ``ForecastStep`` is the
+runner's periodic hook on top of it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -75,6 +78,12 @@ def forecast_zones(store: Store, site: Site, now: float | None = None, *,
     return out
 
 
+def _lower_priority() -> None:
+    """Nice this thread (Linux: per thread) so a fit never slows the counting it runs beside."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: normal priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 class ForecastUnavailable(RuntimeError):
     """No forecasts can be made for this site: the model could not be fitted (the message says why)."""
 
@@ -96,7 +105,7 @@ class LiveForecasts:
     """One site's forecasts from one store, fitted in the background, cached per new minute."""
 
     def __init__(self, site: Site, method: str | None = None, *, seed: int = 1000,
-                 fit: Callable[[Site, str, int], SiteForecastModel] = cached_site_model) -> None:
+                 fit: Callable[[Site, str, int], SiteForecastModel] | None = None) -> None:
         self.site = site
         self.method = method or default_method()
         self._seed = seed
@@ -117,9 +126,10 @@ class LiveForecasts:
         return self
 
     def _fit_now(self) -> None:
+        _lower_priority()
         t0 = time.perf_counter()
         try:
-            model = self._fit(self.site, self.method, self._seed)
+            model = (self._fit or cached_site_model)(self.site, self.method, self._seed)
         except Exception as exc:  # reported to every caller, not lost in a thread
             log.error("forecast model for site %s (%s) failed: %s", self.site.name, self.method, exc)
             self._error = exc
