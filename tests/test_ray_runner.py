@@ -73,6 +73,7 @@ class Run:
     """A RayRunner on its own thread, with every emitted frame recorded."""
 
     def __init__(self, tmp_path: Path, duration_s: float, **ray_config: object) -> None:
+        """Starts at once; ``ray_config`` goes to :class:`RayConfig`."""
         self.db = tmp_path / "ray.sqlite"
         self.outputs: list[FrameOutput] = []
         prepared = prepare_site(load_site(two_camera_site(tmp_path)))
@@ -118,7 +119,7 @@ def assert_stored_exactly_once(run: Run, summary: RaySummary) -> None:
 
 
 def test_site_on_ray_stores_every_cameras_readings_once_and_reports_wire_cost(tmp_path: Path, local_ray):
-    run = Run(tmp_path, duration_s=14.0)
+    run = Run(tmp_path, duration_s=10.0)
     summary = run.finish()
     assert set(summary.frames) == {"view001", "view002"}
     assert min(summary.frames.values()) >= 3
@@ -131,7 +132,7 @@ def test_site_on_ray_stores_every_cameras_readings_once_and_reports_wire_cost(tm
     assert 1_000 < stats.bytes_per_frame < 2 * 256 * 192 * 3 / 4
     assert stats.round_trip_s >= stats.infer_s > 0
     counts = [o.count for o in run.outputs]
-    assert all(5 < c < 80 for c in counts), counts  # the PETS scene: tens, not zero, not hundreds
+    assert all(0.5 < c < 30 for c in counts), counts  # people at a third of the resolution: a few
     assert_stored_exactly_once(run, summary)
     assert run.stored("line_readings")  # the east gate is measured (flow pairs crossed the wire)
     with sqlite3.connect(run.db) as conn:
@@ -144,7 +145,7 @@ def test_killed_reader_and_replica_are_restarted_and_nothing_is_stored_twice(tmp
     run = Run(tmp_path, duration_s=60.0)
     assert run.wait(lambda: len(run.outputs) >= 4, 40), "no frames before the kills"
 
-    reader = run.runner.readers["view001"]
+    reader = run.runner.remote["view001"].handle
     pid_before = ray.get(reader.info.remote()).pid
     killed_at = time.time()
     ray.kill(reader, no_restart=False)  # the process dies; Ray restarts the actor
@@ -181,14 +182,58 @@ def test_killed_reader_and_replica_are_restarted_and_nothing_is_stored_twice(tmp
 def test_cli_runs_a_site_on_the_cluster_and_refuses_a_bad_address(tmp_path: Path, local_ray):
     site = two_camera_site(tmp_path, every="2s")
     cli = CliRunner()
-    bad = cli.invoke(app, ["run", str(site), "--cluster", "nowhere", "--state-dir", str(tmp_path / "s")])
+    bad = cli.invoke(app, ["run", str(site), "--cluster", "nowhere", "--no-serve",
+                           "--state-dir", str(tmp_path / "s")])
     assert bad.exit_code == 2
     lines = [ln for ln in bad.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and "--cluster" in lines[0] and "Traceback" not in bad.output
     result = cli.invoke(app, ["run", str(site), "--cluster", "auto", "--duration", "8", "--quiet",
-                              "--precision", precision(), "--state-dir", str(tmp_path / "state")])
+                              "--no-serve", "--precision", precision(),
+                              "--state-dir", str(tmp_path / "state")])
     assert result.exit_code == 0, result.output
-    assert "frames counted" in result.output and "KiB/frame on the wire" in result.output
+    assert "frames counted" in result.output and "cluster: Ray at auto: 1 node(s), 2 CPUs" in result.output
     assert ray.is_initialized()  # a cluster the command did not start is left running
     with sqlite3.connect(tmp_path / "state" / "crowdsafe.sqlite") as conn:
         assert conn.execute("SELECT COUNT(*) FROM zone_readings").fetchone()[0] > 0
+
+
+def test_cameras_move_to_another_node_when_their_node_is_lost(tmp_path: Path):
+    """A real multi-node Ray on this machine (``ray.cluster_utils.Cluster``: one raylet per node).
+
+    Readers need the custom resource ``edge`` (nodes beside the cameras), replicas ``model``
+    (the head). The edge node holding both readers is killed; a second edge node is up, and the
+    readers must restart there and readings resume, each frame stored once.
+    """
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 2, "resources": {"model": 4}, "include_dashboard": False,
+        "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3}})
+    try:
+        edge_a = cluster.add_node(num_cpus=1, resources={"edge": 10})
+        ray.init(address=cluster.address, logging_level="WARNING")
+        run = Run(tmp_path, duration_s=90.0, replicas=1, replica_resources={"model": 1},
+                  reader_resources={"edge": 1})
+        assert run.wait(lambda: all(run.runner.summary.frames.get(c, 0) >= 2 for c in ("view001", "view002")),
+                        60), "no frames from the edge node"
+        nodes = {cid: ray.get(r.handle.info.remote()).node_id for cid, r in run.runner.remote.items()}
+        assert set(nodes.values()) == {edge_a.node_id}
+        edge_b = cluster.add_node(num_cpus=1, resources={"edge": 10})
+        lost_at = time.time()
+        cluster.remove_node(edge_a, allow_graceful=False)
+        for cid in ("view001", "view002"):
+            assert run.wait(lambda cid=cid: sum(1 for o in list(run.outputs)
+                                                if o.camera_id == cid and o.ts > lost_at + 1) >= 2, 60), \
+                f"camera {cid} did not resume on the surviving edge node"
+        moved = {cid: ray.get(r.handle.info.remote()) for cid, r in run.runner.remote.items()}
+        assert {m.node_id for m in moved.values()} == {edge_b.node_id}
+        assert all(m.restarted for m in moved.values())
+        run.runner.request_stop("test done")
+        summary = run.finish()
+        assert summary.ray.reader_failures >= 2
+        assert_stored_exactly_once(run, summary)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -14,12 +14,12 @@ resume with new wall-clock times: nothing is replayed, so nothing is stored twic
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 from crowdsafe.config.site import Site
 from crowdsafe.runtime.camera import CameraHealth, CameraReader, Sample, open_camera
-from crowdsafe.runtime.ray.replica import _node_id
-from crowdsafe.runtime.ray.wire import Encoding, WireSample, encode_sample
+from crowdsafe.runtime.ray.wire import Encoding, WireSample, encode_sample, node_id
 from crowdsafe.runtime.slots import LatestSlots
 
 ENDED = "ended"  # take() result once a non-looping source has run out
@@ -52,7 +52,7 @@ class ReaderActor:
         self.reader.start()
 
     def info(self) -> ReaderInfo:
-        return ReaderInfo(self.camera.camera_id, os.getpid(), _node_id(), self.restarted)
+        return ReaderInfo(self.camera.camera_id, os.getpid(), node_id(), self.restarted)
 
     def take(self, timeout_s: float = 1.0) -> WireSample | str | None:
         """The newest sample (encoded), None if none came within the timeout, ENDED at the end."""
@@ -75,9 +75,12 @@ class ReaderActor:
 
 
 def _restarted() -> bool:
-    try:
-        import ray
+    """True in an actor that Ray re-created after it died (False outside Ray)."""
+    import sys
 
-        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
-    except Exception:
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
         return False
+    with warnings.catch_warnings():  # Ray 2.60 warns about its own use of a deprecated property here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)

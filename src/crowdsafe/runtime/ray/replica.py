@@ -22,7 +22,7 @@ from crowdsafe.counting.counter import DensityCounter
 from crowdsafe.counting.engines import EngineSpec
 from crowdsafe.runtime.ray.batching import DynamicBatcher
 from crowdsafe.runtime.ray.gpu import Device, GpuPrecision, replica_engine
-from crowdsafe.runtime.ray.wire import WireSample, decode_image
+from crowdsafe.runtime.ray.wire import WireSample, decode_image, node_id
 
 
 @dataclass(frozen=True)
@@ -59,15 +59,6 @@ class Counted:
     batch: int
 
 
-def _node_id() -> str:
-    try:
-        import ray
-
-        return ray.get_runtime_context().get_node_id()
-    except Exception:  # outside Ray (a plain object in a test or a benchmark)
-        return "local"
-
-
 class CountReplica:
     def __init__(self, spec: ReplicaSpec) -> None:
         self.spec = spec
@@ -79,7 +70,7 @@ class CountReplica:
 
     def info(self) -> ReplicaInfo:
         engine = self.counter.engine
-        return ReplicaInfo(os.getpid(), _node_id(), engine.name, engine.device, str(engine.precision),
+        return ReplicaInfo(os.getpid(), node_id(), engine.name, engine.device, str(engine.precision),
                            self.spec.max_batch, self.fallback)
 
     def count(self, wire: WireSample) -> Counted:

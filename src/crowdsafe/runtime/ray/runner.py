@@ -67,6 +67,10 @@ class RayConfig:
     max_wait_s: float = 0.01
     replica_cpus: float = 1.0  # CPUs reserved per CPU replica; its engine runs this many threads
     reader_cpus: float = 0.0  # CPUs reserved per reader (decoding a 720p feed needs ~0.1-0.3)
+    # Custom Ray resources a reader needs, e.g. {"edge": 0.01} with `ray start --resources='{"edge": 100}'`
+    # on the nodes beside the cameras: readers run there, and move to another such node if one is lost.
+    reader_resources: dict[str, float] = field(default_factory=dict)
+    replica_resources: dict[str, float] = field(default_factory=dict)
     encoding: Encoding = "jpeg"
     quality: int = 90
     loop: bool = True
@@ -261,6 +265,7 @@ class RayRunner(LocalRunner):
         remote_replica = ray.remote(CountReplica)
         for spec, options in specs:
             self.replicas.append(remote_replica.options(max_restarts=rc.max_restarts, max_task_retries=0,
+                                                        resources=dict(rc.replica_resources),
                                                         **options).remote(spec))
         self._replica_up = [True] * len(self.replicas)
         self._replica_load = [0] * len(self.replicas)
@@ -271,8 +276,8 @@ class RayRunner(LocalRunner):
             options = ReaderOptions(rc.encoding, rc.quality, (int(size[0]), int(size[1])),
                                     cam.camera_id in with_lines, rc.loop)
             handle = remote_reader.options(num_cpus=rc.reader_cpus, max_concurrency=4,
-                                           max_restarts=rc.max_restarts, max_task_retries=0
-                                           ).remote(self.prepared.site, index, options)
+                                           resources=dict(rc.reader_resources), max_restarts=rc.max_restarts,
+                                           max_task_retries=0).remote(self.prepared.site, index, options)
             self.remote[cam.camera_id] = RemoteReader(cam.camera_id, handle)
         self.readers = list(self.remote.values())  # type: ignore[assignment]  # the runner's readers now
         # Engines take seconds to start; wait for them so the run's clock starts with the model ready.
@@ -317,7 +322,7 @@ class RayRunner(LocalRunner):
             log.warning("camera %s: reader actor lost (%s); Ray restarts it", camera_id, type(exc).__name__)
             self._retake_at[camera_id] = time.monotonic() + self.ray_config.retry_after_s
             return
-        except ray.exceptions.RayTaskError as exc:
+        except ray.exceptions.RayError as exc:
             self.summary.errors += 1
             log.error("camera %s: reader failed: %s", camera_id, _cause(exc))
             self._retake_at[camera_id] = time.monotonic() + self.ray_config.retry_after_s
@@ -378,7 +383,7 @@ class RayRunner(LocalRunner):
                 self._held[job.camera_id] = (job.wire, job.wire_ref)
                 self.summary.ray.requeued += 1
             return
-        except ray.exceptions.RayTaskError as exc:
+        except ray.exceptions.RayError as exc:  # the frame's own error, or its pixels lost with a node
             self.summary.errors += 1
             log.error("camera %s: frame at %.3f failed: %s", job.camera_id, job.wire.ts, _cause(exc))
             return

@@ -104,3 +104,13 @@ def decode_sample(wire: WireSample) -> Sample:
     if wire.frame_index is not None and hasattr(sample, "frame_index"):
         sample = dataclasses.replace(sample, frame_index=wire.frame_index)
     return sample
+
+
+def node_id() -> str:
+    """The Ray node this process runs on ("local" outside Ray); never imports or starts Ray."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return "local"
+    return str(ray.get_runtime_context().get_node_id())
