@@ -7,6 +7,7 @@
   const TOKEN_KEY = "crowdsafe.token";
   const POLL_MS = 60000;
   const RETRY_MS = 5000;
+  const TOKEN_POLL_MS = 1000;
   const SHOW_H = [15, 30, 60];
   const $ = (id) => document.getElementById(id);
   const F = { timer: null, plan: null };
@@ -93,7 +94,7 @@
     let next = POLL_MS;
     try {
       const statusResp = await get("/api/forecast/status");
-      if (!statusResp) { note("token needed"); return; }
+      if (!statusResp) { note("token needed"); next = TOKEN_POLL_MS; return; }  // no request until one is saved
       const status = await statusResp.json();
       if (status.error) { note(`unavailable: ${status.error}`); return; }
       if (!status.ready) { note(`fitting the ${status.method} model…`); next = RETRY_MS; return; }

@@ -15,6 +15,7 @@ runner's periodic hook on top of it.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import threading
@@ -41,12 +42,12 @@ STALE_MIN = 10
 
 
 def default_method() -> str:
-    """``gbm`` where scikit-learn is installed (measured best), else the numpy-only ``profile``."""
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        return "profile"
-    return "gbm"
+    """``gbm`` where scikit-learn is installed (measured best), else the numpy-only ``profile``.
+
+    Looked up, not imported: importing scikit-learn takes seconds, which belong in the fit
+    thread, not in an API request.
+    """
+    return "gbm" if importlib.util.find_spec("sklearn") is not None else "profile"
 
 
 def zone_minutes(store: Store, zone_id: str, now: float,
