@@ -1,11 +1,16 @@
-"""API load benchmark: /api/zones throughput and latency, and SSE fan-out to many clients.
+"""API load benchmark: /api/zones throughput and latency, and SSE fan-out to many clients,
+while the pipeline runs.
 
     python benchmarks/bench_api.py [--requests 2000] [--concurrency 8] [--sse-clients 100] [--json OUT]
+                                   [--no-pipeline]
 
-Starts ``crowdsafe serve`` (one uvicorn process) on 127.0.0.1 over a temporary demo store with
-two hours of readings, and drives it from this process, so client and server do not share an
-event loop or a GIL. Everything is bounded: a request count, a time limit, a number of rounds.
-Only loopback addresses are used.
+Starts ``crowdsafe run`` on the demo site (the bundled video looped as a camera, the real network
+counting a frame every second, the API in the same process) on 127.0.0.1 over a temporary store
+pre-filled with two hours of readings, waits for the pipeline's first reading, and drives the API
+from this process, so client and server do not share an event loop or a GIL. With
+``--no-pipeline`` it starts ``crowdsafe serve`` instead (the API alone, for comparison).
+Everything is bounded: a request count, a time limit, a number of rounds. Only loopback
+addresses are used.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -124,6 +130,23 @@ async def fanout(url: str, token: str, store_path: Path, clients: int, rounds: i
             "note": "delay = store write to client receipt; includes the 1 s store poll"}
 
 
+def frames_processed(url: str, token: str) -> int | None:
+    text = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10).text
+    m = re.search(r'crowdsafe_frames_processed_total\{camera="view001"\} (\S+)', text)
+    return int(float(m.group(1))) if m else None
+
+
+def wait_for_pipeline(url: str, token: str, server: subprocess.Popen[bytes], limit_s: float = 120) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit("crowdsafe run ended before counting a frame")
+        if (frames_processed(url, token) or 0) >= 1:
+            return
+        time.sleep(0.5)
+    raise SystemExit("the pipeline counted no frame within the time limit")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=2000)
@@ -132,6 +155,9 @@ def main() -> None:
     ap.add_argument("--sse-clients", type=int, default=100)
     ap.add_argument("--sse-rounds", type=int, default=5)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=True,
+                    help="run the demo pipeline in the server process (crowdsafe run) or not (serve)")
+    ap.add_argument("--precision", default="int8", help="of the pipeline's engine")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp)
@@ -142,8 +168,10 @@ def main() -> None:
         token = make_tokens(state)["viewer"]
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen([sys.executable, "-m", "crowdsafe.cli.main", "serve", str(DEMO_SITE),
-                                   "--state-dir", str(state), "--port", str(port), "--no-access-log"],
+        command = (["run", str(DEMO_SITE), "--quiet", "--precision", args.precision] if args.pipeline
+                   else ["serve", str(DEMO_SITE), "--no-access-log"])
+        server = subprocess.Popen([sys.executable, "-m", "crowdsafe.cli.main", *command,
+                                   "--state-dir", str(state), "--port", str(port)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             for _ in range(150):
@@ -154,9 +182,21 @@ def main() -> None:
                     time.sleep(0.2)
             else:
                 raise SystemExit("server did not start")
+            if args.pipeline:
+                wait_for_pipeline(url, token, server)
+            frames_before = frames_processed(url, token) if args.pipeline else None
+            started = time.monotonic()
+            load_before = [round(v, 2) for v in os.getloadavg()]
             zones = asyncio.run(load(url, token, args.requests, args.concurrency, args.time_limit))
             results = {"zones": zones,
                        "sse": asyncio.run(fanout(url, token, store_path, args.sse_clients, args.sse_rounds))}
+            counted = None if frames_before is None else (frames_processed(url, token) or 0) - frames_before
+            results["pipeline"] = {"running": args.pipeline,
+                                   "precision": args.precision if args.pipeline else None,
+                                   "frames_counted_during_bench": counted,
+                                   "bench_seconds": round(time.monotonic() - started, 1)}
+            results["load_before"] = load_before
+            results["load_after"] = [round(v, 2) for v in os.getloadavg()]
         finally:
             server.terminate()
             server.wait(15)
@@ -170,6 +210,10 @@ def main() -> None:
     s = results["sse"]
     print(f"SSE fan-out: {s['delivered']}/{s['expected']} delivered to {s['clients']} clients, "
           f"delay p50 {s['delay_p50_ms']} ms, p99 {s['delay_p99_ms']} ms", file=sys.stderr)
+    p = results["pipeline"]
+    print(f"pipeline running: {p['running']}; frames counted meanwhile: {p['frames_counted_during_bench']} "
+          f"in {p['bench_seconds']} s; load {results['load_before']} -> {results['load_after']}",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

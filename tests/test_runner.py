@@ -12,6 +12,7 @@ import math
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,18 +23,20 @@ from importlib import resources
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from crowdsafe.api.tokens import TokenBook
 from crowdsafe.cli.main import app
 from crowdsafe.config.site import load_site
 from crowdsafe.counting.counter import DensityCounter
 from crowdsafe.counting.engines import EngineSpec, EngineUnavailable, create_engine
 from crowdsafe.counting.weights import WeightsError
 from crowdsafe.runtime.alerting import default_rules
-from crowdsafe.runtime.background import BackgroundPolicy
+from crowdsafe.runtime.background import BackgroundPolicy, CameraBackground
 from crowdsafe.runtime.local import LocalRunner, RunnerConfig, RunSummary, prepare_site
 from crowdsafe.runtime.pipeline import plan_line
 from crowdsafe.safety.alerts import AlertRule
@@ -87,7 +90,9 @@ def run_in_thread(site_file: Path, store_target: str, state_dir: Path, counter: 
                   **config: object) -> tuple[LocalRunner, threading.Thread, dict[str, RunSummary]]:
     prepared = prepare_site(load_site(site_file))
     store = open_store(store_target)
-    cfg = RunnerConfig(state_dir=state_dir, background=BackgroundPolicy(min_frames=3), **config)  # type: ignore[arg-type]
+    # every sampled frame may enter the background ring, so a short run publishes one
+    policy = BackgroundPolicy(min_frames=3, min_spacing_s=0)
+    cfg = RunnerConfig(state_dir=state_dir, background=policy, **config)  # type: ignore[arg-type]
     runner = LocalRunner(prepared, store, counter, cfg)
     result: dict[str, RunSummary] = {}
     thread = threading.Thread(target=lambda: result.setdefault("summary", runner.run()), daemon=True)
@@ -197,6 +202,34 @@ def test_looping_video_is_paced_timestamped_with_wall_clock_and_loops(tmp_path: 
     assert abs(frames[0] - start) < 0.5 and time.time() - start >= 0.4  # paced, not decoded flat out
 
 
+def test_background_ring_takes_frames_spaced_in_time_so_walkers_leave_the_median():
+    """At 1 s sampling a walker is in most of a ring of consecutive frames, and so in the median:
+    the ring takes frames at least ``min_spacing_s`` apart (jittered), whatever the sampling."""
+    policy = BackgroundPolicy(min_spacing_s=15.0, spacing_jitter=0.5)
+    model = CameraBackground(policy)
+    cap = cv2.VideoCapture(str(VIDEO))
+    kept: list[float] = []
+    for second in range(180):  # three minutes of the 10 fps video sampled every second, looped
+        cap.set(cv2.CAP_PROP_POS_FRAMES, (second * 10) % 795)
+        ok, frame = cap.read()
+        assert ok
+        due = model._next_add
+        model.add_counted(frame, 20.0, ts=float(second))
+        if model._next_add != due:  # this frame went into the ring
+            kept.append(float(second))
+    cap.release()
+    gaps = np.diff(kept)
+    assert 180 / 22.5 - 1 <= len(kept) <= 180 / 15 + 1
+    assert gaps.min() >= 15.0 and gaps.max() <= 22.5 + 1
+    assert len(set(np.round(gaps))) > 1  # jittered: not locked to one phase of a periodic scene
+    assert model.ready
+    # No spacing: every sampled frame enters the ring.
+    dense = CameraBackground(BackgroundPolicy(min_spacing_s=0))
+    for second in range(10):
+        dense.add_counted(np.full((48, 64, 3), second, np.uint8), 20.0, ts=float(second))
+    assert len(dense._ring) == 10
+
+
 # -- full runs ---------------------------------------------------------------------------------
 
 def test_demo_site_run_stores_readings_health_and_only_a_background_image(tmp_path: Path,
@@ -300,32 +333,64 @@ def test_stream_camera_keeps_going_through_a_server_restart(tmp_path: Path, fast
 
 
 def test_sigterm_exits_0_promptly_with_every_counted_frame_stored(tmp_path: Path):
+    """`run` also serves the API from the same process, with the runner's live state in /metrics."""
     state = tmp_path / "state"
     db = state / "crowdsafe.sqlite"
+    token = TokenBook(state / "tokens.json").create("viewer")[1]
     proc = subprocess.Popen(cli(str(demo_site(tmp_path)), "--state-dir", str(state), "--precision",
-                                precision_flag(), "--health-every", "2"),
+                                precision_flag(), "--health-every", "2", "--port", "0"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err_lines: list[str] = []
+    drain = threading.Thread(target=lambda: err_lines.extend(proc.stderr or []), daemon=True)
+    drain.start()
     try:
         assert wait_for(lambda: len(zone_ts(db)) >= 2 or proc.poll() is not None, 90)
+        url = next(m.group(1) for ln in list(err_lines)
+                   if (m := re.search(r"dashboard and API: (http://127\.0\.0\.1:\d+)/", ln)))
+        headers = {"Authorization": f"Bearer {token}"}
+        zones = httpx.get(url + "/api/zones", headers=headers, timeout=10).json()
+        assert {z["id"] for z in zones if z["reading"]} == ZONES
+        metrics = httpx.get(url + "/metrics", headers=headers, timeout=10).text
+        assert re.search(r'crowdsafe_pipeline_latency_seconds\{camera="view001"\} \d', metrics)
+        assert re.search(r'crowdsafe_camera_fps\{camera="view001"\} \d', metrics)
+        assert "crowdsafe_pipeline_queue_depth" in metrics
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=30)
+        drain.join(10)
     finally:
         if proc.poll() is None:
             proc.kill()
+    err = "".join(err_lines)
     assert proc.returncode == 0, err
     assert time.monotonic() - sent < 15
     printed = [ln for ln in out.splitlines() if re.match(r"\d\d:\d\d:\d\d view001: ", ln)]
     assert len(printed) == len(zone_ts(db)) >= 2  # every counted frame reached the store
     assert "SIGTERM" in err
     assert "0 unwritten" in out
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(url + "/health", timeout=2)  # the API went with the runner
+
+
+def test_taken_api_port_fails_before_the_engine_starts(tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        result = subprocess.run(cli(str(demo_site(tmp_path)), "--state-dir", str(tmp_path / "s"),
+                                    "--port", str(port)), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"--port {port}" in result.stderr and "--no-serve" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert time.monotonic() - started < 30
 
 
 def test_sigkill_leaves_a_readable_store_and_a_restart_appends_without_duplicates(tmp_path: Path):
     state = tmp_path / "state"
     db = state / "crowdsafe.sqlite"
     args = cli(str(demo_site(tmp_path)), "--state-dir", str(state), "--precision", precision_flag(),
-               "--health-every", "1", "--quiet")
+               "--health-every", "1", "--quiet", "--no-serve")
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert wait_for(lambda: len(zone_ts(db)) >= 2, 90)

@@ -9,19 +9,20 @@ random URLs cannot blow up the series count.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crowdsafe.api.auth import Principal, viewer
 from crowdsafe.api.context import ApiState
+from crowdsafe.api.settings import RuntimeStats
 
 if TYPE_CHECKING:
     from crowdsafe.api.events import EventHub
@@ -40,9 +41,10 @@ class StoreCollector(Collector):
         state = self._state_of()
         view = state.site_view
         now = time.time()
+        runtime = state.settings.runtime_stats() if state.settings.runtime_stats is not None else None
         yield from self._zones(state, now)
         yield from self._lines(state, now)
-        yield from self._cameras(state, now)
+        yield from self._cameras(state, now, runtime.camera_fps if runtime is not None else {})
         open_alerts = GaugeMetricFamily("crowdsafe_alerts_open", "Alerts raised or acknowledged, not cleared",
                                         labels=["severity", "state"])
         counts: dict[tuple[str, str], int] = {}
@@ -60,8 +62,8 @@ class StoreCollector(Collector):
                                 value=hub.queue_depth())
         yield GaugeMetricFamily("crowdsafe_sse_clients_dropped", "Live-feed clients cut off for lagging",
                                 value=hub.clients_dropped)
-        if state.settings.runtime_stats is not None:
-            yield from self._runtime(state, view.camera_ids)
+        if runtime is not None:
+            yield from self._runtime(runtime, view.camera_ids)
 
     @staticmethod
     def _zones(state: ApiState, now: float) -> Iterator[Metric]:
@@ -114,7 +116,8 @@ class StoreCollector(Collector):
         yield from (flow, crossing, age)
 
     @staticmethod
-    def _cameras(state: ApiState, now: float) -> Iterator[Metric]:
+    def _cameras(state: ApiState, now: float, live_fps: Mapping[str, float]) -> Iterator[Metric]:
+        """From the latest health rows; fps from the runner itself when it runs in this process."""
         view = state.site_view
         up = GaugeMetricFamily("crowdsafe_camera_up", "1 when the camera's latest status is up",
                                labels=["camera"])
@@ -129,7 +132,9 @@ class StoreCollector(Collector):
             if cid not in view.camera_ids:
                 continue
             up.add_metric([cid], 1.0 if r["status"] in ("up", "ok") else 0.0)
-            if r.get("fps") is not None:
+            if cid in live_fps:
+                fps.add_metric([cid], live_fps[cid])
+            elif r.get("fps") is not None:
                 fps.add_metric([cid], r["fps"])
             errors.add_metric([cid], r.get("errors") or 0)
             if r.get("last_frame_ts") is not None:
@@ -137,20 +142,25 @@ class StoreCollector(Collector):
         yield from (up, fps, errors, age)
 
     @staticmethod
-    def _runtime(state: ApiState, camera_ids: frozenset[str]) -> Iterator[Metric]:
-        assert state.settings.runtime_stats is not None
-        stats = state.settings.runtime_stats()
-        latency = GaugeMetricFamily("crowdsafe_pipeline_latency_seconds",
-                                    "Processing time of the latest frame", labels=["camera"])
-        dropped = GaugeMetricFamily("crowdsafe_samples_dropped", "Samples replaced before being processed",
-                                    labels=["camera"])
-        for cid, value in stats.pipeline_latency_s.items():
-            if cid in camera_ids:
-                latency.add_metric([cid], value)
-        for cid, value in stats.dropped.items():
-            if cid in camera_ids:
-                dropped.add_metric([cid], value)
-        yield from (latency, dropped)
+    def _runtime(stats: RuntimeStats, camera_ids: frozenset[str]) -> Iterator[Metric]:
+        families = [
+            (GaugeMetricFamily("crowdsafe_pipeline_latency_seconds",
+                               "Sample time to readings handed to the store, latest frame",
+                               labels=["camera"]),
+             stats.pipeline_latency_s),
+            (GaugeMetricFamily("crowdsafe_pipeline_processing_seconds",
+                               "Time in the stage chain (count, zones, lines, background), latest frame",
+                               labels=["camera"]), stats.processing_s),
+            (GaugeMetricFamily("crowdsafe_samples_dropped", "Samples replaced before being processed",
+                               labels=["camera"]), stats.dropped),
+            (CounterMetricFamily("crowdsafe_frames_processed", "Frames counted since the runner started",
+                                 labels=["camera"]), stats.frames),
+        ]
+        for family, values in families:
+            for cid, value in values.items():
+                if cid in camera_ids:
+                    family.add_metric([cid], value)
+            yield family
         if stats.queue_depth is not None:
             yield GaugeMetricFamily("crowdsafe_pipeline_queue_depth", "Samples waiting for inference",
                                     value=stats.queue_depth)

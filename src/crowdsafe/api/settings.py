@@ -21,6 +21,9 @@ class RuntimeStats:
     pipeline_latency_s: Mapping[str, float] = field(default_factory=dict)  # camera id -> last frame's
     queue_depth: int | None = None
     dropped: Mapping[str, int] = field(default_factory=dict)  # camera id -> samples replaced unprocessed
+    camera_fps: Mapping[str, float] = field(default_factory=dict)  # camera id -> frames read per s, now
+    processing_s: Mapping[str, float] = field(default_factory=dict)  # camera id -> stage-chain time, last
+    frames: Mapping[str, int] = field(default_factory=dict)  # camera id -> frames counted since start
 
 
 @dataclass(frozen=True)

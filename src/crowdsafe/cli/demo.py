@@ -1,20 +1,32 @@
-"""``crowdsafe demo``: the main job on the bundled sample video, compared with its ground truth.
+"""``crowdsafe demo``: the demo site running live, with its dashboard, until Ctrl-C.
 
 It is what the Quick start's first command ends with, so it must work offline on a fresh
-install and tell the truth about how well the shipped model does on this scene.
+install and show the whole system, not one stage: the bundled sample video looped as a live
+camera, calibrated, three zones and a gate line (``data/demo_site.yaml``), a SQLite store, the
+alert rules, the API and the dashboard, all in this one process. It prints the dashboard URL
+and freshly made tokens (a viewer, and an operator who may acknowledge alerts), since nothing
+but ``/health`` answers without one.
+
+It also tells the truth about how well the shipped model does on this scene: every counted
+frame is compared with the video's annotated people count (PETS 2009 ground truth).
 """
 
 from __future__ import annotations
 
 import csv
+import logging
+import sys
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from crowdsafe.cli.count import to_csv
-from crowdsafe.cli.errors import err_console, user_errors
+from crowdsafe.api.settings import TOKENS_FILE
+from crowdsafe.api.tokens import TokenBook, TokenError
+from crowdsafe.cli.errors import err_console, fail, user_errors
+from crowdsafe.cli.live import start_api
 from crowdsafe.cli.options import (
     EngineChoice,
     EngineOption,
@@ -23,11 +35,27 @@ from crowdsafe.cli.options import (
     ThreadsOption,
     engine_spec,
 )
-from crowdsafe.cli.progress import progress_bar
+from crowdsafe.cli.run import frame_line, install_signals, summary_lines
+from crowdsafe.config.site import load_site
 from crowdsafe.counting import batch
-from crowdsafe.counting.batch import CountReport, LazyCounter, run_count
-from crowdsafe.render.writer import HeatmapWriter
-from crowdsafe.sources import open_source, parse_interval
+from crowdsafe.runtime.alerting import default_rules
+from crowdsafe.runtime.local import LocalRunner, RunnerConfig, prepare_site
+from crowdsafe.runtime.pipeline import FrameOutput
+from crowdsafe.safety.alerts import AlertRule
+from crowdsafe.store.store import StoreError, open_store
+
+DEFAULT_STATE_DIR = Path("crowdsafe-demo")
+#: Token names the demo replaces on every start, so its state dir does not pile up old tokens.
+DEMO_TOKENS = (("viewer", "demo-viewer"), ("operator", "demo-operator"))
+#: The campus scene is quiet (the walkway holds 5-10 people, 2-4 % of its capacity of 250), so
+#: no safety rule would ever fire and the alert panel would stay empty. This one extra rule,
+#: named as a demo rule, raises when a zone passes DEMO_BUSY_PCT of its capacity (11 people on
+#: the walkway; the counter over-counts this scene, see README) and clears below 3.2 % (8).
+DEMO_BUSY_PCT = 4.4
+
+
+def demo_site_file() -> Path:
+    return Path(str(resources.files("crowdsafe") / "data" / "demo_site.yaml"))
 
 
 def sample_video() -> Path:
@@ -40,46 +68,122 @@ def ground_truth() -> dict[int, int]:
     return {int(r["frame_index_in_vtest"]): int(r["count"]) for r in csv.DictReader(text.splitlines())}
 
 
-def compare(report: CountReport, truth: dict[int, int]) -> dict[str, float]:
-    pairs = [(c.count, truth[c.index]) for c in report.counts if c.index in truth]
-    if not pairs:
-        return {}
-    n = len(pairs)
-    return {"frames": n, "mean_count": sum(p for p, _ in pairs) / n,
-            "mean_truth": sum(t for _, t in pairs) / n,
-            "mae": sum(abs(p - t) for p, t in pairs) / n}
+def demo_rules() -> list[AlertRule]:
+    return [*default_rules(), AlertRule("demo_busy", "capacity_pct", raise_at=DEMO_BUSY_PCT, clear_at=3.2,
+                                        severity="info")]
+
+
+@dataclass
+class TruthTally:
+    """Whole-frame counts next to the annotated people of the same frames."""
+
+    truth: dict[int, int]
+    pairs: list[tuple[float, int]] = field(default_factory=list)
+
+    def add(self, output: FrameOutput) -> int | None:
+        if output.frame_index is None or output.frame_index not in self.truth:
+            return None
+        annotated = self.truth[output.frame_index]
+        self.pairs.append((output.count, annotated))
+        return annotated
+
+    @property
+    def mae(self) -> float:
+        return sum(abs(c - t) for c, t in self.pairs) / len(self.pairs) if self.pairs else float("nan")
+
+    def summary(self) -> str | None:
+        if not self.pairs:
+            return None
+        n = len(self.pairs)
+        mean = sum(c for c, _ in self.pairs) / n
+        mean_truth = sum(t for _, t in self.pairs) / n
+        return (f"counted vs annotated people over {n} frames: mean {mean:.1f} vs {mean_truth:.1f}, "
+                f"MAE {self.mae:.1f}")
+
+
+def fresh_tokens(state_dir: Path) -> dict[str, str]:
+    """New demo tokens (the old ones revoked): printed once, like `crowdsafe token create`."""
+    book = TokenBook(state_dir / TOKENS_FILE)
+    made = {}
+    for role, name in DEMO_TOKENS:
+        book.revoke(name)
+        made[role] = book.create(role, name)[1]
+    return made
 
 
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for counts.csv and heatmaps/.")] = Path("out/demo"),
-    every: Annotated[str, typer.Option(help="Count one frame per interval.")] = "5s",
-    heatmaps: Annotated[bool, typer.Option(help="Write density overlays of the sample video.")] = True,
+    state_dir: Annotated[Path, typer.Option(
+        help="Folder for the demo's store, tokens and people-free background.")] = DEFAULT_STATE_DIR,
+    host: Annotated[str, typer.Option(help="Dashboard address; 0.0.0.0 for all.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(
+        min=0, max=65535, help="Dashboard port; a free one is used if it is taken.")] = 8080,
+    duration: Annotated[float | None, typer.Option(
+        min=0.0, help="Stop after this many seconds. Default: run until Ctrl-C.", show_default=False)] = None,
     engine: EngineOption = EngineChoice.auto,
-    precision: PrecisionOption = PrecisionChoice.fp32,
+    precision: PrecisionOption = PrecisionChoice.int8,
     threads: ThreadsOption = None,
+    quiet: Annotated[bool, typer.Option(help="Print only the summary, not a line per frame.")] = False,
 ) -> None:
-    """Count people in the bundled sample video; write counts.csv and heat-maps; compare with truth."""
+    """Run the demo site (sample video as a live camera, 3 zones, a gate) with its dashboard."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    site_file = demo_site_file()
     with user_errors():
-        out.mkdir(parents=True, exist_ok=True)
-        source = open_source(sample_video(), parse_interval(every))
-        writer = HeatmapWriter(out / "heatmaps") if heatmaps else None
-        spec = engine_spec(engine, precision, threads)
-        counter = LazyCounter(lambda: batch.make_counter(spec))
-        with progress_bar("counting the sample video", source.expected) as advance:
-            report = run_count(source, counter, on_frame=writer, on_progress=advance)
-    (out / "counts.csv").write_text(to_csv(report))
-    stats = compare(report, ground_truth())
-    engine_name = counter.engine.name if counter.engine is not None else "?"
-    typer.echo(f"counted {len(report.counts)} frames of {source.name} in {report.seconds:.1f} s "
-               f"({engine_name}, {precision.value})")
-    typer.echo(f"counts: {out / 'counts.csv'}" + (f"; heat-maps: {out / 'heatmaps'}/" if writer else ""))
-    if stats:
-        typer.echo(f"mean count {stats['mean_count']:.1f} vs {stats['mean_truth']:.1f} annotated people; "
-                   f"MAE {stats['mae']:.1f} over {stats['frames']} frames")
-        if stats["mae"] > 2:
+        prepared = prepare_site(load_site(site_file), loop=True)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        store = open_store(state_dir / "crowdsafe.sqlite")
+        tokens = fresh_tokens(state_dir)
+    except (StoreError, TokenError, OSError) as exc:
+        raise fail(str(exc)) from None
+    holder: list[LocalRunner] = []
+    api = start_api(site_file, prepared.site, store, state_dir, host=host, port=port,
+                    runner_of=lambda: next(iter(holder), None), any_port_if_taken=True)
+    try:
+        with user_errors():
+            counter = batch.make_counter(engine_spec(engine, precision, threads))
+        tally = TruthTally(ground_truth())
+
+        def on_frame(output: FrameOutput) -> None:
+            annotated = tally.add(output)
+            if not quiet:
+                line = frame_line(output)
+                typer.echo(line if annotated is None else line.replace(
+                    " people", f" people (annotated {annotated})", 1))
+
+        config = RunnerConfig(state_dir=state_dir, duration_s=duration, health_every_s=5.0,
+                              rules=tuple(demo_rules()))
+        runner = LocalRunner(prepared, store, counter, config, on_frame=on_frame)
+        holder.append(runner)
+        install_signals(runner)
+        site = prepared.site
+        url = f"{api.url}/"
+        echo = err_console.print
+        echo(f"demo site '{site.name}': the sample video looped as camera {site.cameras[0].id}, "
+             f"{len(site.zones)} zones, {len(site.lines)} line; {counter.engine.name} {precision.value}",
+             highlight=False, markup=False, soft_wrap=True)
+        echo(f"dashboard:      {url}", highlight=False, markup=False, soft_wrap=True)
+        echo(f"viewer token:   {tokens['viewer']}", highlight=False, markup=False, soft_wrap=True)
+        echo(f"operator token: {tokens['operator']}  (may acknowledge alerts)", highlight=False,
+             markup=False, soft_wrap=True)
+        echo(f"or open {url}#token={tokens['operator']} to log in as the operator", highlight=False,
+             markup=False, soft_wrap=True)
+        echo(f"store, tokens and background in {state_dir}/; API docs at {api.url}/docs; "
+             + ("Ctrl-C to stop" if duration is None else f"stopping after {duration:g} s"),
+             highlight=False, markup=False, soft_wrap=True)
+        summary = runner.run()
+    finally:
+        api.stop()
+        store.close()
+    for line in summary_lines(summary):
+        typer.echo(line)
+    if (truth := tally.summary()) is not None:
+        typer.echo(truth)
+        if tally.mae > 2:
             err_console.print(
                 "note: the shipped CSRNet weights were trained on dense crowds and over-count sparse "
                 "street scenes like this one (see README, Known limits).", highlight=False, markup=False,
                 soft_wrap=True)
-    for item in report.skipped:
-        err_console.print(f"skipped {item.source}: {item.reason}", highlight=False, markup=False)
+    if not summary.flushed:
+        raise typer.Exit(1)

@@ -1,8 +1,10 @@
-"""``crowdsafe run SITE.yaml``: count every camera of a site into the store until stopped.
+"""``crowdsafe run SITE.yaml``: count every camera of a site into the store, and serve the API
+and dashboard over it, until stopped.
 
 Everything that can be checked before the engine starts (site file, sources, calibration,
-store) is checked first, so mistakes cost milliseconds and one line on stderr (exit 2). Once
-running, SIGINT or SIGTERM stops it cleanly (exit 0); a second signal kills it at once.
+store, the API's port) is checked first, so mistakes cost milliseconds and one line on stderr
+(exit 2). Once running, SIGINT or SIGTERM stops it cleanly (exit 0): the runner flushes the
+store first, then the API closes; a second signal kills it at once.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Annotated
 
 import typer
 
-from crowdsafe.cli.errors import fail, user_errors
+from crowdsafe.cli.errors import err_console, fail, user_errors
+from crowdsafe.cli.live import start_api, token_hint
 from crowdsafe.cli.options import (
     EngineChoice,
     EngineOption,
@@ -62,7 +65,9 @@ def summary_lines(summary: RunSummary) -> list[str]:
     return out
 
 
-def _install_signals(runner: LocalRunner) -> None:
+def install_signals(runner: LocalRunner) -> None:
+    """First SIGINT/SIGTERM: a clean stop (store flushed); a second: the default, immediate end."""
+
     def handler(signum: int, _frame: FrameType | None) -> None:
         runner.request_stop(signal.Signals(signum).name)
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -104,8 +109,22 @@ def run(
         min=0.0, help="Publish a camera's background only if the counter finds fewer people in it than "
                       "this. Default: a relative rule (no more than in the emptiest recent frame), since "
                       "the dense model reports ~16 on empty scenes.", show_default=False)] = None,
+    background_spacing: Annotated[float, typer.Option(
+        min=0.0, help="Least seconds between the frames a camera's background median is made of, so "
+                      "people walking through are in few of them; 0 takes every sampled frame.")] = 15.0,
+    serve: Annotated[bool, typer.Option(
+        help="Also serve the API and dashboard (as `crowdsafe serve`) from this process.")] = True,
+    host: Annotated[str, typer.Option(help="API address; 0.0.0.0 for all.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="API port; 0 picks a free one.")] = 8080,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        help="Allow browser calls from this origin (repeatable). Default: none (CORS closed).",
+        show_default=False)] = None,
+    cluster: Annotated[str | None, typer.Option(
+        help="Run on a Ray cluster: ray://HOST:PORT, HOST:PORT or auto (this machine's cluster, else a "
+             "local one). Needs crowdsafe[ray]; see docs/scaling.md.", show_default=False)] = None,
 ) -> None:
-    """Count every camera of a site, store zone and line readings, raise alerts; until stopped."""
+    """Count every camera of a site, store zone and line readings, raise alerts, serve the dashboard;
+    until stopped."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -119,20 +138,43 @@ def run(
         opened = open_store(target)
     except (StoreError, OSError) as exc:
         raise fail(str(exc)) from None
-    with user_errors():
-        counter = batch.make_counter(engine_spec(engine, precision, threads))
-    config = RunnerConfig(state_dir=state_dir, duration_s=duration, health_every_s=health_every,
-                          webhooks=tuple(webhook or ()), forecast_every_s=60.0,
-                          retention_s=None if retention_days is None else retention_days * 86400.0,
-                          background=BackgroundPolicy(max_people=background_max_people))
-    on_frame = None if quiet else (lambda output: typer.echo(frame_line(output)))
-    runner = LocalRunner(prepared, opened, counter, config, on_frame=on_frame)
-    _install_signals(runner)
-    site = prepared.site
-    typer.echo(f"running site '{site.name}': {len(site.cameras)} camera(s), {len(site.zones)} zone(s), "
-               f"{len(site.lines)} line(s); state in {state_dir}; Ctrl-C to stop", err=True)
-    summary = runner.run()
-    opened.close()
+    holder: list[LocalRunner] = []
+    api = None
+    if serve:  # before the engine: a taken port fails in milliseconds, not after model start-up
+        api = start_api(site_file, prepared.site, opened, state_dir, host=host, port=port,
+                        cors_origins=tuple(cors_origin or ()), runner_of=lambda: next(iter(holder), None),
+                        store_target=target)
+    try:
+        with user_errors():
+            counter = None if cluster else batch.make_counter(engine_spec(engine, precision, threads))
+        config = RunnerConfig(state_dir=state_dir, duration_s=duration, health_every_s=health_every,
+                              webhooks=tuple(webhook or ()), forecast_every_s=60.0,
+                              retention_s=None if retention_days is None else retention_days * 86400.0,
+                              background=BackgroundPolicy(max_people=background_max_people,
+                                                          min_spacing_s=background_spacing))
+        on_frame = None if quiet else (lambda output: typer.echo(frame_line(output)))
+        if cluster:  # the same stages on Ray actors (issue 8); Ray is imported only on this path
+            from crowdsafe.runtime.ray.launch import cluster_runner
+
+            runner = cluster_runner(cluster, prepared, opened, engine_spec(engine, precision, threads),
+                                    config, on_frame)
+        else:
+            assert counter is not None
+            runner = LocalRunner(prepared, opened, counter, config, on_frame=on_frame)
+        holder.append(runner)
+        install_signals(runner)
+        site = prepared.site
+        typer.echo(f"running site '{site.name}': {len(site.cameras)} camera(s), {len(site.zones)} zone(s), "
+                   f"{len(site.lines)} line(s); state in {state_dir}; Ctrl-C to stop", err=True)
+        if api is not None:
+            typer.echo(f"dashboard and API: {api.url}/ (API docs at /docs, metrics at /metrics)", err=True)
+            if (hint := token_hint(state_dir)) is not None:
+                err_console.print(hint, highlight=False, markup=False)
+        summary = runner.run()
+    finally:
+        if api is not None:
+            api.stop()
+        opened.close()
     for line in summary_lines(summary):
         typer.echo(line)
     if not summary.flushed:

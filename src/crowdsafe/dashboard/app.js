@@ -5,6 +5,14 @@ window.CS = window.CS || {};
 const TOKEN_KEY = "crowdsafe.token";
 const STALE_S = 30;
 const $ = (id) => document.getElementById(id);
+// A link like /#token=cs_... (printed by `crowdsafe demo`) logs in: the fragment never reaches the
+// server or a Referer header, and it is taken out of the address bar and history at once.
+(function tokenFromFragment() {
+  const m = location.hash.match(/^#token=([A-Za-z0-9_\-]{1,256})$/);
+  if (!m) return;
+  localStorage.setItem(TOKEN_KEY, m[1]);
+  history.replaceState(null, "", location.pathname + location.search);
+})();
 const S = { token: localStorage.getItem(TOKEN_KEY), role: null, site: null, nodes: null, cameras: {},
   zones: {}, lines: {}, alerts: new Map(), selected: null, abort: null, chartTimer: null };
 

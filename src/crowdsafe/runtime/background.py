@@ -11,9 +11,15 @@ same resolution:
 i.e. the median must look no more crowded than the least crowded frame it was made from. A
 person who walked through is in few frames and vanishes from the median; the model's texture
 floor is in all of them and cancels out. What this cannot catch is a crowd that stood still
-through every frame of the ring (then the emptiest frame is as crowded as the median); the ring
-spans minutes at normal sampling rates, and the absolute rule (``max_people``) is there for
-models whose empty-scene count is near zero.
+through every frame of the ring (then the emptiest frame is as crowded as the median), and on
+its own it does not catch a person walking slowly through frames taken close together: with
+frames one second apart, someone crossing the demo scene is in most of them, so is in the
+median, and the counter (whose floor is ~16 "people") cannot tell one person more. So frames
+enter the ring at least ``min_spacing_s`` apart (times a random factor up to 1 +
+``spacing_jitter``, so a periodic scene, such as a looped clip or a traffic light, is not
+sampled at the same phase every time): the default ring then spans minutes whatever the
+camera's sampling period, and a walker is in one or two of its frames. The absolute rule
+(``max_people``) is there for models whose empty-scene count is near zero.
 
 The background is the only image crowdsafe writes. It goes to ``backgrounds/<camera>.jpg`` via
 a temporary name that is not an image name, then an atomic rename, so a reader never sees half
@@ -23,6 +29,7 @@ a JPEG and a crash leaves no stray picture.
 from __future__ import annotations
 
 import os
+import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +43,9 @@ from crowdsafe.measure.background import BackgroundModel, encode_jpeg
 @dataclass(frozen=True)
 class BackgroundPolicy:
     ring: int = 15  # frames in the median
-    min_frames: int = 5  # median first tried after this many sampled frames
+    min_frames: int = 7  # median first tried after this many ring frames
+    min_spacing_s: float = 15.0  # sampled frames closer than this to the last ring frame are left out
+    spacing_jitter: float = 0.5  # ... times a random factor in [1, 1 + jitter]
     check_every_s: float = 300.0  # re-check (and re-publish) period once published
     retry_s: float = 60.0  # re-check period after a rejected median
     relative_tolerance: float = 0.05
@@ -64,10 +73,18 @@ class CameraBackground(BackgroundModel):
         self.policy = policy
         self._counts: deque[float] = deque(maxlen=policy.ring)
         self._next_check: float | None = None
+        self._next_add: float | None = None
+        self._random = random.Random()
 
-    def add_counted(self, image_bgr: np.ndarray, count: float) -> None:
+    def add_counted(self, image_bgr: np.ndarray, count: float, ts: float | None = None) -> None:
+        """Add a sampled frame to the ring, unless it is within the spacing of the last one added."""
         if not self.policy.enabled:
             return
+        if ts is not None:
+            if self._next_add is not None and ts < self._next_add:
+                return
+            factor = 1.0 + self._random.uniform(0.0, max(self.policy.spacing_jitter, 0.0))
+            self._next_add = ts + self.policy.min_spacing_s * factor
         self.add(image_bgr)
         if len(self._ring) == 1:
             self._counts.clear()  # the ring was (re)started, e.g. on a resolution change
@@ -97,6 +114,10 @@ def write_background(folder: Path, camera_id: str, image_bgr: np.ndarray) -> Pat
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{camera_id}.jpg"
     partial = folder / f".{camera_id}.partial"
-    partial.write_bytes(encode_jpeg(image_bgr))
-    os.replace(partial, target)
+    try:
+        partial.write_bytes(encode_jpeg(image_bgr))
+        os.replace(partial, target)
+    except OSError:  # e.g. a full disk: no half-written picture is left behind
+        partial.unlink(missing_ok=True)
+        raise
     return target

@@ -2,7 +2,8 @@
 
 A live feed must be read all the time (an RTSP client that stops reading is disconnected or
 fills a buffer that then replays stale video), but the network is run only every few seconds.
-So the reader consumes every frame, keeps the first one at or after each sampling instant
+So the reader consumes every frame (as a cheap grab: frames it does not keep are never
+converted to pixels), keeps the first one at or after each sampling instant
 plus the frame right after it (a close pair for optical flow), and puts that pair into the
 camera's slot of :class:`LatestSlots`. It never blocks on the engine: if the previous pair is
 still waiting, it is replaced and the drop is counted.
@@ -13,10 +14,12 @@ period sample the same moments and zone readings that combine them describe one 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -25,7 +28,7 @@ import numpy as np
 
 from crowdsafe.config.site import Camera, Site
 from crowdsafe.runtime.slots import LatestSlots
-from crowdsafe.sources.frames import Frame, FrameSource, SourceError
+from crowdsafe.sources.frames import FrameSource, Grab, SourceError
 from crowdsafe.sources.images import IMAGE_SUFFIXES, FolderSource, is_image_file
 from crowdsafe.sources.looping import LoopingVideoSource, PacedImagesSource
 from crowdsafe.sources.stream import StreamHealth, StreamSource, is_stream_url, redact
@@ -47,6 +50,7 @@ class Sample:
     image: np.ndarray
     pair: np.ndarray | None = None
     pair_dt: float | None = None  # seconds from image to pair
+    frame_index: int | None = None  # the frame's number in its source (a file's frame number)
 
 
 @dataclass(frozen=True)
@@ -186,27 +190,44 @@ class CameraReader:
             if stream.gaps:
                 gap = stream.gaps[-1]
                 last_gap = (gap.end if gap.end is not None else time.time()) - gap.start
+        skipped = getattr(self.cam.source, "skipped", None)  # undecodable frames, unreadable files
+        if skipped:
+            if isinstance(self.cam.source, PacedImagesSource):
+                errors += len(skipped)  # an image source skips them itself: the reader never sees them
+            errors += getattr(self.cam.source, "corrupt_frames", 0)  # a video's unreadable frames, likewise
+            last_error = last_error or f"skipped {skipped[-1].source}: {skipped[-1].reason}"
         return CameraHealth(self.camera_id, status, round(self._fps, 2), self._last_frame_ts, self._frames,
                             self._samples, dropped, errors, reconnects, gaps, last_gap, last_error)
 
-    def _pair_dt(self, first: Frame, second: Frame) -> float:
+    def _pair_dt(self, first_ts: float, second_ts: float) -> float:
         stream = self._stream_health()
         fps = (stream.fps if stream is not None and stream.fps > 0 else None) or self.cam.nominal_fps
-        dt = (second.timestamp or 0.0) - (first.timestamp or 0.0)
+        dt = second_ts - first_ts
         if fps and not (1.0 / (fps * DT_TOLERANCE) <= dt <= DT_TOLERANCE / fps):
             return 1.0 / fps
         return dt if dt > 0 else 1.0 / (fps or 25.0)
 
+    def _grabs(self) -> Iterator[Grab]:
+        """The source's frames as grabs: decoded lazily where the source can (video, streams)."""
+        source = self.cam.source
+        grabs = getattr(source, "grabs", None)
+        if grabs is not None:
+            yield from grabs()
+            return
+        for frame in source:  # still images: one read per sample anyway
+            ts = frame.timestamp if frame.timestamp is not None else time.time()
+            yield Grab(frame.source, frame.index, ts, functools.partial(_held, frame.image))
+
     def _run(self) -> None:
         every = self.cam.every
         next_due = 0.0
-        pending: Frame | None = None
+        pending: tuple[float, np.ndarray, int] | None = None  # (ts, image, index) awaiting its pair
         rate_t0, rate_n = time.monotonic(), 0
         try:
-            for frame in self.cam.source:
+            for grab in self._grabs():
                 if self._stop.is_set():
                     break
-                ts = frame.timestamp if frame.timestamp is not None else time.time()
+                ts = grab.timestamp
                 self._frames += 1
                 self._last_frame_ts = ts
                 self._status = "up"
@@ -214,17 +235,26 @@ class CameraReader:
                 if (elapsed := time.monotonic() - rate_t0) >= 2.0:
                     self._fps, rate_t0, rate_n = rate_n / elapsed, time.monotonic(), 0
                 if pending is not None:
-                    self._offer(Sample(self.camera_id, pending.timestamp or ts, pending.image, frame.image,
-                                       self._pair_dt(pending, frame)))
+                    first_ts, first, index = pending
                     pending = None
+                    second = grab.decode()
+                    if second is None:  # no close pair this time: count the frame, skip the flow
+                        self._offer(Sample(self.camera_id, first_ts, first, frame_index=index))
+                    else:
+                        self._offer(Sample(self.camera_id, first_ts, first, second,
+                                           self._pair_dt(first_ts, ts), frame_index=index))
                     continue
                 if ts < next_due:
-                    continue
+                    continue  # grabbed only: no colour conversion, no copy
+                image = grab.decode()
+                if image is None:
+                    self._errors += 1
+                    continue  # the next frame is sampled instead
                 next_due = (math.floor(ts / every) + 1) * every
                 if self.cam.pairs:
-                    pending = frame
+                    pending = (ts, image, grab.index)
                 else:
-                    self._offer(Sample(self.camera_id, ts, frame.image))
+                    self._offer(Sample(self.camera_id, ts, image, frame_index=grab.index))
             self._status = "stopped" if self._stop.is_set() else "ended"
         except Exception as exc:  # a reader must fail alone and say why, never take the runner down
             self._status = "failed"
@@ -235,3 +265,7 @@ class CameraReader:
     def _offer(self, sample: Sample) -> None:
         self._samples += 1
         self.slots.put(self.camera_id, sample)
+
+
+def _held(image: np.ndarray) -> np.ndarray:
+    return image

@@ -118,6 +118,19 @@ class RunSummary:
         return self.frames_total / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class LiveStats:
+    """What only the running process knows, for metrics next to the stored readings."""
+
+    latency_s: dict[str, float]  # camera -> sample time to readings handed to the store, latest frame
+    processing_s: dict[str, float]  # camera -> time spent in the stage chain, latest frame
+    camera_fps: dict[str, float]  # camera -> frames read per second now (not at the last health row)
+    frames: dict[str, int]  # camera -> frames counted so far
+    dropped: dict[str, int]  # camera -> samples replaced before the engine got to them
+    queue_depth: int  # samples waiting for the engine (at most one per camera)
+    errors: int
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -145,6 +158,8 @@ class LocalRunner:
         self._stop = threading.Event()
         self._started_wall = time.time()
         self._stop_reason = ""
+        self._latency: dict[str, float] = {}
+        self._processing: dict[str, float] = {}
         self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
 
     def request_stop(self, reason: str = "") -> None:
@@ -156,6 +171,14 @@ class LocalRunner:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    def live_stats(self) -> LiveStats:
+        """A snapshot safe to take from any thread (an API request, a metrics scrape)."""
+        return LiveStats(latency_s=dict(self._latency), processing_s=dict(self._processing),
+                         camera_fps={r.camera_id: r.health().fps for r in self.readers},
+                         frames=dict(self.summary.frames),
+                         dropped={cid: st.dropped for cid, st in list(self.slots.stats.items())},
+                         queue_depth=self.slots.depth(), errors=self.summary.errors)
 
     # -- worker ---------------------------------------------------------------------------
     def _work(self) -> None:
@@ -178,6 +201,8 @@ class LocalRunner:
 
     def _emit(self, output: FrameOutput) -> None:
         self.summary.frames[output.camera_id] = self.summary.frames.get(output.camera_id, 0) + 1
+        self._latency[output.camera_id] = max(time.time() - output.ts, 0.0)
+        self._processing[output.camera_id] = sum(output.timings.values())
         self.writer.write("zone_readings", [r.as_row() for r in output.zones])
         self.writer.write("line_readings", output.line_rows)
         for metric in output.metrics:
@@ -188,7 +213,11 @@ class LocalRunner:
             self.on_frame(output)
 
     def _publish_background(self, camera_id: str, image: np.ndarray) -> None:
-        write_background(self.backgrounds_dir, camera_id, image)
+        try:
+            write_background(self.backgrounds_dir, camera_id, image)
+        except OSError as exc:  # disk full or read-only: this frame's readings must still be stored
+            log.error("camera %s: background not written: %s", camera_id, exc)
+            return
         self.summary.backgrounds += 1
 
     @staticmethod

@@ -123,6 +123,7 @@ class FrameOutput:
     metrics: list[Metric]
     background: BackgroundCheck | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    frame_index: int | None = None  # the sample's frame number in its source, when it has one
 
 
 def zone_metrics(geometry: SiteGeometry, readings: list[ZoneReading], book: ProfileBook) -> list[Metric]:
@@ -210,7 +211,8 @@ class FramePipeline:
         check = self._background(cid, ts, image, result.count)
         timings["background_s"] = time.perf_counter() - t2
         return FrameOutput(cid, ts, result.count, readings, line_rows,
-                           zone_metrics(self.geometry, readings, self.book) + line_metrics, check, timings)
+                           zone_metrics(self.geometry, readings, self.book) + line_metrics, check, timings,
+                           sample.frame_index)
 
     def _lines(self, cid: str, ts: float, image: np.ndarray, sample: Sample, result: DensityResult,
                period: float) -> tuple[list[dict[str, object]], list[Metric]]:
@@ -233,7 +235,7 @@ class FramePipeline:
 
     def _background(self, cid: str, ts: float, image: np.ndarray, count: float) -> BackgroundCheck | None:
         model = self._backgrounds[cid]
-        model.add_counted(image, count)
+        model.add_counted(image, count, ts)
         if not model.due(ts):
             return None
         check = model.check(lambda img: self.counter.count(img).count, ts)

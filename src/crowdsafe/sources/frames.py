@@ -9,7 +9,7 @@ Frames live only in memory; nothing here writes pixels anywhere.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -28,6 +28,25 @@ class Frame:
     index: int
     timestamp: float | None
     image: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Grab:
+    """A frame read from a live source but not yet turned into pixels.
+
+    A live reader has to consume every frame of its feed but needs pixels only for the few it
+    samples, so sources that can (``grabs()``) hand out grabs and leave the colour conversion
+    and copy to ``decode()``, which is valid only until the next grab is taken.
+    """
+
+    source: str
+    index: int
+    timestamp: float
+    _decode: Callable[[], np.ndarray | None] = field(repr=False)
+
+    def decode(self) -> np.ndarray | None:
+        """The frame's pixels, or None if it cannot be decoded (recorded by the source)."""
+        return self._decode()
 
 
 @dataclass(frozen=True)

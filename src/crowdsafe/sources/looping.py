@@ -16,6 +16,7 @@ than replaying a backlog of stale frames.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -23,8 +24,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
+import numpy as np
 
-from crowdsafe.sources.frames import Frame, SkippedFrame, SourceError
+from crowdsafe.sources.frames import Frame, Grab, SkippedFrame, SourceError
 from crowdsafe.sources.images import read_image
 
 #: Being further behind the schedule than this re-anchors it to the wall clock.
@@ -42,6 +44,7 @@ class LoopingVideoSource:
         self.loop = loop
         self.skipped: list[SkippedFrame] = []
         self.loops = 0
+        self.corrupt_frames = 0  # failed grabs between good frames (not the end of the file)
         cap = cv2.VideoCapture(str(path))
         try:
             if not cap.isOpened():
@@ -69,9 +72,20 @@ class LoopingVideoSource:
             return msec / 1000.0
         return index / self.fps
 
-    def __iter__(self) -> Iterator[Frame]:
+    def _retrieve(self, cap: cv2.VideoCapture, position: int) -> np.ndarray | None:
+        ok, image = cap.retrieve()
+        if not ok or image is None:
+            self.skipped.append(SkippedFrame(self.name, position, "could not be decoded"))
+            return None
+        return image
+
+    def grabs(self) -> Iterator[Grab]:
+        """Every frame, paced, as a :class:`Grab`: only the ones the caller decodes cost pixels.
+
+        ``index`` is the frame's number in the file (it repeats on every loop), so readings can
+        be matched to annotations of the file.
+        """
         anchor = time.time()  # wall-clock time of position 0 of the current pass
-        index = 0  # frames yielded over all passes: unique per frame of this iteration
         while not self._stop.is_set():
             cap = cv2.VideoCapture(str(self.path))
             if not cap.isOpened():
@@ -84,7 +98,11 @@ class LoopingVideoSource:
                         if failures > MAX_CONSECUTIVE_FAILURES:
                             break
                         continue
-                    failures = 0
+                    if failures:  # a bad patch between good frames; at the end of the file grabs only fail
+                        self.corrupt_frames += failures
+                        self.skipped.append(SkippedFrame(self.name, position, f"{failures} frame(s) could "
+                                                         "not be decoded (corrupt data)"))
+                        failures = 0
                     pos = self._position_s(cap, position)
                     position += 1
                     lag = time.time() - (anchor + pos)
@@ -93,19 +111,21 @@ class LoopingVideoSource:
                             break
                     elif lag > MAX_LAG_S:
                         anchor += lag
-                    ok, image = cap.retrieve()
-                    if not ok or image is None:
-                        self.skipped.append(SkippedFrame(self.name, position - 1, "could not be decoded"))
-                        continue
                     last_pos = pos
-                    yield Frame(self.name, index, anchor + pos, image)
-                    index += 1
+                    yield Grab(self.name, position - 1, anchor + pos,
+                               functools.partial(self._retrieve, cap, position - 1))
             finally:
                 cap.release()
             if last_pos is None or not self.loop:
                 return
             anchor += last_pos + 1.0 / self.fps
             self.loops += 1
+
+    def __iter__(self) -> Iterator[Frame]:
+        for grab in self.grabs():
+            image = grab.decode()
+            if image is not None:
+                yield Frame(grab.source, grab.index, grab.timestamp, image)
 
 
 class PacedImagesSource:

@@ -9,6 +9,7 @@ between samples are only ``grab()``-ed (demuxed, not decoded into pixels).
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import threading
@@ -18,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import cv2
+import numpy as np
 
-from crowdsafe.sources.frames import Frame, SkippedFrame
+from crowdsafe.sources.frames import Frame, Grab, SkippedFrame
 
 # RTSP over TCP: survives NAT and firewalls and loses no packets; UDP is opt-in via the env var.
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
@@ -108,10 +110,21 @@ class StreamSource:
         delay = min(self.backoff_s * (2 ** attempt), self.max_backoff_s) * random.uniform(0.5, 1.0)
         self._stop.wait(delay)
 
-    def __iter__(self) -> Iterator[Frame]:
+    def _retrieve(self, cap: cv2.VideoCapture, index: int) -> np.ndarray | None:
+        ok, image = cap.retrieve()
+        if not ok or image is None:
+            self.skipped.append(SkippedFrame(self.name, index, "frame could not be decoded"))
+            self.health.errors += 1
+            return None
+        return image
+
+    def grabs(self) -> Iterator[Grab]:
+        """Every frame of the feed as a :class:`Grab`, across reconnects, until ``stop()``.
+
+        The caller decodes only what it samples; ``every`` is not applied here.
+        """
         attempt = 0
         index = 0
-        next_due = 0.0
         opened_before = False
         while not self._stop.is_set():
             self.health.status = "connecting" if self.health.frames_read == 0 else "reconnecting"
@@ -141,18 +154,24 @@ class StreamSource:
                         self.health.gaps[-1].end = now
                     self.health.status = "up"
                     self.health.last_frame_ts = now
-                    if self.every is not None and now < next_due:
-                        continue
-                    ok, image = cap.retrieve()
-                    if not ok or image is None:
-                        self.skipped.append(SkippedFrame(self.name, index, "frame could not be decoded"))
-                        self.health.errors += 1
-                        continue
-                    next_due = now + (self.every or 0.0)
-                    yield Frame(source=self.name, index=index, timestamp=now, image=image)
+                    yield Grab(self.name, index, now, functools.partial(self._retrieve, cap, index))
                     index += 1
             finally:
                 cap.release()
             self._wait_backoff(attempt)
             attempt += 1
         self.health.status = "stopped"
+
+    def __iter__(self) -> Iterator[Frame]:
+        """Frames at least ``every`` seconds apart (every frame if None); the rest only grabbed."""
+        next_due = 0.0
+        index = 0
+        for grab in self.grabs():
+            if self.every is not None and grab.timestamp < next_due:
+                continue
+            image = grab.decode()
+            if image is None:
+                continue
+            next_due = grab.timestamp + (self.every or 0.0)
+            yield Frame(source=self.name, index=index, timestamp=grab.timestamp, image=image)
+            index += 1

@@ -1,0 +1,113 @@
+"""The runner and the API in one process: what ``crowdsafe run`` and ``crowdsafe demo`` share.
+
+The API normally reads everything from the store, so it also works beside a runner in another
+process; in the same process it shares the store's engine and additionally exports what only
+the runner knows (pipeline latency, queue depth, live camera fps) through ``runtime_stats``.
+The server runs in a daemon thread and installs no signal handlers, so SIGINT/SIGTERM stay
+with the runner's clean shutdown; the server is stopped after the runner has flushed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from crowdsafe.api.settings import TOKENS_FILE, ApiSettings, RuntimeStats
+from crowdsafe.api.tokens import TokenBook, TokenError
+from crowdsafe.cli.errors import err_console, fail
+from crowdsafe.config.site import Site
+from crowdsafe.runtime.local import LocalRunner
+from crowdsafe.store import Store
+
+if TYPE_CHECKING:
+    from crowdsafe.api.server import ServerHandle
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def runtime_stats(runner_of: Callable[[], LocalRunner | None]) -> Callable[[], RuntimeStats]:
+    """A provider for ``ApiSettings.runtime_stats``; empty until the runner exists (engine start-up)."""
+
+    def provide() -> RuntimeStats:
+        runner = runner_of()
+        if runner is None:
+            return RuntimeStats()
+        live = runner.live_stats()
+        return RuntimeStats(pipeline_latency_s=live.latency_s, queue_depth=live.queue_depth,
+                            dropped=live.dropped, camera_fps=live.camera_fps, processing_s=live.processing_s,
+                            frames=live.frames)
+
+    return provide
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why (host, port) cannot be listened on, found before uvicorn tries (its errors are log lines)."""
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"cannot resolve {host}: {exc.strerror}"
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return f"cannot listen on {host}:{port} ({exc.strerror or exc})"
+    return None
+
+
+def start_api(site_file: Path, site: Site, store: Store, state_dir: Path, *, host: str, port: int,
+              cors_origins: tuple[str, ...] = (), runner_of: Callable[[], LocalRunner | None],
+              any_port_if_taken: bool = False, store_target: str | None = None,
+              access_log: bool = False) -> ServerHandle:
+    """Serve the API beside the runner; a port that cannot be used is a one-line error (exit 2).
+
+    ``any_port_if_taken`` (the demo): a taken port falls back to a free one rather than failing,
+    since the person running the demo did not choose it.
+    """
+    from crowdsafe.api.server import serve_in_thread  # uvicorn loads only when serving
+
+    if not is_loopback(host):
+        err_console.print(f"listening on {host}: traffic is plain HTTP; put a TLS proxy in front before "
+                          "exposing it beyond a trusted network", highlight=False)
+    if (problem := port_problem(host, port)) is not None:
+        if any_port_if_taken:
+            err_console.print(f"{problem}; using a free port instead", highlight=False, markup=False)
+            port = 0
+        else:
+            raise fail(f"--port {port}: {problem}; choose another port (0 picks a free one) or pass "
+                       "--no-serve")
+    settings = ApiSettings(site_file=site_file, store=store_target, state_dir=state_dir, host=host, port=port,
+                           site=site, cors_origins=cors_origins, runtime_stats=runtime_stats(runner_of),
+                           log_level="warning")
+    try:
+        return serve_in_thread(settings, store=store, access_log=access_log)
+    except RuntimeError as exc:
+        raise fail(f"--port {port}: {exc}; choose another port (0 picks a free one) or pass --no-serve") \
+            from None
+
+
+def token_hint(state_dir: Path) -> str | None:
+    """What to tell someone whose state dir has no token yet (nothing but /health would answer)."""
+    try:
+        if TokenBook(state_dir / TOKENS_FILE).entries():
+            return None
+    except (OSError, TokenError) as exc:
+        return str(exc)
+    return (f"no API tokens in {state_dir}: create one with "
+            f"`crowdsafe token create --role viewer --state-dir {state_dir}`")
