@@ -3,6 +3,7 @@
     python benchmarks/bench_ray.py [--cameras 2] [--every 0.5] [--seconds 60] [--precision int8]
                                    [--scale 1.0] [--encoding jpeg] [--json OUT]
     python benchmarks/bench_ray.py --store-rate [--seconds 20]   # PostgreSQL write rate
+    python benchmarks/bench_ray.py --wire [--precision int8]      # bytes and count drift per encoding
 
 Both runners serve the same site: ``--cameras`` copies of the demo camera, each playing the
 bundled PETS clip (768x576 at ``--scale`` 1) looped as a live feed, sampled every ``--every``
@@ -199,6 +200,45 @@ def store_rate(seconds: float) -> dict[str, object]:
     return out
 
 
+def wire_cost(precision: str, frames: int = 5) -> dict[str, object]:
+    """Bytes, encode/decode time and count drift of each wire encoding on real 768x576 frames."""
+    import cv2
+    import numpy as np
+
+    from crowdsafe.runtime.ray.wire import decode_image, encode_image
+
+    cap = cv2.VideoCapture(str(VIDEO))
+    images = []
+    for i in range(frames * 80):
+        ok, frame = cap.read()
+        if ok and i % 80 == 0:
+            images.append(frame)
+    cap.release()
+    counter = DensityCounter(create_engine(EngineSpec(precision=precision)))  # type: ignore[arg-type]
+    direct = [counter.count(im).count for im in images]
+    out: dict[str, object] = {"frames": len(images), "mean_count": float(np.mean(direct)),
+                              "raw_bytes": images[0].nbytes}
+    for name, encoding, quality in (("jpeg80", "jpeg", 80), ("jpeg90", "jpeg", 90), ("jpeg95", "jpeg", 95),
+                                    ("png", "png", 0)):
+        sizes, drift, enc_s, dec_s = [], [], [], []
+        for im, d in zip(images, direct, strict=True):
+            t0 = time.perf_counter()
+            payload = encode_image(im, encoding, quality)  # type: ignore[arg-type]
+            t1 = time.perf_counter()
+            back = decode_image(payload, encoding)  # type: ignore[arg-type]
+            t2 = time.perf_counter()
+            sizes.append(len(payload))  # type: ignore[arg-type]
+            enc_s.append(t1 - t0)
+            dec_s.append(t2 - t1)
+            drift.append((counter.count(back).count - d) / d)
+        out[name] = {"bytes": round(float(np.mean(sizes))), "encode_ms": 1000 * float(np.median(enc_s)),
+                     "decode_ms": 1000 * float(np.median(dec_s)),
+                     "drift_mean_pct": 100 * float(np.mean(drift)),
+                     "drift_max_abs_pct": 100 * float(np.max(np.abs(drift)))}
+        print(name, out[name], flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cameras", type=int, default=2)
@@ -211,7 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("local", "ray"))
     parser.add_argument("--json", type=Path)
     parser.add_argument("--store-rate", action="store_true", help="measure PostgreSQL write rate instead")
+    parser.add_argument("--wire", action="store_true", help="measure wire encodings instead")
     args = parser.parse_args(argv)
+    if args.wire:
+        cost = wire_cost(args.precision)
+        if args.json:
+            args.json.write_text(json.dumps(cost, indent=2))
+        return 0
     if args.store_rate:
         rates = store_rate(args.seconds)
         if args.json:
