@@ -119,7 +119,7 @@ def assert_stored_exactly_once(run: Run, summary: RaySummary) -> None:
 
 
 def test_site_on_ray_stores_every_cameras_readings_once_and_reports_wire_cost(tmp_path: Path, local_ray):
-    run = Run(tmp_path, duration_s=10.0)
+    run = Run(tmp_path, duration_s=8.0)
     summary = run.finish()
     assert set(summary.frames) == {"view001", "view002"}
     assert min(summary.frames.values()) >= 3
@@ -187,7 +187,7 @@ def test_cli_runs_a_site_on_the_cluster_and_refuses_a_bad_address(tmp_path: Path
     assert bad.exit_code == 2
     lines = [ln for ln in bad.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and "--cluster" in lines[0] and "Traceback" not in bad.output
-    result = cli.invoke(app, ["run", str(site), "--cluster", "auto", "--duration", "8", "--quiet",
+    result = cli.invoke(app, ["run", str(site), "--cluster", "auto", "--duration", "5", "--quiet",
                               "--no-serve", "--precision", precision(),
                               "--state-dir", str(tmp_path / "state")])
     assert result.exit_code == 0, result.output
