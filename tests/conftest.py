@@ -110,3 +110,17 @@ def corrupt_video(media_dir: Path, bundled_video: Path) -> Path:
         data[starts[k]:starts[k] + 400] = rng.integers(0, 256, 400, dtype=np.uint8).tobytes()
     path.write_bytes(bytes(data))
     return path
+
+
+@pytest.fixture(scope="session")
+def fast_counter() -> DensityCounter:
+    """int8 when its plan ships (faster on 2 cores), else fp32; built once for the session, for
+    tests that need real inference but not full precision (fault and privacy runs)."""
+    for precision in ("int8", "fp32"):
+        try:
+            return DensityCounter(create_engine(EngineSpec(precision=precision)))
+        except EngineUnavailable:
+            continue
+        except WeightsError as exc:
+            pytest.skip(f"counting model unavailable ({exc}); run `crowdsafe models fetch`")
+    pytest.skip("no engine available")
