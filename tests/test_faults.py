@@ -53,13 +53,13 @@ ANYONE = AlertRule("test_anyone", "count", raise_at=0.5, clear_at=0.1)
 
 
 def start(site_file: Path, state: Path, counter: DensityCounter, *,
-          background: BackgroundPolicy | None = None,
+          background: BackgroundPolicy | None = None, store: Path | None = None,
           **config: object) -> tuple[LocalRunner, threading.Thread, dict[str, RunSummary]]:
     state.mkdir(parents=True, exist_ok=True)
     prepared = prepare_site(load_site(site_file))
     policy = background or BackgroundPolicy(min_frames=3, min_spacing_s=0)
     cfg = RunnerConfig(state_dir=state, background=policy, **config)  # type: ignore[arg-type]
-    runner = LocalRunner(prepared, open_store(state / "crowdsafe.sqlite"), counter, cfg)
+    runner = LocalRunner(prepared, open_store(store or state / "crowdsafe.sqlite"), counter, cfg)
     result: dict[str, RunSummary] = {}
     thread = threading.Thread(target=lambda: result.setdefault("summary", runner.run()), daemon=True)
     thread.start()
@@ -357,3 +357,28 @@ def test_disk_full_buffers_readings_and_catches_up_when_space_returns(tmp_path: 
         log = "\n".join(err.lines)
         assert "Traceback" not in log
         print("\n".join(ln for ln in err.lines if "background" in ln or "store" in ln))
+
+
+def test_a_background_that_cannot_be_written_costs_no_reading(tmp_path: Path, fast_counter: DensityCounter,
+                                                              caplog: pytest.LogCaptureFixture):
+    """The state dir (where backgrounds go) is full, the store is elsewhere: every background
+    write fails, is logged, leaves no partial file, and every frame's readings are still stored."""
+    state = tmp_path / "state"
+    db = tmp_path / "store" / "crowdsafe.sqlite"
+    db.parent.mkdir()
+    with small_disk(state, size="256k") as kind:
+        if kind != "tmpfs":
+            pytest.skip("needs root to mount a small tmpfs (CROWDSAFE_FULL_DISK=rlimit or not root)")
+        fill_up(state)
+        caplog.set_level("ERROR", logger="crowdsafe.runtime.local")
+        policy = BackgroundPolicy(min_frames=3, min_spacing_s=0, check_every_s=1, retry_s=1, max_people=1e6)
+        _, thread, result = start(demo_site(tmp_path, every="0.5s", scale=1 / 3), state, fast_counter,
+                                  background=policy, store=db, duration_s=8, health_every_s=2)
+        thread.join(60)
+        summary = result["summary"]
+        leftovers = sorted(p.name for p in state.rglob("*") if p.name != "filler.bin")
+    assert summary.errors == 0 and summary.flushed and summary.backgrounds == 0
+    assert summary.frames["view001"] >= 4
+    assert any("background not written" in r.getMessage() for r in caplog.records)
+    assert_complete_and_unique(db, summary)
+    assert leftovers in ([], ["backgrounds"]), leftovers  # no half-written picture, no temp file
