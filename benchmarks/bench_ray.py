@@ -4,6 +4,7 @@
                                    [--scale 1.0] [--encoding jpeg] [--json OUT]
     python benchmarks/bench_ray.py --store-rate [--seconds 20]   # PostgreSQL write rate
     python benchmarks/bench_ray.py --wire [--precision int8]      # bytes and count drift per encoding
+    python benchmarks/bench_ray.py --gpu                          # on a GPU machine: 720p fps, drift
 
 Both runners serve the same site: ``--cameras`` copies of the demo camera, each playing the
 bundled PETS clip (768x576 at ``--scale`` 1) looped as a live feed, sampled every ``--every``
@@ -239,6 +240,52 @@ def wire_cost(precision: str, frames: int = 5) -> dict[str, object]:
     return out
 
 
+def gpu_figures(batches: tuple[int, ...] = (1, 8, 32), repeats: int = 5) -> dict[str, object]:
+    """720p frames/s at each batch size in fp32 and fp16 on the CUDA EP, and fp16's count drift.
+
+    Needs ``onnxruntime-gpu`` and a GPU; elsewhere it stops with the reason. Frames are the
+    bundled clip resized to 1280x720, the same for every configuration.
+    """
+    import cv2
+    import numpy as np
+
+    from crowdsafe.counting.counter import to_batch
+    from crowdsafe.counting.engines import EngineUnavailable
+    from crowdsafe.runtime.ray.gpu import CudaEngine
+
+    cap = cv2.VideoCapture(str(VIDEO))
+    frames = []
+    while len(frames) < max(batches):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.resize(frame, (1280, 720), interpolation=cv2.INTER_LINEAR))
+    cap.release()
+    out: dict[str, object] = {}
+    counts: dict[str, np.ndarray] = {}
+    for precision in ("fp32", "fp16"):
+        try:
+            engine = CudaEngine(precision)  # type: ignore[arg-type]
+        except EngineUnavailable as exc:
+            raise SystemExit(f"no GPU path here: {exc}") from None
+        for n in batches:
+            batch = np.concatenate([to_batch(f) for f in frames[:n]])
+            engine.infer(batch)  # warm-up: cuDNN algorithm choice, allocation
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                density = engine.infer(batch)
+                times.append(time.perf_counter() - t0)
+            out[f"{precision}_batch{n}_fps"] = n / float(np.median(times))
+            print(precision, n, f"{out[f'{precision}_batch{n}_fps']:.1f} frames/s", flush=True)
+            if n == max(batches):
+                counts[precision] = density.reshape(n, -1).sum(axis=1)
+    drift = np.abs(counts["fp16"] - counts["fp32"]).sum() / counts["fp32"].sum()
+    out["fp16_count_drift_pct"] = 100 * float(drift)
+    print(f"fp16 count drift vs fp32: {out['fp16_count_drift_pct']:.3f} %", flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cameras", type=int, default=2)
@@ -252,7 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--store-rate", action="store_true", help="measure PostgreSQL write rate instead")
     parser.add_argument("--wire", action="store_true", help="measure wire encodings instead")
+    parser.add_argument("--gpu", action="store_true", help="measure the CUDA path instead (needs a GPU)")
     args = parser.parse_args(argv)
+    if args.gpu:
+        figures = gpu_figures()
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2))
+        return 0
     if args.wire:
         cost = wire_cost(args.precision)
         if args.json:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from dataclasses import dataclass
 
 from crowdsafe.runtime.ray import RAY_EXTRA_HINT, ray_available
@@ -62,15 +63,17 @@ def connect(address: str, *, local_cpus: int | None = None) -> ClusterInfo:
         owned = True
         quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
         try:
-            if address == "auto":
-                try:
-                    ray.init(address="auto", **quiet)
-                except ConnectionError:
-                    log.info("no Ray cluster on this machine; starting a local one")
-                    ray.init(num_cpus=local_cpus or os.cpu_count(), include_dashboard=False, **quiet)
-                    started_here = True
-            else:
-                ray.init(address=address, **quiet)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # Ray Client's timeout warning: said below
+                if address == "auto":
+                    try:
+                        ray.init(address="auto", **quiet)
+                    except ConnectionError:
+                        log.info("no Ray cluster on this machine; starting a local one")
+                        ray.init(num_cpus=local_cpus or os.cpu_count(), include_dashboard=False, **quiet)
+                        started_here = True
+                else:
+                    ray.init(address=address, **quiet)
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ClusterError(f"cannot join the Ray cluster at {address}: {first}") from None

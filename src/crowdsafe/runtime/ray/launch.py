@@ -34,7 +34,7 @@ def cluster_runner(address: str, prepared: PreparedSite, store: Store, cpu: Engi
     runner.cluster = info
     where = "a one-machine Ray cluster started for this run" if info.started_here else f"Ray at {address}"
     err_console.print(f"cluster: {where}: {info.nodes} node(s), {info.cpus:g} CPUs, {info.gpus:g} GPUs; "
-                      "starting readers and model replicas", highlight=False, markup=False)
+                      "starting readers and model replicas", highlight=False, markup=False, soft_wrap=True)
     try:
         runner.start_actors()
     except ClusterError as exc:

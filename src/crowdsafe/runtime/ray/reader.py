@@ -7,7 +7,8 @@ encoded for the wire; the driver keeps one ``take`` outstanding per camera, so a
 has more than one frame in transit and a slow cluster drops samples instead of queueing them.
 
 When the actor dies (its process, or its node), Ray starts it again (``max_restarts``), on
-another node if the node is gone; ``__init__`` runs again and reopens the feed, so readings
+another node if the node is gone; ``__init__`` runs again, reopens the feed and, being a
+restart, starts reading at once (a first start waits for ``start``), so readings
 resume with new wall-clock times: nothing is replayed, so nothing is stored twice.
 """
 
@@ -49,13 +50,22 @@ class ReaderActor:
         self.slots: LatestSlots[Sample] = LatestSlots()
         self.reader = CameraReader(self.camera, self.slots)
         self.restarted = _restarted()
-        self.reader.start()
+        self._started = False
+        if self.restarted:  # a replacement after a crash: the run is on, read at once
+            self.start()
+
+    def start(self) -> None:
+        """Start reading (the runner calls it when the run starts, not while engines load)."""
+        if not self._started:
+            self._started = True
+            self.reader.start()
 
     def info(self) -> ReaderInfo:
         return ReaderInfo(self.camera.camera_id, os.getpid(), node_id(), self.restarted)
 
     def take(self, timeout_s: float = 1.0) -> WireSample | str | None:
         """The newest sample (encoded), None if none came within the timeout, ENDED at the end."""
+        self.start()
         item = self.slots.take(timeout=timeout_s)
         if item is None:
             return ENDED if self.reader.finished and self.slots.depth() == 0 else None

@@ -169,7 +169,7 @@ class RemoteReader:
         self._stop_ref: Any = None
 
     def start(self) -> None:
-        """Nothing to do: the actor started reading when it was created."""
+        self.handle.start.remote()  # fire and forget: a failure shows in the next take
 
     def stop(self) -> None:
         if self._stop_ref is None:
