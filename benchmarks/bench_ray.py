@@ -108,7 +108,7 @@ def run_local(site: Path, folder: Path, spec: EngineSpec, seconds: float, warmup
 
 
 def run_ray(site: Path, folder: Path, spec: EngineSpec, seconds: float, warmup: int,
-            encoding: str) -> dict[str, object]:
+            encoding: str, replicas: int | None = None, replica_cpus: float = 1.0) -> dict[str, object]:
     import ray
 
     from crowdsafe.runtime.ray.runner import RayConfig, RayRunner
@@ -117,7 +117,9 @@ def run_ray(site: Path, folder: Path, spec: EngineSpec, seconds: float, warmup: 
     try:
         clock = Clock()
         runner = RayRunner(prepare_site(load_site(site)), open_store(folder / "ray.sqlite"), spec,
-                           config(folder, seconds), RayConfig(encoding=encoding),  # type: ignore[arg-type]
+                           config(folder, seconds),
+                           RayConfig(encoding=encoding, replicas=replicas,  # type: ignore[arg-type]
+                                     replica_cpus=replica_cpus),
                            on_frame=clock)
         summary = runner.run()
     finally:
@@ -296,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--encoding", default="jpeg", choices=("raw", "jpeg", "png"))
     parser.add_argument("--only", choices=("local", "ray"))
+    parser.add_argument("--ray-replicas", type=int, help="default: one per CPU")
+    parser.add_argument("--ray-replica-cpus", type=float, default=1.0,
+                        help="CPUs (engine threads) per replica")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--store-rate", action="store_true", help="measure PostgreSQL write rate instead")
     parser.add_argument("--wire", action="store_true", help="measure wire encodings instead")
@@ -327,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             print("local:", json.dumps(result["local"]), flush=True)
         if args.only != "local":
             result["ray"] = run_ray(site, folder, EngineSpec(precision=args.precision), args.seconds,
-                                    args.warmup, args.encoding)
+                                    args.warmup, args.encoding, args.ray_replicas, args.ray_replica_cpus)
             print("ray:", json.dumps(result["ray"]), flush=True)
     result["load_after"] = os.getloadavg()
     if "local" in result and "ray" in result:

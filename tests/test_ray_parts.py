@@ -16,7 +16,7 @@ import onnx
 import pytest
 
 from crowdsafe.counting.counter import DensityCounter, ImageError
-from crowdsafe.counting.engines import EngineSpec, EngineUnavailable, create_engine, model_path
+from crowdsafe.counting.engines import model_path
 from crowdsafe.counting.weights import WeightsError
 from crowdsafe.runtime.camera import Sample
 from crowdsafe.runtime.ray.batching import DynamicBatcher
@@ -42,16 +42,10 @@ def frames() -> list[np.ndarray]:
     return out
 
 
-@pytest.fixture(scope="module")
-def small_counter() -> DensityCounter:
-    for precision in ("int8", "fp32"):
-        try:
-            return DensityCounter(create_engine(EngineSpec(precision=precision, threads=1)))
-        except EngineUnavailable:
-            continue
-        except WeightsError as exc:
-            pytest.skip(f"counting model unavailable ({exc}); run `crowdsafe models fetch`")
-    pytest.skip("no engine available")
+@pytest.fixture
+def small_counter(fast_counter: DensityCounter) -> DensityCounter:
+    """The session's int8 (else fp32) counter from conftest: no engine of this file's own."""
+    return fast_counter
 
 
 def small(image: np.ndarray, width: int = 256) -> np.ndarray:

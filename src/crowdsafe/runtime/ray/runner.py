@@ -8,8 +8,9 @@ added there reaches cluster runs too.
 
 Per sampled frame: the camera's reader actor encodes it (``wire``) and returns it to a
 ``take`` the driver keeps outstanding; the driver passes the object reference on to a free
-replica (the pixels go from the reader's node to the replica's, not through Python code) and
-keeps the frame for the measurement stages, which need it for optical flow and the people-free
+replica (Ray moves the bytes: frames over its inline limit, 100 KB, go from the reader's node
+straight to the replica's; smaller ones come back inline with the reply and go on from the
+driver) and keeps the frame for the measurement stages, which need it for optical flow and the people-free
 background; the replica returns a 1/8-resolution density map; the driver runs the local
 runner's :class:`FramePipeline` on it (zones, lines, background: milliseconds) and queues the
 readings to the same :class:`StoreWriter` and alert sink as the local runner. So both runners
