@@ -123,6 +123,8 @@ def test_site_on_ray_survives_reader_and_replica_kills_storing_each_reading_once
     replica killed mid-run; readings for both cameras, each stored exactly once."""
     run = Run(tmp_path, duration_s=60.0)
     assert run.wait(lambda: len(run.outputs) >= 4, 40), "no frames before the kills"
+    live = run.runner.live_stats()  # what the API's /metrics shows, from the driver's own state
+    assert sum(live.frames.values()) >= 4 and set(live.camera_fps) == {"view001", "view002"}
 
     reader = run.runner.remote["view001"].handle
     pid_before = ray.get(reader.info.remote()).pid
