@@ -215,8 +215,10 @@ def test_cameras_move_to_another_node_when_their_node_is_lost(tmp_path: Path):
     try:
         edge_a = cluster.add_node(num_cpus=1, resources={"edge": 10})
         ray.init(address=cluster.address, logging_level="WARNING")
+        # One replica with dynamic batching (the GPU path's batcher, here on CPU): the two cameras
+        # sample the same instants, so their frames share engine calls.
         run = Run(tmp_path, duration_s=90.0, replicas=1, replica_resources={"model": 1},
-                  reader_resources={"edge": 1})
+                  reader_resources={"edge": 1}, cpu_max_batch=4, max_wait_s=0.1)
         assert run.wait(lambda: all(run.runner.summary.frames.get(c, 0) >= 2 for c in ("view001", "view002")),
                         60), "no frames from the edge node"
         nodes = {cid: ray.get(r.handle.info.remote()).node_id for cid, r in run.runner.remote.items()}
@@ -235,6 +237,9 @@ def test_cameras_move_to_another_node_when_their_node_is_lost(tmp_path: Path):
         summary = run.finish()
         assert summary.ray.reader_failures >= 2
         assert_stored_exactly_once(run, summary)
+        sizes = summary.ray.batch_sizes
+        assert sum(k * v for k, v in sizes.items()) >= summary.frames_total  # every frame went through it
+        assert max(sizes) >= 2, sizes  # frames of both cameras were counted in one call
     finally:
         ray.shutdown()
         cluster.shutdown()

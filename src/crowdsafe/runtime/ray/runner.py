@@ -64,7 +64,8 @@ class RayConfig:
     replicas: int | None = None  # None: one per GPU, else one per CPU left after the readers
     device: Device = "auto"  # auto: GPUs if the cluster has some (and onnxruntime-gpu works), else CPU
     gpu_precision: GpuPrecision = "fp16"
-    max_batch: int = 16  # GPU replicas; CPU replicas count one frame at a time
+    max_batch: int = 16  # GPU replicas; CPU replicas count one frame at a time unless cpu_max_batch > 1
+    cpu_max_batch: int = 1  # > 1: CPU replicas batch like GPU ones (little gain on CPU; tests the path)
     max_wait_s: float = 0.01
     replica_cpus: float = 1.0  # CPUs reserved per CPU replica; its engine runs this many threads
     reader_cpus: float = 0.0  # CPUs reserved per reader (decoding a 720p feed needs ~0.1-0.3)
@@ -253,8 +254,8 @@ class RayRunner(LocalRunner):
         n = rc.replicas or max(int(spare // rc.replica_cpus), 1)
         threads = max(int(rc.replica_cpus), 1)
         spec = ReplicaSpec(cpu_spec(self.cpu.precision, self.cpu.engine, self.cpu.threads or threads),
-                           "cpu", rc.gpu_precision, 1, rc.max_wait_s)
-        return [(spec, {"num_cpus": rc.replica_cpus, "max_concurrency": 2})] * n
+                           "cpu", rc.gpu_precision, rc.cpu_max_batch, rc.max_wait_s)
+        return [(spec, {"num_cpus": rc.replica_cpus, "max_concurrency": 2 * rc.cpu_max_batch + 2})] * n
 
     def start_actors(self) -> None:
         """Create the replicas and readers and wait until every engine is loaded (ClusterError if not)."""
@@ -294,7 +295,7 @@ class RayRunner(LocalRunner):
 
     def _kill_actors(self) -> None:
         ray = _ray()
-        if self.ray_config.device != "cpu" and self.replicas:
+        if self._capacity > 1 and self.replicas:  # batching replicas: how full their batches were
             done, _ = ray.wait([r.batch_sizes.remote() for r in self.replicas],
                                num_returns=len(self.replicas), timeout=2.0)
             sizes: dict[int, int] = {}
