@@ -20,6 +20,7 @@ from crowdsafe.forecast import (
     resample_minutes,
     simulate_day,
 )
+from crowdsafe.forecast.model import CLIP_FACTOR
 from crowdsafe.forecast.schedule import schedule_clock, site_events, site_profile
 from crowdsafe.forecast.simulate_day import with_schedule
 
@@ -122,7 +123,7 @@ def test_forecast_shape_clip_and_refresh(site, gbm):
     second = fz.forecast()
     assert second.issued_ts == first.issued_ts + 30 * 60
     assert isinstance(first, Forecast) and len(first.mean) == len(first.horizons) == 12
-    cap = 250 * 1.2
+    cap = 250 * CLIP_FACTOR
     for f in (first, second):
         assert all(0 <= lo <= m <= hi <= cap + 1e-9 for lo, m, hi in zip(f.lo95, f.mean, f.hi95, strict=True))
         assert all(a <= b + 1e-9 for a, b in zip(f.hi80, f.hi95, strict=True))
