@@ -297,14 +297,22 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT_S[match.group(2)]
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
 def field_path(loc: Iterable[Any]) -> str:
-    """('cameras', 2, 'calibration') -> 'cameras[2].calibration'."""
+    """('cameras', 2, 'calibration') -> 'cameras[2].calibration'.
+
+    A key that is not a plain name (a typo'd key with a newline, a colon or a dot in it) is
+    quoted, so the path stays one unambiguous line.
+    """
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            text = str(part)
+            out += ("." if out else "") + (text if _PLAIN_KEY.match(text) else repr(text))
     return out or "(top level)"
 
 
@@ -318,7 +326,8 @@ def _pydantic_problems(exc: ValidationError) -> list[str]:
             msg = "unknown field (typo?)"
         elif err["type"] == "missing":
             msg = "required field is missing"
-        problems.append(f"{field_path(loc)}: {msg[0].lower() + msg[1:]}")
+        msg = " ".join(str(msg).split())  # one line per problem, whatever the input held
+        problems.append(f"{field_path(loc)}: {msg[:1].lower() + msg[1:]}")
     return list(dict.fromkeys(problems))
 
 
