@@ -16,8 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 from crowdsafe.runtime.ray import RAY_EXTRA_HINT, ray_available
 
@@ -56,6 +58,8 @@ def connect(address: str, *, local_cpus: int | None = None) -> ClusterInfo:
     address = check_address(address)
     if not ray_available():
         raise ClusterError(RAY_EXTRA_HINT)
+    if address != "auto" and "ray" not in sys.modules:  # Ray reads the mode when it is imported
+        _use_token_if_there()
     import ray
 
     started_here = owned = False
@@ -81,6 +85,19 @@ def connect(address: str, *, local_cpus: int | None = None) -> ClusterInfo:
     nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
     return ClusterInfo(address, nodes, float(resources.get("CPU", 0.0)), float(resources.get("GPU", 0.0)),
                        started_here, owned)
+
+
+def _use_token_if_there() -> None:
+    """Send the cluster's auth token when this machine has one and the mode is not set.
+
+    Ray 2.60 clusters started with ``ray start`` require a token (``~/.ray/auth_token``, or
+    ``RAY_AUTH_TOKEN``), but a driver joining an existing cluster sends it only in token mode.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or \
+            (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def disconnect(info: ClusterInfo) -> None:
