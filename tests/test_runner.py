@@ -37,8 +37,10 @@ from crowdsafe.counting.engines import EngineSpec, EngineUnavailable, create_eng
 from crowdsafe.counting.weights import WeightsError
 from crowdsafe.runtime.alerting import default_rules
 from crowdsafe.runtime.background import BackgroundPolicy, CameraBackground
+from crowdsafe.runtime.camera import CameraReader, CameraSource, Sample
 from crowdsafe.runtime.local import LocalRunner, RunnerConfig, RunSummary, prepare_site
 from crowdsafe.runtime.pipeline import plan_line
+from crowdsafe.runtime.slots import LatestSlots
 from crowdsafe.safety.alerts import AlertRule
 from crowdsafe.sources.looping import LoopingVideoSource
 from crowdsafe.store.store import open_store
@@ -200,6 +202,40 @@ def test_looping_video_is_paced_timestamped_with_wall_clock_and_loops(tmp_path: 
     steps = np.diff(frames)
     assert np.allclose(steps, 0.05, atol=1e-3)  # the container's frame interval, across loops too
     assert abs(frames[0] - start) < 0.5 and time.time() - start >= 0.4  # paced, not decoded flat out
+
+
+def test_reader_decodes_only_the_sampled_frames_and_their_pairs(tmp_path: Path):
+    """A live reader consumes every frame but converts to pixels only what it samples (grab/skip)."""
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 20.0, (64, 48))
+    for i in range(40):
+        writer.write(np.full((48, 64, 3), 5 * i, np.uint8))
+    writer.release()
+    source = LoopingVideoSource(clip, loop=True)
+    decoded: list[int] = []
+    retrieve = source._retrieve
+
+    def counting(cap: cv2.VideoCapture, position: int) -> np.ndarray | None:
+        decoded.append(position)
+        return retrieve(cap, position)
+
+    source._retrieve = counting  # type: ignore[method-assign]
+    cam = CameraSource("c", source, every=0.5, pairs=True, size=(64, 48), nominal_fps=20.0)
+    slots: LatestSlots[Sample] = LatestSlots()
+    reader = CameraReader(cam, slots)
+    reader.start()
+    time.sleep(2.6)
+    reader.stop()
+    assert reader.join(5)
+    health = reader.health()
+    assert health.frames_read >= 30  # read in real time: 20 fps for 2.6 s (52 frames when idle)
+    assert health.samples >= 3
+    assert len(decoded) in (2 * health.samples, 2 * health.samples + 1)  # + a sample awaiting its pair
+    taken = slots.take(timeout=1)
+    assert taken is not None
+    sample = taken[1]
+    assert sample.pair is not None and sample.pair_dt == pytest.approx(0.05, abs=1e-3)
+    assert sample.frame_index is not None and 0 <= sample.frame_index < 40
 
 
 def test_background_ring_takes_frames_spaced_in_time_so_walkers_leave_the_median():
