@@ -36,7 +36,7 @@ from crowdsafe.cli.options import (
     engine_spec,
 )
 from crowdsafe.cli.run import frame_line, install_signals, summary_lines
-from crowdsafe.config.site import load_site
+from crowdsafe.config.site import Site, load_site
 from crowdsafe.counting import batch
 from crowdsafe.runtime.alerting import default_rules
 from crowdsafe.runtime.local import LocalRunner, RunnerConfig, prepare_site
@@ -68,8 +68,8 @@ def ground_truth() -> dict[int, int]:
     return {int(r["frame_index_in_vtest"]): int(r["count"]) for r in csv.DictReader(text.splitlines())}
 
 
-def demo_rules() -> list[AlertRule]:
-    return [*default_rules(), AlertRule("demo_busy", "capacity_pct", raise_at=DEMO_BUSY_PCT, clear_at=3.2,
+def demo_rules(site: Site) -> list[AlertRule]:
+    return [*default_rules(site), AlertRule("demo_busy", "capacity_pct", raise_at=DEMO_BUSY_PCT, clear_at=3.2,
                                         severity="info")]
 
 
@@ -153,7 +153,7 @@ def demo(
                     " people", f" people (annotated {annotated})", 1))
 
         config = RunnerConfig(state_dir=state_dir, duration_s=duration, health_every_s=5.0,
-                              rules=tuple(demo_rules()))
+                              rules=tuple(demo_rules(prepared.site)))
         runner = LocalRunner(prepared, store, counter, config, on_frame=on_frame)
         holder.append(runner)
         install_signals(runner)
