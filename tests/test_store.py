@@ -60,6 +60,15 @@ def test_history_buckets_mean_min_max(store):
     assert buckets == [(0.0, 25.0, 0.0, 50.0), (60.0, 85.0, 60.0, 110.0)]
 
 
+def test_history_skips_unmeasured_values_instead_of_failing(store):
+    """A zone no camera sees has readings without density: its density chart has gaps, not a 500."""
+    rows = [reading("z", float(t), 2.0) | {"density": None if t < 60 else 0.5} for t in range(0, 120, 10)]
+    store.write("zone_readings", rows)
+    assert store.history("zone_readings", "z", "density", 0.0, 120.0, 60.0) == [(60.0, 0.5, 0.5, 0.5)]
+    assert store.history("zone_readings", "z", "count", 0.0, 120.0, 60.0) == [
+        (0.0, 2.0, 2.0, 2.0), (60.0, 2.0, 2.0, 2.0)]
+
+
 def test_retention_deletes_only_old_rows(store):
     store.write("zone_readings", [reading("z", float(t), 1.0) for t in range(100)])
     removed = store.delete_older_than(90.0)

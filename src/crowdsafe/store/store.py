@@ -163,7 +163,8 @@ class Store:
         bucket = func.floor(scaled) if self.dialect == "postgresql" else cast(scaled, Integer)
         col = table.c[column]
         stmt = (select(bucket.label("b"), func.avg(col), func.min(col), func.max(col))
-                .where(table.c[keys[0]] == key, table.c.ts >= start, table.c.ts < end)
+                .where(table.c[keys[0]] == key, table.c.ts >= start, table.c.ts < end,
+                       col.is_not(None))  # an unmeasured value (no camera sees the zone) is a gap
                 .group_by(bucket).order_by(bucket))
         with self.engine.connect() as conn:
             return [(float(b) * resolution_s, float(a), float(lo), float(hi))
