@@ -69,7 +69,8 @@ class SiteError(ValueError):
 class _Strict(BaseModel):
     """Unknown keys are errors: a typo ('capacitiy') must not silently drop a setting."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are refused everywhere: a NaN corner passes every comparison unnoticed.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Sampling(_Strict):
@@ -202,7 +203,7 @@ class Staffing(BaseModel):
     ``forecast_bound`` (an upper bound, because being short-staffed is the costly error).
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
     people_per_steward: float | None = Field(None, gt=0, description="default people per steward, for "
                                                                       "zone types without their own ratio")
     min_stewards: int | None = Field(None, ge=0, description="stewards in every open zone, however empty")
@@ -235,7 +236,7 @@ class ScheduleEvent(BaseModel):
     ``egress_min`` the time constant of leaving after ``end``: both tune the schedule profile.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
     name: str
     start: datetime
     end: datetime | None = None
@@ -343,7 +344,10 @@ def _duplicates(ids: list[str], what: str) -> list[str]:
 
 
 def _polygon_problem(points: list[Point2]) -> str | None:
-    poly = shapely.Polygon(points)
+    try:
+        poly = shapely.Polygon(points)
+    except shapely.errors.GEOSException as exc:
+        return f"polygon is invalid ({exc})"
     if not poly.is_valid:
         reason = explain_validity(poly)
         if "Self-intersection" in reason or "Ring Self-intersection" in reason:
