@@ -113,7 +113,7 @@ def run_ray(site: Path, folder: Path, spec: EngineSpec, seconds: float, warmup: 
 
     from crowdsafe.runtime.ray.runner import RayConfig, RayRunner
 
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
     try:
         clock = Clock()
         runner = RayRunner(prepare_site(load_site(site)), open_store(folder / "ray.sqlite"), spec,

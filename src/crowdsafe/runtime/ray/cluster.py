@@ -74,7 +74,8 @@ def connect(address: str, *, local_cpus: int | None = None) -> ClusterInfo:
                         ray.init(address="auto", **quiet)
                     except ConnectionError:
                         log.info("no Ray cluster on this machine; starting a local one")
-                        ray.init(num_cpus=local_cpus or os.cpu_count(), include_dashboard=False, **quiet)
+                        ray.init(address="local", num_cpus=local_cpus or os.cpu_count(),
+                                 include_dashboard=False, **quiet)
                         started_here = True
                 else:
                     ray.init(address=address, **quiet)
