@@ -43,7 +43,7 @@ def train(
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 1200,
     batch: Annotated[int, typer.Option(min=1, help="Crops per step.")] = 4,
     crop: Annotated[int, typer.Option(min=4, help="Crop side in output cells (8 px each).")] = 32,
-    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate (cosine decay).")] = 1e-5,
+    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate (cosine decay).")] = 2e-5,
     warmup: Annotated[int, typer.Option(min=0, help="Linear warm-up steps.")] = 50,
     cut: Annotated[str, typer.Option(help="Last frozen conv; the layers after it are trained.")
                    ] = "backend.2",
@@ -83,6 +83,7 @@ def train(
     from crowdsafe.training import postfit
     from crowdsafe.training.curve import write_curve
     from crowdsafe.training.data import TrainDataError, load_train_folder, split
+    from crowdsafe.training.export import write_npz
     from crowdsafe.training.features import cache_features
     from crowdsafe.training.loop import TrainConfig, trained_specs
     from crowdsafe.training.loop import train as run_training
@@ -120,18 +121,20 @@ def train(
         for step, mae, bias in log.evals:
             _say(f"validation at step {step}: MAE {mae:.2f}, bias {bias:+.2f}")
         fp16 = {k: v.astype(np.float16) for k, v in layers.items()}
-        layers_path = out_dir / SPARSE_RESOURCE
-        with layers_path.open("wb") as fh:
-            np.savez(fh, **fp16)
         write_curve(log, out_dir / "loss_curve.png")
         scored_val = postfit.score(val_samples, weights, cut, layers)
         drift = max(abs(s.sparse - s.sparse_fp32) for s in scored_val)
+        scale = postfit.output_scale(scored_val)
+        _say(f"output scale fitted on validation: {scale:.3f}")
+        scored_val = postfit.scaled(scored_val, scale)
+        layers_path = out_dir / SPARSE_RESOURCE
+        write_npz(layers_path, postfit.apply_scale(fp16, scale))
         report: dict[str, object] = {
             "config": cfg.__dict__, "train_folder": str(data), "train_images": len(train_images),
             "val_images": [im.name for im in val_images], "flips": flips,
             "feature_precision": feature_precision, "feature_seconds": round(extract_s, 1),
             "log": log.as_dict(), "sha256": sha256_file(layers_path),
-            "fp16_max_count_drift_val": drift,
+            "fp16_max_count_drift_val": drift, "output_scale": scale,
             "val": [s.__dict__ for s in scored_val],
         }
         tables = None
@@ -142,9 +145,9 @@ def train(
             with progress_bar("caching calibration features", len(a_images)) as advance:
                 a_samples = cache_features(a_images, cut, feature_precision, threads=threads,
                                            on_progress=advance)
-            scored_a = postfit.score(a_samples, weights, cut, layers)
+            scored_a = postfit.scaled(postfit.score(a_samples, weights, cut, layers), scale)
             threshold, rel = postfit.best_threshold(scored_val + scored_a)
-            tables = postfit.tables(scored_val, scored_a)
+            tables = postfit.tables(scored_val, scored_a, k=scale)
             save_tables(tables, out_dir / "intervals.json")
             report["calibration_folder"] = str(calibrate_with)
             report["calibration"] = [s.__dict__ for s in scored_a]

@@ -100,6 +100,6 @@ def load_tables(path: Path | None = None) -> dict[str, IntervalTable]:
 
 
 def save_tables(tables: dict[str, IntervalTable], path: Path) -> None:
-    payload = {"comment": "written by `crowdsafe train --calibrate`; see MODEL_CARD.md",
+    payload = {"comment": "written by `crowdsafe train --calibrate-with`; see MODEL_CARD.md",
                "tables": {name: t.as_dict() for name, t in tables.items()}}
     path.write_text(json.dumps(payload, indent=2) + "\n")

@@ -23,7 +23,7 @@ ModelChoice = Literal["dense", "sparse", "auto"]
 MODELS: tuple[ModelName, ...] = ("dense", "sparse")
 SPARSE_RESOURCE = "sparse_b.npz"
 #: SHA-256 of the shipped sparse layers; `crowdsafe train --export` prints the new value.
-SPARSE_SHA256 = "0000000000000000000000000000000000000000000000000000000000000000"
+SPARSE_SHA256 = "25c0d66e2110819c39c71fc0fee845e7adffb8b46a275b7bc5bd62839f38928a"
 
 
 def sparse_path() -> Path:

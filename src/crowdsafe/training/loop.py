@@ -31,7 +31,7 @@ class TrainConfig:
     steps: int = 1200
     batch: int = 4
     crop: int = 32
-    lr: float = 1e-5
+    lr: float = 2e-5
     warmup: int = 50
     eval_every: int = 150
     seed: int = 0
