@@ -193,7 +193,7 @@ class CameraReader:
         skipped = getattr(self.cam.source, "skipped", None)  # undecodable frames, unreadable files
         if skipped:
             if isinstance(self.cam.source, PacedImagesSource):
-                errors += len(skipped)  # an image source skips them itself: the reader never sees them
+                errors += skipped.total  # an image source skips them itself: the reader never sees them
             errors += getattr(self.cam.source, "corrupt_frames", 0)  # a video's unreadable frames, likewise
             last_error = last_error or f"skipped {skipped[-1].source}: {skipped[-1].reason}"
         return CameraHealth(self.camera_id, status, round(self._fps, 2), self._last_frame_ts, self._frames,

@@ -1,6 +1,6 @@
 """What every frame source yields, whatever it reads: files today, network streams later.
 
-A source is an iterable of :class:`Frame` plus a list of :class:`SkippedFrame`. Skipping is
+A source is an iterable of :class:`Frame` plus a :class:`SkipLog` of :class:`SkippedFrame`. Skipping is
 part of the contract because real footage has corrupt frames and real folders hold broken
 files: one bad frame must cost one line in a report, not the whole job. Errors that make the
 *whole* source unusable (missing path, not a video, empty folder) raise :class:`SourceError`.
@@ -9,7 +9,8 @@ Frames live only in memory; nothing here writes pixels anywhere.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -58,15 +59,49 @@ class SkippedFrame:
     reason: str
 
 
+#: Skipped frames a source keeps the reasons of; older ones are only counted.
+SKIP_LOG_SIZE = 1000
+
+
+class SkipLog(deque[SkippedFrame]):
+    """The last ``maxlen`` skipped frames, plus how many were skipped in all (``total``).
+
+    A looped file or a live stream with a bad patch skips frames for as long as it runs, so a
+    plain list of them grows without limit (a slow leak in a runner that runs for weeks). The
+    report needs the count and recent reasons, not every one: this keeps both in bounded memory.
+    """
+
+    def __init__(self, items: Iterable[SkippedFrame] = (), maxlen: int = SKIP_LOG_SIZE) -> None:
+        super().__init__((), maxlen)
+        self.total = 0
+        self.extend(items)
+
+    def append(self, item: SkippedFrame) -> None:
+        self.total += 1
+        super().append(item)
+
+    def extend(self, items: Iterable[SkippedFrame]) -> None:
+        for item in items:
+            self.append(item)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to a list with the same kept items, as the plain list it replaces was."""
+        if isinstance(other, list | deque):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like deque
+
+
 class FrameSource(Protocol):
     """Anything that yields frames and records what it had to skip.
 
     ``expected`` is the number of frames the iteration should yield when known (progress
-    bars); it may be None for live streams.
+    bars); it may be None for live streams. ``skipped`` keeps the recent reasons and the total.
     """
 
     name: str
-    skipped: list[SkippedFrame]
+    skipped: SkipLog
 
     @property
     def expected(self) -> int | None: ...

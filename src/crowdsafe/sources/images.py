@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from crowdsafe.sources.frames import Frame, SkippedFrame, SourceError
+from crowdsafe.sources.frames import Frame, SkipLog, SkippedFrame, SourceError
 
 IMAGE_SUFFIXES = frozenset({
     ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
@@ -97,7 +97,7 @@ class ImageFileSource:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.name = path.name
-        self.skipped: list[SkippedFrame] = []
+        self.skipped = SkipLog()
 
     @property
     def expected(self) -> int:
@@ -117,7 +117,7 @@ class FolderSource:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.name = path.name
-        self.skipped: list[SkippedFrame] = []
+        self.skipped = SkipLog()
         try:
             entries = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
         except OSError as exc:

@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from crowdsafe.sources.frames import Frame, Grab, SkippedFrame, SourceError
+from crowdsafe.sources.frames import Frame, Grab, SkipLog, SkippedFrame, SourceError
 from crowdsafe.sources.images import read_image
 
 #: Being further behind the schedule than this re-anchors it to the wall clock.
@@ -42,7 +42,7 @@ class LoopingVideoSource:
         self.path = path
         self.name = name or path.name
         self.loop = loop
-        self.skipped: list[SkippedFrame] = []
+        self.skipped = SkipLog()
         self.loops = 0
         self.corrupt_frames = 0  # failed grabs between good frames (not the end of the file)
         cap = cv2.VideoCapture(str(path))
@@ -98,13 +98,17 @@ class LoopingVideoSource:
                         if failures > MAX_CONSECUTIVE_FAILURES:
                             break
                         continue
+                    # A failed grab still used up a frame of the file (as in ``sources.video``):
+                    # the frame after a bad patch keeps its own number, so readings stay matched
+                    # to annotations of the file and each loop numbers frames the same way.
+                    index = position + failures
                     if failures:  # a bad patch between good frames; at the end of the file grabs only fail
                         self.corrupt_frames += failures
                         self.skipped.append(SkippedFrame(self.name, position, f"{failures} frame(s) could "
                                                          "not be decoded (corrupt data)"))
-                        failures = 0
-                    pos = self._position_s(cap, position)
-                    position += 1
+                    failures = 0
+                    pos = self._position_s(cap, index)
+                    position = index + 1
                     lag = time.time() - (anchor + pos)
                     if lag < 0:
                         if self._stop.wait(-lag):
@@ -142,7 +146,7 @@ class PacedImagesSource:
         self.every = every
         self.loop = loop
         self.name = name or files[0].parent.name
-        self.skipped: list[SkippedFrame] = []
+        self.skipped = SkipLog()
         self._stop = threading.Event()
 
     @property

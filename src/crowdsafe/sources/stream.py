@@ -21,7 +21,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from crowdsafe.sources.frames import Frame, Grab, SkippedFrame
+from crowdsafe.sources.frames import Frame, Grab, SkipLog, SkippedFrame
 
 # RTSP over TCP: survives NAT and firewalls and loses no packets; UDP is opt-in via the env var.
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
@@ -80,7 +80,7 @@ class StreamSource:
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.clock = clock
         self.health = StreamHealth()
-        self.skipped: list[SkippedFrame] = []
+        self.skipped = SkipLog()
         self._stop = threading.Event()
 
     @property

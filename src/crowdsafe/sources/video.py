@@ -21,7 +21,7 @@ from pathlib import Path
 
 import cv2
 
-from crowdsafe.sources.frames import Frame, SkippedFrame, SourceError
+from crowdsafe.sources.frames import Frame, SkipLog, SkippedFrame, SourceError
 from crowdsafe.sources.sampling import FramePlan
 
 VIDEO_SUFFIXES = frozenset({
@@ -42,7 +42,7 @@ class VideoSource:
     def __init__(self, path: Path, every: float | None = None) -> None:
         self.path = path
         self.name = path.name
-        self.skipped: list[SkippedFrame] = []
+        self.skipped = SkipLog()
         cap = cv2.VideoCapture(str(path))
         try:
             if not cap.isOpened():
