@@ -69,9 +69,10 @@ class SkipLog(deque[SkippedFrame]):
     A looped file or a live stream with a bad patch skips frames for as long as it runs, so a
     plain list of them grows without limit (a slow leak in a runner that runs for weeks). The
     report needs the count and recent reasons, not every one: this keeps both in bounded memory.
+    Finite sources (a file counted once) pass ``maxlen=None``: their report lists every skip.
     """
 
-    def __init__(self, items: Iterable[SkippedFrame] = (), maxlen: int = SKIP_LOG_SIZE) -> None:
+    def __init__(self, items: Iterable[SkippedFrame] = (), maxlen: int | None = SKIP_LOG_SIZE) -> None:
         super().__init__((), maxlen)
         self.total = 0
         self.extend(items)

@@ -97,7 +97,7 @@ class ImageFileSource:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.name = path.name
-        self.skipped = SkipLog()
+        self.skipped = SkipLog(maxlen=None)  # a file ends: the report lists every skip
 
     @property
     def expected(self) -> int:
@@ -117,7 +117,7 @@ class FolderSource:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.name = path.name
-        self.skipped = SkipLog()
+        self.skipped = SkipLog(maxlen=None)  # a file ends: the report lists every skip
         try:
             entries = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
         except OSError as exc:

@@ -42,7 +42,7 @@ class VideoSource:
     def __init__(self, path: Path, every: float | None = None) -> None:
         self.path = path
         self.name = path.name
-        self.skipped = SkipLog()
+        self.skipped = SkipLog(maxlen=None)  # a file ends: the report lists every skip
         cap = cv2.VideoCapture(str(path))
         try:
             if not cap.isOpened():
