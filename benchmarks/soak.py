@@ -10,6 +10,7 @@ and every ``--wrk-every`` seconds drives the API from a second process with wrk 
 ``wrk``) on 127.0.0.1: requests/s, p50/p99 latency and non-2xx answers, per endpoint, while the
 pipeline runs. At the end: a least-squares line through RSS over time after the warm-up, i.e. the
 growth rate in MB per hour (0 within noise means no leak), plus what the run counted.
+``MALLOC_*`` variables (e.g. ``MALLOC_ARENA_MAX=2``) pass through to the run and are recorded.
 
 Not part of CI: it takes as long as you ask. Only loopback addresses are used.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -150,7 +152,10 @@ def main() -> int:
         seconds = time.monotonic() - started
     fit = fit_slope_mb_per_h(samples, args.warmup)
     summary_lines = [ln for ln in out.lines if ln.startswith(("ran ", "store:", "camera "))]
-    result = {"command": " ".join(cmd), "returncode": proc.returncode, "seconds": round(seconds),
+    # Allocator settings change RSS growth (glibc arenas), so a result says which were in force.
+    malloc_env = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    result = {"command": " ".join(cmd), "malloc_env": malloc_env, "returncode": proc.returncode,
+              "seconds": round(seconds),
               "rss_first_mb": samples[0][1] if samples else None,
               "rss_after_warmup_mb": next((m for t, m in samples if t >= args.warmup), None),
               "rss_last_mb": samples[-1][1] if samples else None,
