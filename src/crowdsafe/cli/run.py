@@ -30,8 +30,8 @@ from crowdsafe.cli.options import (
     engine_spec,
 )
 from crowdsafe.config.site import load_site
-from crowdsafe.counting import batch
 from crowdsafe.runtime.background import BackgroundPolicy
+from crowdsafe.runtime.counters import CameraCounters, engine_name
 from crowdsafe.runtime.local import LocalRunner, PreparedSite, RunnerConfig, RunSummary, prepare_site
 from crowdsafe.runtime.pipeline import FrameOutput
 from crowdsafe.store.store import StoreError, open_store
@@ -146,7 +146,8 @@ def run(
                         store_target=target)
     try:
         with user_errors():
-            counter = None if cluster else batch.make_counter(engine_spec(engine, precision, threads))
+            counter = None if cluster else CameraCounters(prepared.geometry,
+                                                          engine_spec(engine, precision, threads))
         config = RunnerConfig(state_dir=state_dir, duration_s=duration, health_every_s=health_every,
                               webhooks=tuple(webhook or ()), forecast_every_s=60.0,
                               retention_s=None if retention_days is None else retention_days * 86400.0,
@@ -166,6 +167,8 @@ def run(
         site = prepared.site
         typer.echo(f"running site '{site.name}': {len(site.cameras)} camera(s), {len(site.zones)} zone(s), "
                    f"{len(site.lines)} line(s); state in {state_dir}; Ctrl-C to stop", err=True)
+        if counter is not None:
+            typer.echo(f"models: {engine_name(counter)}: {counter.describe()}", err=True)
         if api is not None:
             typer.echo(f"dashboard and API: {api.url}/ (API docs at /docs, metrics at /metrics)", err=True)
             if (hint := token_hint(state_dir)) is not None:

@@ -40,6 +40,7 @@ from crowdsafe.notify.webhooks import WebhookNotifier
 from crowdsafe.runtime.alerting import AlertSink, default_rules
 from crowdsafe.runtime.background import BackgroundCheck, BackgroundPolicy, write_background
 from crowdsafe.runtime.camera import CameraHealth, CameraReader, CameraSource, Sample, open_camera, probe_size
+from crowdsafe.runtime.counters import CameraCounters
 from crowdsafe.runtime.pipeline import FrameOutput, FramePipeline
 from crowdsafe.runtime.slots import LatestSlots
 from crowdsafe.runtime.writer import StoreWriter, WriterStats
@@ -138,7 +139,8 @@ def peak_rss_mb() -> float:
 class LocalRunner:
     """Runs a prepared site with one counter until ``request_stop`` or the duration ends."""
 
-    def __init__(self, prepared: PreparedSite, store: Store, counter: Counts, config: RunnerConfig, *,
+    def __init__(self, prepared: PreparedSite, store: Store, counter: Counts | CameraCounters,
+                 config: RunnerConfig, *,
                  on_frame: Callable[[FrameOutput], None] | None = None) -> None:
         self.prepared = prepared
         self.config = config

@@ -31,6 +31,7 @@ from crowdsafe.measure.flow import line_flux, optical_flow
 from crowdsafe.measure.zones import ZoneReading, profile_book, zone_readings
 from crowdsafe.runtime.background import BackgroundCheck, BackgroundPolicy, CameraBackground
 from crowdsafe.runtime.camera import Sample
+from crowdsafe.runtime.counters import CameraCounters
 from crowdsafe.safety.profiles import ProfileBook
 from crowdsafe.simulate.clearance import CLEARANCE_METRIC, live_clearance_s
 
@@ -151,7 +152,7 @@ def zone_metrics(geometry: SiteGeometry, readings: list[ZoneReading], book: Prof
 class FramePipeline:
     """Runs the stages for one sampled frame; holds only per-camera density maps and timings."""
 
-    def __init__(self, geometry: SiteGeometry, counter: Counts, *,
+    def __init__(self, geometry: SiteGeometry, counter: Counts | CameraCounters, *,
                  background: BackgroundPolicy | None = None,
                  publish_background: Callable[[str, np.ndarray], None] | None = None) -> None:
         self.geometry = geometry
@@ -165,6 +166,12 @@ class FramePipeline:
         self._backgrounds = {cid: CameraBackground(self._policy) for cid in geometry.cameras}
         self._publish = publish_background
         self._resize_warned: set[str] = set()
+
+    def _counter(self, camera_id: str) -> Counts:
+        """One counter for every camera, or each camera's own (its ``model`` setting)."""
+        if isinstance(self.counter, CameraCounters):
+            return self.counter.for_camera(camera_id)
+        return self.counter
 
     def _fit_to_calibration(self, camera_id: str, image: np.ndarray) -> np.ndarray:
         """Frames at another resolution than the calibration are resized to it (same view assumed)."""
@@ -194,7 +201,7 @@ class FramePipeline:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         image = self._fit_to_calibration(cid, sample.image)
-        result = self.counter.count(image)
+        result = self._counter(cid).count(image)
         timings["count_s"] = time.perf_counter() - t0
         self._latest[cid] = (ts, result)
 
@@ -238,7 +245,8 @@ class FramePipeline:
         model.add_counted(image, count, ts)
         if not model.due(ts):
             return None
-        check = model.check(lambda img: self.counter.count(img).count, ts)
+        counter = self._counter(cid)  # the camera's own model: its empty-scene level is the reference
+        check = model.check(lambda img: counter.count(img).count, ts)
         if check.image is not None and self._publish is not None:
             self._publish(cid, check.image)
         return check
