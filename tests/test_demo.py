@@ -126,7 +126,9 @@ def test_demo_metrics_carry_the_runners_live_state(demo):
     with client(demo, "viewer") as c:
         def scrape() -> str | None:
             body = c.get("/metrics").text
-            return body if "crowdsafe_pipeline_latency_seconds{" in body else None
+            # the reader's rate is measured over its first 2 s: a fast engine can count before that
+            measured = re.search(r'crowdsafe_camera_fps\{camera="view001"\} ([1-9]\S*)', body)
+            return body if "crowdsafe_pipeline_latency_seconds{" in body and measured else None
 
         text = wait_for(scrape, 60)
     assert text, "no pipeline latency in /metrics"
