@@ -9,12 +9,14 @@ images and shipped as a small JSON file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from crowdsafe.counting.weights import ConvSpec, conv_specs
+
+if TYPE_CHECKING:  # onnx takes about a second to import; only a model build (cache miss) needs it
+    import onnx
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "density"
@@ -54,6 +56,9 @@ def build_model(weights: dict[str, np.ndarray], int8: Int8Plan | None = None,
     the graph output instead (N,C,...): training caches these frozen-layer features once, with
     the very engine and pre-processing inference uses, so train and run time see the same input.
     """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
     if stop_after is not None and stop_after not in conv_names():
         raise ValueError(f"stop_after={stop_after!r} is not a conv of the network")
     nodes: list[onnx.NodeProto] = []
@@ -118,6 +123,8 @@ def build_model(weights: dict[str, np.ndarray], int8: Int8Plan | None = None,
 def _qdq(name: str, x: str, w: np.ndarray, act_scale: float,
          nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto]) -> tuple[str, str]:
     """Insert Q/DQ for one conv's input and weight; return the dequantised names."""
+    from onnx import helper, numpy_helper
+
     inits += [numpy_helper.from_array(np.array(act_scale, np.float32), f"{name}.x_scale"),
               numpy_helper.from_array(np.array(0, np.uint8), f"{name}.x_zero")]
     q, dq = f"{name}.x_q", f"{name}.x_dq"
