@@ -24,8 +24,13 @@ def no_openvino(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
 
 
+def test_auto_picks_the_engine_measured_fastest_for_the_precision():
+    assert eng.create_engine(eng.EngineSpec("auto", "fp32")).name == "onnxruntime"
+    assert eng.create_engine(eng.EngineSpec("auto", "int8")).name == "openvino"
+
+
 def test_auto_engine_without_openvino_is_onnxruntime_and_counts(no_openvino):
-    engine = eng.create_engine(eng.EngineSpec("auto", "fp32"))
+    engine = eng.create_engine(eng.EngineSpec("auto", "int8"))
     assert engine.name == "onnxruntime"
     density = engine.infer(_batch())
     assert density.shape == (1, 1, 16, 20)

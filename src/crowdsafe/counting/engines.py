@@ -34,6 +34,12 @@ EngineName = Literal["openvino", "onnxruntime"]
 Precision = Literal["fp32", "bf16", "int8"]
 ENGINES: tuple[EngineName, ...] = ("openvino", "onnxruntime")
 PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "int8")
+#: ``auto``: the engine measured fastest per precision by ``crowdsafe bench`` on an AVX-512/AMX
+#: Xeon (README, Speed): ONNX Runtime's fp32 convolutions beat OpenVINO's (2.9 vs 4.1 s per 720p
+#: frame), OpenVINO's int8 (u8 on VNNI/AMX) beats ONNX Runtime's, and only OpenVINO has bf16.
+AUTO_ORDER: dict[Precision, tuple[EngineName, ...]] = {
+    "fp32": ("onnxruntime", "openvino"), "bf16": ("openvino", "onnxruntime"),
+    "int8": ("openvino", "onnxruntime")}
 INT8_PLAN_RESOURCE = "int8_plan.json"
 
 
@@ -217,10 +223,12 @@ def create_engine(spec: EngineSpec | None = None) -> Engine:
         return OnnxRuntimeEngine(spec.precision, spec.threads, spec.device, model=spec.model)
     if spec.engine == "openvino":
         return OpenVinoEngine(spec.precision, spec.threads, model=spec.model)
-    try:
-        return OpenVinoEngine(spec.precision, spec.threads, model=spec.model)
-    except EngineUnavailable as ov_error:
+    errors: list[str] = []
+    for name in AUTO_ORDER[spec.precision]:
         try:
+            if name == "openvino":
+                return OpenVinoEngine(spec.precision, spec.threads, model=spec.model)
             return OnnxRuntimeEngine(spec.precision, spec.threads, spec.device, model=spec.model)
-        except EngineUnavailable as ort_error:
-            raise EngineUnavailable(f"openvino: {ov_error}; onnxruntime: {ort_error}") from ort_error
+        except EngineUnavailable as exc:
+            errors.append(f"{name}: {exc}")
+    raise EngineUnavailable("; ".join(errors))
