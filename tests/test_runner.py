@@ -377,8 +377,11 @@ def test_sigterm_exits_0_promptly_with_every_counted_frame_stored(tmp_path: Path
                                 precision_flag(), "--health-every", "2", "--port", "0"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     err_lines: list[str] = []
+    out_lines: list[str] = []
     drain = threading.Thread(target=lambda: err_lines.extend(proc.stderr or []), daemon=True)
+    drain_out = threading.Thread(target=lambda: out_lines.extend(proc.stdout or []), daemon=True)
     drain.start()
+    drain_out.start()
     try:
         assert wait_for(lambda: len(zone_ts(db)) >= 2 or proc.poll() is not None, 90)
         url = next(m.group(1) for ln in list(err_lines)
@@ -392,8 +395,11 @@ def test_sigterm_exits_0_promptly_with_every_counted_frame_stored(tmp_path: Path
         assert "crowdsafe_pipeline_queue_depth" in metrics
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        # the drain threads alone read the pipes (communicate() would race them for lines)
         drain.join(10)
+        drain_out.join(10)
+        out = "".join(out_lines)
     finally:
         if proc.poll() is None:
             proc.kill()
