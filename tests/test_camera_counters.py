@@ -89,3 +89,28 @@ def test_the_pipeline_counts_each_frame_with_its_cameras_counter(tmp_path):
     assert built[0].calls >= 1
     assert output.count == pytest.approx(1e-3 * 72 * 96, rel=1e-3)
 
+
+
+def test_scale_normalise_counts_the_demo_camera_in_bands_on_its_own_grid(tmp_path):
+    """People 14-138 px tall: the far rows are enlarged towards the sparse model's 150 px."""
+    path = _site(tmp_path, "auto")
+    path.write_text(path.read_text().replace("    model: auto", "    model: auto\n    scale_normalise: true"))
+    counters, built = _counters(path)
+    assert counters.scaled == {"view001": True}
+    counter = counters.for_camera("view001")
+    bands = counter.bands  # type: ignore[attr-defined]
+    assert len(bands) >= 3 and bands[0].scale > bands[-1].scale >= 1.0
+    result = counter.count(np.zeros((576, 768, 3), np.uint8))
+    assert result.density.shape == (72, 96)
+    # The flat 1e-3 per cell of every resized band comes back as 1e-3 per original cell's
+    # worth of resized pixels: enlarged rows carry scale^2 times the mass.
+    assert built[0].calls == len(bands)
+    assert result.density[0, 0] == pytest.approx(1e-3 * bands[0].scale ** 2, rel=0.05)
+
+
+def test_scale_normalise_leaves_a_dense_camera_at_native_scale(tmp_path):
+    path = _site(tmp_path, "dense")
+    path.write_text(path.read_text().replace("    model: dense", "    model: dense\n    scale_normalise: true"))
+    counters, built = _counters(path)
+    assert counters.scaled == {"view001": False}
+    assert counters.for_camera("view001") is built[0]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.table import Table
 
@@ -21,11 +22,43 @@ from crowdsafe.cli.options import (
     engine_spec,
 )
 from crowdsafe.cli.progress import progress_bar
+from crowdsafe.counting.batch import Counts
 from crowdsafe.counting.choice import make_model_counter
+from crowdsafe.counting.scale import load_person_heights, normalised_counter, person_px_per_row
 from crowdsafe.evaluation.dataset import Dataset, find_datasets
 from crowdsafe.evaluation.runner import DatasetResult, evaluate_dataset
 from crowdsafe.evaluation.video import evaluate_video, is_video
 from crowdsafe.sources import parse_interval
+
+
+def _person_rows(heights_file: Path | None, site_file: Path | None,
+                 camera: str | None) -> np.ndarray | None:
+    """Per-row person heights from a hand calibration file or a site camera; None without."""
+    if heights_file is not None and site_file is not None:
+        raise fail("give --person-heights or --site/--camera, not both")
+    if heights_file is not None:
+        try:
+            return load_person_heights(heights_file)[1]
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+    if site_file is None:
+        if camera is not None:
+            raise fail("--camera needs --site")
+        return None
+    from crowdsafe.cli.site import site_geometry
+    from crowdsafe.config.site import load_site
+
+    geometry = site_geometry(load_site(site_file))
+    ids = list(geometry.cameras)
+    if camera is None and len(ids) == 1:
+        camera = ids[0]
+    if camera not in geometry.cameras:
+        raise fail(f"--camera {camera!r}: the site has {', '.join(ids)}")
+    ground = geometry.cameras[camera].ground_map
+    try:
+        return person_px_per_row(ground.person_px, ground.image_size[1])
+    except ValueError as exc:
+        raise fail(f"camera {camera}: {exc} (its calibration needs a pose for person heights)") from None
 
 
 def _unique(datasets: list[Dataset]) -> dict[str, Dataset]:
@@ -89,6 +122,18 @@ def evaluate(
     model: ModelOption = ModelChoiceOpt.dense,
     every: Annotated[str, typer.Option(
         "--every", help="Videos: score one frame per interval (e.g. 1s, 500ms).")] = "1s",
+    person_heights: Annotated[Path | None, typer.Option(
+        help="Hand calibration of the camera: JSON {\"image_height\": H, \"points\": [[foot "
+             "row, person height px], ...]}. Chooses the model (auto) and normalises scale.",
+        exists=True, dir_okay=False, show_default=False)] = None,
+    site_file: Annotated[Path | None, typer.Option(
+        "--site", help="Site file whose camera (--camera) calibration gives person heights.",
+        exists=True, dir_okay=False, show_default=False)] = None,
+    camera: Annotated[str | None, typer.Option(help="Camera id in --site.", show_default=False)
+                      ] = None,
+    scale_normalise: Annotated[bool, typer.Option(
+        help="With person heights: resize bands of rows so people appear at the model's "
+             "trained size (sparse model only).")] = True,
 ) -> None:
     """Count labelled images: MAE, RMSE, bias, relative error, correlation, interval coverage, speed."""
     if json_out is not None and not json_out.parent.is_dir():
@@ -97,7 +142,11 @@ def evaluate(
         videos = [path for path in data if is_video(path)]
         datasets = _unique([d for path in data if path not in videos for d in find_datasets(path)])
         interval = parse_interval(every) if videos else None
-        counter = make_model_counter(model.value, engine_spec(engine, precision, threads))
+        person_rows = _person_rows(person_heights, site_file, camera)
+        counter: Counts = make_model_counter(model.value, engine_spec(engine, precision, threads),
+                                             person_px=person_rows)
+        if person_rows is not None and scale_normalise:
+            counter = normalised_counter(counter, getattr(counter, "model", "auto"), person_rows)
         results = []
         for dataset in datasets.values():
             total = min(len(dataset.images), limit or len(dataset.images))
@@ -106,7 +155,7 @@ def evaluate(
         for video in videos:
             with progress_bar(f"evaluating {video.name}", None) as advance:
                 results.append(evaluate_video(video, counter, interval, on_progress=advance))
-    engine_name = getattr(counter.engine, "name", "n/a")
+    engine_name = getattr(getattr(counter, "engine", None), "name", "n/a")
     stdout_console().print(results_table(
         results, f"Counting accuracy ({model.value} model, {engine_name}, {precision.value})"))
     if json_out is not None:

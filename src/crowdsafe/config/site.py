@@ -115,6 +115,10 @@ class Camera(_Strict):
     sampling: Sampling = Sampling()
     calibration: Calibration
     model: Literal["dense", "sparse", "auto"] = "auto"
+    scale_normalise: bool = Field(
+        False, description="resize bands of rows so people appear at the sparse model's trained "
+                           "size (needs person heights from the calibration; far rows cost up to "
+                           "9x the pixels)")
 
 
 class Exit(_Strict):

@@ -136,7 +136,7 @@ class OpenVinoEngine:
     name: EngineName = "openvino"
 
     def __init__(self, precision: Precision = "fp32", threads: int | None = None,
-                 shapes_cached: int = 4, model: ModelName = "dense") -> None:
+                 shapes_cached: int = 12, model: ModelName = "dense") -> None:
         if importlib.util.find_spec("openvino") is None:
             raise EngineUnavailable("OpenVINO is not installed: pip install openvino")
         import openvino as ov

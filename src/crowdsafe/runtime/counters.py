@@ -23,7 +23,9 @@ from crowdsafe.counting import batch
 from crowdsafe.counting.batch import Counts
 from crowdsafe.counting.choice import AutoCounter, choose_from_person_px
 from crowdsafe.counting.engines import EngineSpec, cpu_has_bf16
+from crowdsafe.counting.scale import ScaleNormalisedCounter, normalised_counter, person_px_per_row
 from crowdsafe.counting.variants import ModelChoice, ModelName
+from crowdsafe.geometry.ground_map import GroundMap
 from crowdsafe.geometry.site import SiteGeometry
 
 log = logging.getLogger(__name__)
@@ -55,17 +57,43 @@ class CameraCounters:
         self._factory = factory
         self._by_model: dict[ModelName, Counts] = {}
         self.models: dict[str, ModelChoice] = {}
+        self.scaled: dict[str, bool] = {}
+        grounds = {camera.id: geometry.cameras[camera.id].ground_map for camera in geometry.site.cameras}
         for camera in geometry.site.cameras:
-            ground = geometry.cameras[camera.id].ground_map
+            ground = grounds[camera.id]
             person_px = ground.person_px[ground.valid] if ground.valid.any() else None
             self.models[camera.id] = resolve_model(camera.model, person_px)
         self._counters: dict[str, Counts] = {}
-        for camera_id, model in self.models.items():
+        for camera in geometry.site.cameras:
+            model = self.models[camera.id]
             if model == "auto":
-                self._counters[camera_id] = AutoCounter(lambda: self._engine("sparse"),  # type: ignore[arg-type]
-                                                        lambda: self._engine("dense"))  # type: ignore[arg-type]
+                counter: Counts = AutoCounter(lambda: self._engine("sparse"),  # type: ignore[arg-type]
+                                              lambda: self._engine("dense"))  # type: ignore[arg-type]
             else:
-                self._counters[camera_id] = self._engine(model)  # built now: errors before the run starts
+                counter = self._engine(model)  # built now: errors before the run starts
+            if camera.scale_normalise:
+                counter = self._normalised(camera.id, model, counter, grounds[camera.id])
+            self.scaled[camera.id] = isinstance(counter, ScaleNormalisedCounter)
+            self._counters[camera.id] = counter
+
+    @staticmethod
+    def _normalised(camera_id: str, model: ModelChoice, counter: Counts, ground: GroundMap) -> Counts:
+        """The camera's counter at the trained scale, or as it is (and why) where that cannot be."""
+        if model != "sparse":
+            log.warning("camera %s: scale_normalise applies to the sparse model only; this camera "
+                        "runs %s at native scale", camera_id, model)
+            return counter
+        try:
+            rows = person_px_per_row(ground.person_px, ground.image_size[1])
+        except ValueError:
+            log.warning("camera %s: scale_normalise needs person heights (a calibration with a "
+                        "pose); counting at native scale", camera_id)
+            return counter
+        scaled = normalised_counter(counter, model, rows)
+        if isinstance(scaled, ScaleNormalisedCounter):
+            log.info("camera %s: counting %d bands at scales %s", camera_id, len(scaled.bands),
+                     ", ".join(f"{b.scale:.2f}" for b in scaled.bands))
+        return scaled
 
     def _engine(self, model: ModelName) -> Counts:
         if model not in self._by_model:

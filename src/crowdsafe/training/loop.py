@@ -37,6 +37,10 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = True
     threads: int | None = None
+    #: Decay of an exponential moving average of the weights, validated and exported instead
+    #: of the raw weights (0 = off). Small-batch steps swing the whole map's scale by tens of
+    #: percent from one step to the next; the average does not.
+    ema: float = 0.0
 
 
 @dataclass
@@ -144,6 +148,7 @@ def train(train_samples: list[CachedSample], val_samples: list[CachedSample],
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     tail = Tail(cfg.cut, weights)
+    averaged = Tail(cfg.cut, weights) if cfg.ema > 0 else tail
     optimiser = torch.optim.Adam(tail.parameters(), lr=cfg.lr)
     # Linear warm-up: Adam's first steps move every weight by about lr at once, which on a
     # pretrained network is a jolt; then cosine decay to zero.
@@ -151,19 +156,19 @@ def train(train_samples: list[CachedSample], val_samples: list[CachedSample],
         (step + 1) / max(cfg.warmup, 1), 0.5 * (1 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))))
     val_truth = [float(np.load(s.target).sum()) for s in val_samples]
     log = TrainLog()
-    best = tail.state_arrays()
+    best = averaged.state_arrays()
     start = time.perf_counter()
 
     def evaluate(step: int) -> None:
         nonlocal best
         if not val_samples:
             return
-        pred = predict_counts(tail, val_samples, cfg.bf16)
+        pred = predict_counts(averaged, val_samples, cfg.bf16)
         errors = [p - t for p, t in zip(pred, val_truth, strict=True)]
         mae = sum(abs(e) for e in errors) / len(errors)
         log.evals.append((step, mae, sum(errors) / len(errors)))
         if mae < log.best_mae:
-            log.best_mae, log.best_step, best = mae, step, tail.state_arrays()
+            log.best_mae, log.best_step, best = mae, step, averaged.state_arrays()
 
     evaluate(0)
     tail.train()
@@ -176,6 +181,10 @@ def train(train_samples: list[CachedSample], val_samples: list[CachedSample],
         loss.backward()
         optimiser.step()
         schedule.step()
+        if averaged is not tail:
+            with torch.no_grad():
+                for avg, cur in zip(averaged.parameters(), tail.parameters(), strict=True):
+                    avg.lerp_(cur, 1.0 - cfg.ema)
         log.steps.append(step)
         value = float(loss.detach())
         log.losses.append(value)
@@ -184,7 +193,7 @@ def train(train_samples: list[CachedSample], val_samples: list[CachedSample],
         if step % cfg.eval_every == 0 or step == cfg.steps:
             evaluate(step)
     if not val_samples:
-        best = tail.state_arrays()
+        best = averaged.state_arrays()
         log.best_step = cfg.steps
     log.seconds = time.perf_counter() - start
     return best, log
