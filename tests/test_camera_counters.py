@@ -110,7 +110,8 @@ def test_scale_normalise_counts_the_demo_camera_in_bands_on_its_own_grid(tmp_pat
 
 def test_scale_normalise_leaves_a_dense_camera_at_native_scale(tmp_path):
     path = _site(tmp_path, "dense")
-    path.write_text(path.read_text().replace("    model: dense", "    model: dense\n    scale_normalise: true"))
+    text = path.read_text().replace("    model: dense", "    model: dense\n    scale_normalise: true")
+    path.write_text(text)
     counters, built = _counters(path)
     assert counters.scaled == {"view001": False}
     assert counters.for_camera("view001") is built[0]

@@ -163,3 +163,12 @@ def test_unscaled_bands_reproduce_the_single_pass_density(counter: DensityCounte
     assert stitched.density.shape == whole.density.shape
     assert stitched.count == pytest.approx(whole.count, rel=0.03)
     assert np.abs(stitched.density - whole.density).sum() < 0.1 * whole.count
+
+
+def test_rows_inside_the_trained_range_are_left_alone() -> None:
+    heights = np.r_[np.full(160, 30.0), np.full(160, 120.0), np.full(160, 400.0)]
+    bands = plan_bands(heights, (60.0, 200.0))
+    assert [(b.top, b.bottom) for b in bands] == [(0, 160), (160, 320), (320, 480)]
+    assert [b.scale for b in bands] == pytest.approx([2.0, 1.0, 0.5])
+    with pytest.raises(ValueError, match="range"):
+        plan_bands(heights, (200.0, 60.0))

@@ -99,3 +99,35 @@ def test_train_refuses_evaluation_sets(crowd_data: Path, tmp_path: Path) -> None
                                  str(tmp_path)])
     assert result.exit_code == 2
     assert "evaluation set" in " ".join(result.stderr.split())
+
+
+def test_full_backend_with_mirrors_scales_and_average(train_root: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped recipe's options: every backend conv trained, mirrored and shrunk copies,
+    a weight average, and the output bias held at its published value (times the fitted k)."""
+    monkeypatch.setenv(w.ENV_WEIGHTS, str(w.weights_path()))
+    monkeypatch.setenv(w.ENV_CACHE, str(tmp_path / "cache"))
+    result = runner.invoke(app, [
+        "train", str(train_root / "tiny_b_train"), "--steps", "2", "--batch", "2", "--crop", "8",
+        "--val", "2", "--eval-every", "1", "--warmup", "0", "--lr", "1e-4", "--cut", "frontend.21",
+        "--flips", "--scales", "1,0.5", "--ema", "0.9", "--threads", "1",
+        "--out-dir", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "12 train samples (4 images, mirrored too, scales 1,0.5)" in " ".join(result.stderr.split())
+    report = json.loads((tmp_path / "out" / "train_report.json").read_text())
+    assert report["scales"] == [1.0, 0.5] and report["config"]["ema"] == 0.9
+    layers = np.load(tmp_path / "out" / "sparse_b.npz")
+    assert {k.split(".weight")[0] for k in layers.files if k.endswith(".weight")} == {
+        "backend.0", "backend.2", "backend.4", "backend.6", "backend.8", "backend.10", "output_layer"}
+    published = w.load_weights()["output_layer.bias"]
+    assert layers["output_layer.bias"].astype(np.float32) == pytest.approx(
+        published * report["output_scale"], rel=2e-3)
+    shrunk = sorted((tmp_path / "cache").rglob("*-x0.5.target.npy"))
+    assert len(shrunk) == 4 and all(np.load(p).shape == (16, 16) for p in shrunk)
+
+
+def test_train_refuses_bad_scales(train_root: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", str(train_root / "tiny_b_train"), "--scales", "1,5",
+                                 "--out-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "between 0.2 and 2" in " ".join(result.stderr.split())

@@ -53,6 +53,11 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of split, crops and initialisation.")] = 0,
     flips: Annotated[bool, typer.Option(help="Also train on mirrored images (real forward "
                                         "passes, cached).")] = False,
+    scales: Annotated[str, typer.Option(help="Comma-separated image scales to train on besides "
+                                        "mirrors, e.g. 1,0.7,0.5 (smaller people; cached).")
+                      ] = "1",
+    ema: Annotated[float, typer.Option(min=0.0, max=0.9999, help="Weight moving-average decay "
+                                       "(0 = off); the average is validated and shipped.")] = 0.0,
     eval_every: Annotated[int, typer.Option(min=1, help="Validate every N steps.")] = 150,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast for training (AMX/AVX-512-BF16 CPUs).")
                     ] = True,
@@ -92,9 +97,15 @@ def train(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise fail(f"--out-dir {out_dir}: {exc.strerror or exc}") from None
+    try:
+        train_scales = tuple(sorted({float(v) for v in scales.split(",") if v.strip()}, reverse=True))
+    except ValueError:
+        raise fail(f"--scales {scales!r}: expected numbers like 1,0.7,0.5") from None
+    if not train_scales or any(not 0.2 <= v <= 2.0 for v in train_scales):
+        raise fail(f"--scales {scales!r}: each scale must be between 0.2 and 2")
     cfg = TrainConfig(cut=cut, steps=steps, batch=batch, crop=crop, lr=lr, warmup=warmup,
                       eval_every=eval_every,
-                      seed=seed, bf16=bf16, threads=threads)
+                      seed=seed, bf16=bf16, threads=threads, ema=ema)
     started = time.perf_counter()
     with user_errors():
         try:
@@ -106,20 +117,25 @@ def train(
         weights = load_weights()
         with progress_bar("caching features", len(images)) as advance:
             train_samples = cache_features(train_images, cut, feature_precision, flips=flips,
-                                           threads=threads, on_progress=advance)
+                                           scales=train_scales, threads=threads,
+                                           on_progress=advance)
             val_samples = cache_features(val_images, cut, feature_precision, threads=threads,
                                          on_progress=advance)
         extract_s = time.perf_counter() - started
         _say(f"features: {len(train_samples)} train samples ({len(train_images)} images"
-             f"{', mirrored too' if flips else ''}), {len(val_samples)} validation, {extract_s:.0f} s")
+             f"{', mirrored too' if flips else ''}, scales {','.join(f'{v:g}' for v in train_scales)}), "
+             f"{len(val_samples)} validation, {extract_s:.0f} s")
 
         def on_step(step: int, loss: float) -> None:
             if step % 50 == 0 or step == steps:
                 _say(f"step {step}/{steps} loss {loss:.4f} ({time.perf_counter() - started:.0f} s)")
 
-        layers, log = run_training(train_samples, val_samples, weights, cfg, on_step=on_step)
-        for step, mae, bias in log.evals:
-            _say(f"validation at step {step}: MAE {mae:.2f}, bias {bias:+.2f}")
+        def on_eval(step: int, mae: float, bias: float) -> None:
+            _say(f"validation at step {step}: MAE {mae:.2f}, bias {bias:+.2f} "
+                 f"({time.perf_counter() - started:.0f} s)")
+
+        layers, log = run_training(train_samples, val_samples, weights, cfg, on_step=on_step,
+                                   on_eval=on_eval)
         fp16 = {k: v.astype(np.float16) for k, v in layers.items()}
         write_curve(log, out_dir / "loss_curve.png")
         scored_val = postfit.score(val_samples, weights, cut, layers)
@@ -132,6 +148,7 @@ def train(
         report: dict[str, object] = {
             "config": cfg.__dict__, "train_folder": str(data), "train_images": len(train_images),
             "val_images": [im.name for im in val_images], "flips": flips,
+            "scales": list(train_scales),
             "feature_precision": feature_precision, "feature_seconds": round(extract_s, 1),
             "log": log.as_dict(), "sha256": sha256_file(layers_path),
             "fp16_max_count_drift_val": drift, "output_scale": scale,

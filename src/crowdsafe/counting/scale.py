@@ -125,10 +125,21 @@ def load_person_heights(path: Path) -> tuple[int, np.ndarray]:
         raise ValueError(f"{path}: {exc}") from None
 
 
-def plan_bands(person_px_rows: np.ndarray, target_px: float, *, min_scale: float = MIN_SCALE,
-               max_scale: float = MAX_SCALE, ratio: float = BAND_RATIO,
-               min_rows: int = MIN_BAND_ROWS) -> list[Band]:
-    """Bands of rows whose wanted scale ``target / height`` stays within ``ratio``.
+def wanted_scales(heights: np.ndarray, target_px: float | tuple[float, float]) -> np.ndarray:
+    """Per row: the resize that brings its people into the trained height range (1 inside it)."""
+    lo, hi = (target_px, target_px) if isinstance(target_px, int | float) else target_px
+    if not 0 < lo <= hi:
+        raise ValueError("the target height range must be positive and ordered")
+    return np.where(heights < lo, lo / heights, np.where(heights > hi, hi / heights, 1.0))
+
+
+def plan_bands(person_px_rows: np.ndarray, target_px: float | tuple[float, float], *,
+               min_scale: float = MIN_SCALE, max_scale: float = MAX_SCALE,
+               ratio: float = BAND_RATIO, min_rows: int = MIN_BAND_ROWS) -> list[Band]:
+    """Bands of rows whose wanted scale (see :func:`wanted_scales`) stays within ``ratio``.
+
+    ``target_px`` is one height or a ``(lo, hi)`` range the model counts well: rows whose
+    people are already inside the range are left as they are.
 
     Band edges fall on the 8-pixel grid (the last band ends at the last full cell). A band's
     scale is the geometric mean of its rows' clamped scales, snapped to 1 within
@@ -139,10 +150,10 @@ def plan_bands(person_px_rows: np.ndarray, target_px: float, *, min_scale: float
         raise ValueError("need one person height per image row")
     if not np.all(np.isfinite(heights) & (heights > 0)):
         raise ValueError("person heights must be positive and finite on every row")
-    if target_px <= 0 or not 0 < min_scale <= 1 <= max_scale:
-        raise ValueError("target height must be positive and min_scale <= 1 <= max_scale")
+    if not 0 < min_scale <= 1 <= max_scale:
+        raise ValueError("need min_scale <= 1 <= max_scale")
     end = heights.size // STRIDE * STRIDE
-    cell_scale = np.clip(target_px / heights[:end].reshape(-1, STRIDE).mean(axis=1),
+    cell_scale = np.clip(wanted_scales(heights[:end].reshape(-1, STRIDE).mean(axis=1), target_px),
                          min_scale, max_scale)
     step = max(min_rows // STRIDE, 1)
     bands: list[Band] = []

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from crowdsafe.counting.counter import to_batch, validate_image
@@ -63,31 +64,47 @@ class FeatureExtractor:
         return np.asarray(compiled({INPUT_NAME: batch})[0])[0]  # type: ignore[operator]
 
 
-def _key(image: TrainImage, flip: bool) -> str:
+def _key(image: TrainImage, flip: bool, scale: float = 1.0) -> str:
     digest = hashlib.sha256(image.path.read_bytes()).hexdigest()[:12]
-    return f"{image.path.stem}-{digest}{'-flip' if flip else ''}"
+    sized = "" if scale == 1.0 else f"-x{scale:g}"
+    return f"{image.path.stem}-{digest}{'-flip' if flip else ''}{sized}"
 
 
 def cache_features(images: list[TrainImage], cut: str, precision: str = "fp32", *,
-                   flips: bool = False, threads: int | None = None,
+                   flips: bool = False, scales: tuple[float, ...] = (1.0,),
+                   threads: int | None = None,
                    on_progress: Callable[[], None] | None = None) -> list[CachedSample]:
-    """Features and targets for every image (and its mirror image when ``flips``); reuses cache.
+    """Features and targets for every image, its mirror image (``flips``) and resized copies
+    (``scales``, people smaller or larger than in the original); reuses the cache.
 
     Mirrored copies are real forward passes of the mirrored image, not mirrored features:
     VGG filters are not mirror-symmetric, so flipping a feature map is not the same input.
+    Resized copies are the image resampled (area filter when shrinking) with the head points
+    scaled alike, so a model trained on them counts people at more than one size. Mirrors are
+    made of the original size only.
     """
     out_dir = feature_dir(cut, precision)
     out_dir.mkdir(parents=True, exist_ok=True)
     extractor: FeatureExtractor | None = None
     samples = []
+    variants = [(False, 1.0)] + ([(True, 1.0)] if flips else []) + \
+        [(False, float(s)) for s in scales if s != 1.0]
+    if 1.0 not in scales:
+        variants.remove((False, 1.0))
     for image in images:
-        for flip in (False, True) if flips else (False,):
-            key = _key(image, flip)
+        for flip, scale in variants:
+            key = _key(image, flip, scale)
             feat_path, target_path = out_dir / f"{key}.f16.npy", out_dir / f"{key}.target.npy"
             if not (feat_path.is_file() and target_path.is_file()):
                 pixels = read_image(image.path)
-                h, w = pixels.shape[:2]
                 points = image.points.copy()
+                if scale != 1.0:
+                    size = (max(round(pixels.shape[1] * scale), 64), max(round(pixels.shape[0] * scale), 64))
+                    points[:, 0] *= size[0] / pixels.shape[1]
+                    points[:, 1] *= size[1] / pixels.shape[0]
+                    pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA if scale < 1
+                                        else cv2.INTER_LINEAR)
+                h, w = pixels.shape[:2]
                 if flip:
                     pixels = np.ascontiguousarray(pixels[:, ::-1])
                     points[:, 0] = w - 1 - points[:, 0]
@@ -102,7 +119,8 @@ def cache_features(images: list[TrainImage], cut: str, precision: str = "fp32", 
                 np.save(partial, features)
                 partial.replace(feat_path)
                 np.save(target_path, target)
-            samples.append(CachedSample(image.name + (" (mirrored)" if flip else ""),
+            samples.append(CachedSample(image.name + (" (mirrored)" if flip else "")
+                                        + ("" if scale == 1.0 else f" (x{scale:g})"),
                                         feat_path, target_path))
         if on_progress is not None:
             on_progress()
