@@ -16,7 +16,7 @@ import onnx
 import pytest
 
 from crowdsafe.counting.counter import DensityCounter, ImageError
-from crowdsafe.counting.engines import model_path
+from crowdsafe.counting.engines import EngineSpec, EngineUnavailable, create_engine, model_path
 from crowdsafe.counting.weights import WeightsError
 from crowdsafe.runtime.camera import Sample
 from crowdsafe.runtime.ray.batching import DynamicBatcher
@@ -188,3 +188,43 @@ def test_cluster_address_forms():
     for bad in ("", "ray://nohost", "http://x:1", "10.0.0.5", "host:99999"):
         with pytest.raises(ClusterError, match="not ray://HOST:PORT"):
             check_address(bad)
+
+
+def test_a_replica_counts_each_camera_with_its_own_model(frames: list[np.ndarray]):
+    """Per-camera models on a cluster: one replica holds both engines and uses the one asked for."""
+    try:
+        sparse = DensityCounter(create_engine(EngineSpec(model="sparse", precision="fp32", threads=1)))
+    except (EngineUnavailable, WeightsError) as exc:
+        pytest.skip(f"sparse model unavailable ({exc})")
+    dense = DensityCounter(create_engine(EngineSpec(model="dense", precision="fp32", threads=1)))
+    replica = CountReplica(ReplicaSpec(cpu_spec("fp32", threads=1), "cpu", models=("dense", "sparse")))
+    image = small(frames[1], 384)
+    wire = encode_sample(Sample("cam", 1.0, image), "raw")
+    by_model = {m: float(replica.count(wire, m).density.sum()) for m in ("dense", "sparse", "auto")}
+    assert by_model["dense"] == pytest.approx(dense.count(image).count, rel=1e-4)
+    assert by_model["sparse"] == pytest.approx(sparse.count(image).count, rel=1e-4)
+    assert by_model["sparse"] != pytest.approx(by_model["dense"], rel=0.05)  # really two models
+    assert by_model["auto"] == pytest.approx(by_model["sparse"], rel=1e-4)  # a sparse street scene
+    assert float(replica.count_image(image, "sparse").sum()) == pytest.approx(by_model["sparse"], rel=1e-4)
+    with pytest.raises(ValueError, match="no 'sparse' model"):
+        CountReplica(ReplicaSpec(cpu_spec("fp32", threads=1), "cpu")).count(wire, "sparse")
+
+
+def test_cluster_replicas_load_the_models_the_site_calls_for():
+    from types import SimpleNamespace
+
+    from crowdsafe.config.site import load_site
+    from crowdsafe.geometry.site import build_site_geometry
+    from crowdsafe.runtime.counters import camera_models
+    from crowdsafe.runtime.ray.runner import RayRunner
+
+    site = Path(str(resources.files("crowdsafe") / "data" / "demo_site.yaml"))
+    models = camera_models(build_site_geometry(load_site(site)))
+    assert models == {"view001": "sparse"}  # auto, resolved from the calibration's person heights
+
+    def needed(models: dict[str, str]) -> tuple[str, ...]:
+        return RayRunner.replica_models.fget(SimpleNamespace(models=models))  # type: ignore[attr-defined]
+
+    assert needed(models) == ("sparse",)
+    assert needed({"a": "dense", "b": "dense"}) == ("dense",)
+    assert needed({"a": "auto", "b": "sparse"}) == ("dense", "sparse")  # per-frame rule needs both

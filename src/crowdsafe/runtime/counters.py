@@ -41,6 +41,16 @@ def resolve_model(choice: ModelChoice, person_px: np.ndarray | None) -> ModelCho
         return "auto"
 
 
+def camera_models(geometry: SiteGeometry) -> dict[str, ModelChoice]:
+    """Each camera's ``model`` setting, ``auto`` resolved from its calibration where possible."""
+    models: dict[str, ModelChoice] = {}
+    for camera in geometry.site.cameras:
+        ground = geometry.cameras[camera.id].ground_map
+        person_px = ground.person_px[ground.valid] if ground.valid.any() else None
+        models[camera.id] = resolve_model(camera.model, person_px)
+    return models
+
+
 def precision_for(model: ModelName, spec: EngineSpec) -> EngineSpec:
     """The spec one model runs with: int8 exists only for the dense model."""
     if spec.precision == "int8" and model != "dense":
@@ -56,13 +66,9 @@ class CameraCounters:
         self._spec = spec
         self._factory = factory
         self._by_model: dict[ModelName, Counts] = {}
-        self.models: dict[str, ModelChoice] = {}
+        self.models = camera_models(geometry)
         self.scaled: dict[str, bool] = {}
         grounds = {camera.id: geometry.cameras[camera.id].ground_map for camera in geometry.site.cameras}
-        for camera in geometry.site.cameras:
-            ground = grounds[camera.id]
-            person_px = ground.person_px[ground.valid] if ground.valid.any() else None
-            self.models[camera.id] = resolve_model(camera.model, person_px)
         self._counters: dict[str, Counts] = {}
         for camera in geometry.site.cameras:
             model = self.models[camera.id]

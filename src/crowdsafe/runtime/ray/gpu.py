@@ -34,6 +34,7 @@ from crowdsafe.counting.engines import (
     model_path,
 )
 from crowdsafe.counting.graph import INPUT_NAME, OUTPUT_NAME
+from crowdsafe.counting.variants import ModelName
 from crowdsafe.counting.weights import sha256_file
 
 log = logging.getLogger(__name__)
@@ -75,9 +76,9 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     return converted
 
 
-def fp16_model_path() -> Path:
+def fp16_model_path(model: ModelName = "dense") -> Path:
     """Build (once) and cache the fp16 graph next to the fp32 one it is made from."""
-    source = model_path("fp32")
+    source = model_path("fp32", model=model)
     path = source.with_name(source.stem.removesuffix("-fp32") + "-fp16.onnx")
     digest_file = path.with_suffix(".onnx.sha256")
     if path.is_file() and digest_file.is_file() and sha256_file(path) == digest_file.read_text():
@@ -102,13 +103,14 @@ class CudaEngine:
     name: EngineName = "onnxruntime"
     device = "CUDA"
 
-    def __init__(self, precision: GpuPrecision = "fp16", device_id: int = 0) -> None:
+    def __init__(self, precision: GpuPrecision = "fp16", device_id: int = 0,
+                 model: ModelName = "dense") -> None:
         import onnxruntime as ort
 
         if CUDA_PROVIDER not in ort.get_available_providers():
             raise EngineUnavailable("the CUDA execution provider is not available: pip install "
                                     f"onnxruntime-gpu (providers here: {ort.get_available_providers()})")
-        path = fp16_model_path() if precision == "fp16" else model_path("fp32")
+        path = fp16_model_path(model) if precision == "fp16" else model_path("fp32", model=model)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = [(CUDA_PROVIDER, {"device_id": device_id, "cudnn_conv_algo_search": "HEURISTIC"}),
@@ -117,6 +119,7 @@ class CudaEngine:
         if self._session.get_providers()[0] != CUDA_PROVIDER:
             raise EngineUnavailable("ONNX Runtime could not place the model on the GPU")
         self.precision: str = precision
+        self.model = model
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self._session.run(None, {INPUT_NAME: batch})[0])
@@ -131,10 +134,13 @@ class ReplicaEngine:
 
 
 def replica_engine(device: Device, cpu: EngineSpec, gpu_precision: GpuPrecision = "fp16") -> ReplicaEngine:
-    """A CUDA engine when asked for (or ``auto``) and possible, else the CPU engine of ``cpu``."""
+    """A CUDA engine when asked for (or ``auto``) and possible, else the CPU engine of ``cpu``.
+
+    ``cpu.model`` says which counting model both run.
+    """
     if device in ("cuda", "auto"):
         try:
-            return ReplicaEngine(CudaEngine(gpu_precision))  # type: ignore[arg-type]
+            return ReplicaEngine(CudaEngine(gpu_precision, model=cpu.model))  # type: ignore[arg-type]
         except EngineUnavailable as exc:
             if device == "auto":
                 return ReplicaEngine(create_engine(cpu))

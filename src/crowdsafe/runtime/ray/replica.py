@@ -18,8 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crowdsafe.counting.choice import AutoCounter
 from crowdsafe.counting.counter import DensityCounter
 from crowdsafe.counting.engines import EngineSpec
+from crowdsafe.counting.variants import ModelName
+from crowdsafe.runtime.counters import precision_for
 from crowdsafe.runtime.ray.batching import DynamicBatcher
 from crowdsafe.runtime.ray.gpu import Device, GpuPrecision, replica_engine
 from crowdsafe.runtime.ray.wire import WireSample, decode_image, node_id
@@ -32,6 +35,9 @@ class ReplicaSpec:
     gpu_precision: GpuPrecision = "fp16"
     max_batch: int = 1
     max_wait_s: float = 0.01
+    #: The counting models the site's cameras use; a replica holds one engine for each, so any
+    #: replica can count any camera (and a restarted one is as good as the one that died).
+    models: tuple[ModelName, ...] = ("dense",)
 
 
 @dataclass(frozen=True)
@@ -61,33 +67,57 @@ class Counted:
 
 class CountReplica:
     def __init__(self, spec: ReplicaSpec) -> None:
+        if not spec.models:
+            raise ValueError("a replica needs at least one model")
         self.spec = spec
-        chosen = replica_engine(spec.device, spec.cpu, spec.gpu_precision)
-        self.counter = DensityCounter(chosen.engine)
-        self.fallback = chosen.fallback
-        self.batcher = (DynamicBatcher(self.counter, max_batch=spec.max_batch, max_wait_s=spec.max_wait_s)
-                        if spec.max_batch > 1 else None)
+        self.counters: dict[str, DensityCounter] = {}
+        self.batchers: dict[str, DynamicBatcher] = {}
+        notes = []
+        for model in spec.models:
+            chosen = replica_engine(spec.device, precision_for(model, spec.cpu), spec.gpu_precision)
+            self.counters[model] = DensityCounter(chosen.engine)
+            if chosen.fallback:
+                notes.append(chosen.fallback)
+            if spec.max_batch > 1:
+                self.batchers[model] = DynamicBatcher(self.counters[model], max_batch=spec.max_batch,
+                                                      max_wait_s=spec.max_wait_s)
+        self.counter = self.counters[spec.models[0]]
+        self.fallback = "; ".join(dict.fromkeys(notes))
+        self.batcher = self.batchers.get(spec.models[0])
+
+    def _counter_for(self, model: str) -> DensityCounter | AutoCounter:
+        if model == "auto":  # no calibration to decide from: the per-frame scene test
+            return AutoCounter(lambda: self._counter_for("sparse"),  # type: ignore[arg-type, return-value]
+                               lambda: self._counter_for("dense"))  # type: ignore[arg-type, return-value]
+        if model not in self.counters:
+            raise ValueError(f"this replica has no {model!r} model (it has {', '.join(self.counters)})")
+        return self.counters[model]
 
     def info(self) -> ReplicaInfo:
         engine = self.counter.engine
         return ReplicaInfo(os.getpid(), node_id(), engine.name, engine.device, str(engine.precision),
                            self.spec.max_batch, self.fallback)
 
-    def count(self, wire: WireSample) -> Counted:
+    def count(self, wire: WireSample, model: str = "dense") -> Counted:
         t0 = time.perf_counter()
         image = decode_image(wire.image, wire.encoding)
         t1 = time.perf_counter()
-        if self.batcher is not None:
-            result, batch = self.batcher.count(image)
+        batcher = self.batchers.get(model)
+        if batcher is not None:
+            result, batch = batcher.count(image)
         else:
-            result, batch = self.counter.count(image), 1
+            result, batch = self._counter_for(model).count(image), 1
         t2 = time.perf_counter()
         return Counted(wire.camera_id, wire.ts, result.density, result.image_height, result.image_width,
                        t1 - t0, t2 - t1, batch)
 
-    def count_image(self, image: np.ndarray) -> np.ndarray:
+    def count_image(self, image: np.ndarray, model: str = "dense") -> np.ndarray:
         """A full density map for an image the driver holds (the background check's median)."""
-        return self.counter.count(image).density
+        return self._counter_for(model).count(image).density
 
     def batch_sizes(self) -> dict[int, int]:
-        return dict(self.batcher.stats.sizes) if self.batcher is not None else {}
+        sizes: dict[int, int] = {}
+        for batcher in self.batchers.values():
+            for size, n in batcher.stats.sizes.items():
+                sizes[size] = sizes.get(size, 0) + n
+        return sizes

@@ -44,7 +44,9 @@ import numpy as np
 
 from crowdsafe.counting.counter import DensityResult, validate_image
 from crowdsafe.counting.engines import EngineSpec
+from crowdsafe.counting.variants import MODELS, ModelName
 from crowdsafe.runtime.camera import CameraHealth
+from crowdsafe.runtime.counters import camera_models
 from crowdsafe.runtime.local import LocalRunner, PreparedSite, RunnerConfig, RunSummary
 from crowdsafe.runtime.pipeline import FrameOutput
 from crowdsafe.runtime.ray.cluster import ClusterError, ClusterInfo, disconnect
@@ -120,19 +122,21 @@ class _PrimedCounter:
     rarely, on a background median (counted synchronously by a replica).
     """
 
-    def __init__(self, fallback: Callable[[np.ndarray], DensityResult]) -> None:
+    def __init__(self, fallback: Callable[[np.ndarray, str], DensityResult]) -> None:
         self._fallback = fallback
         self._image: np.ndarray | None = None
         self._result: DensityResult | None = None
+        self._camera = ""
 
-    def prime(self, image: np.ndarray, result: DensityResult) -> None:
-        self._image, self._result = image, result
+    def prime(self, image: np.ndarray, result: DensityResult, camera_id: str) -> None:
+        """The next frame processed is ``camera_id``'s; its other images use that camera's model."""
+        self._image, self._result, self._camera = image, result, camera_id
 
     def count(self, image_bgr: np.ndarray) -> DensityResult:
         if image_bgr is self._image and self._result is not None:
             result, self._image, self._result = self._result, None, None
             return result
-        return self._fallback(validate_image(image_bgr))
+        return self._fallback(validate_image(image_bgr), self._camera)
 
 
 @dataclass
@@ -219,6 +223,13 @@ class RayRunner(LocalRunner):
         self.cpu = cpu
         self.summary: RaySummary = RaySummary()
         self.camera_ids = [c.camera_id for c in prepared.cameras]
+        #: Each camera's model (``auto`` resolved from its calibration where it can be), as the
+        #: local runner's ``CameraCounters`` would choose it.
+        self.models = camera_models(prepared.geometry)
+        scaled = [cam.id for cam in prepared.geometry.site.cameras if cam.scale_normalise]
+        if scaled:
+            log.warning("scale_normalise is not applied on a Ray cluster (cameras %s count at "
+                        "native scale)", ", ".join(scaled))
         self.remote: dict[str, RemoteReader] = {}
         self.replicas: list[Any] = []
         self._replica_up: list[bool] = []
@@ -236,6 +247,14 @@ class RayRunner(LocalRunner):
         self.cluster: ClusterInfo | None = None  # set by ``launch``: disconnected when the run ends
 
     # -- actors ----------------------------------------------------------------------------
+    @property
+    def replica_models(self) -> tuple[ModelName, ...]:
+        """The engines every replica loads: each camera's model, both for an unresolved ``auto``."""
+        needed: set[ModelName] = set()
+        for model in self.models.values():
+            needed.update(("sparse", "dense") if model == "auto" else (model,))  # type: ignore[arg-type]
+        return tuple(m for m in MODELS if m in needed)
+
     def replica_specs(self) -> list[tuple[ReplicaSpec, dict[str, Any]]]:
         """(spec, actor options) of each replica, from the cluster's resources and the config."""
         ray = _ray()
@@ -245,7 +264,7 @@ class RayRunner(LocalRunner):
         if rc.device != "cpu" and gpus > 0:
             n = rc.replicas or gpus
             spec = ReplicaSpec(cpu_spec(self.cpu.precision, self.cpu.engine, None), "cuda",
-                               rc.gpu_precision, rc.max_batch, rc.max_wait_s)
+                               rc.gpu_precision, rc.max_batch, rc.max_wait_s, self.replica_models)
             options = {"num_gpus": 1, "num_cpus": 1, "max_concurrency": 2 * rc.max_batch + 2}
             return [(spec, options)] * n
         if rc.device == "cuda":
@@ -254,7 +273,7 @@ class RayRunner(LocalRunner):
         n = rc.replicas or max(int(spare // rc.replica_cpus), 1)
         threads = max(int(rc.replica_cpus), 1)
         spec = ReplicaSpec(cpu_spec(self.cpu.precision, self.cpu.engine, self.cpu.threads or threads),
-                           "cpu", rc.gpu_precision, rc.cpu_max_batch, rc.max_wait_s)
+                           "cpu", rc.gpu_precision, rc.cpu_max_batch, rc.max_wait_s, self.replica_models)
         return [(spec, {"num_cpus": rc.replica_cpus, "max_concurrency": 2 * rc.cpu_max_batch + 2})] * n
 
     def start_actors(self) -> None:
@@ -346,7 +365,7 @@ class RayRunner(LocalRunner):
         return best
 
     def _send(self, camera_id: str, wire: WireSample, ref: Any, replica: int) -> None:
-        count_ref = self.replicas[replica].count.remote(ref)
+        count_ref = self.replicas[replica].count.remote(ref, self.models[camera_id])
         self._in_flight[count_ref] = _InFlight(camera_id, wire, ref, replica, time.perf_counter())
         self._busy.add(camera_id)
         self._replica_load[replica] += 1
@@ -399,7 +418,9 @@ class RayRunner(LocalRunner):
         t0 = time.perf_counter()
         try:
             sample = decode_sample(job.wire)
-            self._primed.prime(sample.image, DensityResult(counted.density, counted.height, counted.width))
+            self._primed.prime(sample.image, DensityResult(counted.density, counted.height, counted.width,
+                                                           model=self.models[job.camera_id]),
+                               job.camera_id)
             output = self.pipeline.process(sample)
             del sample
             output.timings["count_s"] = counted.infer_s
@@ -433,17 +454,18 @@ class RayRunner(LocalRunner):
         except ray.exceptions.RayError:
             self.remote[camera_id].set_lost()
 
-    def _count_now(self, image: np.ndarray) -> DensityResult:
+    def _count_now(self, image: np.ndarray, camera_id: str) -> DensityResult:
         """A synchronous count for the rare image that is not a sampled frame (a background median)."""
         ray = _ray()
+        model = self.models.get(camera_id, "dense")
         for i, up in enumerate(self._replica_up):
             if up:
                 try:
-                    density = ray.get(self.replicas[i].count_image.remote(image), timeout=300)
+                    density = ray.get(self.replicas[i].count_image.remote(image, model), timeout=300)
                 except ray.exceptions.RayActorError:
                     self._mark_down(i)
                     continue
-                return DensityResult(density, image.shape[0], image.shape[1])
+                return DensityResult(density, image.shape[0], image.shape[1], model=model)
         raise RuntimeError("no model replica is available to count this image")
 
     # -- the worker: scheduling instead of counting ------------------------------------------
