@@ -122,7 +122,7 @@ def test_full_backend_with_mirrors_scales_and_average(train_root: Path, tmp_path
     published = w.load_weights()["output_layer.bias"]
     assert layers["output_layer.bias"].astype(np.float32) == pytest.approx(
         published * report["output_scale"], rel=2e-3)
-    shrunk = sorted((tmp_path / "cache").rglob("*-x0.5.target.npy"))
+    shrunk = sorted((tmp_path / "cache").rglob("*-x0.5.target-s15.npy"))
     assert len(shrunk) == 4 and all(np.load(p).shape == (16, 16) for p in shrunk)
 
 
@@ -131,3 +131,26 @@ def test_train_refuses_bad_scales(train_root: Path, tmp_path: Path) -> None:
                                  "--out-dir", str(tmp_path)])
     assert result.exit_code == 2
     assert "between 0.2 and 2" in " ".join(result.stderr.split())
+
+
+def test_whole_images_and_frozen_backend_head(train_root: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """--crop 0 trains on whole feature maps; --train-from keeps backend.0/.2 at their published
+    weights (run in torch from the frontend cache) and leaves them out of the shipped file."""
+    monkeypatch.setenv(w.ENV_WEIGHTS, str(w.weights_path()))
+    monkeypatch.setenv(w.ENV_CACHE, str(tmp_path / "cache"))
+    result = runner.invoke(app, [
+        "train", str(train_root / "tiny_b_train"), "--steps", "2", "--batch", "2", "--crop", "0",
+        "--val", "2", "--eval-every", "2", "--warmup", "0", "--cut", "frontend.21",
+        "--train-from", "backend.4", "--sigma", "8", "--threads", "1", "--out-dir", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    layers = np.load(tmp_path / "out" / "sparse_b.npz")
+    assert {k.rsplit(".", 1)[0] for k in layers.files} == {
+        "backend.4", "backend.6", "backend.8", "backend.10", "output_layer"}
+    report = json.loads((tmp_path / "out" / "train_report.json").read_text())
+    assert report["sigma_px"] == 8.0 and report["config"]["crop"] == 0
+    assert len(sorted((tmp_path / "cache").rglob("*.target-s8.npy"))) == 6
+    bad = runner.invoke(app, ["train", str(train_root / "tiny_b_train"), "--cut", "frontend.21",
+                              "--train-from", "frontend.0", "--out-dir", str(tmp_path / "bad")])
+    assert bad.exit_code == 2
+    assert "expected a conv after --cut frontend.21" in " ".join(bad.stderr.split())

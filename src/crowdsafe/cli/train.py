@@ -18,6 +18,7 @@ from crowdsafe.cli.errors import err_console, fail, user_errors
 from crowdsafe.cli.progress import progress_bar
 from crowdsafe.counting.variants import SPARSE_RESOURCE
 from crowdsafe.counting.weights import sha256_file
+from crowdsafe.training.data import SIGMA_PX
 
 #: Where the shipped files live in a source checkout (``--install`` writes them there).
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "counting"
@@ -42,11 +43,15 @@ def train(
                        ] = Path("train-out"),
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 1200,
     batch: Annotated[int, typer.Option(min=1, help="Crops per step.")] = 4,
-    crop: Annotated[int, typer.Option(min=4, help="Crop side in output cells (8 px each).")] = 32,
+    crop: Annotated[int, typer.Option(min=0, help="Crop side in output cells (8 px each); 0 = "
+                                      "whole images.")] = 32,
     lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate (cosine decay).")] = 2e-5,
     warmup: Annotated[int, typer.Option(min=0, help="Linear warm-up steps.")] = 50,
     cut: Annotated[str, typer.Option(help="Last frozen conv; the layers after it are trained.")
                    ] = "backend.2",
+    train_from: Annotated[str | None, typer.Option(
+        help="First conv after --cut to train; the ones between run frozen (default: all).",
+        show_default=False)] = None,
     val: Annotated[int, typer.Option(min=1, help="TRAIN images held out for validation.")] = 40,
     limit: Annotated[int | None, typer.Option(min=2, help="Use only the first N images (smoke "
                                               "tests).", show_default=False)] = None,
@@ -56,6 +61,10 @@ def train(
     scales: Annotated[str, typer.Option(help="Comma-separated image scales to train on besides "
                                         "mirrors, e.g. 1,0.7,0.5 (smaller people; cached).")
                       ] = "1",
+    sigma: Annotated[float, typer.Option(min=1.0, max=64.0, help="Gaussian kernel of the density "
+                                         "targets, input pixels.")] = SIGMA_PX,
+    count_weight: Annotated[float, typer.Option(min=0.0, help="Weight of an L1 term on each "
+                                                "crop's count beside the pixel-wise loss.")] = 0.0,
     ema: Annotated[float, typer.Option(min=0.0, max=0.9999, help="Weight moving-average decay "
                                        "(0 = off); the average is validated and shipped.")] = 0.0,
     eval_every: Annotated[int, typer.Option(min=1, help="Validate every N steps.")] = 150,
@@ -97,6 +106,8 @@ def train(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise fail(f"--out-dir {out_dir}: {exc.strerror or exc}") from None
+    if 0 < crop < 4:
+        raise fail(f"--crop {crop}: use 0 (whole images) or at least 4 cells")
     try:
         train_scales = tuple(sorted({float(v) for v in scales.split(",") if v.strip()}, reverse=True))
     except ValueError:
@@ -105,11 +116,15 @@ def train(
         raise fail(f"--scales {scales!r}: each scale must be between 0.2 and 2")
     cfg = TrainConfig(cut=cut, steps=steps, batch=batch, crop=crop, lr=lr, warmup=warmup,
                       eval_every=eval_every,
-                      seed=seed, bf16=bf16, threads=threads, ema=ema)
+                      seed=seed, bf16=bf16, threads=threads, ema=ema,
+                      count_weight=count_weight, train_from=train_from)
     started = time.perf_counter()
     with user_errors():
         try:
-            trained_specs(cut)
+            names = [spec.name for spec in trained_specs(cut)]
+            if train_from is not None and train_from not in names:
+                raise fail(f"--train-from {train_from}: expected a conv after --cut {cut} "
+                           f"({', '.join(names)})")
             images = load_train_folder(data)[:limit]
             train_images, val_images = split(images, min(val, len(images) - 1), seed)
         except TrainDataError as exc:
@@ -117,9 +132,10 @@ def train(
         weights = load_weights()
         with progress_bar("caching features", len(images)) as advance:
             train_samples = cache_features(train_images, cut, feature_precision, flips=flips,
-                                           scales=train_scales, threads=threads,
+                                           scales=train_scales, sigma=sigma, threads=threads,
                                            on_progress=advance)
-            val_samples = cache_features(val_images, cut, feature_precision, threads=threads,
+            val_samples = cache_features(val_images, cut, feature_precision, sigma=sigma,
+                                         threads=threads,
                                          on_progress=advance)
         extract_s = time.perf_counter() - started
         _say(f"features: {len(train_samples)} train samples ({len(train_images)} images"
@@ -148,7 +164,7 @@ def train(
         report: dict[str, object] = {
             "config": cfg.__dict__, "train_folder": str(data), "train_images": len(train_images),
             "val_images": [im.name for im in val_images], "flips": flips,
-            "scales": list(train_scales),
+            "scales": list(train_scales), "sigma_px": sigma,
             "feature_precision": feature_precision, "feature_seconds": round(extract_s, 1),
             "log": log.as_dict(), "sha256": sha256_file(layers_path),
             "fp16_max_count_drift_val": drift, "output_scale": scale,
@@ -160,7 +176,8 @@ def train(
             stride = max(len(a_images) // calibrate_images, 1)
             a_images = a_images[::stride][:calibrate_images]
             with progress_bar("caching calibration features", len(a_images)) as advance:
-                a_samples = cache_features(a_images, cut, feature_precision, threads=threads,
+                a_samples = cache_features(a_images, cut, feature_precision, sigma=sigma,
+                                           threads=threads,
                                            on_progress=advance)
             scored_a = postfit.scaled(postfit.score(a_samples, weights, cut, layers), scale)
             threshold, rel = postfit.best_threshold(scored_val + scored_a)

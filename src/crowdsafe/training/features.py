@@ -20,7 +20,7 @@ from crowdsafe.counting.counter import to_batch, validate_image
 from crowdsafe.counting.graph import INPUT_NAME, build_model
 from crowdsafe.counting.weights import NPZ_SHA256, cache_dir, load_weights
 from crowdsafe.sources.images import read_image
-from crowdsafe.training.data import TrainImage, density_target
+from crowdsafe.training.data import SIGMA_PX, TrainImage, density_target
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,25 @@ def _key(image: TrainImage, flip: bool, scale: float = 1.0) -> str:
     return f"{image.path.stem}-{digest}{'-flip' if flip else ''}{sized}"
 
 
+def _variant(image: TrainImage, flip: bool, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels and head points of one training variant (resized, then mirrored)."""
+    pixels = read_image(image.path)
+    points = image.points.copy()
+    if scale != 1.0:
+        size = (max(round(pixels.shape[1] * scale), 64), max(round(pixels.shape[0] * scale), 64))
+        points[:, 0] *= size[0] / pixels.shape[1]
+        points[:, 1] *= size[1] / pixels.shape[0]
+        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA if scale < 1
+                            else cv2.INTER_LINEAR)
+    if flip:
+        pixels = np.ascontiguousarray(pixels[:, ::-1])
+        points[:, 0] = pixels.shape[1] - 1 - points[:, 0]
+    return pixels, points
+
+
 def cache_features(images: list[TrainImage], cut: str, precision: str = "fp32", *,
                    flips: bool = False, scales: tuple[float, ...] = (1.0,),
+                   sigma: float = SIGMA_PX,
                    threads: int | None = None,
                    on_progress: Callable[[], None] | None = None) -> list[CachedSample]:
     """Features and targets for every image, its mirror image (``flips``) and resized copies
@@ -94,30 +111,23 @@ def cache_features(images: list[TrainImage], cut: str, precision: str = "fp32", 
     for image in images:
         for flip, scale in variants:
             key = _key(image, flip, scale)
-            feat_path, target_path = out_dir / f"{key}.f16.npy", out_dir / f"{key}.target.npy"
+            feat_path = out_dir / f"{key}.f16.npy"
+            target_path = out_dir / f"{key}.target-s{sigma:g}.npy"
             if not (feat_path.is_file() and target_path.is_file()):
-                pixels = read_image(image.path)
-                points = image.points.copy()
-                if scale != 1.0:
-                    size = (max(round(pixels.shape[1] * scale), 64), max(round(pixels.shape[0] * scale), 64))
-                    points[:, 0] *= size[0] / pixels.shape[1]
-                    points[:, 1] *= size[1] / pixels.shape[0]
-                    pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA if scale < 1
-                                        else cv2.INTER_LINEAR)
+                pixels, points = _variant(image, flip, scale)
                 h, w = pixels.shape[:2]
-                if flip:
-                    pixels = np.ascontiguousarray(pixels[:, ::-1])
-                    points[:, 0] = w - 1 - points[:, 0]
-                if extractor is None:
-                    extractor = FeatureExtractor(cut, precision, threads)
-                features = extractor(pixels).astype(np.float16)
-                target = density_target(points, h, w)
-                if target.shape != features.shape[1:]:
+                if not feat_path.is_file():
+                    if extractor is None:
+                        extractor = FeatureExtractor(cut, precision, threads)
+                    features = extractor(pixels).astype(np.float16)
+                    partial = feat_path.with_suffix(".partial.npy")
+                    np.save(partial, features)
+                    partial.replace(feat_path)
+                target = density_target(points, h, w, sigma)
+                feature_shape = np.load(feat_path, mmap_mode="r").shape
+                if target.shape != feature_shape[1:]:
                     raise RuntimeError(f"{image.name}: target {target.shape} vs features "
-                                       f"{features.shape}")
-                partial = feat_path.with_suffix(".partial.npy")
-                np.save(partial, features)
-                partial.replace(feat_path)
+                                       f"{feature_shape}")
                 np.save(target_path, target)
             samples.append(CachedSample(image.name + (" (mirrored)" if flip else "")
                                         + ("" if scale == 1.0 else f" (x{scale:g})"),
