@@ -154,3 +154,34 @@ def test_whole_images_and_frozen_backend_head(train_root: Path, tmp_path: Path,
                               "--train-from", "frontend.0", "--out-dir", str(tmp_path / "bad")])
     assert bad.exit_code == 2
     assert "expected a conv after --cut frontend.21" in " ".join(bad.stderr.split())
+
+
+def test_post_fit_only_from_earlier_layers(train_root: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """--steps 0 --init-from: the earlier run's layers, re-scored, rescaled and re-tabled."""
+    monkeypatch.setenv(w.ENV_WEIGHTS, str(w.weights_path()))
+    monkeypatch.setenv(w.ENV_CACHE, str(tmp_path / "cache"))
+    common = ["--batch", "2", "--crop", "8", "--val", "2", "--warmup", "0", "--threads", "1",
+              "--scales", "1,0.5", "--calibrate-with", str(train_root / "tiny_a_train"),
+              "--calibrate-images", "2"]
+    first = runner.invoke(app, ["train", str(train_root / "tiny_b_train"), "--steps", "2",
+                                "--lr", "1e-3", *common, "--out-dir", str(tmp_path / "one")])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, ["train", str(train_root / "tiny_b_train"), "--steps", "0",
+                                "--init-from", str(tmp_path / "one" / "sparse_b.npz"), *common,
+                                "--out-dir", str(tmp_path / "two")])
+    assert again.exit_code == 0, again.output
+    one = json.loads((tmp_path / "one" / "train_report.json").read_text())
+    two = json.loads((tmp_path / "two" / "train_report.json").read_text())
+    assert two["log"]["losses"] == [] and two["log"]["best_step"] == 0
+    # The first run's shipped counts (after its scale) are where the second starts from.
+    first_counts = [s["sparse"] for s in one["val"]]
+    second_raw = [s["sparse"] / two["output_scale"] for s in two["val"]]
+    assert second_raw == pytest.approx(first_counts, rel=2e-3, abs=1e-3)
+    sparse_table = json.loads((tmp_path / "two" / "intervals.json").read_text())["tables"]["sparse"]
+    assert "2 resized copies" in sparse_table["fitted_on"]
+    assert len(two["calibration_resized_val"]) == 2
+    bad = runner.invoke(app, ["train", str(train_root / "tiny_b_train"), "--steps", "0",
+                              "--init-from", str(tmp_path / "one" / "loss_curve.png"), *common,
+                              "--out-dir", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "--init-from" in bad.stderr

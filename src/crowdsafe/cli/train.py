@@ -41,7 +41,12 @@ def train(
         exists=True, file_okay=False, show_default=False)],
     out_dir: Annotated[Path, typer.Option(help="Where the layers, loss curve and report go.")
                        ] = Path("train-out"),
-    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 1200,
+    steps: Annotated[int, typer.Option(min=0, help="Optimiser steps (0: only the post-fit of "
+                                       "--init-from's layers: scale, intervals, threshold).")
+                     ] = 1200,
+    init_from: Annotated[Path | None, typer.Option(
+        help="Start from these layers (a sparse_b.npz written by an earlier run) instead of the "
+             "published weights.", exists=True, dir_okay=False, show_default=False)] = None,
     batch: Annotated[int, typer.Option(min=1, help="Crops per step.")] = 4,
     crop: Annotated[int, typer.Option(min=0, help="Crop side in output cells (8 px each); 0 = "
                                       "whole images.")] = 32,
@@ -93,7 +98,8 @@ def train(
     import numpy as np
 
     from crowdsafe.counting.intervals import save_tables
-    from crowdsafe.counting.weights import load_weights
+    from crowdsafe.counting.variants import merge_layers
+    from crowdsafe.counting.weights import WeightsError, load_weights
     from crowdsafe.training import postfit
     from crowdsafe.training.curve import write_curve
     from crowdsafe.training.data import TrainDataError, load_train_folder, split
@@ -150,8 +156,16 @@ def train(
             _say(f"validation at step {step}: MAE {mae:.2f}, bias {bias:+.2f} "
                  f"({time.perf_counter() - started:.0f} s)")
 
-        layers, log = run_training(train_samples, val_samples, weights, cfg, on_step=on_step,
-                                   on_eval=on_eval)
+        start_weights = weights
+        if init_from is not None:
+            try:
+                with np.load(init_from, allow_pickle=False) as npz:
+                    start_weights = merge_layers(weights, {k: np.asarray(npz[k], np.float32)
+                                                           for k in npz.files})
+            except (OSError, ValueError, WeightsError) as exc:
+                raise fail(f"--init-from {init_from}: {exc}") from None
+        layers, log = run_training(train_samples, val_samples, start_weights, cfg,
+                                   on_step=on_step, on_eval=on_eval)
         fp16 = {k: v.astype(np.float16) for k, v in layers.items()}
         write_curve(log, out_dir / "loss_curve.png")
         scored_val = postfit.score(val_samples, weights, cut, layers)
@@ -181,7 +195,14 @@ def train(
                                            on_progress=advance)
             scored_a = postfit.scaled(postfit.score(a_samples, weights, cut, layers), scale)
             threshold, rel = postfit.best_threshold(scored_val + scored_a)
-            tables = postfit.tables(scored_val, scored_a, k=scale)
+            # The sparse model's intervals also see the validation images shrunk as in training
+            # (smaller people, the CCTV case) and the dense A images it was not trained on.
+            resized = tuple(v for v in train_scales if v != 1.0)
+            scored_resized = postfit.scaled(postfit.score(cache_features(
+                val_images, cut, feature_precision, scales=resized, sigma=sigma, threads=threads),
+                weights, cut, layers), scale) if resized else []
+            tables = postfit.tables(scored_val, scored_a, k=scale, extra_sparse=scored_resized)
+            report["calibration_resized_val"] = [s.__dict__ for s in scored_resized]
             save_tables(tables, out_dir / "intervals.json")
             report["calibration_folder"] = str(calibrate_with)
             report["calibration"] = [s.__dict__ for s in scored_a]

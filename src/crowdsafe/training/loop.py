@@ -221,8 +221,9 @@ def train(train_samples: list[CachedSample], val_samples: list[CachedSample],
     optimiser = torch.optim.Adam(param_groups(tail, cfg.lr), lr=cfg.lr)
     # Linear warm-up: Adam's first steps move every weight by about lr at once, which on a
     # pretrained network is a jolt; then cosine decay to zero.
+    total = max(cfg.steps, 1)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min(
-        (step + 1) / max(cfg.warmup, 1), 0.5 * (1 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))))
+        (step + 1) / max(cfg.warmup, 1), 0.5 * (1 + math.cos(math.pi * min(step, total) / total))))
     val_truth = [float(np.load(s.target).sum()) for s in val_samples]
     log = TrainLog()
     best = averaged.state_arrays()

@@ -93,10 +93,16 @@ def best_threshold(scored: list[Scored]) -> tuple[float, float]:
 
 
 def tables(b_val: list[Scored], a_sample: list[Scored], level: float = 0.9,
-           k: float = 1.0) -> dict[str, IntervalTable]:
-    sparse = fit_table("sparse", [s.sparse for s in b_val], [s.truth for s in b_val], level,
+           k: float = 1.0, extra_sparse: list[Scored] | None = None) -> dict[str, IntervalTable]:
+    """Interval tables. The sparse one is fitted on the B validation images, their resized
+    copies (``extra_sparse``) and the A sample: every kind of scene it may be given."""
+    extra = list(extra_sparse or [])
+    own = b_val + extra + a_sample
+    sparse = fit_table("sparse", [s.sparse for s in own], [s.truth for s in own], level,
                        fitted_on=f"{len(b_val)} ShanghaiTech B train images held out from training "
-                                 f"(after the output scale k={k:.3f} fitted on the same images)")
+                                 f"(after the output scale k={k:.3f} fitted on the same images), "
+                                 f"{len(extra)} resized copies of them and {len(a_sample)} "
+                                 "ShanghaiTech A train images (never trained on)")
     both = b_val + a_sample
     dense = fit_table("dense", [s.dense for s in both], [s.truth for s in both], level,
                       fitted_on=f"{len(b_val)} ShanghaiTech B train (held out) + {len(a_sample)} "
