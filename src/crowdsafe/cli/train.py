@@ -70,6 +70,8 @@ def train(
                                          "targets, input pixels.")] = SIGMA_PX,
     count_weight: Annotated[float, typer.Option(min=0.0, help="Weight of an L1 term on each "
                                                 "crop's count beside the pixel-wise loss.")] = 0.0,
+    output_lr_factor: Annotated[float, typer.Option(min=0.0, help="Output conv's learning rate "
+                                                    "relative to the backend's.")] = 1.0,
     ema: Annotated[float, typer.Option(min=0.0, max=0.9999, help="Weight moving-average decay "
                                        "(0 = off); the average is validated and shipped.")] = 0.0,
     eval_every: Annotated[int, typer.Option(min=1, help="Validate every N steps.")] = 150,
@@ -123,7 +125,8 @@ def train(
     cfg = TrainConfig(cut=cut, steps=steps, batch=batch, crop=crop, lr=lr, warmup=warmup,
                       eval_every=eval_every,
                       seed=seed, bf16=bf16, threads=threads, ema=ema,
-                      count_weight=count_weight, train_from=train_from)
+                      count_weight=count_weight, train_from=train_from,
+                      output_lr_factor=output_lr_factor)
     started = time.perf_counter()
     with user_errors():
         try:
