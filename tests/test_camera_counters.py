@@ -92,7 +92,7 @@ def test_the_pipeline_counts_each_frame_with_its_cameras_counter(tmp_path):
 
 
 def test_scale_normalise_counts_the_demo_camera_in_bands_on_its_own_grid(tmp_path):
-    """People 14-138 px tall: the far rows are enlarged towards the sparse model's 150 px."""
+    """People 14-138 px tall: the far rows are enlarged towards the sparse model's 100-250 px."""
     path = _site(tmp_path, "auto")
     path.write_text(path.read_text().replace("    model: auto", "    model: auto\n    scale_normalise: true"))
     counters, built = _counters(path)

@@ -155,8 +155,8 @@ def train(
             if step % 50 == 0 or step == steps:
                 _say(f"step {step}/{steps} loss {loss:.4f} ({time.perf_counter() - started:.0f} s)")
 
-        def on_eval(step: int, mae: float, bias: float) -> None:
-            _say(f"validation at step {step}: MAE {mae:.2f}, bias {bias:+.2f} "
+        def on_eval(step: int, mae: float, bias: float, kind: str) -> None:
+            _say(f"validation at step {step} ({kind} weights): MAE {mae:.2f}, bias {bias:+.2f} "
                  f"({time.perf_counter() - started:.0f} s)")
 
         start_weights = weights
@@ -214,7 +214,8 @@ def train(
             _say(f"auto threshold: {threshold:.1f} people/MP (mean rel. error {rel:.3f} on TRAIN "
                  "images)")
         (out_dir / "train_report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
-    _say(f"best validation MAE {log.best_mae:.2f} at step {log.best_step}; fp16 count drift "
+    _say(f"best validation MAE {log.best_mae:.2f} at step {log.best_step} ({log.best_kind} "
+         f"weights); fp16 count drift "
          f"{drift:.4f}; {time.perf_counter() - started:.0f} s in all")
     _say(f"wrote {layers_path} (sha256 {report['sha256']}), loss_curve.png, train_report.json")
     if install:

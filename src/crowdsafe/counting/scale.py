@@ -1,8 +1,8 @@
 """Scale normalisation: resize bands of rows so people appear at the size the model learnt.
 
 A density CNN learns what one person looks like at the scale of its training images; the
-sparse model saw ShanghaiTech B street scenes, where people are about
-``TRAINED_PERSON_PX["sparse"]`` pixels tall. A CCTV camera looking down a walkway sees people
+sparse model saw ShanghaiTech B street scenes, where people are ``TRAINED_PERSON_PX["sparse"]``
+pixels tall. A CCTV camera looking down a walkway sees people
 five times smaller at the far end than near it. When calibration gives the pixel height of a
 person for each image row (``GroundMap.person_px``), the rows are grouped into bands of
 similar height, each band (with context rows above and below) is resized so people in it
@@ -30,11 +30,12 @@ from crowdsafe.counting.counter import MIN_SIDE, DensityResult, ImageError, vali
 from crowdsafe.counting.graph import STRIDE
 from crowdsafe.counting.intervals import IntervalTable, load_tables
 
-#: Typical pixel height of a standing person in the model's training images. Sparse:
-#: ShanghaiTech B train, people mostly 100-250 px tall in 1024x768 frames (measured by eye on
-#: train images; see MODEL_CARD.md). The dense model saw every scale in ShanghaiTech A, so it
-#: has no single trained height and is never rescaled.
-TRAINED_PERSON_PX: dict[str, float] = {"sparse": 150.0}
+#: Pixel heights of standing people the model counts at native scale: the range it saw in
+#: training. Sparse: ShanghaiTech B train, people mostly 100-250 px tall in 1024x768 frames
+#: (read by eye off train images; see MODEL_CARD.md). Rows whose people are inside the range
+#: are not resized. The dense model saw every scale in ShanghaiTech A, so it has no single
+#: trained height and is never rescaled.
+TRAINED_PERSON_PX: dict[str, tuple[float, float]] = {"sparse": (100.0, 250.0)}
 MIN_SCALE = 0.5
 MAX_SCALE = 3.0
 #: Rows whose scales differ by less than this factor share a band.

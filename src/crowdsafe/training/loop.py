@@ -59,6 +59,8 @@ class TrainLog:
     steps: list[int] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
     evals: list[tuple[int, float, float]] = field(default_factory=list)  # step, val MAE, val bias
+    ema_evals: list[tuple[int, float, float]] = field(default_factory=list)  # the same, averaged weights
+    best_kind: str = "raw"
     best_step: int = 0
     best_mae: float = math.inf
     seconds: float = 0.0
@@ -204,7 +206,7 @@ def predict_counts(tail: nn.Module, samples: list[CachedSample], bf16: bool) -> 
 def train(train_samples: list[CachedSample], val_samples: list[CachedSample],
           weights: dict[str, np.ndarray], cfg: TrainConfig,
           on_step: Callable[[int, float], None] | None = None,
-          on_eval: Callable[[int, float, float], None] | None = None,
+          on_eval: Callable[[int, float, float, str], None] | None = None,
           ) -> tuple[dict[str, np.ndarray], TrainLog]:
     """Fine-tune; return the best-on-validation layers (float32) and the log."""
     if cfg.threads:
@@ -230,14 +232,22 @@ def train(train_samples: list[CachedSample], val_samples: list[CachedSample],
         nonlocal best
         if not val_samples:
             return
-        pred = predict_counts(averaged, val_samples, cfg.bf16)
-        errors = [p - t for p, t in zip(pred, val_truth, strict=True)]
-        mae = sum(abs(e) for e in errors) / len(errors)
-        log.evals.append((step, mae, sum(errors) / len(errors)))
-        if on_eval is not None:
-            on_eval(*log.evals[-1])
-        if mae < log.best_mae:
-            log.best_mae, log.best_step, best = mae, step, averaged.state_arrays()
+        # The raw weights too: the average lags the raw ones by about 1 / (1 - ema) steps,
+        # which early on can be the worse of the two. The better one on validation is kept.
+        candidates = [("average", averaged), ("raw", tail)] if averaged is not tail else [("raw", tail)]
+        for kind, model in candidates:
+            pred = predict_counts(model, val_samples, cfg.bf16)
+            errors = [p - t for p, t in zip(pred, val_truth, strict=True)]
+            mae = sum(abs(e) for e in errors) / len(errors)
+            if kind == "raw":
+                log.evals.append((step, mae, sum(errors) / len(errors)))
+            else:
+                log.ema_evals.append((step, mae, sum(errors) / len(errors)))
+            if on_eval is not None:
+                on_eval(step, mae, sum(errors) / len(errors), kind)
+            if mae < log.best_mae:
+                log.best_mae, log.best_step, best = mae, step, model.state_arrays()
+                log.best_kind = kind
 
     evaluate(0)
     tail.train()
