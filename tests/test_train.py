@@ -122,7 +122,7 @@ def test_full_backend_with_mirrors_scales_and_average(train_root: Path, tmp_path
     published = w.load_weights()["output_layer.bias"]
     assert layers["output_layer.bias"].astype(np.float32) == pytest.approx(
         published * report["output_scale"], rel=2e-3)
-    shrunk = sorted((tmp_path / "cache").rglob("*-x0.5.target-s15.npy"))
+    shrunk = sorted((tmp_path / "cache").rglob("*-x0.5.target-s4.npy"))
     assert len(shrunk) == 4 and all(np.load(p).shape == (16, 16) for p in shrunk)
 
 

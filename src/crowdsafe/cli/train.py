@@ -43,7 +43,7 @@ def train(
                        ] = Path("train-out"),
     steps: Annotated[int, typer.Option(min=0, help="Optimiser steps (0: only the post-fit of "
                                        "--init-from's layers: scale, intervals, threshold).")
-                     ] = 1200,
+                     ] = 5000,
     init_from: Annotated[Path | None, typer.Option(
         help="Start from these layers (a sparse_b.npz written by an earlier run) instead of the "
              "published weights.", exists=True, dir_okay=False, show_default=False)] = None,
@@ -73,8 +73,9 @@ def train(
     output_lr_factor: Annotated[float, typer.Option(min=0.0, help="Output conv's learning rate "
                                                     "relative to the backend's.")] = 1.0,
     ema: Annotated[float, typer.Option(min=0.0, max=0.9999, help="Weight moving-average decay "
-                                       "(0 = off); the average is validated and shipped.")] = 0.0,
-    eval_every: Annotated[int, typer.Option(min=1, help="Validate every N steps.")] = 150,
+                                       "(0 = off); raw and average are validated, the better kept.")
+                 ] = 0.998,
+    eval_every: Annotated[int, typer.Option(min=1, help="Validate every N steps.")] = 500,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast for training (AMX/AVX-512-BF16 CPUs).")
                     ] = True,
     feature_precision: Annotated[str, typer.Option(help="Engine precision of the cached "

@@ -28,7 +28,7 @@ from crowdsafe.counting.engines import EngineSpec
 from crowdsafe.counting.variants import ModelChoice, ModelName
 
 SPARSE_MIN_PERSON_PX = 48.0
-DENSE_ABOVE_PER_MPX = 188.0
+DENSE_ABOVE_PER_MPX = 282.1
 
 
 def choose_from_person_px(person_px: np.ndarray) -> ModelName:

@@ -23,7 +23,7 @@ ModelChoice = Literal["dense", "sparse", "auto"]
 MODELS: tuple[ModelName, ...] = ("dense", "sparse")
 SPARSE_RESOURCE = "sparse_b.npz"
 #: SHA-256 of the shipped sparse layers; `crowdsafe train --export` prints the new value.
-SPARSE_SHA256 = "25c0d66e2110819c39c71fc0fee845e7adffb8b46a275b7bc5bd62839f38928a"
+SPARSE_SHA256 = "7a7ade8582ed21ad62ccedc0a7e4c28845ce5b71a1ca464af404cb6faa5d4dd6"
 
 
 def sparse_path() -> Path:

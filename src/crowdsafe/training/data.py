@@ -1,11 +1,10 @@
 """Training images, their density targets and the train/validation split.
 
-Targets: every annotated head point becomes a 2-D Gaussian with sigma = 15 input pixels
-(the fixed kernel CSRNet used for ShanghaiTech B, whose people are large and seen at similar
-scales, so the geometry-adaptive kernel of dense sets is not needed), summed into the
-network's 8x8 output cells. Each target therefore sums to the number of heads inside the
-cropped frame. The first shipped model used 4 px, which puts a head's mass in one or two
-cells: a target the network can only match by placing each head to within 8 pixels.
+Targets: every annotated head point becomes a 2-D Gaussian with sigma = 4 input pixels
+(fixed kernel: ShanghaiTech B people are large and seen at similar scales, where the
+geometry-adaptive kernel of dense sets is not needed), summed into the network's 8x8 output
+cells. Each target therefore sums to the number of heads inside the cropped frame.
+``--sigma 15`` gives CSRNet's own kernel for B; it was only tried in short pilots here.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import numpy as np
 from crowdsafe.counting.graph import STRIDE
 from crowdsafe.sources.images import natural_key
 
-SIGMA_PX = 15.0
+SIGMA_PX = 4.0
 
 
 class TrainDataError(ValueError):
