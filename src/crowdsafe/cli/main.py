@@ -7,7 +7,20 @@ import typer
 import crowdsafe.cli.forecast as forecast
 import crowdsafe.cli.simulate as simulate
 import crowdsafe.cli.train as train
-from crowdsafe.cli import bench, calibrate, count, demo, evaluate, export, models, run, serve, site, token
+from crowdsafe.cli import (
+    bench,
+    calibrate,
+    count,
+    demo,
+    eval_site,
+    evaluate,
+    export,
+    models,
+    run,
+    serve,
+    site,
+    token,
+)
 
 app = typer.Typer(
     name="crowdsafe",
@@ -19,6 +32,7 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.command("count")(count.count)
 app.command("eval")(evaluate.evaluate)
+app.command("eval-site")(eval_site.eval_site)
 app.command("bench")(bench.bench)
 app.command("demo")(demo.demo)
 app.command("export")(export.export)

@@ -119,6 +119,13 @@ class Camera(_Strict):
         False, description="resize bands of rows so people appear at the sparse model's trained "
                            "size (needs person heights from the calibration; far rows cost up to "
                            "9x the pixels)")
+    head_height_m: float | None = Field(
+        None, ge=0, le=3.0, description="height of the plane this camera's density is mapped through, "
+                                        "metres; default: the site's head_height_m")
+    accept_floor_mapping: bool = Field(
+        False, description="when this camera's pose cannot be known (no focal_px and none can be "
+                           "estimated), map its density at the floor anyway; people then land metres "
+                           "behind where they stand. Without it such a camera is refused")
 
 
 class Exit(_Strict):
@@ -271,6 +278,9 @@ class ScheduleEvent(BaseModel):
 
 class Site(_Strict):
     name: str
+    head_height_m: float = Field(
+        1.6, ge=0, le=3.0, description="height above the floor of the heads the counting models put each "
+                                       "person's density at, metres (0 maps density at the floor)")
     cameras: list[Camera] = Field(min_length=1)
     zones: list[Zone] = []
     lines: list[Line] = []
@@ -286,6 +296,10 @@ class Site(_Strict):
                 return cam
         raise KeyError(f"no camera {camera_id!r} in site {self.name!r}; cameras: "
                        f"{', '.join(c.id for c in self.cameras)}")
+
+    def head_height_for(self, camera: Camera) -> float:
+        """The density plane's height for one camera: its own setting, else the site's."""
+        return self.head_height_m if camera.head_height_m is None else camera.head_height_m
 
     def resolve_source(self, camera: Camera) -> str:
         """The camera's source with a relative file path taken relative to the site file."""

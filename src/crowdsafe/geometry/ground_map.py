@@ -1,5 +1,12 @@
 """How much floor each density cell sees, and how tall a person looks there.
 
+The cells are mapped through the plane where the counter puts people's density, not
+necessarily the floor: crowd-counting models are trained on head annotations, so their mass sits
+at head height, and a camera a few metres up sees a head over a floor spot metres behind the
+person's feet. ``image_to_ground`` is therefore "image pixel → ground (x, y) below the point at
+``plane_height_m`` seen there" (``geometry.pose.plane_homography``); with height 0 it is the floor
+homography itself. Areas, zones, footprints and ownership all follow from it, in floor metres.
+
 The counter's density map has one value per 8x8-pixel cell; people per m² needs the floor area
 behind each cell. A homography maps straight lines to straight lines, so the floor under a cell
 is exactly the quadrilateral spanned by its four mapped corners, and its area is the shoelace
@@ -27,7 +34,7 @@ PERSON_HEIGHT_M = 1.7
 class GroundMap:
     """Per density cell of one camera: floor quad, its area, validity, person height in pixels."""
 
-    image_to_ground: np.ndarray  # 3x3
+    image_to_ground: np.ndarray  # 3x3: image -> ground (x, y) under the density plane
     image_size: tuple[int, int]  # (width, height) pixels
     cell: int
     corners: np.ndarray  # (rows+1, cols+1, 2) ground metres of cell corners; NaN beyond the horizon
@@ -35,6 +42,13 @@ class GroundMap:
     valid: np.ndarray  # (rows, cols) bool
     person_px: np.ndarray  # (rows, cols) pixel height of a 1.7 m person at the cell centre; NaN unknown
     pose: CameraPose | None
+    plane_height_m: float = 0.0  # height above the floor of the plane the density cells are mapped through
+
+    @property
+    def ground_to_image(self) -> np.ndarray:
+        """Ground (x, y) → image pixel of the point ``plane_height_m`` above it (w > 0 in front)."""
+        inv = np.linalg.inv(self.image_to_ground)
+        return inv / np.abs(inv[2]).max()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -81,12 +95,14 @@ def shoelace(quads: np.ndarray) -> np.ndarray:
 
 def build_ground_map(image_to_ground: np.ndarray, image_size: tuple[int, int], *, cell: int = CELL,
                      max_cell_area_m2: float = DEFAULT_MAX_CELL_AREA_M2,
-                     pose: CameraPose | None = None, person_height_m: float = PERSON_HEIGHT_M) -> GroundMap:
+                     pose: CameraPose | None = None, person_height_m: float = PERSON_HEIGHT_M,
+                     plane_height_m: float = 0.0) -> GroundMap:
     """Ground map of one camera for a (width, height) image and the counter's cell size.
 
     Cells are the counter's: rows = height // cell, cols = width // cell (a partial cell at the
     right/bottom edge has no density value and is left out). ``pose`` (see ``geometry.pose``)
-    gives person heights; without it they are NaN.
+    gives person heights; without it they are NaN. ``image_to_ground`` must already map through
+    the plane at ``plane_height_m`` (recorded here so every consumer knows which plane it is).
     """
     width, height = image_size
     rows, cols = height // cell, width // cell
@@ -99,7 +115,7 @@ def build_ground_map(image_to_ground: np.ndarray, image_size: tuple[int, int], *
     area = np.where(valid, area, np.nan)
     person = np.full((rows, cols), np.nan)
     gm = GroundMap(image_to_ground=image_to_ground, image_size=(width, height), cell=cell, corners=corners,
-                   area_m2=area, valid=valid, person_px=person, pose=pose)
+                   area_m2=area, valid=valid, person_px=person, pose=pose, plane_height_m=plane_height_m)
     if pose is not None and valid.any():
         centres = gm.cell_centres_ground()
         person[valid] = person_height_px(pose, centres[valid], person_height_m)

@@ -103,6 +103,28 @@ def pose_from_homography(image_to_ground: np.ndarray, image_size: tuple[int, int
     return pose
 
 
+def plane_homography(pose: CameraPose, image_to_floor: np.ndarray, height_m: float) -> np.ndarray:
+    """Image → ground (x, y) under the point seen at each pixel on the plane ``height_m`` above the floor.
+
+    A point (x, y, h) projects as K (x r1 + y r2 + t + h r3) = G_floor (x, y, 1) + h K r3, so the
+    plane at height h has the ground→image homography ``G_h = s·G_floor + h·K r3 e3ᵀ``, with s the
+    scale that makes the floor homography equal K [r1 r2 t] of this pose. Building it from the
+    fitted floor homography (not from the orthogonalised R) keeps h = 0 exactly the floor fit.
+    Crowd-counting models put a person's density at the head, so the head plane is where their
+    density cells sit; mapped through it, each cell lands above the floor spot the person stands on.
+
+    The result is scaled like ``homography.check_orientation`` does: w > 0 in front of the camera.
+    """
+    G = np.linalg.inv(image_to_floor)
+    KinvG = np.linalg.inv(pose.K) @ G
+    col = KinvG[:, 2]
+    s = float(col @ pose.t) / float(col @ col)
+    G_h = s * G
+    G_h[:, 2] = G_h[:, 2] + height_m * (pose.K @ pose.R[:, 2])
+    H = np.linalg.inv(G_h)
+    return H / np.abs(H[2]).max()
+
+
 def person_height_px(pose: CameraPose, ground_points: np.ndarray, height_m: float = 1.7) -> np.ndarray:
     """Image length (pixels) of a person of ``height_m`` standing at each ground point (N,2)."""
     g = np.asarray(ground_points, float).reshape(-1, 2)

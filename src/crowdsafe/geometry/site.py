@@ -17,7 +17,7 @@ from crowdsafe.config.site import Camera, Site, SiteError, Zone
 from crowdsafe.geometry.ground_map import CELL, GroundMap, build_ground_map
 from crowdsafe.geometry.homography import CalibrationError, HomographyFit, fit_homography
 from crowdsafe.geometry.ownership import Ownership, assign_ownership
-from crowdsafe.geometry.pose import pose_from_homography
+from crowdsafe.geometry.pose import CameraPose, plane_homography, pose_from_homography
 from crowdsafe.geometry.zones import footprint, zone_coverage
 
 
@@ -65,14 +65,49 @@ def fit_camera(camera: Camera, index: int) -> HomographyFit:
         raise SiteError([f"cameras[{index}].calibration.{exc}"]) from None
 
 
-def camera_ground_map(camera: Camera, fit: HomographyFit, image_size: tuple[int, int],
-                      cell: int = CELL) -> GroundMap:
+#: A camera must be at least this far above the density plane: closer, the plane is seen edge-on.
+MIN_CLEARANCE_M = 0.5
+
+
+def camera_pose(camera: Camera, fit: HomographyFit, image_size: tuple[int, int]) -> CameraPose | None:
+    """The camera's pose from its floor fit (and focal_px when given); None when it cannot be known."""
     cal = camera.calibration
-    pose = pose_from_homography(fit.matrix, image_size, focal_px=cal.focal_px,
+    return pose_from_homography(fit.matrix, image_size, focal_px=cal.focal_px,
                                 principal_point=cal.principal_point,
                                 floor_image_point=tuple(fit.image_points.mean(axis=0)))
-    return build_ground_map(fit.matrix, image_size, cell=cell, max_cell_area_m2=cal.max_cell_area_m2,
-                            pose=pose)
+
+
+def pose_problem(camera: Camera, index: int, pose: CameraPose | None, head_height_m: float) -> str | None:
+    """Why this camera's density cannot be placed at head height, or None when it can.
+
+    Mapping head-height density through the floor puts people metres behind where they stand
+    (7.6 m median on the demo camera), so an unknown pose is refused unless the site accepts
+    floor mapping for that camera explicitly.
+    """
+    if head_height_m == 0 or camera.accept_floor_mapping:
+        return None
+    path = f"cameras[{index}].calibration"
+    if pose is None:
+        return (f"{path}: camera pose unknown: the focal length cannot be estimated from these points, so "
+                f"density at head height ({head_height_m} m) cannot be placed on the floor; give focal_px "
+                f"(and principal_point if it is not the image centre), or set cameras[{index}]."
+                "accept_floor_mapping: true to map it at the floor (people then land metres off)")
+    if pose.height_m < head_height_m + MIN_CLEARANCE_M:
+        return (f"{path}: the camera is {pose.height_m:.2f} m above the floor by its pose, not above the "
+                f"head plane ({head_height_m} m) by at least {MIN_CLEARANCE_M} m; check the points and "
+                "focal_px, or set head_height_m for this camera")
+    return None
+
+
+def camera_ground_map(camera: Camera, fit: HomographyFit, image_size: tuple[int, int],
+                      cell: int = CELL, head_height_m: float = 0.0) -> GroundMap:
+    """Cells mapped through the plane at ``head_height_m`` (the floor when the pose is unknown)."""
+    cal = camera.calibration
+    pose = camera_pose(camera, fit, image_size)
+    plane = head_height_m if pose is not None else 0.0
+    matrix = fit.matrix if plane == 0 or pose is None else plane_homography(pose, fit.matrix, plane)
+    return build_ground_map(matrix, image_size, cell=cell, max_cell_area_m2=cal.max_cell_area_m2,
+                            pose=pose, plane_height_m=plane)
 
 
 def build_site_geometry(site: Site, image_sizes: Mapping[str, tuple[int, int]] | None = None, *,
@@ -97,7 +132,12 @@ def build_site_geometry(site: Site, image_sizes: Mapping[str, tuple[int, int]] |
             problems.append(f"cameras[{i}].calibration.image_size: unknown; give [width, height] of the "
                             "frames")
             continue
-        maps[cam.id] = camera_ground_map(cam, fits[cam.id], tuple(size), cell)
+        head = site.head_height_for(cam)
+        problem = pose_problem(cam, i, camera_pose(cam, fits[cam.id], tuple(size)), head)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        maps[cam.id] = camera_ground_map(cam, fits[cam.id], tuple(size), cell, head)
         if not maps[cam.id].valid.any():
             problems.append(f"cameras[{i}].calibration: no density cell of the image maps to usable floor "
                             f"(all beyond the horizon or larger than {cam.calibration.max_cell_area_m2} m²)")

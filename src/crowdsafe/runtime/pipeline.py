@@ -7,9 +7,12 @@ of each camera (zones seen by several cameras combine the newest map of each, so
 not half a zone) and the time of each camera's previous frame (the period a line flow covers).
 
 Line endpoints are given in ground metres; they are mapped into the image of the camera that
-sees most of the line with the inverse of its floor homography, clipped to the part that lands
-on usable floor cells of that image. Flux is conserved under the homography, so it is
-integrated in image space; only the per-metre flow needs the (visible) gate width.
+sees most of the line *at head height* (the plane the density cells are mapped through, see
+``geometry.ground_map``), clipped to the part that lands on usable cells of that image. A head
+crosses the vertical plane above the line exactly when its person crosses the line, so the
+flux of head density through the line's head-height image counts the people crossing the floor
+line. Flux is conserved under the homography, so it is integrated in image space; only the
+per-metre flow needs the (visible) gate width.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from crowdsafe.counting.batch import Counts
 from crowdsafe.counting.counter import DensityResult
 from crowdsafe.geometry.homography import apply
 from crowdsafe.geometry.site import SiteGeometry
-from crowdsafe.measure.flow import line_flux, optical_flow
+from crowdsafe.measure.flow import body_offsets, line_flux, optical_flow
 from crowdsafe.measure.zones import ZoneReading, profile_book, zone_readings
 from crowdsafe.runtime.background import BackgroundCheck, BackgroundPolicy, CameraBackground
 from crowdsafe.runtime.camera import Sample
@@ -66,7 +69,7 @@ def plan_line(geometry: SiteGeometry, line_id: str) -> LinePlan | None:
     ground = a + t[:, None] * (b - a)
     best: tuple[float, str, np.ndarray] | None = None
     for cid, cam in geometry.cameras.items():
-        image = apply(cam.fit.inverse, ground)
+        image = apply(cam.ground_map.ground_to_image, ground)
         _, _, seen = cam.ground_map.cell_of(image)
         fraction = float(seen.mean())
         if fraction > 0 and (best is None or fraction > best[0]):
@@ -80,9 +83,9 @@ def plan_line(geometry: SiteGeometry, line_id: str) -> LinePlan | None:
     # Which image side is "in": push the middle of the visible part along the ground normal.
     cam = geometry.cameras[cid]
     mid_px = (a_px + b_px) / 2
-    mid = apply(cam.fit.matrix, mid_px[None])[0]
+    mid = apply(cam.ground_map.image_to_ground, mid_px[None])[0]
     step = 0.05 * max(line.length_m, 1.0)
-    inward = apply(cam.fit.inverse, (mid + step * np.asarray(line.positive_normal()))[None])[0]
+    inward = apply(cam.ground_map.ground_to_image, (mid + step * np.asarray(line.positive_normal()))[None])[0]
     dx, dy = b_px - a_px
     positive_side = np.array([dy, -dx])  # line_flux's positive normal in image coordinates
     in_is_positive = bool(np.dot(inward - mid_px, positive_side) > 0)
@@ -230,8 +233,12 @@ class FramePipeline:
         velocity = optical_flow(image, pair, sample.pair_dt)
         rows: list[dict[str, object]] = []
         metrics = []
+        ground = self.geometry.cameras[cid].ground_map
+        offsets = (body_offsets(ground.person_px, ground.plane_height_m) if result.cell == ground.cell
+                   else None)
         for plan in plans:
-            flux = line_flux(result.density, result.cell, velocity, plan.a_px, plan.b_px)
+            flux = line_flux(result.density, result.cell, velocity, plan.a_px, plan.b_px,
+                             body_offset_px=offsets)
             pos, neg = max(flux.positive_per_s, 0.0) + 0.0, max(flux.negative_per_s, 0.0) + 0.0  # not -0.0
             in_ps, out_ps = (pos, neg) if plan.in_is_positive else (neg, pos)
             pmm = (in_ps + out_ps) * 60.0 / plan.width_m

@@ -1,0 +1,90 @@
+"""``crowdsafe eval-site``: the site's whole path (counter, geometry, zones, lines) vs annotated video."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from crowdsafe.cli.console import stdout_console
+from crowdsafe.cli.errors import fail, user_errors
+from crowdsafe.cli.options import (
+    EngineChoice,
+    EngineOption,
+    PrecisionChoice,
+    PrecisionOption,
+    ThreadsOption,
+    engine_spec,
+)
+from crowdsafe.cli.progress import progress_bar
+from crowdsafe.counting.batch import Counts
+from crowdsafe.evaluation.site import (
+    PointsCounter,
+    evaluate_site,
+    load_frame_points,
+    parse_frames,
+    summary_rows,
+)
+from crowdsafe.runtime.counters import CameraCounters
+
+
+def eval_site(
+    site_file: Annotated[Path, typer.Argument(help="Site file (YAML).", exists=True, dir_okay=False,
+                                              show_default=False)],
+    camera: Annotated[str, typer.Option(help="Camera id whose source is the annotated video.",
+                                        show_default=False)],
+    feet: Annotated[Path, typer.Option(
+        help="Annotated foot points per frame: {\"<frame>\": {\"points\": [[x, y], ...]}}; they place "
+             "each person on the floor for the zone and line truth.", exists=True, dir_okay=False,
+        show_default=False)],
+    density_from: Annotated[Path | None, typer.Option(
+        help="Replace the counter with these points (e.g. annotated head centres) rasterised as a "
+             "density map, to check geometry and flow apart from the counter.", exists=True,
+        dir_okay=False, show_default=False)] = None,
+    frames: Annotated[str | None, typer.Option(
+        help="START:STOP[:STEP] frame indices of the camera's video (STOP exclusive); default: every "
+             "annotated frame.", show_default=False)] = None,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the results as JSON to this file.", show_default=False)] = None,
+    engine: EngineOption = EngineChoice.auto,
+    precision: PrecisionOption = PrecisionChoice.fp32,
+    threads: ThreadsOption = None,
+) -> None:
+    """Per zone, per line and whole-frame accuracy of the site pipeline on an annotated video."""
+    if json_out is not None and not json_out.parent.is_dir():
+        raise fail(f"--json {json_out}: folder {json_out.parent} does not exist")
+    from crowdsafe.cli.site import site_geometry
+    from crowdsafe.config.site import load_site
+
+    with user_errors():
+        site = load_site(site_file)
+        geometry = site_geometry(site)
+        if camera not in geometry.cameras:
+            raise fail(f"--camera {camera!r}: the site has {', '.join(geometry.cameras)}")
+        truth = load_frame_points(feet)
+        span = parse_frames(frames, truth)
+        heads = load_frame_points(density_from) if density_from is not None else None
+        counter: Counts | CameraCounters = (
+            PointsCounter(heads) if heads is not None
+            else CameraCounters(geometry, engine_spec(engine, precision, threads)))
+        video = site.resolve_source(site.camera(camera))
+        with progress_bar(f"evaluating {camera}", len(span)) as advance:
+            result = evaluate_site(geometry, camera, video, truth, span, counter, heads=heads,
+                                   on_frame=lambda _: advance())
+    data = result.as_dict()
+    title = (f"Site pipeline vs annotation: {camera}, frames {span.start}:{span.stop}:{span.step}, "
+             f"counter {result.counter}")
+    table = Table(title=title, title_justify="left")
+    for column in ("what", "truth (mean / crossings)", "measured", "MAE / frame", "bias"):
+        table.add_column(column, justify="left" if column == "what" else "right")
+    for row in summary_rows(data):
+        table.add_row(*row)
+    stdout_console().print(table)
+    if json_out is not None:
+        try:
+            json_out.write_text(json.dumps(data, indent=2) + "\n")
+        except OSError as exc:
+            raise fail(f"{json_out}: cannot write ({exc.strerror or exc})") from None
