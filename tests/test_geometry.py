@@ -80,9 +80,18 @@ def blob_cells(image_point: np.ndarray, size: tuple[int, int], cell: int = 8, wi
     return np.meshgrid(rs, cs, indexing="ij")
 
 
+def at_height(projection: np.ndarray, height_m: float) -> np.ndarray:
+    """Ground (x, y) → image homography of the points ``height_m`` above the floor, from a 3x4 P."""
+    g2i = projection[:, [0, 1, 3]].copy()
+    g2i[:, 2] += height_m * projection[:, 2]
+    return g2i
+
+
 SIZE = (640, 480)
-CAM_A = look_at((0.0, -12.0, 7.0), (0.0, 4.0, 0.0), 700.0, SIZE)[0]
-CAM_B = look_at((14.0, 6.0, 9.0), (1.0, 3.0, 0.0), 600.0, SIZE)[0]
+CAM_A, P_A = look_at((0.0, -12.0, 7.0), (0.0, 4.0, 0.0), 700.0, SIZE)
+CAM_B, P_B = look_at((14.0, 6.0, 9.0), (1.0, 3.0, 0.0), 600.0, SIZE)
+#: Where the counter puts people in these cameras: at head height (the site default, 1.6 m).
+HEAD_A, HEAD_B = at_height(P_A, 1.6), at_height(P_B, 1.6)
 
 
 # ---------------------------------------------------------------- homography fit

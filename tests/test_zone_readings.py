@@ -22,6 +22,8 @@ from tests.test_geometry import (
     CAM_A,
     CAM_B,
     DEMO_SITE,
+    HEAD_A,
+    HEAD_B,
     SHARED_DATA,
     SIZE,
     blob_cells,
@@ -59,7 +61,8 @@ def people(n: int, box: tuple[float, float, float, float], seed: int) -> np.ndar
 
 
 def render(g2i: np.ndarray, ground: np.ndarray, masses: np.ndarray | None = None) -> np.ndarray:
-    """What a perfect counter would output: a blob per person the camera sees."""
+    """What a perfect counter would output: a blob per person the camera sees, at ``g2i``'s plane
+    (the head plane, ``HEAD_A``/``HEAD_B``, for a head-annotated model)."""
     image = apply(g2i, ground)
     seen = np.all(np.isfinite(image), axis=1) & (image[:, 0] >= 0) & (image[:, 0] < SIZE[0]) \
         & (image[:, 1] >= 0) & (image[:, 1] < SIZE[1])
@@ -71,13 +74,13 @@ def render(g2i: np.ndarray, ground: np.ndarray, masses: np.ndarray | None = None
 
 def test_blobs_inside_a_zone_are_counted_exactly():
     geo = build_site_geometry(parse_site(site(camera("a", CAM_A))))
-    crowd = people(25, (-2.5, 1.0, 2.5, 5.5), seed=1)
+    crowd = people(25, (-2.0, 1.8, 2.0, 5.5), seed=1)
     masses = np.random.default_rng(2).uniform(0.5, 1.5, len(crowd))  # a blob per person, of known mass
     weights = geo.cameras["a"].zone_weights["plaza"]
-    for p in apply(CAM_A, crowd):
+    for p in apply(HEAD_A, crowd):
         rr, cc = blob_cells(p, SIZE)
         assert np.all(weights[rr, cc] == 1.0), "precondition: every blob lies wholly inside the zone"
-    (plaza, south) = zone_readings(geo, {"a": result(render(CAM_A, crowd, masses))}, ts=1000.0)
+    (plaza, south) = zone_readings(geo, {"a": result(render(HEAD_A, crowd, masses))}, ts=1000.0)
     assert plaza.count == pytest.approx(masses.sum(), abs=1e-5)  # float32 density map
     assert south.count == pytest.approx(0.0, abs=1e-9)
     assert plaza.area_m2 == 64.0 and plaza.coverage_pct == pytest.approx(100.0)
@@ -95,7 +98,7 @@ def test_half_covered_cell_counts_its_covered_fraction():
     density[r, c] = 1.0
     plaza = zone_readings(geo, {"a": result(density)}, ts=0.0)[0]
     quad = np.array([[c * 8, r * 8], [c * 8 + 8, r * 8], [c * 8 + 8, r * 8 + 8], [c * 8, r * 8 + 8]], float)
-    floor = shapely.Polygon(apply(image_to_ground(CAM_A), quad))
+    floor = shapely.Polygon(apply(image_to_ground(HEAD_A), quad))  # the floor under the cell's heads
     expected = floor.intersection(shapely.Polygon(PLAZA)).area / floor.area
     assert plaza.count == pytest.approx(expected, abs=1e-6)
 
@@ -103,7 +106,7 @@ def test_half_covered_cell_counts_its_covered_fraction():
 def test_counter_interval_is_carried_proportionally():
     geo = build_site_geometry(parse_site(site(camera("a", CAM_A))))
     crowd = np.vstack([people(8, (-3.0, 1.0, 3.0, 7.0), 3), people(4, (-2.5, -4.0, 2.5, -2.5), 4)])
-    res = result(render(CAM_A, crowd))
+    res = result(render(HEAD_A, crowd))
     total = res.count
     plaza, south = zone_readings(geo, {"a": res}, ts=0.0, intervals={"a": (0.8 * total, 1.5 * total)})
     assert plaza.interval == pytest.approx((0.8 * plaza.count, 1.5 * plaza.count))
@@ -129,7 +132,7 @@ def test_two_overlapping_cameras_count_each_person_once():
     assert 0 < two.cameras["a"].ownership.mean() < 1 and 0 < two.cameras["b"].ownership.mean() < 1
     crowd = np.vstack([people(30, (-3.5, 0.5, 3.5, 7.5), 5), people(6, (-2.5, -4.0, 2.5, -2.5), 6)])
     in_plaza = shapely.contains(shapely.Polygon(PLAZA), shapely.points(crowd)).sum()
-    maps = {"a": result(render(CAM_A, crowd)), "b": result(render(CAM_B, crowd))}
+    maps = {"a": result(render(HEAD_A, crowd)), "b": result(render(HEAD_B, crowd))}
     single = zone_readings(one, {"a": maps["a"]}, ts=0.0)[0]
     pair = zone_readings(two, maps, ts=0.0)[0]
     alone = {k: build_site_geometry(parse_site(site(camera(k, g)))) for k, g in (("a", CAM_A), ("b", CAM_B))}
@@ -142,7 +145,7 @@ def test_two_overlapping_cameras_count_each_person_once():
 def test_coverage_is_the_part_of_the_zone_any_camera_sees():
     two = build_site_geometry(parse_site(site(camera("a", CAM_A), camera("b", CAM_B))))
     rect = np.array([[0, 0], [SIZE[0], 0], SIZE, [0, SIZE[1]]], float)
-    seen = shapely.union_all([shapely.Polygon(apply(image_to_ground(g), rect)) for g in (CAM_A, CAM_B)])
+    seen = shapely.union_all([shapely.Polygon(apply(image_to_ground(g), rect)) for g in (HEAD_A, HEAD_B)])
     expected = 100.0 * shapely.Polygon(SOUTH).intersection(seen).area / 36.0
     assert 5.0 < expected < 95.0, "the scene must leave part of the south zone unseen"
     readings = {r.zone_id: r for r in zone_readings(
@@ -188,35 +191,44 @@ def test_zone_types_pick_their_los_table_and_the_site_can_override():
         "los_by_zone_type": {"standing": "fruin_walkway"}, "risk_profile": "stadium_risk"})
     geo = build_site_geometry(parse_site(custom))
     crowd = people(100, (-3.0, 1.0, 3.0, 7.0), 9)  # 100 people on 64 m² = 1.56 p/m²
-    plaza = zone_readings(geo, {"a": result(render(CAM_A, crowd))}, ts=0.0)[0]
+    plaza = zone_readings(geo, {"a": result(render(HEAD_A, crowd))}, ts=0.0)[0]
     assert plaza.density == pytest.approx(100 / 64, rel=1e-3)  # blobs at the edge lose a little
     assert plaza.los == "E" and plaza.risk == "busy"
 
 
 # ---------------------------------------------------------------- PETS 2009
 
-def _pets_points() -> dict[str, dict]:
-    path = SHARED_DATA / "video" / "vtest_points.json"
+def _pets_points(name: str = "vtest_points.json") -> dict[str, dict]:
+    path = SHARED_DATA / "video" / name
     if not path.exists():
-        pytest.skip(f"PETS foot points not found at {path} (shared dev data)")
+        pytest.skip(f"PETS annotated points not found at {path} (shared dev data)")
     return json.loads(path.read_text())
 
 
-def test_pets_annotated_feet_as_a_density_map_give_the_zone_counts():
-    """Each annotated foot point as one person in its density cell → zone counts via the site
-    geometry, against counting the same points in the zone polygons on the ground."""
-    points = _pets_points()
-    geo = build_site_geometry(load_site(DEMO_SITE))
+@pytest.mark.parametrize(("points_file", "head_height_m", "worst_allowed", "rel"), [
+    ("vtest_heads.json", 1.6, 1.5, 0.03),  # what a head-annotated counter produces, mapped at head height
+    ("vtest_points.json", 0.0, 1.0, 0.02),  # feet mapped through the floor: the floor plane is exact
+])
+def test_pets_annotated_people_as_a_density_map_land_in_their_zones(points_file: str, head_height_m: float,
+                                                                     worst_allowed: float, rel: float):
+    """Each annotated person as one unit of density in their cell, at the plane the site maps it
+    through → zone counts, against the same people placed by their *feet* in the zone polygons."""
+    feet_by_frame = _pets_points()
+    mass_by_frame = _pets_points(points_file)
+    site_data = load_site(DEMO_SITE).model_dump(mode="json")
+    site_data["head_height_m"] = head_height_m
+    geo = build_site_geometry(parse_site(site_data, base_dir=DEMO_SITE.parent))
     fit = geo.cameras["view001"].fit
     shape = geo.cameras["view001"].ground_map.shape
     totals = dict.fromkeys(geo.zones, 0.0)
     truth = dict.fromkeys(geo.zones, 0)
     worst = 0.0
-    for frame in points.values():
+    for key, frame in feet_by_frame.items():
         feet = np.asarray(frame["points"], float)
+        mass = np.asarray(mass_by_frame[key]["points"], float)
         density = np.zeros(shape, np.float32)
-        np.add.at(density, (np.minimum(feet[:, 1] // 8, shape[0] - 1).astype(int),
-                            np.minimum(feet[:, 0] // 8, shape[1] - 1).astype(int)), 1.0)
+        np.add.at(density, (np.minimum(mass[:, 1] // 8, shape[0] - 1).astype(int),
+                            np.minimum(mass[:, 0] // 8, shape[1] - 1).astype(int)), 1.0)
         res = DensityResult(density=density, image_height=576, image_width=768)
         ground = shapely.points(apply(fit.matrix, feet))
         for reading in zone_readings(geo, {"view001": res}, ts=0.0):
@@ -224,11 +236,31 @@ def test_pets_annotated_feet_as_a_density_map_give_the_zone_counts():
             totals[reading.zone_id] += reading.count
             truth[reading.zone_id] += n
             worst = max(worst, abs(reading.count - n))
-    # A person whose foot lies in a cell the zone edge cuts counts fractionally: never more than one off.
-    assert worst < 1.0
+    # A person in a cell the zone edge cuts counts fractionally; heads add ~0.3 m of placement error.
+    assert worst < worst_allowed
     for zid in geo.zones:
-        assert totals[zid] == pytest.approx(truth[zid], rel=0.02, abs=3.0), (zid, totals[zid], truth[zid])
-    assert truth["walkway"] > 4000
+        # abs: at most 0.02 people per frame where nobody is (the issue's bar is 0.05).
+        assert totals[zid] == pytest.approx(truth[zid], rel=rel, abs=0.02 * len(feet_by_frame)), \
+            (zid, totals[zid], truth[zid])
+    assert truth["walkway"] > 4000 and truth["forecourt"] == 0
+
+
+def test_pets_heads_mapped_through_the_floor_put_people_metres_off():
+    """Why the head plane: the same head-point density mapped at the floor (head_height_m 0, the
+    old geometry) loses a fifth of the walkway and fills the empty forecourt."""
+    feet_by_frame, heads_by_frame = _pets_points(), _pets_points("vtest_heads.json")
+    site_data = load_site(DEMO_SITE).model_dump(mode="json")
+    site_data["head_height_m"] = 0.0
+    floor = build_site_geometry(parse_site(site_data, base_dir=DEMO_SITE.parent))
+    shape = floor.cameras["view001"].ground_map.shape
+    forecourt = 0.0
+    for key in feet_by_frame:
+        heads = np.asarray(heads_by_frame[key]["points"], float)
+        density = np.zeros(shape, np.float32)
+        np.add.at(density, ((heads[:, 1] // 8).astype(int), (heads[:, 0] // 8).astype(int)), 1.0)
+        res = DensityResult(density=density, image_height=576, image_width=768)
+        forecourt += {r.zone_id: r.count for r in zone_readings(floor, {"view001": res}, ts=0.0)}["forecourt"]
+    assert forecourt > 500  # nobody stands there in the whole clip
 
 
 @pytest.mark.slow

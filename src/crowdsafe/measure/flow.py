@@ -16,14 +16,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from crowdsafe.geometry.body import BodyMotion
+
 #: Optical flow runs on frames downscaled to at most this side. Far people are a few pixels
 #: wide, and coarser flow smooths their motion into the still background around them.
 FLOW_MAX_SIDE = 768
-#: Where a head's velocity is read: this fraction of the person's image height below the head.
-#: A head is a few, often textureless pixels (hair), and dense flow there reads well under the
-#: head's real motion; the torso below moves with it and is large and textured. Measured on the
-#: sample video with `crowdsafe eval-site` (README, "Where people are").
-BODY_FRACTION = 0.3
 
 
 @dataclass(frozen=True)
@@ -83,16 +80,16 @@ def _bilinear(grid: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
 
 def line_flux(density: np.ndarray, cell: int, velocity: np.ndarray,
               a: tuple[float, float], b: tuple[float, float], step_px: float = 2.0,
-              body_offset_px: np.ndarray | None = None) -> LineFlux:
+              body: BodyMotion | None = None) -> LineFlux:
     """Flux of the density map through the image segment a→b.
 
     ``density`` is people per ``cell``x``cell`` block (the counter's map); ``velocity`` is
     (H, W, 2) pixels/s at image resolution. Positive flux crosses from the right of a→b to its
     left (in image coordinates with y down, "left" is the side of the normal (dy, -dx)).
 
-    ``body_offset_px`` (rows, cols, per density cell) reads the velocity that many pixels below
-    each point of the line: with head-height density, the body under the head (``BODY_FRACTION``
-    of the person's image height, see ``body_offsets``) gives the head's motion best.
+    ``body`` (``geometry.body``) reads each line point's velocity at the torso below it and
+    carries it to head height: with head-height density, that is the head's motion, measured
+    where optical flow is reliable.
     """
     ax, ay = a
     bx, by = b
@@ -105,24 +102,16 @@ def line_flux(density: np.ndarray, cell: int, velocity: np.ndarray,
     ds = length / n_samples
     normal = np.array([(by - ay), -(bx - ax)]) / length
     rho = _bilinear(density, xs / cell, ys / cell) / float(cell * cell)  # people per pixel²
-    below = 0.0 if body_offset_px is None else _bilinear(body_offset_px, xs / cell, ys / cell)
-    v = _bilinear(velocity, xs, ys + below)
+    if body is None:
+        v = _bilinear(velocity, xs, ys)
+    else:
+        offset = _bilinear(body.offset_px, xs / cell, ys / cell)
+        to_head = _bilinear(body.to_head.reshape(*body.to_head.shape[:2], 4), xs / cell, ys / cell)
+        v = np.einsum("nij,nj->ni", to_head.reshape(-1, 2, 2),
+                      _bilinear(velocity, xs + offset[:, 0], ys + offset[:, 1]))
     flux = rho * (v @ normal) * ds
     return LineFlux(positive_per_s=float(flux[flux > 0].sum()),
                     negative_per_s=float(-flux[flux < 0].sum()))
-
-
-def body_offsets(person_px: np.ndarray, plane_height_m: float,
-                 fraction: float = BODY_FRACTION) -> np.ndarray | None:
-    """Per density cell, how far below a head its body's velocity is read (pixels); None at the floor.
-
-    ``person_px`` is the image height of a person per cell (``GroundMap.person_px``, NaN where
-    unknown: no offset there). Density mapped at the floor (``plane_height_m`` 0) sits at the
-    feet, with no body below it, so it gets none.
-    """
-    if plane_height_m <= 0 or not np.isfinite(person_px).any():
-        return None
-    return fraction * np.nan_to_num(person_px, nan=0.0)
 
 
 def persons_per_metre_minute(flux: LineFlux, width_m: float) -> float:

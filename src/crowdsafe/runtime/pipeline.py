@@ -28,9 +28,10 @@ import numpy as np
 
 from crowdsafe.counting.batch import Counts
 from crowdsafe.counting.counter import DensityResult
+from crowdsafe.geometry.body import BodyMotion, body_motion
 from crowdsafe.geometry.homography import apply
 from crowdsafe.geometry.site import SiteGeometry
-from crowdsafe.measure.flow import body_offsets, line_flux, optical_flow
+from crowdsafe.measure.flow import line_flux, optical_flow
 from crowdsafe.measure.zones import ZoneReading, profile_book, zone_readings
 from crowdsafe.runtime.background import BackgroundCheck, BackgroundPolicy, CameraBackground
 from crowdsafe.runtime.camera import Sample
@@ -169,6 +170,7 @@ class FramePipeline:
         self._backgrounds = {cid: CameraBackground(self._policy) for cid in geometry.cameras}
         self._publish = publish_background
         self._resize_warned: set[str] = set()
+        self._bodies: dict[str, BodyMotion | None] = {}
 
     def _counter(self, camera_id: str) -> Counts:
         """One counter for every camera, or each camera's own (its ``model`` setting)."""
@@ -233,12 +235,9 @@ class FramePipeline:
         velocity = optical_flow(image, pair, sample.pair_dt)
         rows: list[dict[str, object]] = []
         metrics = []
-        ground = self.geometry.cameras[cid].ground_map
-        offsets = (body_offsets(ground.person_px, ground.plane_height_m) if result.cell == ground.cell
-                   else None)
+        body = self._body(cid) if result.cell == self.geometry.cameras[cid].ground_map.cell else None
         for plan in plans:
-            flux = line_flux(result.density, result.cell, velocity, plan.a_px, plan.b_px,
-                             body_offset_px=offsets)
+            flux = line_flux(result.density, result.cell, velocity, plan.a_px, plan.b_px, body=body)
             pos, neg = max(flux.positive_per_s, 0.0) + 0.0, max(flux.negative_per_s, 0.0) + 0.0  # not -0.0
             in_ps, out_ps = (pos, neg) if plan.in_is_positive else (neg, pos)
             pmm = (in_ps + out_ps) * 60.0 / plan.width_m
@@ -246,6 +245,12 @@ class FramePipeline:
                          "out_count": out_ps * period, "flow_pmm": pmm})
             metrics.append(Metric(plan.line_id, "flow_pmm", pmm))
         return rows, metrics
+
+    def _body(self, cid: str) -> BodyMotion | None:
+        """The camera's body-motion fields, computed on first use (only cameras with lines need them)."""
+        if cid not in self._bodies:
+            self._bodies[cid] = body_motion(self.geometry.cameras[cid].ground_map)
+        return self._bodies[cid]
 
     def _background(self, cid: str, ts: float, image: np.ndarray, count: float) -> BackgroundCheck | None:
         model = self._backgrounds[cid]
