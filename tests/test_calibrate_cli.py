@@ -97,3 +97,56 @@ def test_calibrate_errors_are_one_line(tmp_path):
                                  str(tmp_path / "x.png")])
     assert result.exit_code == 2
     assert "cameras[0].calibration.image_size: [768, 576] but the frame is 320x240" in result.output
+
+
+def _no_focal_site(tmp_path: Path, **camera_extra: object) -> Path:
+    """The demo site with a straight-down-like camera whose focal length cannot be estimated:
+    an affine calibration (a square of floor seen as a square) has no perspective to measure."""
+    data = yaml.safe_load(DEMO_SITE.read_text())
+    cal = data["cameras"][0]["calibration"]
+    cal.pop("focal_px")
+    cal.pop("principal_point")
+    cal["image_points"] = [[100, 100], [600, 100], [600, 500], [100, 500], [350, 300]]
+    cal["ground_points"] = [[0, 10], [10, 10], [10, 2], [0, 2], [5, 6]]
+    data["cameras"][0]["source"] = str(DEMO_SITE.parent / "vtest.avi")
+    data["cameras"][0].update(camera_extra)
+    data["zones"] = [{"id": "square", "polygon": [[1, 3], [9, 3], [9, 9], [1, 9]]}]
+    data["lines"] = []
+    path = tmp_path / "nofocal.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_unknown_pose_is_refused_by_site_check_and_calibrate_unless_floor_mapping_is_accepted(tmp_path):
+    path = _no_focal_site(tmp_path)
+    for command in (["site", "check", str(path)], ["calibrate", str(path)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, result.output
+        assert "cameras[0].calibration: camera pose unknown" in result.output and "focal_px" in result.output
+    accepted = _no_focal_site(tmp_path, accept_floor_mapping=True)
+    check = runner.invoke(app, ["site", "check", str(accepted)])
+    assert check.exit_code == 0 and "WARNING: pose unknown, density mapped at the FLOOR" in check.output
+    cal = runner.invoke(app, ["calibrate", str(accepted)])
+    assert cal.exit_code == 0 and "camera pose unknown" in cal.output
+
+
+def test_calibrate_draws_zones_and_lines_at_head_height_dashed(tmp_path):
+    """The gate line drawn on the floor and again, dashed, 1.6 m up: both sets of red pixels exist,
+    and the dashed one lies where the line's head-height image is."""
+    from crowdsafe.cli.calibrate import draw_overlay
+    from crowdsafe.config.site import load_site
+    from crowdsafe.geometry.homography import apply
+    from crowdsafe.geometry.site import build_site_geometry
+
+    geo = build_site_geometry(load_site(DEMO_SITE))
+    frame = np.zeros((576, 768, 3), np.uint8)
+    image = draw_overlay(frame, geo, "view001")
+    red = (image[:, :, 2] > 200) & (image[:, :, 1] < 60) & (image[:, :, 0] < 60)
+    line = geo.site.lines[0]
+    gm, fit = geo.cameras["view001"].ground_map, geo.cameras["view001"].fit
+    ground = np.linspace(line.a, line.b, 50)[5:-5]
+    for matrix in (np.linalg.inv(fit.matrix), gm.ground_to_image):  # floor, then head height
+        px = np.round(apply(matrix, ground)).astype(int)
+        px = px[(px[:, 0] >= 2) & (px[:, 0] < 766) & (px[:, 1] >= 2) & (px[:, 1] < 574)]
+        near = [red[y - 2:y + 3, x - 2:x + 3].any() for x, y in px]
+        assert np.mean(near) > 0.4, matrix  # dashes cover about half of the head-height line

@@ -4,8 +4,10 @@ Numbers (inliers, reprojection error in metres, m² per pixel) catch gross error
 looking at a 1 m grid drawn on the real floor catches a plausible-but-wrong fit (a grid that
 does not follow the paving, zones on the wrong side of a wall). So the command draws the
 grid, the zones (shaded by the exact fraction of each density cell they cover, i.e. what will
-be counted) and the lines on one frame. The frame is written only when ``--out`` asks for it;
-nothing else is stored.
+be counted) and the lines on one frame. Zones and lines are drawn twice: solid on the floor, and
+dashed at head height (the plane the counter's density is mapped through), so an installer sees
+both where a zone is and which heads it counts. The frame is written only when ``--out`` asks for
+it; nothing else is stored.
 """
 
 from __future__ import annotations
@@ -48,11 +50,15 @@ def read_first_frame(path: str) -> np.ndarray:
 
 
 class _Projector:
-    """Ground polylines → image polylines, cut where they leave the camera's usable floor."""
+    """Ground polylines → image polylines, cut where they leave the camera's usable floor.
 
-    def __init__(self, cg: CameraGeometry) -> None:
+    ``floor`` projects the floor itself; otherwise the points at the density plane's height
+    above it (head height), as the counter sees people standing there.
+    """
+
+    def __init__(self, cg: CameraGeometry, floor: bool = True) -> None:
         self.cg = cg
-        self.inverse = np.linalg.inv(cg.ground_map.image_to_ground)
+        self.inverse = np.linalg.inv(cg.fit.matrix if floor else cg.ground_map.image_to_ground)
 
     def runs(self, ground: np.ndarray) -> list[np.ndarray]:
         image = apply(self.inverse, ground)
@@ -76,6 +82,15 @@ def _segment(a: np.ndarray, b: np.ndarray, step: float = 0.05) -> np.ndarray:
     n = max(int(np.ceil(np.hypot(*(b - a)) / step)), 2)
     t = np.linspace(0.0, 1.0, n)[:, None]
     return a + t * (b - a)
+
+
+def _dashed(image: np.ndarray, run: np.ndarray, colour: tuple[int, int, int], thickness: int,
+            dash: int = 6) -> None:
+    """A polyline drawn as dashes of ``dash`` points (0.3 m with 5 cm steps), gaps as long."""
+    for start in range(0, len(run) - 1, 2 * dash):
+        piece = run[start:start + dash + 1]
+        if len(piece) >= 2:
+            cv2.polylines(image, [piece], False, colour, thickness, cv2.LINE_AA)
 
 
 def _label(image: np.ndarray, text: str, at: tuple[int, int], colour: tuple[int, int, int],
@@ -104,6 +119,7 @@ def draw_overlay(frame: np.ndarray, geometry: SiteGeometry, camera_id: str) -> n
     site, cg = geometry.site, geometry.cameras[camera_id]
     gm = cg.ground_map
     proj = _Projector(cg)
+    heads = _Projector(cg, floor=False) if gm.plane_height_m > 0 else None
     out = frame.copy()
 
     shade = np.zeros_like(out, dtype=np.float32)
@@ -140,6 +156,8 @@ def draw_overlay(frame: np.ndarray, geometry: SiteGeometry, camera_id: str) -> n
         for a_, b_ in itertools.pairwise(ring):
             for run in proj.runs(_segment(a_, b_)):
                 cv2.polylines(out, [run], False, colour, 2, cv2.LINE_AA)
+            for run in heads.runs(_segment(a_, b_)) if heads is not None else []:
+                _dashed(out, run, colour, 1)
         inside = geometry.zones[zone.id].polygon.intersection(cg.footprint)
         if not inside.is_empty and (p := proj.point(tuple(inside.representative_point().coords[0]))):
             _label(out, f"{zone.label} ({geometry.zones[zone.id].coverage_pct:.0f}% seen)", p, colour)
@@ -148,6 +166,8 @@ def draw_overlay(frame: np.ndarray, geometry: SiteGeometry, camera_id: str) -> n
         a_, b_ = np.array(line.a, float), np.array(line.b, float)
         for run in proj.runs(_segment(a_, b_)):
             cv2.polylines(out, [run], False, LINE_COLOUR, 3, cv2.LINE_AA)
+        for run in heads.runs(_segment(a_, b_)) if heads is not None else []:
+            _dashed(out, run, LINE_COLOUR, 2)
         mid = (a_ + b_) / 2
         tip = mid + np.array(line.positive_normal())
         pm, pt = proj.point(tuple(mid)), proj.point(tuple(tip))
@@ -155,7 +175,7 @@ def draw_overlay(frame: np.ndarray, geometry: SiteGeometry, camera_id: str) -> n
             cv2.arrowedLine(out, pm, pt, LINE_COLOUR, 2, cv2.LINE_AA, tipLength=0.3)
             _label(out, f"{line.name or line.id} (in)", (pt[0] + 4, pt[1]), LINE_COLOUR)
 
-    back = apply(np.linalg.inv(gm.image_to_ground), cg.fit.ground_points)
+    back = apply(np.linalg.inv(cg.fit.matrix), cg.fit.ground_points)
     for i, (p, q) in enumerate(zip(cg.fit.image_points, back, strict=True)):
         pi = (round(p[0]), round(p[1]))
         cv2.circle(out, pi, 5, POINT_COLOUR, 1, cv2.LINE_AA)
@@ -165,6 +185,9 @@ def draw_overlay(frame: np.ndarray, geometry: SiteGeometry, camera_id: str) -> n
         _label(out, text, (pi[0] + 6, pi[1] - 6), POINT_COLOUR, 0.4)
     _label(out, f"{camera_id}: 1 m grid; RMS {cg.fit.rms_m:.2f} m, max {cg.fit.max_m:.2f} m",
            (8, 20), (255, 255, 255), 0.5)
+    if heads is not None:
+        _label(out, f"solid: on the floor; dashed: {gm.plane_height_m:.2f} m up, where heads are counted",
+               (8, 40), (255, 255, 255), 0.45)
     return out
 
 
@@ -217,8 +240,11 @@ def calibrate(
         typer.echo(f"camera about {gm.pose.height_m:.1f} m above the floor, focal {gm.pose.K[0, 0]:.0f} px "
                    f"({'estimated' if gm.pose.focal_estimated else 'given'}); a 1.7 m person is "
                    f"{np.nanmin(ph):.0f}-{np.nanmax(ph):.0f} px tall")
+        typer.echo(f"density mapped at head height, {gm.plane_height_m:.2f} m above the floor")
     else:
-        typer.echo("camera height unknown (focal length not determined); give calibration.focal_px")
+        typer.echo("camera pose unknown (focal length not determined): density is mapped at the FLOOR "
+                   "(accept_floor_mapping), so people land metres behind where they stand; give "
+                   "calibration.focal_px to place them at head height")
     if out is None:
         typer.echo("pass --out FILE.png to draw the 1 m grid, zones and lines on a frame for a visual check")
         return

@@ -58,6 +58,13 @@ def summary_lines(geometry: SiteGeometry) -> list[str]:
         gm, fit = cg.ground_map, cg.fit
         lo, hi = gm.m2_per_pixel_range()
         height = f", camera ~{gm.pose.height_m:.1f} m above the floor" if gm.pose is not None else ""
+        if gm.plane_height_m > 0:
+            height += f"; density mapped at head height {gm.plane_height_m:.2f} m"
+        elif site.head_height_for(cam) > 0:
+            height += ("; WARNING: pose unknown, density mapped at the FLOOR (accept_floor_mapping): people "
+                       "land metres behind where they stand; give calibration.focal_px")
+        else:
+            height += "; density mapped at the floor (head_height_m 0)"
         lines.append(f"camera {cam.id}: {gm.image_size[0]}x{gm.image_size[1]}, model {cam.model}, every "
                      f"{cam.sampling.every}; fit {fit.n_inliers}/{len(fit.inliers)} inliers, reprojection "
                      f"RMS {fit.rms_m:.3f} m, max {fit.max_m:.3f} m; {100 * gm.valid.mean():.0f}% of cells "
