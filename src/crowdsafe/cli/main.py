@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 import crowdsafe.cli.forecast as forecast
+import crowdsafe.cli.report as report
 import crowdsafe.cli.simulate as simulate
 import crowdsafe.cli.train as train
 from crowdsafe.cli import bench, calibrate, count, demo, evaluate, export, models, run, serve, site, token
@@ -22,6 +23,7 @@ app.command("eval")(evaluate.evaluate)
 app.command("bench")(bench.bench)
 app.command("demo")(demo.demo)
 app.command("export")(export.export)
+app.command("report")(report.report)
 app.command("calibrate")(calibrate.calibrate)
 app.add_typer(site.app, name="site")
 app.command("run")(run.run)
