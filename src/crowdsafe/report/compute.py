@@ -346,11 +346,13 @@ def forecast_check(
     from crowdsafe.forecast.live import HISTORY_MIN
     from crowdsafe.forecast.model import cached_site_model
 
+    rows = store.history("zone_readings", zone_id, "count", start - HISTORY_MIN * STEP_S, end, STEP_S)
+    grid, y = resample_minutes([b for b, *_ in rows], [m for _, m, *_ in rows])
+    if y.size <= FORECAST_HORIZON_MIN:  # nothing to score: do not fit a model (seconds) for nothing
+        return ForecastCheck(FORECAST_HORIZON_MIN, method, [], [], [], [], [])
     model = cached_site_model(site, method)
     horizon = FORECAST_HORIZON_MIN if FORECAST_HORIZON_MIN in model.horizons else model.horizons[0]
     k = model.horizons.index(horizon)
-    rows = store.history("zone_readings", zone_id, "count", start - HISTORY_MIN * STEP_S, end, STEP_S)
-    grid, y = resample_minutes([b for b, *_ in rows], [m for _, m, *_ in rows])
     empty = ForecastCheck(horizon, model.method, [], [], [], [], [])
     if y.size <= horizon or zone_id not in model.zones:
         return empty
@@ -510,8 +512,7 @@ def camera_quality(store: Store, site: Site, start: float, end: float) -> list[C
             cursor = max(cursor, b)
         if cursor < end:
             gaps.append((cursor, end))
-        step = float(np.median(np.diff([r["ts"] for r in rows]))) if len(rows) > 1 else 0.0
-        gaps = [(a, b) for a, b in gaps if b - a > GAP_FACTOR * step]
+        gaps = [(a, b) for a, b in gaps if b - a > 1e-6]
         uptime = 100.0 * sum(b - a for a, b in merged) / (end - start)
         msgs = [r["message"] or "" for r in rows]
         dropped = [int(m.group(1)) for t in msgs if (m := _DROPPED.search(t))]
