@@ -19,6 +19,7 @@ import base64
 import html
 import io
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -75,19 +76,6 @@ def _time_axis(ax: object, start: float, end: float) -> None:
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[attr-defined]
     ax.set_xlim(_t([start])[0], _t([end])[0])  # type: ignore[attr-defined]
     ax.grid(True, alpha=0.3)  # type: ignore[attr-defined]
-
-
-def _runs(labels: Sequence[str | None]) -> list[tuple[int, int, str]]:
-    """(first index, length, label) of each run of equal labels; None breaks runs."""
-    out: list[tuple[int, int, str]] = []
-    for i, label in enumerate(labels):
-        if label is None:
-            continue
-        if out and out[-1][2] == label and out[-1][0] + out[-1][1] == i:
-            out[-1] = (out[-1][0], out[-1][1] + 1, label)
-        else:
-            out.append((i, 1, label))
-    return out
 
 
 def _classify(value: float, bands: Sequence[tuple[str, float | None]]) -> str | None:
@@ -178,10 +166,19 @@ def zone_chart(z: ZoneSummary, report: Report) -> Chart | None:
     labels = [b for b, _ in z.los_bands]
     colours = band_colours(labels)
     if z.density is not None and z.density.ts:
-        dens_t = _t(z.density.ts)
-        width = np.timedelta64(int(report.resolution_s * 1000), "ms")
-        for first, length, label in _runs([_classify(v, z.los_bands) for v in z.density.mean]):
-            ax.broken_barh([(dens_t[first], width * length)], (0, 1), color=colours.get(label, "#999"))
+        # One row of pixels, a bucket each, drawn as an image: a strip of hundreds of coloured
+        # rectangles would cost more than the rest of the chart in SVG.
+        res = report.resolution_s
+        first = math.floor(report.start / res)
+        n = max(1, math.ceil(report.end / res) - first)
+        rgba = np.zeros((1, n, 4))
+        for ts, value in zip(z.density.ts, z.density.mean, strict=True):
+            label = _classify(value, z.los_bands)
+            i = round(ts / res) - first
+            if label is not None and 0 <= i < n:
+                rgba[0, i] = mpl.colors.to_rgba(colours.get(label, "#999999"))
+        x0, x1 = mdates.date2num(_t([first * res, (first + n) * res]))
+        ax.imshow(rgba, aspect="auto", interpolation="nearest", extent=(x0, x1, 0, 1))
     ax.set_yticks([])
     ax.set_ylabel("LoS", rotation=0, ha="right", va="center")
     ax.legend(
@@ -434,7 +431,16 @@ def to_svg(chart: Chart) -> str:
     with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": chart.key, "svg.image_inline": True}):
         chart.figure.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
-    return text[text.index("<svg") :]
+    return _PATH_DATA.sub(_shorter_path, text[text.index("<svg") :])
+
+
+_PATH_DATA = re.compile(r'd="([^"]*)"')
+_LONG_NUMBER = re.compile(r"(-?\d+\.\d)\d+")
+
+
+def _shorter_path(match: re.Match[str]) -> str:
+    """Path data at 0.1 pt on one line: a third of the bytes, no visible difference."""
+    return 'd="' + _LONG_NUMBER.sub(r"\1", " ".join(match.group(1).split())) + '"'
 
 
 def to_img(chart: Chart, quality: int = 80) -> str:
