@@ -38,6 +38,7 @@ from crowdsafe.report.compute import (
     GateSummary,
     Report,
     ZoneSummary,
+    holds,
 )
 
 WIDTH_IN = 10.0
@@ -136,7 +137,7 @@ def zone_chart(z: ZoneSummary, report: Report) -> Chart | None:
     axes = fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios})
     t = _t(z.count.ts)
     ax = axes[0]
-    if z.count.low:
+    if any(not math.isnan(v) for v in z.count.low):  # readings may carry no interval
         ax.fill_between(
             t,
             z.count.low,
@@ -147,8 +148,11 @@ def zone_chart(z: ZoneSummary, report: Report) -> Chart | None:
             label="interval (mean of bounds)",
         )
     ax.plot(t, z.count.mean, color="#4575b4", linewidth=1.2, label="occupancy (mean)")
-    if z.capacity:
+    peak = max([*z.count.mean, *(v for v in z.count.high if not math.isnan(v))], default=0.0)
+    if z.capacity and peak >= 0.25 * z.capacity:
         ax.axhline(z.capacity, color="#a50026", linestyle="--", linewidth=1, label=f"capacity {z.capacity}")
+    elif z.capacity:  # a line at 250 would flatten a crowd of 10 into the axis: say where it is
+        ax.plot([], [], color="#a50026", linestyle="--", linewidth=1, label=f"capacity {z.capacity} (above)")
     ax.set_ylabel("people")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize="small", loc="upper left")
@@ -172,11 +176,15 @@ def zone_chart(z: ZoneSummary, report: Report) -> Chart | None:
         first = math.floor(report.start / res)
         n = max(1, math.ceil(report.end / res) - first)
         rgba = np.zeros((1, n, 4))
-        for ts, value in zip(z.density.ts, z.density.mean, strict=True):
+        # Each bucket holds until the next one, as in the summary's time in band (``holds``): with
+        # readings sparser than the buckets, the strip is continuous and gaps stay blank.
+        for ts, held, value in zip(
+            z.density.ts, holds(z.density.ts, report.end), z.density.mean, strict=True
+        ):
             label = _classify(value, z.los_bands)
             i = round(ts / res) - first
             if label is not None and 0 <= i < n:
-                rgba[0, i] = mpl.colors.to_rgba(colours.get(label, "#999999"))
+                rgba[0, i : i + max(1, round(held / res))] = mpl.colors.to_rgba(colours.get(label, "#999999"))
         x0, x1 = mdates.date2num(_t([first * res, (first + n) * res]))
         ax.imshow(rgba, aspect="auto", interpolation="nearest", extent=(x0, x1, 0, 1))
     ax.set_yticks([])
