@@ -183,6 +183,28 @@ def test_holds_count_gaps_as_one_step_and_cut_the_last_at_the_end():
     assert holds([5.0], 10) == [0.0]
 
 
+def test_camera_counters_count_from_zero_only_when_they_started_in_the_period(known):
+    site = demo_site_with()
+    whole = build_report(known, site, T0, END, forecast=False).cameras[0]
+    later = build_report(known, site, T0 + 130, END, forecast=False).cameras[0]
+    assert (whole.samples, whole.dropped) == (54, 4)
+    assert (later.samples, later.dropped) == (54 - 18, 4 - 1)  # rows from T0+180: samples 18, dropped 1
+    known.write(
+        "camera_health",
+        [
+            {
+                "camera_id": "view001",
+                "ts": T0 + 600,
+                "status": "up",
+                "errors": 0,
+                "message": "frames 10, samples 7, dropped 2, reconnects 0, gaps 0",
+            }
+        ],
+    )
+    restarted = build_report(known, site, T0, END + 10, forecast=False).cameras[0]
+    assert (restarted.samples, restarted.dropped) == (54 + 7, 4 + 2)  # a restart: its new value counts
+
+
 def test_summary_numbers_match_the_known_readings(known):
     report = build_report(known, demo_site_with(**STAFFED), T0, END, forecast=False)
     walkway = report.zones[0]

@@ -29,6 +29,7 @@ from crowdsafe.api import queries
 from crowdsafe.api.siteview import SiteView, build_site_view, profile_book
 from crowdsafe.config.site import Site, Zone
 from crowdsafe.forecast.forecaster import resample_minutes
+from crowdsafe.forecast.model import SiteForecastModel
 from crowdsafe.forecast.schedule import STEP_S, zone_area
 from crowdsafe.forecast.staffing import zone_stewards
 from crowdsafe.simulate.clearance import live_clearance_s
@@ -336,7 +337,13 @@ def zone_summary(
 
 
 def forecast_check(
-    store: Store, site: Site, zone_id: str, start: float, end: float, method: str
+    store: Store,
+    site: Site,
+    zone_id: str,
+    start: float,
+    end: float,
+    method: str,
+    model: SiteForecastModel | None = None,
 ) -> ForecastCheck:
     """Forecasts as the live API would have issued them during the period, against the actual.
 
@@ -350,7 +357,7 @@ def forecast_check(
     grid, y = resample_minutes([b for b, *_ in rows], [m for _, m, *_ in rows])
     if y.size <= FORECAST_HORIZON_MIN:  # nothing to score: do not fit a model (seconds) for nothing
         return ForecastCheck(FORECAST_HORIZON_MIN, method, [], [], [], [], [])
-    model = cached_site_model(site, method)
+    model = model or cached_site_model(site, method)
     horizon = FORECAST_HORIZON_MIN if FORECAST_HORIZON_MIN in model.horizons else model.horizons[0]
     k = model.horizons.index(horizon)
     empty = ForecastCheck(horizon, model.method, [], [], [], [], [])
@@ -484,9 +491,13 @@ def egress_rows(site: Site, zones: list[ZoneSummary]) -> list[EgressRow]:
     return out
 
 
-def _counter_increments(values: list[int]) -> int:
-    """Sum of increases of a cumulative counter; a decrease is a restart (its new value counts)."""
-    total = 0
+def _counter_increments(values: list[int], from_zero: bool = False) -> int:
+    """Sum of increases of a cumulative counter; a decrease is a restart (its new value counts).
+
+    ``from_zero``: the counter started in the period (no earlier health row), so its first value
+    happened in the period too.
+    """
+    total = values[0] if from_zero and values else 0
     for prev, cur in itertools.pairwise(values):
         total += cur - prev if cur >= prev else cur
     return total
@@ -497,6 +508,7 @@ def camera_quality(store: Store, site: Site, start: float, end: float) -> list[C
     out = []
     for cam in site.cameras:
         rows = store.query("camera_health", cam.id, start, end, limit=10_000_000)
+        started = not store.query("camera_health", cam.id, end=start, limit=1)
         durations = holds([r["ts"] for r in rows], end)
         up = [(r["ts"], r["ts"] + d) for r, d in zip(rows, durations, strict=True) if r["status"] == "up"]
         merged: list[tuple[float, float]] = []
@@ -525,8 +537,8 @@ def camera_quality(store: Store, site: Site, start: float, end: float) -> list[C
                 uptime,
                 merged,
                 gaps,
-                _counter_increments(samples),
-                _counter_increments(dropped),
+                _counter_increments(samples, started),
+                _counter_increments(dropped, started),
                 cam.model != "auto",
             )
         )
@@ -564,8 +576,15 @@ def build_report(
     backgrounds_dir: Path | None = None,
     forecast_method: str | None = None,
     forecast: bool = True,
+    forecast_model: SiteForecastModel | None = None,
+    forecast_unavailable: str | None = None,
 ) -> Report:
-    """Everything the debrief shows for [start, end), from the store."""
+    """Everything the debrief shows for [start, end), from the store.
+
+    ``forecast_model``: an already fitted model (the API passes its own, so a report request
+    never fits one, which takes seconds); ``forecast_unavailable``: why there is no forecast
+    check (printed per zone instead of it).
+    """
     if not end > start:
         raise ValueError("the report period must end after it starts")
     resolution = resolution_for(start, end)
@@ -577,12 +596,14 @@ def build_report(
         checked = []
         for z in zones:
             try:
-                check = forecast_check(store, site, z.zone_id, start, end, method)
+                check = forecast_check(store, site, z.zone_id, start, end, method, forecast_model)
                 note = None if check.actual else "too little history in the period to score a forecast"
             except Exception as exc:  # a failed forecast must not lose the rest of the report
                 check, note = None, f"forecast unavailable: {exc}"
             checked.append(replace(z, forecast=check, forecast_note=note))
         zones = checked
+    elif forecast_unavailable:
+        zones = [replace(z, forecast_note=forecast_unavailable) for z in zones]
     gates = [gate_summary(store, site, ln.id, start, end, resolution) for ln in site.lines]
     staffing, staffing_note = staffing_rows(store, site, start, end)
     view = build_site_view(site)

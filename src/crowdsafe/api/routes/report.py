@@ -17,6 +17,8 @@ from fastapi.responses import HTMLResponse
 from crowdsafe.api.auth import Principal, operator
 from crowdsafe.api.context import api_state
 from crowdsafe.api.params import TimeRange, time_range
+from crowdsafe.api.routes.forecast import live_forecasts
+from crowdsafe.forecast.live import ForecastUnavailable
 
 router = APIRouter(prefix="/api/report", tags=["report"])
 _RENDER = threading.Lock()
@@ -40,9 +42,15 @@ def report(request: Request, _: Annotated[Principal, Depends(operator)],
     from crowdsafe.report.render import render_html
 
     state = api_state(request)
+    live = live_forecasts(request)
+    try:  # the API's own model, fitted in the background: a report request never waits for a fit
+        model, unavailable = live.model(), None
+    except ForecastUnavailable as exc:
+        model, unavailable = None, str(exc)
     with _RENDER:
         built = build_report(state.store, state.site_view.site, span.start, span.end,
-                             backgrounds_dir=state.settings.backgrounds_dir)
+                             backgrounds_dir=state.settings.backgrounds_dir, forecast=model is not None,
+                             forecast_model=model, forecast_unavailable=unavailable)
         page = render_html(built, generated_ts=time.time())
     return HTMLResponse(page, headers={"Content-Disposition": 'inline; filename="crowdsafe-report.html"',
                                        "Cache-Control": "no-store"})
