@@ -475,3 +475,9 @@ def test_renders_in_headless_chromium_without_console_errors(known, tmp_path):
         page.pdf(path=str(ARTIFACTS / "report-print.pdf"))
         browser.close()
     assert errors == []
+
+
+def test_demo_has_a_report_option():
+    """`crowdsafe demo --report r.html` (the full run is the acceptance script's, 60 s of counting)."""
+    result = CliRunner().invoke(cli, ["demo", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "--report" in result.output
