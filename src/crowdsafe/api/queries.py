@@ -50,3 +50,12 @@ def newest_alert_ts(store: Store) -> float | None:
         values = conn.execute(select(*[func.max(c) for c in cols])).one()
     present = [float(v) for v in values if v is not None]
     return max(present) if present else None
+
+
+def alerts_raised_between(store: Store, start: float, end: float,
+                          limit: int = 100_000) -> list[dict[str, Any]]:
+    """Alerts raised in [start, end), oldest first: the alerts of one period (the report's)."""
+    stmt = (select(alerts).where(alerts.c.raised_ts >= start, alerts.c.raised_ts < end)
+            .order_by(alerts.c.raised_ts, alerts.c.alert_id).limit(limit))
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(stmt)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import logging
 import sys
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Annotated
 
 import typer
 
-from crowdsafe.api.settings import TOKENS_FILE
+from crowdsafe.api.settings import BACKGROUNDS_DIR, TOKENS_FILE
 from crowdsafe.api.tokens import TokenBook, TokenError
 from crowdsafe.cli.errors import err_console, fail, user_errors
 from crowdsafe.cli.live import start_api
@@ -42,7 +43,7 @@ from crowdsafe.runtime.counters import CameraCounters, engine_name
 from crowdsafe.runtime.local import LocalRunner, RunnerConfig, prepare_site
 from crowdsafe.runtime.pipeline import FrameOutput
 from crowdsafe.safety.alerts import AlertRule
-from crowdsafe.store.store import StoreError, open_store
+from crowdsafe.store.store import Store, StoreError, open_store
 
 DEFAULT_STATE_DIR = Path("crowdsafe-demo")
 #: Token names the demo replaces on every start, so its state dir does not pile up old tokens.
@@ -113,6 +114,15 @@ def fresh_tokens(state_dir: Path) -> dict[str, str]:
     return made
 
 
+def write_demo_report(store: Store, site: Site, start: float, end: float, out: Path, state_dir: Path) -> None:
+    """The debrief of the demo's run (``--report``), with the background if one was published."""
+    from crowdsafe.cli.report import make_report
+
+    size = make_report(store, site, start, end, out, backgrounds_dir=state_dir / BACKGROUNDS_DIR)
+    err_console.print(f"report of the run written to {out} ({size / 1e6:.2f} MB)", highlight=False,
+                      markup=False, soft_wrap=True)
+
+
 def demo(
     state_dir: Annotated[Path, typer.Option(
         help="Folder for the demo's store, tokens and people-free background.")] = DEFAULT_STATE_DIR,
@@ -125,6 +135,8 @@ def demo(
     precision: PrecisionOption = PrecisionChoice.int8,
     threads: ThreadsOption = None,
     quiet: Annotated[bool, typer.Option(help="Print only the summary, not a line per frame.")] = False,
+    report: Annotated[Path | None, typer.Option(
+        help="At the end, write the event debrief of the run to this HTML file.", show_default=False)] = None,
 ) -> None:
     """Run the demo site (sample video as a live camera, 3 zones, a gate) with its dashboard."""
     if not logging.getLogger().handlers:
@@ -174,7 +186,10 @@ def demo(
         echo(f"store, tokens and background in {state_dir}/; API docs at {api.url}/docs; "
              + ("Ctrl-C to stop" if duration is None else f"stopping after {duration:g} s"),
              highlight=False, markup=False, soft_wrap=True)
+        started = time.time()
         summary = runner.run()
+        if report is not None:
+            write_demo_report(store, site, started, time.time(), report, state_dir)
     finally:
         api.stop()
         store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 import crowdsafe.cli.forecast as forecast
+import crowdsafe.cli.report as report
 import crowdsafe.cli.simulate as simulate
 import crowdsafe.cli.train as train
 from crowdsafe.cli import (
@@ -36,6 +37,7 @@ app.command("eval-site")(eval_site.eval_site)
 app.command("bench")(bench.bench)
 app.command("demo")(demo.demo)
 app.command("export")(export.export)
+app.command("report")(report.report)
 app.command("calibrate")(calibrate.calibrate)
 app.add_typer(site.app, name="site")
 app.command("run")(run.run)

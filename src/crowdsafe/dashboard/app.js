@@ -200,6 +200,30 @@ async function loadAlerts() {
   S.alerts = new Map((await getJSON("/api/alerts?limit=200")).map((a) => [a.alert_id, a]));
 }
 
+// The event debrief (crowdsafe report) of the last N hours, saved as one self-contained HTML file.
+async function downloadReport(button) {
+  const hours = Number(window.prompt("Report on the last how many hours?", "12"));
+  if (!(hours > 0)) return;
+  const end = Date.now() / 1000;
+  button.disabled = true;
+  button.textContent = "Report…";
+  try {
+    const resp = await api(`/api/report?start=${end - hours * 3600}&end=${end}`);
+    if (!resp.ok) throw new Error(`report: HTTP ${resp.status}`);
+    const url = URL.createObjectURL(await resp.blob());
+    const a = el("a");
+    a.href = url;
+    a.download = `crowdsafe-report-${new Date(end * 1000).toISOString().slice(0, 16).replace(":", "")}.html`;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  } finally {
+    button.disabled = false;
+    button.textContent = "Report";
+  }
+}
+
 async function loadBackground(camId) {
   const resp = await api(`/api/cameras/${encodeURIComponent(camId)}/background.jpg`);
   if (resp.ok) CS.setCameraBackground(S.cameras[camId], await resp.blob());
@@ -210,6 +234,7 @@ async function loadSnapshot() {
     ["/api/me", "/api/site", "/api/zones", "/api/lines", "/api/cameras"].map(getJSON));
   S.role = me.role;
   $("who").textContent = `${me.name} (${me.role})`;
+  $("report-btn").hidden = !(S.role === "operator" || S.role === "admin");
   if (!S.site || JSON.stringify(S.site) !== JSON.stringify(site)) {
     S.site = site;
     $("site-name").textContent = site.name;
@@ -295,6 +320,7 @@ function start() {
 document.addEventListener("DOMContentLoaded", () => {
   $("token-form").addEventListener("submit", saveToken);
   $("token-btn").addEventListener("click", () => askToken());
+  $("report-btn").addEventListener("click", (e) => downloadReport(e.currentTarget).catch(console.error));
   $("token-forget").addEventListener("click", () => {
     localStorage.removeItem(TOKEN_KEY);
     S.token = null;
