@@ -240,3 +240,27 @@ def test_demo_site_camera_pose_puts_the_head_plane_under_the_camera():
     gm = build_site_geometry(site).cameras["view001"].ground_map
     assert gm.plane_height_m == pytest.approx(1.6) and gm.pose is not None
     assert math.isclose(gm.pose.height_m, 7.2, abs_tol=0.2)
+
+
+@pytest.mark.slow
+def test_eval_site_with_the_real_counter_puts_nobody_in_the_empty_forecourt(bundled_video: Path):
+    """The site's own counter on 20 frames spread over the clip: the forecourt, where nobody
+    stands, stays empty, and the walkway holds about the annotated people (no background
+    subtraction or tuning yet, so the lawn's static false positives are not checked here)."""
+    from crowdsafe.counting.engines import EngineSpec, EngineUnavailable
+    from crowdsafe.counting.weights import WeightsError
+    from crowdsafe.evaluation.site import evaluate_site, load_frame_points
+    from crowdsafe.runtime.counters import CameraCounters
+
+    feet, _ = _video_points()
+    site = load_site(DEMO_SITE)
+    geometry = build_site_geometry(site)
+    try:
+        counter = CameraCounters(geometry, EngineSpec(precision="fp32"))
+    except (WeightsError, EngineUnavailable) as exc:
+        pytest.skip(f"counting model unavailable ({exc}); run `crowdsafe models fetch`")
+    result = evaluate_site(geometry, "view001", str(bundled_video), load_frame_points(feet),
+                           range(0, 795, 40), counter).as_dict()
+    assert result["count"]["n"] == 20
+    assert result["zones"]["forecourt"]["measured_mean"] <= 0.3
+    assert abs(result["zones"]["walkway"]["bias_pct"]) <= 30, result["zones"]["walkway"]

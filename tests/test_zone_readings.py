@@ -115,6 +115,15 @@ def test_counter_interval_is_carried_proportionally():
     assert plaza2.interval == pytest.approx((0.75 * plaza.count, 1.25 * plaza.count))
 
 
+def test_a_zone_never_reads_fewer_than_nobody():
+    """CSRNet's last layer has no ReLU, so empty floor reads slightly negative; the zone clips at 0."""
+    geo = build_site_geometry(parse_site(site(camera("a", CAM_A))))
+    density = np.where(geo.cameras["a"].zone_weights["south"] > 0, -0.01, 0.0)
+    south = {r.zone_id: r for r in zone_readings(geo, {"a": result(density)}, ts=0.0,
+                                                 relative_error=0.5)}["south"]
+    assert south.count == 0.0 and south.interval == (0.0, 0.0) and south.density == 0.0
+
+
 def test_density_map_of_the_wrong_size_is_refused():
     geo = build_site_geometry(parse_site(site(camera("a", CAM_A))))
     wrong = DensityResult(density=np.zeros((45, 80), np.float32), image_height=360, image_width=640)

@@ -106,6 +106,9 @@ def zone_readings(geometry: SiteGeometry, results: Mapping[str, DensityResult], 
             count += part
             lo_f, hi_f = fractions[cid] or (1.0, 1.0)
             low, high = low + part * lo_f, high + part * hi_f
+        # The models' output layer has no ReLU: cells of empty floor read small negative values
+        # that cancel noise elsewhere in the image count; a zone cannot hold fewer than nobody.
+        count, low, high = max(count, 0.0), max(low, 0.0), max(high, 0.0)
         covered = zg.covered_m2 if len(results) == len(geometry.cameras) else sum(
             geometry.cameras[cid].zone_owned_m2[zid] for cid in results)
         density = count / covered if covered > 0 else math.nan
