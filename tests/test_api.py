@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
 from crowdsafe.api import ApiSettings, RuntimeStats, create_app, serve_in_thread
@@ -410,6 +411,35 @@ def test_sse_needs_a_token_and_limits_clients(env):
         assert c.get("/api/events?token=" + env["tokens"]["viewer"]).status_code == 401  # header only
         r = c.get("/api/events", headers=auth(env, "viewer"))
         assert r.status_code == 503 and "retry-after" in r.headers
+
+
+def test_sse_streams_are_shared_out_per_token_client_and_role():
+    """One token cannot take the pool, and operators keep a reserved share (issue 16)."""
+    settings = ApiSettings(site_file=Path("x.yaml"), sse_max_clients=8, sse_max_per_token=3,
+                           sse_max_per_client=5, sse_operator_reserve=0.25)
+    hub = EventHub(lambda: type("S", (), {"settings": settings})())  # type: ignore[arg-type, return-value]
+    for _ in range(3):
+        hub.subscribe("kiosk", "10.0.0.1", "viewer")
+    with pytest.raises(HTTPException) as exc:
+        hub.subscribe("kiosk", "10.0.0.1", "viewer")
+    assert exc.value.status_code == 429 and "this token" in exc.value.detail
+    hub.subscribe("wall", "10.0.0.1", "viewer")
+    hub.subscribe("wall", "10.0.0.1", "viewer")
+    with pytest.raises(HTTPException) as exc:  # six streams from one address: its share is 5
+        hub.subscribe("wall", "10.0.0.1", "viewer")
+    assert exc.value.status_code == 429 and "this address" in exc.value.detail
+    hub.subscribe("wall", "10.0.0.2", "viewer")
+    with pytest.raises(HTTPException) as exc:  # viewers have used their 6 of 8; 2 are reserved
+        hub.subscribe("phone", "10.0.0.3", "viewer")
+    assert exc.value.status_code == 503
+    hub.subscribe("control-room", "10.0.0.9", "operator")  # the operator still connects
+    hub.subscribe("admin", "10.0.0.9", "admin")
+    with pytest.raises(HTTPException) as exc:  # now the whole pool is used
+        hub.subscribe("control-room", "10.0.0.9", "operator")
+    assert exc.value.status_code == 503
+    for sub in [s for s in hub.subscribers if s.token == "kiosk"]:
+        hub.unsubscribe(sub)
+    hub.subscribe("phone", "10.0.0.3", "viewer")  # a freed slot is usable again
 
 
 def test_slow_sse_client_is_cut_off_not_given_holes():
