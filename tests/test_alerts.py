@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from crowdsafe.safety.alerts import AlertEngine, AlertRule
@@ -72,3 +74,89 @@ def test_rules_on_other_metrics_and_subjects_are_independent():
 def test_inverted_thresholds_are_refused():
     with pytest.raises(ValueError, match="must not exceed"):
         AlertRule("bad", "density", raise_at=2.0, clear_at=3.0)
+
+
+# -- hold times, cool-down, messages (issue 16) -----------------------------------------------
+BUSY = AlertRule("busy", "capacity_pct", raise_at=2.4, clear_at=1.6, min_duration_s=20, clear_hold_s=20,
+                 cooldown_s=300, severity="info")
+
+
+def test_clear_needs_its_own_hold_time():
+    rule = AlertRule("r", "density", raise_at=4.0, clear_at=3.0, min_duration_s=10, clear_hold_s=30)
+    engine = AlertEngine([rule])
+    series = [(0, 5.0), (10, 5.0), (20, 1.0), (40, 1.0), (50, 1.0)]
+    assert feed(engine, series) == [(10, "raised"), (50, "cleared")]
+
+
+def test_return_within_cooldown_reopens_the_same_alert_and_counts_it():
+    engine = AlertEngine([BUSY])
+    first = [(t, 3.0) for t in range(0, 30, 5)] + [(t, 1.0) for t in range(30, 60, 5)]
+    assert feed(engine, first, "capacity_pct") == [(20, "raised"), (50, "cleared")]
+    (alert,) = engine._tracks.values()
+    first_id = alert.alert.alert_id
+    back = [(t, 3.0) for t in range(100, 130, 5)]  # 50 s after clearing: inside the cool-down
+    assert feed(engine, back, "capacity_pct") == [(120, "raised")]
+    reopened = engine.open_alerts()[0]
+    assert reopened.alert_id == first_id and reopened.occurrences == 2
+    assert reopened.raised_ts == 20 and reopened.last_raised_ts == 120 and reopened.cleared_ts is None
+    later = [(t, 1.0) for t in range(130, 160, 5)] + [(t, 3.0) for t in range(600, 630, 5)]
+    events = feed(engine, later, "capacity_pct")
+    assert events == [(150, "cleared"), (620, "raised")]
+    assert engine.open_alerts()[0].alert_id != first_id  # past the cool-down: a new alert
+
+
+def noisy_walkway(seconds: int, seed: int) -> list[tuple[float, float]]:
+    """A quiet zone whose count wanders 3-8 people around the busy level (the demo's walkway)."""
+    rng = random.Random(seed)
+    count, out = 5.0, []
+    for t in range(seconds):
+        count = min(9.0, max(2.0, count + rng.choice((-1.0, 0.0, 0.0, 1.0))))
+        out.append((float(t), 100.0 * count / 250))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_wandering_count_raises_a_few_alerts_not_a_flood(seed):
+    """Issue 16: the demo raised 23 alerts in 8 minutes; 10 minutes now give at most 3."""
+    series = noisy_walkway(600, seed)
+    flapping = AlertRule("busy", "capacity_pct", raise_at=2.4, clear_at=1.6)  # the rule as it was
+    flood = [e for e in feed(AlertEngine([flapping]), series, "capacity_pct") if e[1] == "raised"]
+    assert len(flood) >= 5
+    engine = AlertEngine([BUSY])
+    events = []
+    for ts, value in series:
+        events += [(ts, a.alert_id, a.state, a.last_raised_ts) for a in engine.update("w", "capacity_pct", ts,
+                                                                                          value)]
+    assert len({alert_id for _, alert_id, _, _ in events}) <= 3
+    raised = {}
+    for ts, alert_id, state, last_raised in events:
+        if state == "raised":
+            raised[alert_id] = last_raised
+        elif state == "cleared":
+            assert ts - raised[alert_id] >= BUSY.clear_hold  # each occurrence lasts the hold time
+
+
+def test_messages_read_like_a_person_wrote_them():
+    from crowdsafe.config.site import load_site
+    from crowdsafe.runtime.alerting import default_rules, site_messages
+    from tests.api_support import DEMO_SITE
+
+    site = load_site(DEMO_SITE)
+    engine = AlertEngine(default_rules(site), site_messages(site))
+    raised = []
+    for ts in range(0, 45, 5):
+        engine.update("walkway", "count", ts, 12.0)
+        engine.update("walkway", "density", ts, 2.9)
+        raised += engine.update("walkway", "risk_rank", ts, 1.0)
+    (alert,) = raised
+    assert alert.message == "Main walkway: 2.9 people/m² for 20 s (limit 2.0, risk slowed)"
+    density = AlertEngine([DENSITY], site_messages(site))
+    (alert,) = [a for ts in (0, 40) for a in density.update("walkway", "density", ts, 4.25)]
+    assert alert.message == "Main walkway: 4.25 people/m² for 40 s (limit 4.0)"
+    cap = AlertEngine([AlertRule("c", "capacity_pct", 90, 80)], site_messages(site))
+    cap.update("walkway", "count", 0, 1.0)
+    assert cap.update("walkway", "capacity_pct", 0, 95.0)[0].message.startswith(
+        "Main walkway: 1 person, 95 % of capacity for 0 s (limit 90 %)")
+    stale = AlertEngine([AlertRule("s", "stale_s", 30, 5)], site_messages(site))
+    assert stale.update("view001", "stale_s", 0, 95.0)[0].message == \
+        "Camera view001: no new frame for 2 min (limit 30 s)"

@@ -158,6 +158,19 @@ def test_alerts_list_filter_and_acknowledge(client, env):
     assert client.post("/api/alerts/nope/acknowledge").status_code == 404
 
 
+def test_acknowledge_takes_an_optional_note(client, env):
+    env["store"].save_alert({"alert_id": "noted", "rule": "busy", "subject": "walkway", "severity": "info",
+                             "state": "raised", "raised_ts": NOW, "value": 3.0, "message": "busy"})
+    r = client.post("/api/alerts/noted/acknowledge", json={"note": "  two stewards sent  "},
+                    headers=auth(env, "operator"))
+    assert r.status_code == 200 and r.json()["note"] == "two stewards sent"
+    assert r.json()["occurrences"] == 1
+    env["store"].save_alert({"alert_id": "long", "rule": "busy", "subject": "walkway", "severity": "info",
+                             "state": "raised", "raised_ts": NOW, "value": 3.0, "message": "busy"})
+    assert client.post("/api/alerts/long/acknowledge", json={"note": "x" * 501}).status_code == 422
+    assert client.post("/api/alerts/long/acknowledge", json={"nots": "typo"}).status_code == 422
+
+
 def test_me(client, env):
     assert client.get("/api/me", headers=auth(env, "viewer")).json() == {"name": "viewer-1", "role": "viewer"}
 

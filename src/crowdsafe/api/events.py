@@ -199,10 +199,11 @@ class EventHub:
         events = []
         stamps = []
         for row in queries.alerts_changed_since(state.store, since):
-            stamps_of_row = (row["raised_ts"], row["acknowledged_ts"], row["cleared_ts"])
+            stamps_of_row = (row["raised_ts"], row["acknowledged_ts"], row["cleared_ts"],
+                             row.get("last_raised_ts"))
             changed = max(t for t in stamps_of_row if t is not None)
             stamps.append(changed)
-            k = (row["alert_id"], row["state"])
+            k = (row["alert_id"], row["state"], str(row.get("occurrences") or 1))
             if k in cursor.seen:
                 continue
             cursor.seen[k] = changed

@@ -21,9 +21,9 @@ def alert(store: Store, alert_id: str) -> dict[str, Any] | None:
 
 
 def alerts_changed_since(store: Store, since: float, limit: int = 1_000) -> list[dict[str, Any]]:
-    """Alerts raised, acknowledged or cleared at or after ``since``."""
+    """Alerts raised, reopened, acknowledged or cleared at or after ``since``."""
     stmt = (select(alerts).where(or_(alerts.c.raised_ts >= since, alerts.c.acknowledged_ts >= since,
-                                     alerts.c.cleared_ts >= since))
+                                     alerts.c.cleared_ts >= since, alerts.c.last_raised_ts >= since))
             .order_by(alerts.c.raised_ts).limit(limit))
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(stmt)]
@@ -45,7 +45,7 @@ def newest_ts(store: Store, table_name: str) -> float | None:
 
 
 def newest_alert_ts(store: Store) -> float | None:
-    cols = (alerts.c.raised_ts, alerts.c.acknowledged_ts, alerts.c.cleared_ts)
+    cols = (alerts.c.raised_ts, alerts.c.acknowledged_ts, alerts.c.cleared_ts, alerts.c.last_raised_ts)
     with store.engine.connect() as conn:
         values = conn.execute(select(*[func.max(c) for c in cols])).one()
     present = [float(v) for v in values if v is not None]

@@ -37,7 +37,7 @@ from crowdsafe.counting.batch import Counts
 from crowdsafe.forecast.live import ForecastStep
 from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
 from crowdsafe.notify.webhooks import WebhookNotifier
-from crowdsafe.runtime.alerting import AlertSink, default_rules
+from crowdsafe.runtime.alerting import AlertSink, default_rules, site_messages
 from crowdsafe.runtime.background import BackgroundCheck, BackgroundPolicy, write_background
 from crowdsafe.runtime.camera import CameraHealth, CameraReader, CameraSource, Sample, open_camera, probe_size
 from crowdsafe.runtime.counters import CameraCounters
@@ -150,7 +150,8 @@ class LocalRunner:
         self.writer = StoreWriter(store)
         notifier = WebhookNotifier(list(config.webhooks)) if config.webhooks else None
         rules = list(config.rules) if config.rules is not None else default_rules(prepared.site)
-        self.alerts = AlertSink(rules, self.writer, prepared.site.name, notifier)
+        self.alerts = AlertSink(rules, self.writer, prepared.site.name, notifier,
+                                describe=site_messages(prepared.site))
         self.forecast = (ForecastStep(store, prepared.site, every_s=config.forecast_every_s,
                                       alert=self.alerts.update) if config.forecast_every_s else None)
         self.backgrounds_dir = config.state_dir / "backgrounds"
