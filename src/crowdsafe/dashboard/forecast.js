@@ -20,8 +20,8 @@
   }
   const round = (v) => (v === null || v === undefined ? "–" : String(Math.round(v)));
   const hhmm = (ts) => new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  const fmtClear = (s) => (s === null || s === undefined ? "no exits" : s < 90 ? `${Math.round(s)} s`
-    : `${(s / 60).toFixed(1)} min`);
+  const fmtClear = (s, count) => (window.CS && CS.fmtClear ? CS.fmtClear(s, count)
+    : s === null || s === undefined ? "no exits" : `${Math.round(s)} s`);
 
   async function get(path) {
     const token = localStorage.getItem(TOKEN_KEY);
@@ -37,7 +37,7 @@
 
   function cell(fc, h) {
     const k = fc.horizons_min.indexOf(h);
-    const td = el("td");
+    const td = el("td", null, h === 30 ? "" : "opt");
     if (k < 0) { td.textContent = "–"; return td; }
     const interval = el("small", ` ${round(fc.lo80[k])}–${round(fc.hi80[k])}`, "interval");
     interval.style.color = "var(--muted)";  // style.css belongs to the main dashboard
@@ -60,7 +60,9 @@
       const r = readings[zone.id] && readings[zone.id].reading;
       const tr = el("tr");
       tr.dataset.zone = zone.id;
-      tr.append(el("td", zone.name), el("td", r ? round(r.count) : "–"));
+      const now = el("td", r ? round(r.count) : "–");
+      now.dataset.now = zone.id;  // kept live by app.js: one "now" on the whole page
+      tr.append(el("td", zone.name), now);
       if (fc) {
         fc.capacity = zone.capacity;
         for (const h of SHOW_H) tr.appendChild(cell(fc, h));
@@ -71,7 +73,7 @@
       }
       const slot = firstSlot[zone.id];
       tr.appendChild(el("td", slot ? String(slot.stewards) : "–"));
-      const clear = el("td", r ? fmtClear(r.clearance_s) : "–");
+      const clear = el("td", r ? fmtClear(r.clearance_s, r.count) : "–");
       clear.dataset.clearance = zone.id;
       if (r && r.clearance_s !== null && r.clearance_s >= 480) clear.className = "over";
       tr.appendChild(clear);
