@@ -34,6 +34,9 @@ class AlertRule:
     of the metric per minute over that window (e.g. +40 people/min into a zone).
     ``min_duration_s`` is the hold before raising, ``clear_hold_s`` the hold before clearing
     (None: the same), ``cooldown_s`` how long after clearing a return reopens the same alert.
+    ``smooth_s`` tests the mean over that many seconds instead of each reading: a per-frame count
+    of a sparse scene jumps by half its value from one frame to the next, and a hold time alone
+    would then never see a busy minute as busy.
     """
 
     name: str
@@ -45,13 +48,15 @@ class AlertRule:
     rate_window_s: float | None = None
     clear_hold_s: float | None = None
     cooldown_s: float = 0.0
+    smooth_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.clear_at > self.raise_at:
             raise ValueError(f"rule {self.name}: clear_at ({self.clear_at}) must not exceed "
                              f"raise_at ({self.raise_at}); equal means no hysteresis")
         if (self.min_duration_s < 0 or (self.rate_window_s is not None and self.rate_window_s <= 0)
-                or (self.clear_hold_s is not None and self.clear_hold_s < 0) or self.cooldown_s < 0):
+                or (self.clear_hold_s is not None and self.clear_hold_s < 0) or self.cooldown_s < 0
+                or (self.smooth_s is not None and self.smooth_s <= 0)):
             raise ValueError(f"rule {self.name}: durations must be positive")
 
     @property
@@ -97,6 +102,7 @@ class _Track:
     below_since: float | None = None
     alert: Alert | None = None
     history: deque[tuple[float, float]] = field(default_factory=deque)
+    recent: deque[tuple[float, float]] = field(default_factory=deque)  # for ``smooth_s``
 
 
 class AlertEngine:
@@ -125,6 +131,11 @@ class AlertEngine:
 
     @staticmethod
     def _tested_value(rule: AlertRule, track: _Track, ts: float, value: float) -> float | None:
+        if rule.smooth_s is not None:
+            track.recent.append((ts, value))
+            while track.recent[0][0] < ts - rule.smooth_s:
+                track.recent.popleft()
+            value = sum(v for _, v in track.recent) / len(track.recent)
         if rule.rate_window_s is None:
             return value
         track.history.append((ts, value))
