@@ -214,3 +214,19 @@ def test_demo_busy_on_a_real_demo_run_raises_at_most_three_alerts():
             raised_at = ts
         else:
             assert ts - raised_at >= busy.clear_hold
+
+
+def test_a_smoothed_rule_tells_the_mean_count_not_the_last_frame():
+    from crowdsafe.config.site import load_site
+    from crowdsafe.runtime.alerting import site_messages
+    from tests.api_support import DEMO_SITE
+
+    rule = AlertRule("busy", "capacity_pct", raise_at=2.2, clear_at=1.8, smooth_s=20)
+    engine = AlertEngine([rule], site_messages(load_site(DEMO_SITE)))
+    raised = []
+    for ts, n in [(0, 8.0), (5, 7.0), (10, 4.0)]:  # mean 6.33 people = 2.53 % of 250
+        engine.update("walkway", "count", ts, n)
+        raised += engine.update("walkway", "capacity_pct", ts, 100 * n / 250)
+    assert raised[0].message == ("Main walkway: 8 people on average over 20 s, 3.2 % of capacity for 0 s "
+                                 "(limit 2.2 %)")
+    assert engine.update("walkway", "capacity_pct", 10, 1.6) == []  # the mean (2.5 %) is still above clear

@@ -7,6 +7,7 @@ browser download is never used: the system chromium is launched directly.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -130,7 +131,8 @@ def test_dashboard_live_counts_los_and_acknowledge(browser, server):
 def test_viewer_sees_no_acknowledge_button_and_bad_token_is_refused(browser, server):
     server["store"].save_alert({"alert_id": "viewer-check", "rule": "capacity_90", "subject": "lawn",
                                 "severity": "warning", "state": "raised", "raised_ts": time.time(),
-                                "value": 91.0, "message": "capacity_pct of lawn at 91.00 (raise at 90)"})
+                                "value": 91.0,
+                                "message": "Front lawn: 364 people, 91 % of capacity for 20 s (limit 90 %)"})
     page, errors = open_dashboard(browser, server, "viewer")
     item = page.locator('#alerts li[data-alert="viewer-check"]')
     sync_api.expect(item).to_be_visible(timeout=10_000)
@@ -154,5 +156,69 @@ def test_layout_fits_small_and_wall_screens(browser, server, size):
         ARTIFACTS.mkdir(exist_ok=True)
         page.wait_for_timeout(500)
         page.screenshot(path=str(ARTIFACTS / "dashboard-wall.png"))
+    page.close()
+    assert not errors, errors
+
+
+# -- issue 16: the control room ---------------------------------------------------------------
+ABOVE_THE_FOLD = ["#map-panel", "#zones-panel", "#alerts-panel", "#forecast-panel", "#lines-panel"]
+
+
+def test_control_room_screen_shows_every_panel_that_matters_without_scrolling(browser, server):
+    page, errors = open_dashboard(browser, server, "operator", viewport=(1920, 1080))
+    sync_api.expect(page.locator("#zones-table tbody tr")).to_have_count(3)
+    # the forecast model fits in the background: the panel must fit once it is filled
+    sync_api.expect(page.locator("#forecast-table tbody tr").first).to_be_visible(timeout=180_000)
+    page.wait_for_timeout(1000)
+    for selector in ABOVE_THE_FOLD:
+        box = page.locator(selector).bounding_box()
+        assert box is not None and box["y"] + box["height"] <= 1080, f"{selector} at {box}; fold at 1080"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-1920.png"))
+    page.close()
+    assert not errors, errors
+
+
+def test_open_alerts_mark_their_zone_and_a_critical_one_shows_a_banner(browser, server):
+    page, errors = open_dashboard(browser, server, "operator")
+    forecourt = page.locator('#zones-table tr[data-zone="forecourt"]')
+    marked = re.compile(r"(?=.*\balerting\b)(?=.*\balert-critical\b)")
+    sync_api.expect(forecourt).to_have_class(marked, timeout=10_000)
+    sync_api.expect(page.locator('#map polygon[data-zone="forecourt"]')).to_have_class(marked)
+    sync_api.expect(page.locator('#map polygon[data-zone="lawn"]')).not_to_have_class(re.compile("alerting"))
+    banner = page.locator("#banner")
+    sync_api.expect(banner).to_be_visible()
+    sync_api.expect(banner).to_contain_text("Building forecourt: 4.3 people/m²")
+    first = page.locator("#alerts li").first
+    sync_api.expect(first).to_have_attribute("data-alert", "a-forecourt-risk")  # worst open alert first
+    sync_api.expect(first).to_contain_text("Building forecourt · risk critical")
+    page.click("#mute-btn")
+    sync_api.expect(page.locator("#mute-btn")).to_have_text("Sound off")
+    # acknowledge with a note, in the same one click
+    first.locator("input").fill("two stewards sent")
+    first.get_by_role("button", name="Acknowledge").click()
+    sync_api.expect(first).to_contain_text("note: two stewards sent", timeout=10_000)
+    sync_api.expect(banner).to_be_hidden()
+    stored = {a["alert_id"]: a for a in server["store"].alerts()}
+    assert stored["a-forecourt-risk"]["note"] == "two stewards sent"
+    page.close()
+    assert not errors, errors
+
+
+def test_phone_width_keeps_the_columns_an_operator_acts_on(browser, server):
+    page, errors = open_dashboard(browser, server, "viewer", viewport=(390, 844))
+    sync_api.expect(page.locator("#zones-table tbody tr")).to_have_count(3)
+    sync_api.expect(page.locator("#forecast-table tbody tr").first).to_be_visible(timeout=180_000)
+    for table, column in (("#zones-table", "Age"), ("#forecast-table", "Stewards now"),
+                          ("#forecast-table", "Clears in")):
+        header = page.locator(f"{table} th", has_text=column)
+        box = header.bounding_box()
+        panel = page.locator(table).locator("xpath=..").bounding_box()
+        assert box is not None and box["x"] + box["width"] <= panel["x"] + panel["width"] + 1, \
+            f"{column} of {table} is cut off at 390 px"
+    counts = page.locator("#map text[data-zone-count]").all_text_contents()
+    assert counts and not any(text.startswith("1 people") for text in counts)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
     page.close()
     assert not errors, errors

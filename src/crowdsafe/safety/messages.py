@@ -73,8 +73,15 @@ class MessageBook:
                 what = f"risk {band}" if metric == "risk_rank" else f"Level of Service {band}"
                 return f"{name}: {number(density)} people/m² for {held} (limit {number(limit)}, {what})"
         if metric == "capacity_pct":
-            count = latest.get("count")
-            head = f"{people(count)}, " if count is not None else ""
+            count, pct = latest.get("count"), latest.get("capacity_pct")
+            head = ""
+            if rule.smooth_s is not None:  # the tested value is a mean: so is the count told
+                if count is not None and pct:
+                    head = f"{people(count * value / pct)} on average over {duration(rule.smooth_s)}, "
+                else:
+                    head = f"on average over {duration(rule.smooth_s)}, "
+            elif count is not None:
+                head = f"{people(count)}, "
             return (f"{name}: {head}{percent(value)} % of capacity for {held} "
                     f"(limit {percent(rule.raise_at)} %)")
         if metric == "forecast_capacity_pct":
