@@ -119,6 +119,31 @@ def test_lines_latest_and_history(client):
     assert client.get("/api/lines/nope/history").status_code == 404
 
 
+def test_line_totals_run_since_the_event_began(client, env):
+    """Running totals in and out (issue 16): the sum of every reading since doors opened."""
+    rows = env["store"].query("line_readings", "east_gate")
+    totals = client.get("/api/lines").json()[0]["totals"]
+    day = [r for r in rows if r["ts"] >= totals["since_ts"]]
+    assert totals["since"] == "last 24 h" and totals["since_ts"] == pytest.approx(time.time() - 86400, abs=60)
+    assert totals["in"] == pytest.approx(sum(r["in_count"] for r in day), abs=0.1)
+    assert totals["out"] == pytest.approx(sum(r["out_count"] for r in day), abs=0.1) and totals["out"] > 0
+    doors, start = _iso(NOW - 1800), _iso(NOW - 600)
+    text = env["site_file"].read_text() + (
+        f"schedule:\n  - {{name: evening show, doors_open: {doors}, start: {start}}}\n")
+    env["site_file"].write_text(text)
+    assert client.post("/api/site/reload").status_code == 200
+    totals = client.get("/api/lines").json()[0]["totals"]
+    assert totals["since"] == "evening show" and totals["since_ts"] == pytest.approx(NOW - 1800, abs=1)
+    recent = [r for r in rows if r["ts"] >= NOW - 1800]
+    assert totals["in"] == pytest.approx(sum(r["in_count"] for r in recent), abs=0.1)
+
+
+def _iso(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
 def test_cameras_health_and_background(client, env):
     cams = client.get("/api/cameras").json()
     assert cams[0]["id"] == "view001" and cams[0]["has_background"] is True

@@ -1,4 +1,4 @@
-"""The few reads ``Store`` has no method for: one alert, alert changes and rows since a time.
+"""The few reads ``Store`` has no method for: one alert, alert changes, rows since a time, totals.
 
 Kept here, read-only, so the store's interface stays what the writers need; they use the same
 tables through the store's engine and so work on SQLite and PostgreSQL alike.
@@ -59,3 +59,12 @@ def alerts_raised_between(store: Store, start: float, end: float,
             .order_by(alerts.c.raised_ts, alerts.c.alert_id).limit(limit))
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def line_totals(store: Store, since: float, until: float) -> dict[str, tuple[float, float]]:
+    """People that crossed each line in [since, until): (in, out), summed over the readings."""
+    table, _ = READING_TABLES["line_readings"]
+    stmt = (select(table.c.line_id, func.sum(table.c.in_count), func.sum(table.c.out_count))
+            .where(table.c.ts >= since, table.c.ts < until).group_by(table.c.line_id))
+    with store.engine.connect() as conn:
+        return {lid: (float(i or 0.0), float(o or 0.0)) for lid, i, o in conn.execute(stmt)}

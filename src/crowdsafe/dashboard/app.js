@@ -17,7 +17,7 @@ const $ = (id) => document.getElementById(id);
   history.replaceState(null, "", location.pathname + location.search);
 })();
 const S = { token: localStorage.getItem(TOKEN_KEY), role: null, site: null, nodes: null, cameras: {},
-  zones: {}, lines: {}, alerts: new Map(), selected: null, abort: null, chartTimer: null, beeped: new Set(),
+  zones: {}, lines: {}, lineTotals: {}, spark: {}, alerts: new Map(), selected: null, abort: null, chartTimer: null, beeped: new Set(),
   audio: null };
 
 function el(tag, text, cls) {
@@ -140,6 +140,21 @@ function renderZones() {
   }
 }
 
+const SPARK_POINTS = 60;
+
+// A tiny line of the last quarter hour of flow, scaled to its own peak: the trend at a glance.
+function sparkline(values) {
+  const w = 80, h = 18;
+  const svg = CS.svg("svg", { class: "spark", viewBox: `0 0 ${w} ${h}`, width: w, height: h,
+    "aria-hidden": "true" });
+  const vals = values.filter((v) => v !== null && v !== undefined);
+  if (vals.length < 2) return svg;
+  const top = Math.max(...vals, 1e-6);
+  const pts = vals.map((v, i) => `${(i / (vals.length - 1)) * w},${h - 1 - (v / top) * (h - 2)}`).join(" ");
+  CS.svg("polyline", { points: pts }, svg);
+  return svg;
+}
+
 function renderLines() {
   const body = $("lines-table").tBodies[0];
   body.replaceChildren();
@@ -150,16 +165,32 @@ function renderLines() {
     tr.appendChild(td);
     body.appendChild(tr);
   }
+  const first = Object.values(S.lineTotals)[0];
+  $("lines-since").textContent = first ? (first.since === "last 24 h" ? "totals over the last 24 h"
+    : `totals since ${first.since} (${fmtTime(first.since_ts)})`) : "";
   for (const line of S.site.lines) {
     const r = S.lines[line.id];
+    const t = S.lineTotals[line.id];
     const tr = el("tr");
+    tr.dataset.line = line.id;
     const ageCell = el("td", r ? fmtAge(age(r.ts)) : "–");
     ageCell.dataset.ts = r ? r.ts : "";
-    tr.append(el("td", line.name), el("td", r ? num(r.in_count) : "–"), el("td", r ? num(r.out_count) : "–"),
-      el("td", r ? num(r.flow_pmm) : "–"), ageCell);
+    const flow = el("td");
+    flow.append(sparkline(S.spark[line.id] || []), document.createTextNode(" " + (r ? num(r.flow_pmm) : "–")));
+    tr.append(el("td", line.name), el("td", t ? Math.round(t.in).toLocaleString() : "–"),
+      el("td", t ? Math.round(t.out).toLocaleString() : "–"), flow, ageCell);
     body.appendChild(tr);
     CS.updateMapLine(S.nodes, line.id, r);
   }
+}
+
+async function loadSparklines() {
+  const end = Date.now() / 1000;
+  await Promise.all(S.site.lines.map(async (line) => {
+    const h = await getJSON(`/api/lines/${encodeURIComponent(line.id)}/history?start=${end - 900}&end=${end + 5}`
+      + "&resolution=15");
+    S.spark[line.id] = h.points.map((p) => p.flow_pmm).slice(-SPARK_POINTS);
+  }));
 }
 
 function alertOrder(a, b) {
@@ -340,6 +371,8 @@ async function loadSnapshot() {
   }
   S.zones = Object.fromEntries(zones.filter((z) => z.reading).map((z) => [z.id, z.reading]));
   S.lines = Object.fromEntries(lines.filter((l) => l.reading).map((l) => [l.id, l.reading]));
+  S.lineTotals = Object.fromEntries(lines.filter((l) => l.totals).map((l) => [l.id, { ...l.totals }]));
+  await loadSparklines().catch(console.warn);
   await loadAlerts();
   renderLines();
   renderAlerts();
@@ -357,6 +390,11 @@ function onEvent(name, data) {
     if (data.zone_id === S.selected) CS.extendZoneChart($("chart"), data);
   } else if (name === "line") {
     S.lines[data.line_id] = data;
+    const t = S.lineTotals[data.line_id];
+    if (t && data.ts >= t.since_ts) { t.in += data.in_count || 0; t.out += data.out_count || 0; }
+    const spark = S.spark[data.line_id] || (S.spark[data.line_id] = []);
+    spark.push(data.flow_pmm);
+    if (spark.length > SPARK_POINTS) spark.shift();
     renderLines();
   } else if (name === "alert") {
     S.alerts.set(data.alert_id, data);

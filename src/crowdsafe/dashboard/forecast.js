@@ -10,7 +10,7 @@
   const TOKEN_POLL_MS = 1000;
   const SHOW_H = [15, 30, 60];
   const $ = (id) => document.getElementById(id);
-  const F = { timer: null, plan: null };
+  const F = { timer: null, plan: null, site: null };
 
   function el(tag, text, cls) {
     const e = document.createElement(tag);
@@ -91,6 +91,27 @@
     $("forecast-csv").hidden = !plan;
   }
 
+  // While the model fits, one row per zone holds the panel's place (and the live count), so the
+  // page does not jump when the forecast arrives.
+  async function renderPending() {
+    if (!F.site) F.site = await (await get("/api/site")).json();
+    const body = $("forecast-table").tBodies[0];
+    if (body.rows.length) return;
+    for (const zone of F.site.zones) {
+      const tr = el("tr");
+      tr.dataset.zone = zone.id;
+      const now = el("td", "–");
+      now.dataset.now = zone.id;
+      const wait = el("td", "forecast after the model is fitted", "empty");
+      wait.colSpan = SHOW_H.length;
+      wait.style.whiteSpace = "normal";  // a phone must not scroll for a placeholder
+      const clear = el("td", "–");
+      clear.dataset.clearance = zone.id;
+      tr.append(el("td", zone.name), now, wait, el("td", "–"), clear);
+      body.appendChild(tr);
+    }
+  }
+
   async function refresh() {
     clearTimeout(F.timer);
     let next = POLL_MS;
@@ -99,7 +120,12 @@
       if (!statusResp) { note("token needed"); next = TOKEN_POLL_MS; return; }  // no request until one is saved
       const status = await statusResp.json();
       if (status.error) { note(`unavailable: ${status.error}`); return; }
-      if (!status.ready) { note(`fitting the ${status.method} model…`); next = RETRY_MS; return; }
+      if (!status.ready) {
+        note(`fitting the ${status.method} model…`);
+        next = RETRY_MS;
+        await renderPending();
+        return;
+      }
       const [site, zones, forecast] = await Promise.all(
         ["/api/site", "/api/zones", "/api/forecast"].map(async (p) => (await get(p)).json()));
       F.plan = status.staffing_policy ? await (await get("/api/forecast/staffing")).json() : null;
