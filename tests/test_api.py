@@ -480,6 +480,15 @@ def test_sse_streams_are_shared_out_per_token_client_and_role():
     hub.subscribe("phone", "10.0.0.3", "viewer")  # a freed slot is usable again
 
 
+def test_api_worker_threads_are_bounded(env):
+    """A burst of requests queues for a few threads instead of taking the cores counting needs."""
+    import anyio.to_thread
+
+    with TestClient(create_app(settings_for(env, api_threads=3))) as c:
+        assert c.portal.call(lambda: anyio.to_thread.current_default_thread_limiter().total_tokens) == 3
+        assert c.get("/health").status_code == 200
+
+
 def test_slow_sse_client_is_cut_off_not_given_holes():
     async def scenario() -> None:
         hub = EventHub(lambda: None)  # type: ignore[arg-type, return-value]

@@ -47,6 +47,8 @@ class ApiSettings:
     sse_max_per_client: int = 16  # streams one client address may hold, whatever tokens it uses
     sse_operator_reserve: float = 0.25  # share of the pool only operator and admin tokens may take
     sse_lookback_s: float = 10.0  # rows arriving late (older ts than the newest seen) within this window
+    api_threads: int = 8  # worker threads for blocking endpoints (anyio's default is 40): the counting
+    # engine shares this process's cores, and 40 threads reading the store at once starve it
     runtime_stats: Callable[[], RuntimeStats] | None = None
     log_level: str = "info"
 

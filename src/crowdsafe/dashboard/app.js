@@ -74,7 +74,9 @@ async function saveToken(event) {
 const age = (ts) => Math.max(0, Date.now() / 1000 - ts);
 const fmtAge = (s) => (s < 90 ? `${Math.round(s)} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`);
 const fmtTime = (ts) => new Date(ts * 1000).toLocaleTimeString();
-const num = (v, d = 1) => (v === null || v === undefined ? "–" : Number(v).toFixed(d));
+// never "-0.00": a density a hair below zero (model noise) reads as 0
+const num = (v, d = 1) => (v === null || v === undefined ? "–"
+  : Number(v).toFixed(d).replace(/^-(0\.?0*)$/, "$1"));
 // "1 person", "7 people": counts are estimates, shown whole, and read as a person would say them.
 CS.people = (n) => (Math.round(n) === 1 ? "1 person" : `${Math.round(n)} people`);
 CS.plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
