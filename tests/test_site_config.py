@@ -190,8 +190,8 @@ def test_binary_file_and_folder_get_one_clear_line(tmp_path):
         load_site(tmp_path / "binary.yaml")
     assert len(str(err.value).splitlines()) == 1 and "not a text file" in str(err.value)
     assert "codec" not in str(err.value)
-    (tmp_path / "nul.yaml").write_bytes(b"name: x\x00\n")
-    with pytest.raises(SiteError, match="not a text file"):
+    (tmp_path / "nul.yaml").write_bytes(b"name: x\x00\n")  # valid UTF-8: the YAML reader says where
+    with pytest.raises(SiteError, match=r"invalid YAML at line 1, column 8: character #x0000"):
         load_site(tmp_path / "nul.yaml")
     with pytest.raises(SiteError) as err:
         load_site(tmp_path)

@@ -506,8 +506,6 @@ def load_site(path: str | Path) -> Site:
                         str(path)) from None
     except OSError as exc:
         raise SiteError([f"cannot read: {exc.strerror or exc}"], str(path)) from None
-    if "\x00" in text:
-        raise SiteError(["not a text file (it contains NUL bytes); a site file is YAML text"], str(path))
     try:
         data = yaml.safe_load(text)
         return parse_site(data, str(path), path.resolve().parent)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crowdsafe.api import queries, shape
 from crowdsafe.api.auth import Principal, operator, viewer
@@ -23,6 +24,19 @@ class Acknowledgement(BaseModel):
     note: str | None = Field(None, max_length=500, description="What was done, e.g. 'stewards sent'")
 
 
+async def acknowledgement(request: Request) -> Acknowledgement | None:
+    """The optional body, read whatever its Content-Type: an empty body (the one-click case) or
+    ``{}`` is no note; anything else must be ``{"note": "..."}`` (422 otherwise)."""
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        return Acknowledgement.model_validate(json.loads(raw))
+    except (ValueError, ValidationError) as exc:
+        detail = exc.errors(include_url=False) if isinstance(exc, ValidationError) else "body is not JSON"
+        raise HTTPException(422, detail) from None
+
+
 @router.get("", summary="Alerts, newest first")
 def list_alerts(request: Request, _: Annotated[Principal, Depends(viewer)],
                 state: Annotated[Literal["raised", "acknowledged", "cleared"] | None, Query()] = None,
@@ -31,10 +45,12 @@ def list_alerts(request: Request, _: Annotated[Principal, Depends(viewer)],
 
 
 @router.post("/{alert_id}/acknowledge", summary="Acknowledge a raised alert (operator)",
-             responses={404: {}, 409: {"description": "not in state raised"}})
+             responses={404: {}, 409: {"description": "not in state raised"}},
+             openapi_extra={"requestBody": {"required": False, "content": {"application/json": {
+                 "schema": Acknowledgement.model_json_schema()}}}})
 def acknowledge(request: Request, alert_id: AlertId,
                 principal: Annotated[Principal, Depends(operator)],
-                body: Annotated[Acknowledgement | None, Body()] = None) -> dict[str, Any]:
+                body: Annotated[Acknowledgement | None, Depends(acknowledgement)]) -> dict[str, Any]:
     """Recorded with the token's name, so the log says who took responsibility; the body (an
     optional ``note``) may be left out."""
     store = api_state(request).store
