@@ -83,7 +83,7 @@ CS.plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 // Time to clear through the exits; an empty zone has nothing to clear.
 CS.fmtClear = (s, count) => (s === null || s === undefined ? "no exits"
   : count !== undefined && count !== null && Math.round(count) === 0 ? "empty"
-  : s < 90 ? `${Math.round(s)} s` : `${(s / 60).toFixed(1)} min`);
+  : s < 1 ? "< 1 s" : s < 90 ? `${Math.round(s)} s` : `${(s / 60).toFixed(1)} min`);
 const subjectName = (id) => {
   const z = S.site && (S.site.zones.find((x) => x.id === id) || S.site.lines.find((x) => x.id === id));
   return z ? z.name : id;
