@@ -184,27 +184,34 @@ def test_control_room_screen_shows_every_panel_that_matters_without_scrolling(br
 
 
 def test_open_alerts_mark_their_zone_and_a_critical_one_shows_a_banner(browser, server):
+    server["store"].save_alert({"alert_id": "banner-check", "rule": "risk_critical", "subject": "forecourt",
+                                "severity": "critical", "state": "raised", "raised_ts": time.time(),
+                                "value": 2.0, "occurrences": 2, "last_raised_ts": time.time(),
+                                "message": "Building forecourt: 5.1 people/m² for 30 s "
+                                           "(limit 4.0, risk critical)"})
     page, errors = open_dashboard(browser, server, "operator")
     forecourt = page.locator('#zones-table tr[data-zone="forecourt"]')
     marked = re.compile(r"(?=.*\balerting\b)(?=.*\balert-critical\b)")
     sync_api.expect(forecourt).to_have_class(marked, timeout=10_000)
     sync_api.expect(page.locator('#map polygon[data-zone="forecourt"]')).to_have_class(marked)
-    sync_api.expect(page.locator('#map polygon[data-zone="lawn"]')).not_to_have_class(re.compile("alerting"))
+    sync_api.expect(page.locator('#map polygon[data-zone="lawn"]')).not_to_have_class(re.compile("critical"))
     banner = page.locator("#banner")
     sync_api.expect(banner).to_be_visible()
-    sync_api.expect(banner).to_contain_text("Building forecourt: 4.3 people/m²")
+    sync_api.expect(banner).to_contain_text("Building forecourt: 5.1 people/m²")
     first = page.locator("#alerts li").first
-    sync_api.expect(first).to_have_attribute("data-alert", "a-forecourt-risk")  # worst open alert first
+    sync_api.expect(first).to_have_attribute("data-alert", "banner-check")  # worst waiting alert first
     sync_api.expect(first).to_contain_text("Building forecourt · risk critical")
+    sync_api.expect(first).to_contain_text("2 times")
     page.click("#mute-btn")
     sync_api.expect(page.locator("#mute-btn")).to_have_text("Sound off")
     # acknowledge with a note, in the same one click
-    first.locator("input").fill("two stewards sent")
-    first.get_by_role("button", name="Acknowledge").click()
-    sync_api.expect(first).to_contain_text("note: two stewards sent", timeout=10_000)
+    item = page.locator('#alerts li[data-alert="banner-check"]')  # the list re-sorts once acknowledged
+    item.locator("input").fill("two stewards sent")
+    item.get_by_role("button", name="Acknowledge").click()
+    sync_api.expect(item).to_contain_text("note: two stewards sent", timeout=10_000)
     sync_api.expect(banner).to_be_hidden()
     stored = {a["alert_id"]: a for a in server["store"].alerts()}
-    assert stored["a-forecourt-risk"]["note"] == "two stewards sent"
+    assert stored["banner-check"]["note"] == "two stewards sent"
     page.close()
     assert not errors, errors
 
