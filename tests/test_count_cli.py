@@ -275,6 +275,20 @@ def test_unreachable_stream_url_is_kept_and_its_password_never_printed() -> None
     assert "rtsp:/127" not in result.output  # the URL is not folded into a file path
 
 
+def test_no_library_log_line_carries_the_stream_password() -> None:
+    """FFmpeg and OpenCV write to the terminal themselves: run the command as a user does."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "crowdsafe.cli.main", "count",
+                           "rtsp://user:s3cretpw@127.0.0.1:1/x"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "s3cretpw" not in done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: rtsp://***@127.0.0.1:1/x: cannot open the stream (unreachable, wrong URL or credentials, "
+        "or not a video stream)"]
+
+
 def test_stream_url_is_counted_for_the_given_frames(shared_counter: object) -> None:
     from tests.stream_servers import MjpegServer
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
+import cv2
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -33,7 +35,7 @@ from crowdsafe.counting.batch import CountReport, LazyCounter, run_count
 from crowdsafe.counting.choice import make_model_counter
 from crowdsafe.render.writer import HeatmapWriter
 from crowdsafe.sources import open_source, parse_interval
-from crowdsafe.sources.stream import FiniteStream
+from crowdsafe.sources.stream import FiniteStream, is_stream_url
 from crowdsafe.sources.video import VideoSource
 
 
@@ -178,6 +180,11 @@ def count(
     """
     if output is not None and not output.parent.is_dir():
         raise fail(f"--output {output}: folder {output.parent} does not exist")
+    if is_stream_url(path):
+        # FFmpeg and OpenCV log to the terminal themselves, and their messages may quote the URL
+        # with its password: quiet unless the user asked otherwise. Our own lines redact it.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     with user_errors():
         interval = parse_interval(every) if every is not None else None
         source = open_source(path, interval, stream_frames=frames)
