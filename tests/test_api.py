@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from crowdsafe.api import ApiSettings, RuntimeStats, create_app, serve_in_thread
 from crowdsafe.api.events import EventHub, Subscriber
-from crowdsafe.store import StoreError, open_store
+from crowdsafe.store import Store, StoreError, open_store
 from tests.api_support import DEMO_SITE, demo_site, fill_demo_store, make_tokens, write_background, zone_row
 
 NOW = time.time()
@@ -293,6 +293,25 @@ def test_metrics_are_bounded_to_configured_ids(client, env):
         assert needle in text, needle
     assert "rogue" not in text and "random-" not in text
     assert "crowdsafe_pipeline_latency_seconds" not in text  # no runner in this process
+
+
+def test_latest_readings_come_from_the_runners_snapshot_without_the_store(env, monkeypatch):
+    """Beside a runner, /api/zones and /api/lines answer from memory (issue 16: the API must not
+    starve counting); without a snapshot yet, the store answers."""
+    site = demo_site()
+    snapshot = {"zone_readings": [zone_row(site, "walkway", NOW + 5, 77.0)],
+                "line_readings": [{"line_id": "east_gate", "ts": NOW + 5, "period_s": 1.0, "in_count": 2.0,
+                                   "out_count": 1.0, "flow_pmm": 13.3}]}
+    provided: dict[str, list] = {}
+    app = create_app(settings_for(env, latest_rows=lambda table: provided.get(table)))
+    with TestClient(app, headers=auth(env, "viewer")) as c:
+        from_store = {z["id"]: z["reading"] for z in c.get("/api/zones").json()}
+        assert from_store["walkway"]["count"] != 77.0 and from_store["lawn"] is not None
+        provided.update(snapshot)
+        monkeypatch.setattr(Store, "latest", lambda self, table: pytest.fail("the store was queried"))
+        zones = {z["id"]: z["reading"] for z in c.get("/api/zones").json()}
+        assert zones["walkway"]["count"] == 77.0 and zones["lawn"] is None
+        assert c.get("/api/lines").json()[0]["reading"]["flow_pmm"] == 13.3
 
 
 def test_metrics_include_runtime_stats_when_a_runner_provides_them(env):

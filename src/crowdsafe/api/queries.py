@@ -68,3 +68,11 @@ def line_totals(store: Store, since: float, until: float) -> dict[str, tuple[flo
             .where(table.c.ts >= since, table.c.ts < until).group_by(table.c.line_id))
     with store.engine.connect() as conn:
         return {lid: (float(i or 0.0), float(o or 0.0)) for lid, i, o in conn.execute(stmt)}
+
+
+def latest_rows(state: Any, table: str) -> list[dict[str, Any]]:
+    """The newest row per zone or line: from the runner's in-memory snapshot when the API runs
+    beside one (no SQL per request), else from the store."""
+    provider = state.settings.latest_rows
+    rows = provider(table) if provider is not None else None
+    return rows if rows is not None else state.store.latest(table)

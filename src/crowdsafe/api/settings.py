@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from crowdsafe.config.site import Site
 
@@ -50,6 +51,9 @@ class ApiSettings:
     api_threads: int = 8  # worker threads for blocking endpoints (anyio's default is 40): the counting
     # engine shares this process's cores, and 40 threads reading the store at once starve it
     runtime_stats: Callable[[], RuntimeStats] | None = None
+    # A runner in the same process: the newest row per zone/line (table name -> rows, or None when
+    # it has none yet), so the latest-reading endpoints skip the store; None: always the store.
+    latest_rows: Callable[[str], list[dict[str, Any]] | None] | None = None
     log_level: str = "info"
 
     @property

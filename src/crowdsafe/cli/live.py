@@ -94,6 +94,7 @@ def start_api(site_file: Path, site: Site, store: Store, state_dir: Path, *, hos
                        "--no-serve")
     settings = ApiSettings(site_file=site_file, store=store_target, state_dir=state_dir, host=host, port=port,
                            site=site, cors_origins=cors_origins, runtime_stats=runtime_stats(runner_of),
+                           latest_rows=lambda table: (r.latest_rows(table) if (r := runner_of()) else None),
                            trusted_proxies=trusted_proxies,
                            log_level="warning")
     try:

@@ -41,7 +41,8 @@ def lines(request: Request, _: Annotated[Principal, Depends(viewer)]) -> list[di
     schedule), or over the last 24 h without one; ``since_ts`` and ``since`` say which."""
     state = api_state(request)
     view = state.site_view
-    latest = {r["line_id"]: r for r in state.store.latest("line_readings") if r["line_id"] in view.line_ids}
+    rows = queries.latest_rows(state, "line_readings")
+    latest = {r["line_id"]: r for r in rows if r["line_id"] in view.line_ids}
     now = time.time()
     since, label = totals_since(view.site, now)
     sums = queries.line_totals(state.store, since, now + 1.0)
