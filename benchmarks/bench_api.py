@@ -2,13 +2,15 @@
 while the pipeline runs.
 
     python benchmarks/bench_api.py [--requests 2000] [--concurrency 8] [--sse-clients 100] [--json OUT]
-                                   [--no-pipeline]
+                                   [--no-pipeline] [--idle-window 30]
 
 Starts ``crowdsafe run`` on the demo site (the bundled video looped as a camera, the real network
 counting a frame every second, the API in the same process) on 127.0.0.1 over a temporary store
 pre-filled with two hours of readings, waits for the pipeline's first reading, and drives the API
 from this process, so client and server do not share an event loop or a GIL. With
 ``--no-pipeline`` it starts ``crowdsafe serve`` instead (the API alone, for comparison).
+With the pipeline it also measures counting's frames/s in an idle window (``--idle-window`` s, no
+requests) and during the request burst, in the same run: what the API costs the counting.
 Everything is bounded: a request count, a time limit, a number of rounds. Only loopback
 addresses are used.
 """
@@ -158,6 +160,8 @@ def main() -> None:
     ap.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=True,
                     help="run the demo pipeline in the server process (crowdsafe run) or not (serve)")
     ap.add_argument("--precision", default="int8", help="of the pipeline's engine")
+    ap.add_argument("--idle-window", type=float, default=30.0,
+                    help="seconds of counting without requests, measured before the burst (0: skip)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp)
@@ -184,12 +188,25 @@ def main() -> None:
                 raise SystemExit("server did not start")
             if args.pipeline:
                 wait_for_pipeline(url, token, server)
+            idle = None
+            if args.pipeline and args.idle_window > 0:
+                f0, t0 = frames_processed(url, token) or 0, time.monotonic()
+                time.sleep(args.idle_window)
+                idle = ((frames_processed(url, token) or 0) - f0) / (time.monotonic() - t0)
             frames_before = frames_processed(url, token) if args.pipeline else None
             started = time.monotonic()
             load_before = [round(v, 2) for v in os.getloadavg()]
             zones = asyncio.run(load(url, token, args.requests, args.concurrency, args.time_limit))
-            results = {"zones": zones,
-                       "sse": asyncio.run(fanout(url, token, store_path, args.sse_clients, args.sse_rounds))}
+            burst = None
+            if frames_before is not None:
+                burst = ((frames_processed(url, token) or 0) - frames_before) / (time.monotonic() - started)
+            results = {"zones": zones, "counting_fps": {
+                "idle": None if idle is None else round(idle, 3),
+                "during_burst": None if burst is None else round(burst, 3),
+                "kept_pct": round(100 * burst / idle, 1) if idle and burst is not None else None}}
+            if args.sse_clients > 0:
+                results["sse"] = asyncio.run(fanout(url, token, store_path, args.sse_clients,
+                                                    args.sse_rounds))
             counted = None if frames_before is None else (frames_processed(url, token) or 0) - frames_before
             results["pipeline"] = {"running": args.pipeline,
                                    "precision": args.precision if args.pipeline else None,
@@ -207,9 +224,13 @@ def main() -> None:
     z = results["zones"]
     print(f"/api/zones: {z['req_per_s']} req/s, p50 {z['p50_ms']} ms, p99 {z['p99_ms']} ms "
           f"({z['requests']} requests, {z['concurrency']} concurrent, {z['errors']} errors)", file=sys.stderr)
-    s = results["sse"]
-    print(f"SSE fan-out: {s['delivered']}/{s['expected']} delivered to {s['clients']} clients, "
-          f"delay p50 {s['delay_p50_ms']} ms, p99 {s['delay_p99_ms']} ms", file=sys.stderr)
+    if "sse" in results:
+        s = results["sse"]
+        print(f"SSE fan-out: {s['delivered']}/{s['expected']} delivered to {s['clients']} clients, "
+              f"delay p50 {s['delay_p50_ms']} ms, p99 {s['delay_p99_ms']} ms", file=sys.stderr)
+    c = results["counting_fps"]
+    print(f"counting: {c['idle']} frames/s idle, {c['during_burst']} during the burst "
+          f"({c['kept_pct']} % kept)", file=sys.stderr)
     p = results["pipeline"]
     print(f"pipeline running: {p['running']}; frames counted meanwhile: {p['frames_counted_during_bench']} "
           f"in {p['bench_seconds']} s; load {results['load_before']} -> {results['load_after']}",

@@ -60,11 +60,11 @@ def fill_demo_store(store: Store, now: float, hours: float = 2.0, step_s: float 
     store.write("camera_health", health)
     alerts = [
         ("a-forecourt-risk", "risk_critical", "forecourt", "critical", "raised", now - 300, None, None, 2.0,
-         "risk_rank of forecourt at 2.00 (raise at 2)"),
+         "Building forecourt: 4.3 people/m² for 40 s (limit 4.0, risk critical)"),
         ("a-walkway-capacity", "capacity_90", "walkway", "warning", "acknowledged", now - 1800,
-         now - 1700, None, 92.5, "capacity_pct of walkway at 92.50 (raise at 90)"),
+         now - 1700, None, 92.5, "Main walkway: 231 people, 92.5 % of capacity for 20 s (limit 90 %)"),
         ("a-lawn-surge", "surge", "lawn", "warning", "cleared", now - 5000, None, now - 4000, 45.0,
-         "count of lawn at 45.00 (raise at 30)"),
+         "Front lawn: gaining 45 people/min over the last 60 s (limit 30)"),
     ]
     for aid, rule, subject, sev, state, raised, acked, cleared, value, msg in alerts:
         store.save_alert({"alert_id": aid, "rule": rule, "subject": subject, "severity": sev, "state": state,

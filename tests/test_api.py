@@ -11,11 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
 from crowdsafe.api import ApiSettings, RuntimeStats, create_app, serve_in_thread
 from crowdsafe.api.events import EventHub, Subscriber
-from crowdsafe.store import StoreError, open_store
+from crowdsafe.store import Store, StoreError, open_store
 from tests.api_support import DEMO_SITE, demo_site, fill_demo_store, make_tokens, write_background, zone_row
 
 NOW = time.time()
@@ -118,6 +119,31 @@ def test_lines_latest_and_history(client):
     assert client.get("/api/lines/nope/history").status_code == 404
 
 
+def test_line_totals_run_since_the_event_began(client, env):
+    """Running totals in and out (issue 16): the sum of every reading since doors opened."""
+    rows = env["store"].query("line_readings", "east_gate")
+    totals = client.get("/api/lines").json()[0]["totals"]
+    day = [r for r in rows if r["ts"] >= totals["since_ts"]]
+    assert totals["since"] == "last 24 h" and totals["since_ts"] == pytest.approx(time.time() - 86400, abs=60)
+    assert totals["in"] == pytest.approx(sum(r["in_count"] for r in day), abs=0.1)
+    assert totals["out"] == pytest.approx(sum(r["out_count"] for r in day), abs=0.1) and totals["out"] > 0
+    doors, start = _iso(NOW - 1800), _iso(NOW - 600)
+    text = env["site_file"].read_text() + (
+        f"schedule:\n  - {{name: evening show, doors_open: {doors}, start: {start}}}\n")
+    env["site_file"].write_text(text)
+    assert client.post("/api/site/reload").status_code == 200
+    totals = client.get("/api/lines").json()[0]["totals"]
+    assert totals["since"] == "evening show" and totals["since_ts"] == pytest.approx(NOW - 1800, abs=1)
+    recent = [r for r in rows if r["ts"] >= NOW - 1800]
+    assert totals["in"] == pytest.approx(sum(r["in_count"] for r in recent), abs=0.1)
+
+
+def _iso(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
 def test_cameras_health_and_background(client, env):
     cams = client.get("/api/cameras").json()
     assert cams[0]["id"] == "view001" and cams[0]["has_background"] is True
@@ -155,6 +181,19 @@ def test_alerts_list_filter_and_acknowledge(client, env):
     assert client.post("/api/alerts/a-forecourt-risk/acknowledge").status_code == 409
     assert client.post("/api/alerts/a-lawn-surge/acknowledge").status_code == 409
     assert client.post("/api/alerts/nope/acknowledge").status_code == 404
+
+
+def test_acknowledge_takes_an_optional_note(client, env):
+    env["store"].save_alert({"alert_id": "noted", "rule": "busy", "subject": "walkway", "severity": "info",
+                             "state": "raised", "raised_ts": NOW, "value": 3.0, "message": "busy"})
+    r = client.post("/api/alerts/noted/acknowledge", json={"note": "  two stewards sent  "},
+                    headers=auth(env, "operator"))
+    assert r.status_code == 200 and r.json()["note"] == "two stewards sent"
+    assert r.json()["occurrences"] == 1
+    env["store"].save_alert({"alert_id": "long", "rule": "busy", "subject": "walkway", "severity": "info",
+                             "state": "raised", "raised_ts": NOW, "value": 3.0, "message": "busy"})
+    assert client.post("/api/alerts/long/acknowledge", json={"note": "x" * 501}).status_code == 422
+    assert client.post("/api/alerts/long/acknowledge", json={"nots": "typo"}).status_code == 422
 
 
 def test_me(client, env):
@@ -254,6 +293,25 @@ def test_metrics_are_bounded_to_configured_ids(client, env):
         assert needle in text, needle
     assert "rogue" not in text and "random-" not in text
     assert "crowdsafe_pipeline_latency_seconds" not in text  # no runner in this process
+
+
+def test_latest_readings_come_from_the_runners_snapshot_without_the_store(env, monkeypatch):
+    """Beside a runner, /api/zones and /api/lines answer from memory (issue 16: the API must not
+    starve counting); without a snapshot yet, the store answers."""
+    site = demo_site()
+    snapshot = {"zone_readings": [zone_row(site, "walkway", NOW + 5, 77.0)],
+                "line_readings": [{"line_id": "east_gate", "ts": NOW + 5, "period_s": 1.0, "in_count": 2.0,
+                                   "out_count": 1.0, "flow_pmm": 13.3}]}
+    provided: dict[str, list] = {}
+    app = create_app(settings_for(env, latest_rows=lambda table: provided.get(table)))
+    with TestClient(app, headers=auth(env, "viewer")) as c:
+        from_store = {z["id"]: z["reading"] for z in c.get("/api/zones").json()}
+        assert from_store["walkway"]["count"] != 77.0 and from_store["lawn"] is not None
+        provided.update(snapshot)
+        monkeypatch.setattr(Store, "latest", lambda self, table: pytest.fail("the store was queried"))
+        zones = {z["id"]: z["reading"] for z in c.get("/api/zones").json()}
+        assert zones["walkway"]["count"] == 77.0 and zones["lawn"] is None
+        assert c.get("/api/lines").json()[0]["reading"]["flow_pmm"] == 13.3
 
 
 def test_metrics_include_runtime_stats_when_a_runner_provides_them(env):
@@ -410,6 +468,44 @@ def test_sse_needs_a_token_and_limits_clients(env):
         assert c.get("/api/events?token=" + env["tokens"]["viewer"]).status_code == 401  # header only
         r = c.get("/api/events", headers=auth(env, "viewer"))
         assert r.status_code == 503 and "retry-after" in r.headers
+
+
+def test_sse_streams_are_shared_out_per_token_client_and_role():
+    """One token cannot take the pool, and operators keep a reserved share (issue 16)."""
+    settings = ApiSettings(site_file=Path("x.yaml"), sse_max_clients=8, sse_max_per_token=3,
+                           sse_max_per_client=5, sse_operator_reserve=0.25)
+    hub = EventHub(lambda: type("S", (), {"settings": settings})())  # type: ignore[arg-type, return-value]
+    for _ in range(3):
+        hub.subscribe("kiosk", "10.0.0.1", "viewer")
+    with pytest.raises(HTTPException) as exc:
+        hub.subscribe("kiosk", "10.0.0.1", "viewer")
+    assert exc.value.status_code == 429 and "this token" in exc.value.detail
+    hub.subscribe("wall", "10.0.0.1", "viewer")
+    hub.subscribe("wall", "10.0.0.1", "viewer")
+    with pytest.raises(HTTPException) as exc:  # six streams from one address: its share is 5
+        hub.subscribe("wall", "10.0.0.1", "viewer")
+    assert exc.value.status_code == 429 and "this address" in exc.value.detail
+    hub.subscribe("wall", "10.0.0.2", "viewer")
+    with pytest.raises(HTTPException) as exc:  # viewers have used their 6 of 8; 2 are reserved
+        hub.subscribe("phone", "10.0.0.3", "viewer")
+    assert exc.value.status_code == 503
+    hub.subscribe("control-room", "10.0.0.9", "operator")  # the operator still connects
+    hub.subscribe("admin", "10.0.0.9", "admin")
+    with pytest.raises(HTTPException) as exc:  # now the whole pool is used
+        hub.subscribe("control-room", "10.0.0.9", "operator")
+    assert exc.value.status_code == 503
+    for sub in [s for s in hub.subscribers if s.token == "kiosk"]:
+        hub.unsubscribe(sub)
+    hub.subscribe("phone", "10.0.0.3", "viewer")  # a freed slot is usable again
+
+
+def test_api_worker_threads_are_bounded(env):
+    """A burst of requests queues for a few threads instead of taking the cores counting needs."""
+    import anyio.to_thread
+
+    with TestClient(create_app(settings_for(env, api_threads=3))) as c:
+        assert c.portal.call(lambda: anyio.to_thread.current_default_thread_limiter().total_tokens) == 3
+        assert c.get("/health").status_code == 200
 
 
 def test_slow_sse_client_is_cut_off_not_given_holes():

@@ -124,10 +124,48 @@ def test_failed_auth_is_throttled_per_address(env):
         assert [c.get("/api/zones", headers=bad).status_code for _ in range(3)] == [401, 401, 401]
         r = c.get("/api/zones", headers=bad)
         assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 60
-        assert c.get("/api/zones", headers=good).status_code == 429  # blocked address, whatever the token
+        assert c.get("/api/zones").status_code == 429  # no token is a failure too
+        assert c.get("/api/zones", headers=good).status_code == 200  # a valid token always passes
         assert c.get("/health").status_code == 200
     other = TestClient(c.app, client=("10.1.2.3", 5000))
-    assert other.get("/api/zones", headers=good).status_code == 200  # another address is unaffected
+    assert other.get("/api/zones", headers=bad).status_code == 401  # another address is unaffected
+
+
+def test_fifty_bad_requests_never_lock_out_a_valid_token(env):
+    """The issue's scenario: an unauthenticated flood from the address a valid user shares."""
+    with make_client(env) as c:
+        codes = [c.get("/api/zones", headers={"Authorization": f"Bearer cs_wrong{i}"}).status_code
+                 for i in range(50)]
+        assert set(codes) == {401, 429} and codes[-1] == 429  # the flood itself is throttled
+        for role in ROLES:
+            h = {"Authorization": "Bearer " + env["tokens"][role]}
+            assert c.get("/api/zones", headers=h).status_code == 200  # straight away, same address
+        assert c.get("/api/events", headers={"Authorization": "Bearer nope"}).status_code == 429
+
+
+def test_forwarded_for_is_believed_only_from_trusted_proxies(env):
+    bad = {"Authorization": "Bearer wrong"}
+    app = create_app(ApiSettings(site_file=env["site_file"], state_dir=env["state"], auth_fail_limit=2,
+                                 trusted_proxies=("10.0.0.0/8",)))
+    with TestClient(app, client=("10.0.0.7", 4000)) as proxy:
+        attacker = {**bad, "X-Forwarded-For": "203.0.113.9"}
+        assert [proxy.get("/api/zones", headers=attacker).status_code for _ in range(3)] == [401, 401, 429]
+        # another client behind the same proxy is not blocked by the attacker's failures
+        assert proxy.get("/api/zones", headers={**bad, "X-Forwarded-For": "198.51.100.4"}).status_code == 401
+        # a client-written left entry cannot pick whom to blame: the proxy's right-most entry wins
+        spoof = {**bad, "X-Forwarded-For": "198.51.100.4, 203.0.113.9"}
+        assert proxy.get("/api/zones", headers=spoof).status_code == 429
+    # a peer that is not a trusted proxy cannot choose its address with the header
+    with TestClient(app, client=("192.0.2.1", 4000)) as direct:
+        codes = [direct.get("/api/zones", headers={**bad, "X-Forwarded-For": f"198.51.100.{i}"}).status_code
+                 for i in range(3)]
+        assert codes == [401, 401, 429]
+
+
+def test_bad_trusted_proxy_is_refused_at_start(env):
+    result = CliRunner().invoke(cli, ["serve", str(env["site_file"]), "--state-dir", str(env["state"]),
+                                      "--trusted-proxy", "10.0.0.300"])
+    assert result.exit_code != 0 and "--trusted-proxy" in result.output and "10.0.0.300" in result.output
 
 
 def test_forbidden_is_not_counted_as_a_failure(env):

@@ -263,3 +263,49 @@ def test_tiled_count_matches_single_pass(crowd_data: Path, counter: DensityCount
     assert tiled.density.shape == whole.density.shape == (48, 64)
     assert tiled.count == pytest.approx(whole.count, rel=0.02)
     assert np.abs(tiled.density - whole.density).max() < 0.05
+
+
+# --- streams (issue 16) ------------------------------------------------------------------
+
+
+def test_unreachable_stream_url_is_kept_and_its_password_never_printed() -> None:
+    result = invoke("rtsp://user:s3cretpw@127.0.0.1:1/x")
+    assert_user_error(result, "rtsp://***@127.0.0.1:1/x", "cannot open the stream")
+    assert "s3cretpw" not in result.output
+    assert "rtsp:/127" not in result.output  # the URL is not folded into a file path
+
+
+def test_no_library_log_line_carries_the_stream_password() -> None:
+    """FFmpeg and OpenCV write to the terminal themselves: run the command as a user does."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "crowdsafe.cli.main", "count",
+                           "rtsp://user:s3cretpw@127.0.0.1:1/x"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "s3cretpw" not in done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: rtsp://***@127.0.0.1:1/x: cannot open the stream (unreachable, wrong URL or credentials, "
+        "or not a video stream)"]
+
+
+def test_stream_url_is_counted_for_the_given_frames(shared_counter: object) -> None:
+    from tests.stream_servers import MjpegServer
+
+    server = MjpegServer(fps=10).start()
+    try:
+        url = server.url.replace("http://", "http://viewer:s3cretpw@")
+        result = invoke(url, "--frames", "2", "-f", "json")
+    finally:
+        server.stop()
+    assert result.exit_code == 0, result.output
+    frames = json.loads(result.stdout)["frames"]
+    assert len(frames) == 2 and all(f["count"] >= 0 for f in frames)
+    assert {f["source"] for f in frames} == {f"http://***@127.0.0.1:{server.port}/stream.mjpg"}
+    assert "s3cretpw" not in result.output
+
+
+def test_unknown_url_scheme_is_refused_without_credentials() -> None:
+    result = invoke("ftp://user:s3cretpw@example.org/video.avi")
+    assert_user_error(result, "ftp://***@example.org/video.avi", "not a stream URL")
+    assert "s3cretpw" not in result.output

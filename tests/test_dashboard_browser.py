@@ -7,6 +7,7 @@ browser download is never used: the system chromium is launched directly.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -130,7 +131,8 @@ def test_dashboard_live_counts_los_and_acknowledge(browser, server):
 def test_viewer_sees_no_acknowledge_button_and_bad_token_is_refused(browser, server):
     server["store"].save_alert({"alert_id": "viewer-check", "rule": "capacity_90", "subject": "lawn",
                                 "severity": "warning", "state": "raised", "raised_ts": time.time(),
-                                "value": 91.0, "message": "capacity_pct of lawn at 91.00 (raise at 90)"})
+                                "value": 91.0,
+                                "message": "Front lawn: 364 people, 91 % of capacity for 20 s (limit 90 %)"})
     page, errors = open_dashboard(browser, server, "viewer")
     item = page.locator('#alerts li[data-alert="viewer-check"]')
     sync_api.expect(item).to_be_visible(timeout=10_000)
@@ -154,5 +156,80 @@ def test_layout_fits_small_and_wall_screens(browser, server, size):
         ARTIFACTS.mkdir(exist_ok=True)
         page.wait_for_timeout(500)
         page.screenshot(path=str(ARTIFACTS / "dashboard-wall.png"))
+    page.close()
+    assert not errors, errors
+
+
+# -- issue 16: the control room ---------------------------------------------------------------
+ABOVE_THE_FOLD = ["#map-panel", "#zones-panel", "#alerts-panel", "#forecast-panel", "#lines-panel"]
+
+
+def test_control_room_screen_shows_every_panel_that_matters_without_scrolling(browser, server):
+    page, errors = open_dashboard(browser, server, "operator", viewport=(1920, 1080))
+    sync_api.expect(page.locator("#zones-table tbody tr")).to_have_count(3)
+    # one row per zone, forecast or (while the model fits in the background) holding its place
+    sync_api.expect(page.locator("#forecast-table tbody tr[data-zone]")).to_have_count(3, timeout=30_000)
+    page.wait_for_timeout(1000)
+    gate = page.locator('#lines-table tr[data-line="east_gate"] td')
+    sync_api.expect(gate.nth(1)).to_have_text(re.compile(r"^[1-9][\d,]*$"))  # people in since the start
+    sync_api.expect(page.locator("#lines-table svg.spark polyline")).to_have_count(1)
+    sync_api.expect(page.locator("#lines-since")).to_contain_text("totals")
+    for selector in ABOVE_THE_FOLD:
+        box = page.locator(selector).bounding_box()
+        assert box is not None and box["y"] + box["height"] <= 1080, f"{selector} at {box}; fold at 1080"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-1920.png"))
+    page.close()
+    assert not errors, errors
+
+
+def test_open_alerts_mark_their_zone_and_a_critical_one_shows_a_banner(browser, server):
+    server["store"].save_alert({"alert_id": "banner-check", "rule": "risk_critical", "subject": "forecourt",
+                                "severity": "critical", "state": "raised", "raised_ts": time.time(),
+                                "value": 2.0, "occurrences": 2, "last_raised_ts": time.time(),
+                                "message": "Building forecourt: 5.1 people/m² for 30 s "
+                                           "(limit 4.0, risk critical)"})
+    page, errors = open_dashboard(browser, server, "operator")
+    forecourt = page.locator('#zones-table tr[data-zone="forecourt"]')
+    marked = re.compile(r"(?=.*\balerting\b)(?=.*\balert-critical\b)")
+    sync_api.expect(forecourt).to_have_class(marked, timeout=10_000)
+    sync_api.expect(page.locator('#map polygon[data-zone="forecourt"]')).to_have_class(marked)
+    sync_api.expect(page.locator('#map polygon[data-zone="lawn"]')).not_to_have_class(re.compile("critical"))
+    banner = page.locator("#banner")
+    sync_api.expect(banner).to_be_visible()
+    sync_api.expect(banner).to_contain_text("Building forecourt: 5.1 people/m²")
+    first = page.locator("#alerts li").first
+    sync_api.expect(first).to_have_attribute("data-alert", "banner-check")  # worst waiting alert first
+    sync_api.expect(first).to_contain_text("Building forecourt · risk critical")
+    sync_api.expect(first).to_contain_text("2 times")
+    page.click("#mute-btn")
+    sync_api.expect(page.locator("#mute-btn")).to_have_text("Sound off")
+    # acknowledge with a note, in the same one click
+    item = page.locator('#alerts li[data-alert="banner-check"]')  # the list re-sorts once acknowledged
+    item.locator("input").fill("two stewards sent")
+    item.get_by_role("button", name="Acknowledge").click()
+    sync_api.expect(item).to_contain_text("note: two stewards sent", timeout=10_000)
+    sync_api.expect(banner).to_be_hidden()
+    stored = {a["alert_id"]: a for a in server["store"].alerts()}
+    assert stored["banner-check"]["note"] == "two stewards sent"
+    page.close()
+    assert not errors, errors
+
+
+def test_phone_width_keeps_the_columns_an_operator_acts_on(browser, server):
+    page, errors = open_dashboard(browser, server, "viewer", viewport=(390, 844))
+    sync_api.expect(page.locator("#zones-table tbody tr")).to_have_count(3)
+    sync_api.expect(page.locator("#forecast-table tbody tr[data-zone]")).to_have_count(3, timeout=30_000)
+    for table, column in (("#zones-table", "Age"), ("#forecast-table", "Stewards now"),
+                          ("#forecast-table", "Clears in")):
+        header = page.locator(f"{table} th", has_text=column)
+        box = header.bounding_box()
+        panel = page.locator(table).locator("xpath=..").bounding_box()
+        assert box is not None and box["x"] + box["width"] <= panel["x"] + panel["width"] + 1, \
+            f"{column} of {table} is cut off at 390 px"
+    counts = page.locator("#map text[data-zone-count]").all_text_contents()
+    assert counts and not any(text.startswith("1 people") for text in counts)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
     page.close()
     assert not errors, errors

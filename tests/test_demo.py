@@ -144,8 +144,8 @@ def test_demo_metrics_carry_the_runners_live_state(demo):
 def test_demo_alert_is_raised_and_only_the_operator_may_acknowledge_it(demo):
     with client(demo, "viewer") as viewer, client(demo, "operator") as operator:
         raised = wait_for(lambda: [a for a in viewer.get("/api/alerts", params={"state": "raised"}).json()
-                                   if a["rule"] == "demo_busy"] or None, 90)
-        assert raised, f"no zone above {DEMO_BUSY_PCT} % of its capacity within 90 s"
+                                   if a["rule"] == "demo_busy"] or None, 150)
+        assert raised, f"no zone above {DEMO_BUSY_PCT} % of its capacity (20 s mean, held 15 s) within 150 s"
         alert_id = raised[0]["alert_id"]
         assert viewer.post(f"/api/alerts/{alert_id}/acknowledge").status_code == 403
         r = operator.post(f"/api/alerts/{alert_id}/acknowledge")

@@ -86,7 +86,7 @@ def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
 BASE = rich_site()
 KEYS = sorted(_model_keys(Site))
 TOP_LEVEL = set(Site.model_fields) | {"(top level)"}
-WHERE_IN_TEXT = ("invalid YAML at ", "cannot read: ", "file not found")
+WHERE_IN_TEXT = ("invalid YAML at ", "cannot read: ", "file not found", "not a text file (byte ")
 
 TRICKY_TEXT = ["", " ", "1s", "0s", "-1s", "500ms", "1e400", "nan", "inf", "-0", "walkway", "queue",
                "standing", "fruin_walkway", "left", "right", "auto", "dense", "level", "stairs", "hi95",

@@ -507,3 +507,17 @@ def test_sqlite_lock_delays_writes_without_losing_rows(tmp_path: Path, fast_coun
     assert summary.flushed and summary.store.failures >= 1
     assert len(zone_ts(db)) == summary.frames["view001"]
     assert os.path.getsize(db) > 0
+
+
+def test_runner_snapshot_keeps_the_newest_row_per_zone():
+    """What /api/zones reads beside a runner (issue 16): newest by ts, whichever camera wrote it."""
+    from types import SimpleNamespace
+
+    holder = SimpleNamespace(_latest_rows={"zone_readings": {}, "line_readings": {}})
+    assert LocalRunner.latest_rows(holder, "zone_readings") is None  # nothing yet: the store answers
+    first = [{"zone_id": "walkway", "ts": 10.0, "count": 5}]
+    LocalRunner._remember(holder, "zone_readings", "zone_id", first)
+    LocalRunner._remember(holder, "zone_readings", "zone_id", [{"zone_id": "walkway", "ts": 9.0, "count": 9},
+                                                               {"zone_id": "lawn", "ts": 9.5, "count": 2}])
+    rows = {r["zone_id"]: r for r in LocalRunner.latest_rows(holder, "zone_readings")}
+    assert rows["walkway"]["count"] == 5 and rows["lawn"]["count"] == 2  # a late, older row loses

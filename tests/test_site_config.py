@@ -167,15 +167,57 @@ def test_safety_profiles_validated(demo):
     assert any(p.startswith("zones[0].los_profile: unknown profile 'also_missing'") for p in problems)
 
 
-def test_staffing_and_schedule_placeholders(demo):
-    demo["staffing"] = {"people_per_steward": 250, "radio_channel": 4}
+def test_staffing_and_schedule_are_strict(demo):
+    demo["staffing"] = {"people_per_steward": 250, "planned_stewards": {"walkway": 2}}
     demo["schedule"] = [{"name": "match", "start": "2026-05-01T18:00:00Z", "end": "2026-05-01T20:00:00Z",
                          "expected_attendance": 30000}]
     site = parse_site(demo)
     assert site.staffing is not None and site.staffing.people_per_steward == 250
+    assert site.staffing.planned_stewards == {"walkway": 2}
     assert site.schedule[0].expected_attendance == 30000
     demo["schedule"][0]["end"] = "2026-05-01T17:00:00Z"
     assert problems_of(demo) == ["schedule[0].end: must be after start"]
+    # issue 16: typos in these sections were accepted as extra fields and silently did nothing
+    demo["schedule"][0] = {"name": "match", "start": "2026-05-01T18:00:00Z", "expected_attendence": 30000}
+    demo["staffing"] = {"people_per_stewart": 250}
+    assert problems_of(demo) == ["staffing.people_per_stewart: unknown field (typo?)",
+                                 "schedule[0].expected_attendence: unknown field (typo?)"]
+
+
+def test_binary_file_and_folder_get_one_clear_line(tmp_path):
+    (tmp_path / "binary.yaml").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(128, 256)))
+    with pytest.raises(SiteError) as err:
+        load_site(tmp_path / "binary.yaml")
+    assert len(str(err.value).splitlines()) == 1 and "not a text file" in str(err.value)
+    assert "codec" not in str(err.value)
+    (tmp_path / "nul.yaml").write_bytes(b"name: x\x00\n")  # valid UTF-8: the YAML reader says where
+    with pytest.raises(SiteError, match=r"invalid YAML at line 1, column 8: character #x0000"):
+        load_site(tmp_path / "nul.yaml")
+    with pytest.raises(SiteError) as err:
+        load_site(tmp_path)
+    assert "is a folder, not a site file" in str(err.value) and "Errno" not in str(err.value)
+
+
+def test_site_check_warns_on_absurd_areas_and_unseen_lines(tmp_path, demo):
+    from typer.testing import CliRunner
+
+    from crowdsafe.cli.main import app
+
+    demo["cameras"][0]["source"] = str(DEMO_SITE.parent / "vtest.avi")
+    demo["zones"][0]["polygon"][0] = [-6.5e9, 8.0e9]  # a coordinate typed in the wrong unit
+    demo["lines"][0]["a"], demo["lines"][0]["b"] = [500.0, 500.0], [510.0, 500.0]  # far off every camera
+    path = write(tmp_path, yaml.safe_dump(demo))
+    result = CliRunner().invoke(app, ["site", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    walkway = next(line for line in out.splitlines() if line.startswith("zone walkway"))
+    assert "larger than any venue" in walkway
+    gate = next(line for line in out.splitlines() if line.startswith("line east_gate"))
+    assert "no camera sees it" in gate
+    assert "with 2 warnings" in out.splitlines()[0]
+    plain = CliRunner().invoke(app, ["site", "check", str(DEMO_SITE)])
+    assert plain.exit_code == 0 and "WARNING" not in plain.stdout
+    assert plain.stdout.splitlines()[0].endswith("OK")
 
 
 def test_json_schema_describes_the_file():

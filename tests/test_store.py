@@ -100,6 +100,43 @@ def test_alert_lifecycle(store):
     assert (stored["acknowledged_by"], stored["cleared_ts"]) == ("operator-1", 200.0)
 
 
+def test_engine_updates_keep_the_operators_acknowledgement_and_note(store):
+    """The alert engine does not see API acknowledgements: its clear must not blank them."""
+    alert = {"alert_id": "a2", "rule": "busy", "subject": "walkway", "severity": "info", "state": "raised",
+             "raised_ts": 100.0, "value": 2.8, "message": "busy", "acknowledged_ts": None,
+             "acknowledged_by": None, "occurrences": 1, "last_raised_ts": 100.0}
+    store.save_alert(alert)
+    assert store.acknowledge("a2", by="operator-1", ts=110.0, note="stewards sent")
+    store.save_alert({**alert, "state": "cleared", "cleared_ts": 200.0})
+    store.save_alert({**alert, "state": "raised", "occurrences": 2, "last_raised_ts": 260.0})
+    (stored,) = store.alerts()
+    assert (stored["state"], stored["occurrences"], stored["last_raised_ts"]) == ("raised", 2, 260.0)
+    assert (stored["acknowledged_by"], stored["note"]) == ("operator-1", "stewards sent")
+
+
+def test_a_store_from_an_older_release_gets_the_new_alert_columns(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE alerts (alert_id VARCHAR(64) PRIMARY KEY, rule VARCHAR(64) NOT NULL, "
+                     "subject VARCHAR(128) NOT NULL, severity VARCHAR(16) NOT NULL, "
+                     "state VARCHAR(16) NOT NULL, "
+                     "raised_ts FLOAT NOT NULL, acknowledged_ts FLOAT, acknowledged_by VARCHAR(128), "
+                     "cleared_ts FLOAT, value FLOAT, message TEXT)")
+        conn.execute("INSERT INTO alerts (alert_id, rule, subject, severity, state, raised_ts) "
+                     "VALUES ('old', 'r', 'z', 'info', 'cleared', 1.0)")
+    store = open_store(path)
+    try:
+        (old,) = store.alerts()
+        assert old["occurrences"] == 1 and old["note"] is None
+        store.save_alert({"alert_id": "new", "rule": "r", "subject": "z", "severity": "info",
+                          "state": "raised", "raised_ts": 2.0, "occurrences": 3, "last_raised_ts": 5.0})
+        assert store.alerts(state="raised")[0]["occurrences"] == 3
+    finally:
+        store.close()
+
+
 def test_export_csv(store, tmp_path):
     store.write("zone_readings", [reading("z", float(t), float(t)) for t in range(3)])
     out = tmp_path / "export" / "zones.csv"

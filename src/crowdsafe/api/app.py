@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -44,6 +45,8 @@ def create_app(settings: ApiSettings, store: Store | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Bounded: a burst of requests queues here instead of taking the cores counting needs.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = max(1, settings.api_threads)
         task = asyncio.create_task(hub.run(), name="crowdsafe-live-feed")
         try:
             yield

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from crowdsafe.api.proxies import Network, parse_networks
 from crowdsafe.api.settings import ApiSettings
 from crowdsafe.api.siteview import SiteView, build_site_view
 from crowdsafe.api.throttle import AuthThrottle
@@ -26,6 +27,7 @@ class ApiState:
     site_view: SiteView
     tokens: TokenBook
     throttle: AuthThrottle
+    trusted_proxies: tuple[Network, ...] = ()
     _reload_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reload_site(self) -> SiteView:
@@ -39,7 +41,8 @@ def load_state(settings: ApiSettings, store: Store) -> ApiState:
     site: Site = settings.site or load_site(settings.site_file)
     return ApiState(settings=settings, store=store, site_view=build_site_view(site),
                     tokens=TokenBook(settings.tokens_file),
-                    throttle=AuthThrottle(settings.auth_fail_limit, settings.auth_fail_window_s))
+                    throttle=AuthThrottle(settings.auth_fail_limit, settings.auth_fail_window_s),
+                    trusted_proxies=parse_networks(settings.trusted_proxies))
 
 
 def api_state(request: Request) -> ApiState:

@@ -6,6 +6,11 @@ client, so the database cost does not grow with the number of viewers. "New" mea
 arrive after one with a later ts (another camera's writer was slower), and a pure "ts > last"
 cursor would silently skip it.
 
+Streams are a shared pool (``sse_max_clients``), so it is shared out: one token may hold at most
+``sse_max_per_token`` streams and one client address ``sse_max_per_client``, and a share of the
+pool (``sse_operator_reserve``) is kept for operator and admin tokens, so a viewer token (or many)
+can never leave the control room without its live feed.
+
 Each client has a bounded queue. A client too slow to keep up is sent ``event: overflow`` and
 disconnected, rather than being given a feed with silent holes; the dashboard then reloads
 its snapshot and reconnects. Comment lines every ``sse_heartbeat_s`` keep proxies from closing
@@ -29,6 +34,8 @@ from fastapi.responses import StreamingResponse
 from crowdsafe.api import queries, shape
 from crowdsafe.api.auth import Principal, viewer
 from crowdsafe.api.context import ApiState, api_state
+from crowdsafe.api.proxies import client_address
+from crowdsafe.api.tokens import role_rank
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["events"])
@@ -43,6 +50,9 @@ _SOURCES = {"zone_readings": ("zone", "zone_id"), "line_readings": ("line", "lin
 class Subscriber:
     queue: asyncio.Queue[Event]
     overflowed: bool = False
+    token: str = ""  # token name, for the per-token cap
+    client: str = ""  # client address, for the per-client cap
+    privileged: bool = False  # operator or admin: may use the reserved share
 
 
 @dataclass
@@ -67,13 +77,35 @@ class EventHub:
     def settings(self) -> Any:
         return self._state_of().settings
 
-    def subscribe(self) -> Subscriber:
+    def subscribe(self, token: str = "", client: str = "", role: str = "admin") -> Subscriber:
+        """A new stream for ``token`` from ``client``, or 429/503 when its share is used up.
+
+        429 when this token or address already holds its share (the caller can close one of its own
+        streams); 503 when the pool is full for its role (it is the server that is busy).
+        """
         if self._closed:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "server is shutting down")
-        if len(self.subscribers) >= self.settings.sse_max_clients:
+        settings = self.settings
+        privileged = role_rank(role) >= role_rank("operator")
+        if sum(s.token == token for s in self.subscribers) >= settings.sse_max_per_token:
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                                f"this token already holds {settings.sse_max_per_token} live streams; "
+                                "close one first", headers={"Retry-After": "10"})
+        if sum(s.client == client for s in self.subscribers) >= settings.sse_max_per_client:
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                                f"this address already holds {settings.sse_max_per_client} live streams; "
+                                "close one first", headers={"Retry-After": "10"})
+        pool = settings.sse_max_clients
+        if not privileged:
+            pool = min(pool, int(settings.sse_max_clients * (1.0 - settings.sse_operator_reserve)))
+            in_use = sum(not s.privileged for s in self.subscribers)
+        else:
+            in_use = len(self.subscribers)
+        if in_use >= pool or len(self.subscribers) >= settings.sse_max_clients:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "too many live clients",
                                 headers={"Retry-After": "10"})
-        sub = Subscriber(asyncio.Queue(maxsize=self.settings.sse_queue_size))
+        sub = Subscriber(asyncio.Queue(maxsize=settings.sse_queue_size), token=token, client=client,
+                         privileged=privileged)
         self.subscribers.add(sub)
         return sub
 
@@ -167,10 +199,11 @@ class EventHub:
         events = []
         stamps = []
         for row in queries.alerts_changed_since(state.store, since):
-            stamps_of_row = (row["raised_ts"], row["acknowledged_ts"], row["cleared_ts"])
+            stamps_of_row = (row["raised_ts"], row["acknowledged_ts"], row["cleared_ts"],
+                             row.get("last_raised_ts"))
             changed = max(t for t in stamps_of_row if t is not None)
             stamps.append(changed)
-            k = (row["alert_id"], row["state"])
+            k = (row["alert_id"], row["state"], str(row.get("occurrences") or 1))
             if k in cursor.seen:
                 continue
             cursor.seen[k] = changed
@@ -223,15 +256,17 @@ async def _stream(hub: EventHub, sub: Subscriber, heartbeat_s: float) -> AsyncIt
 
 @router.get("/events", summary="Live feed (Server-Sent Events)",
             response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
-async def events(request: Request, _: Annotated[Principal, Depends(viewer)]) -> StreamingResponse:
+async def events(request: Request, who: Annotated[Principal, Depends(viewer)]) -> StreamingResponse:
     """Events ``zone``, ``line``, ``camera`` (same shapes as the REST lists' ``reading``/``health``)
     and ``alert`` (the alert row after a change); ``overflow`` then end of stream if this client fell
     too far behind: reload the snapshot and reconnect. Needs the Authorization header (use fetch
-    streaming in a browser; EventSource cannot send it)."""
+    streaming in a browser; EventSource cannot send it). 429 when this token or address already
+    holds its share of streams; 503 when the pool is full (a share is kept for operator tokens)."""
     hub: EventHub = request.app.state.crowdsafe_events
     if hub.needs_prime:
         await anyio.to_thread.run_sync(hub.prime)
-    sub = hub.subscribe()
-    return StreamingResponse(_stream(hub, sub, api_state(request).settings.sse_heartbeat_s),
+    state = api_state(request)
+    sub = hub.subscribe(who.name, client_address(request, state.trusted_proxies), who.role)
+    return StreamingResponse(_stream(hub, sub, state.settings.sse_heartbeat_s),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from crowdsafe.config.site import Site
 
@@ -37,13 +38,22 @@ class ApiSettings:
     cors_origins: tuple[str, ...] = ()  # empty: no CORS headers at all, browsers block other origins
     max_body_bytes: int = 64 * 1024
     auth_fail_limit: int = 10  # failed authentications per client address within the window ...
-    auth_fail_window_s: float = 60.0  # ... before it gets 429 for the rest of the window
+    auth_fail_window_s: float = 60.0  # ... before it gets 429 for the rest of the window (valid tokens pass)
+    trusted_proxies: tuple[str, ...] = ()  # addresses/CIDRs whose X-Forwarded-For names the client
     sse_poll_s: float = 1.0
     sse_heartbeat_s: float = 15.0
     sse_queue_size: int = 512  # events a slow client may fall behind before it is disconnected
     sse_max_clients: int = 256
+    sse_max_per_token: int = 8  # streams one token may hold: a few tabs and screens, never the pool
+    sse_max_per_client: int = 16  # streams one client address may hold, whatever tokens it uses
+    sse_operator_reserve: float = 0.25  # share of the pool only operator and admin tokens may take
     sse_lookback_s: float = 10.0  # rows arriving late (older ts than the newest seen) within this window
+    api_threads: int = 8  # worker threads for blocking endpoints (anyio's default is 40): the counting
+    # engine shares this process's cores, and 40 threads reading the store at once starve it
     runtime_stats: Callable[[], RuntimeStats] | None = None
+    # A runner in the same process: the newest row per zone/line (table name -> rows, or None when
+    # it has none yet), so the latest-reading endpoints skip the store; None: always the store.
+    latest_rows: Callable[[str], list[dict[str, Any]] | None] | None = None
     log_level: str = "info"
 
     @property

@@ -9,10 +9,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
+import cv2
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -33,6 +35,7 @@ from crowdsafe.counting.batch import CountReport, LazyCounter, run_count
 from crowdsafe.counting.choice import make_model_counter
 from crowdsafe.render.writer import HeatmapWriter
 from crowdsafe.sources import open_source, parse_interval
+from crowdsafe.sources.stream import FiniteStream, is_stream_url
 from crowdsafe.sources.video import VideoSource
 
 
@@ -146,12 +149,15 @@ def _report_end(report: CountReport, heatmaps: HeatmapWriter | None) -> None:
 
 
 def count(
-    path: Annotated[Path, typer.Argument(
-        help="An image, a folder of images (natural order) or a video file.",
+    path: Annotated[str, typer.Argument(
+        help="An image, a folder of images (natural order), a video file or a stream URL "
+             "(rtsp://, http://...; credentials in it are never printed).",
         show_default=False)],
     every: Annotated[str | None, typer.Option(
-        "--every", help="Videos: count one frame per interval, e.g. 1s, 500ms, 2 (seconds), "
+        "--every", help="Videos and streams: count one frame per interval, e.g. 1s, 500ms, 2 (seconds), "
                         "1m. Default: every frame.", show_default=False)] = None,
+    frames: Annotated[int, typer.Option(
+        "--frames", min=1, help="Streams: stop after counting this many frames.")] = 10,
     fmt: Annotated[OutputFormat | None, typer.Option(
         "--format", "-f", help="Output format. Default: table, or csv/json when --output "
                                "ends in .csv/.json.", show_default=False)] = None,
@@ -168,16 +174,21 @@ def count(
     threads: ThreadsOption = None,
     model: ModelOption = ModelChoiceOpt.dense,
 ) -> None:
-    """Count people in an image, a folder of images or a video; one row per counted frame.
+    """Count people in an image, a folder of images, a video or a stream; one row per counted frame.
 
     Counts are crowd density sums: nobody is detected, tracked or identified.
     """
     if output is not None and not output.parent.is_dir():
         raise fail(f"--output {output}: folder {output.parent} does not exist")
+    if is_stream_url(path):
+        # FFmpeg and OpenCV log to the terminal themselves, and their messages may quote the URL
+        # with its password: quiet unless the user asked otherwise. Our own lines redact it.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     with user_errors():
         interval = parse_interval(every) if every is not None else None
-        source = open_source(path, interval)
-        if interval is not None and not isinstance(source, VideoSource):
+        source = open_source(path, interval, stream_frames=frames)
+        if interval is not None and not isinstance(source, VideoSource | FiniteStream):
             err_console.print("note: --every only applies to videos; counting every image",
                               highlight=False, markup=False)
         writer = None

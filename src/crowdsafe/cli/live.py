@@ -74,7 +74,7 @@ def port_problem(host: str, port: int) -> str | None:
 def start_api(site_file: Path, site: Site, store: Store, state_dir: Path, *, host: str, port: int,
               cors_origins: tuple[str, ...] = (), runner_of: Callable[[], LocalRunner | None],
               any_port_if_taken: bool = False, store_target: str | None = None,
-              access_log: bool = False) -> ServerHandle:
+              access_log: bool = False, trusted_proxies: tuple[str, ...] = ()) -> ServerHandle:
     """Serve the API beside the runner; a port that cannot be used is a one-line error (exit 2).
 
     ``any_port_if_taken`` (the demo): a taken port falls back to a free one rather than failing,
@@ -94,6 +94,8 @@ def start_api(site_file: Path, site: Site, store: Store, state_dir: Path, *, hos
                        "--no-serve")
     settings = ApiSettings(site_file=site_file, store=store_target, state_dir=state_dir, host=host, port=port,
                            site=site, cors_origins=cors_origins, runtime_stats=runtime_stats(runner_of),
+                           latest_rows=lambda table: (r.latest_rows(table) if (r := runner_of()) else None),
+                           trusted_proxies=trusted_proxies,
                            log_level="warning")
     try:
         return serve_in_thread(settings, store=store, access_log=access_log)

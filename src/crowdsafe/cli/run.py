@@ -29,6 +29,7 @@ from crowdsafe.cli.options import (
     ThreadsOption,
     engine_spec,
 )
+from crowdsafe.cli.serve import checked_proxies
 from crowdsafe.config.site import load_site
 from crowdsafe.runtime.background import BackgroundPolicy
 from crowdsafe.runtime.counters import CameraCounters, engine_name
@@ -119,6 +120,10 @@ def run(
     cors_origin: Annotated[list[str] | None, typer.Option(
         help="Allow browser calls from this origin (repeatable). Default: none (CORS closed).",
         show_default=False)] = None,
+    trusted_proxy: Annotated[list[str] | None, typer.Option(
+        help="A reverse proxy (IP or CIDR, repeatable) whose X-Forwarded-For names the client, so failed "
+             "logins and live streams are counted per client, not per proxy. Default: none.",
+        show_default=False)] = None,
     cluster: Annotated[str | None, typer.Option(
         help="Run on a Ray cluster: ray://HOST:PORT, HOST:PORT or auto (this machine's cluster, else a "
              "local one). Needs crowdsafe[ray]; see docs/scaling.md.", show_default=False)] = None,
@@ -129,6 +134,7 @@ def run(
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     prepared = _prepare(site_file, loop)
+    proxies = checked_proxies(trusted_proxy)
     for url in webhook or []:
         if not url.startswith(("http://", "https://")):
             raise fail(f"--webhook: not an http(s) URL: {url}")
@@ -143,7 +149,7 @@ def run(
     if serve:  # before the engine: a taken port fails in milliseconds, not after model start-up
         api = start_api(site_file, prepared.site, opened, state_dir, host=host, port=port,
                         cors_origins=tuple(cors_origin or ()), runner_of=lambda: next(iter(holder), None),
-                        store_target=target)
+                        store_target=target, trusted_proxies=proxies)
     try:
         with user_errors():
             counter = None if cluster else CameraCounters(prepared.geometry,

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from crowdsafe.api.proxies import parse_networks
 from crowdsafe.api.settings import DEFAULT_STATE_DIR, ApiSettings
 from crowdsafe.api.tokens import TokenBook, TokenError
 from crowdsafe.cli.errors import err_console, fail, user_errors
@@ -26,6 +27,15 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def checked_proxies(specs: list[str] | None) -> tuple[str, ...]:
+    """``--trusted-proxy`` values, checked now so a typo is an error at start, not a silent no-op."""
+    try:
+        parse_networks(specs or ())
+    except ValueError as exc:
+        raise fail(f"--trusted-proxy: {exc}") from None
+    return tuple(specs or ())
+
+
 def serve(
     site_file: Annotated[Path, typer.Argument(help="Site YAML file (see `crowdsafe site check`).")],
     store: Annotated[str | None, typer.Option(
@@ -37,6 +47,10 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port; 0 picks a free one.")] = 8080,
     cors_origin: Annotated[list[str] | None, typer.Option(
         help="Allow browser calls from this origin (repeatable). Default: none (CORS closed).",
+        show_default=False)] = None,
+    trusted_proxy: Annotated[list[str] | None, typer.Option(
+        help="A reverse proxy (IP or CIDR, repeatable) whose X-Forwarded-For names the client, so failed "
+             "logins and live streams are counted per client, not per proxy. Default: none.",
         show_default=False)] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
 ) -> None:
@@ -61,7 +75,8 @@ def serve(
         err_console.print(f"listening on {host}: traffic is plain HTTP; put a TLS proxy in front before "
                           "exposing it beyond a trusted network", highlight=False)
     settings = ApiSettings(site_file=site_file, store=store, state_dir=state_dir, host=host, port=port,
-                           site=site, cors_origins=tuple(cors_origin or ()))
+                           site=site, cors_origins=tuple(cors_origin or ()),
+                           trusted_proxies=checked_proxies(trusted_proxy))
     from crowdsafe.api.server import serve as run_server  # uvicorn loads only for this command
 
     typer.echo(f"serving site '{site.name}' on http://{host}:{port}/ (API docs at /docs); Ctrl-C to stop",

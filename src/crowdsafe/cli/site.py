@@ -17,10 +17,25 @@ from crowdsafe.cli.errors import user_errors
 from crowdsafe.config.site import Site, load_site, site_json_schema
 from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
 from crowdsafe.measure.zones import profile_book
+from crowdsafe.runtime.pipeline import plan_line
 
 app = typer.Typer(help="Validate a site file and print its JSON Schema.", no_args_is_help=True)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+#: Zone areas outside this range (m²) are almost surely a unit or coordinate mistake: the largest
+#: festival sites are a few km², and a zone under 1 m² cannot hold a crowd worth measuring.
+PLAUSIBLE_ZONE_M2 = (1.0, 5e6)
+
+
+def area_warning(area_m2: float) -> str | None:
+    """Why a zone's area looks wrong, or None: a typo in a coordinate must not pass silently."""
+    lo, hi = PLAUSIBLE_ZONE_M2
+    if area_m2 > hi:
+        return (f"WARNING: {area_m2:.3g} m² is larger than any venue ({hi / 1e6:g} km²); "
+                "are the polygon's coordinates metres on the ground?")
+    if area_m2 < lo:
+        return f"WARNING: {area_m2:.3g} m² is too small to hold a crowd; are the coordinates metres?"
+    return None
 
 
 def probe_size(source: str) -> tuple[int, int] | None:
@@ -76,16 +91,26 @@ def summary_lines(geometry: SiteGeometry) -> list[str]:
         cap = f", capacity {zone.capacity}" if zone.capacity is not None else ""
         exits = ", exits: " + ", ".join(f"{e.name} {e.width_m:g} m {e.kind}" for e in zone.exits) \
             if zone.exits else ""
-        warn = "  (WARNING: no camera sees it)" if zg.covered_m2 <= 0 else ""
-        lines.append(f"zone {zone.id} ({zone.label}): {zone.type}, {zg.area_m2:.1f} m², coverage "
+        warns = ["WARNING: no camera sees it"] if zg.covered_m2 <= 0 else []
+        if (odd := area_warning(zg.area_m2)) is not None:
+            warns.append(odd)
+        warn = "".join(f"  ({w})" for w in warns)
+        area = f"{zg.area_m2:.1f}" if zg.area_m2 < 1e7 else f"{zg.area_m2:.3g}"
+        lines.append(f"zone {zone.id} ({zone.label}): {zone.type}, {area} m², coverage "
                      f"{zg.coverage_pct:.1f}%{cap}, LoS profile {los}{exits}{warn}")
     for line in site.lines:
         nx, ny = line.positive_normal()
         width = line.width_m or line.length_m
+        unseen = "  (WARNING: no camera sees it; no flow will be measured)" \
+            if plan_line(geometry, line.id) is None else ""
         lines.append(f"line {line.id}: {line.length_m:.1f} m long, width {width:.1f} m, 'in' moves "
-                     f"towards ({nx:+.2f}, {ny:+.2f})")
+                     f"towards ({nx:+.2f}, {ny:+.2f}){unseen}")
     lines.append(f"risk profile {book.risk.name}: " + ", ".join(
         f"{b.label} <{b.upper:g}" if b.upper != float("inf") else f"{b.label}" for b in book.risk.bands))
+    warnings = sum(line.count("WARNING") for line in lines)
+    if warnings:
+        plural = "s" if warnings > 1 else ""
+        lines[0] = lines[0].removesuffix(" - OK") + f" - OK, with {warnings} warning{plural}"
     return lines
 
 

@@ -214,7 +214,7 @@ class Staffing(BaseModel):
     ``forecast_bound`` (an upper bound, because being short-staffed is the costly error).
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # a typo is an error
     people_per_steward: float | None = Field(None, gt=0, description="default people per steward, for "
                                                                       "zone types without their own ratio")
     min_stewards: int | None = Field(None, ge=0, description="stewards in every open zone, however empty")
@@ -230,6 +230,8 @@ class Staffing(BaseModel):
         "hi80", description="which forecast value staffing is planned from")
     open_at_people: float = Field(1.0, ge=0, description="a zone forecast to hold fewer people than this "
                                                          "is treated as closed (no stewards)")
+    planned_stewards: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        {}, description="stewards actually planned per zone id, compared with the policy in the report")
 
     def steward_ratio(self, zone_type: str) -> float | None:
         """People per steward for a zone type; None when the policy gives no ratio at all."""
@@ -247,7 +249,7 @@ class ScheduleEvent(BaseModel):
     ``egress_min`` the time constant of leaving after ``end``: both tune the schedule profile.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # a typo is an error
     name: str
     start: datetime
     end: datetime | None = None
@@ -495,8 +497,15 @@ def load_site(path: str | Path) -> Site:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SiteError(["file not found"], str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SiteError([f"cannot read: {exc}"], str(path)) from None
+    except IsADirectoryError:
+        raise SiteError(["is a folder, not a site file; give the path of the .yaml file"],
+                        str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise SiteError([f"not a text file (byte {exc.object[exc.start]:#04x} at offset {exc.start} is "
+                         "not UTF-8); a site file is YAML text, see `crowdsafe site schema`"],
+                        str(path)) from None
+    except OSError as exc:
+        raise SiteError([f"cannot read: {exc.strerror or exc}"], str(path)) from None
     try:
         data = yaml.safe_load(text)
         return parse_site(data, str(path), path.resolve().parent)

@@ -3,7 +3,10 @@
 window.CS = window.CS || {};
 
 const TOKEN_KEY = "crowdsafe.token";
+const MUTE_KEY = "crowdsafe.mute";
 const STALE_S = 30;
+const SEVERITY_RANK = { critical: 3, warning: 2, info: 1 };
+const isOpen = (a) => a.state === "raised" || a.state === "acknowledged";
 const $ = (id) => document.getElementById(id);
 // A link like /#token=cs_... (printed by `crowdsafe demo`) logs in: the fragment never reaches the
 // server or a Referer header, and it is taken out of the address bar and history at once.
@@ -14,7 +17,8 @@ const $ = (id) => document.getElementById(id);
   history.replaceState(null, "", location.pathname + location.search);
 })();
 const S = { token: localStorage.getItem(TOKEN_KEY), role: null, site: null, nodes: null, cameras: {},
-  zones: {}, lines: {}, alerts: new Map(), selected: null, abort: null, chartTimer: null };
+  zones: {}, lines: {}, lineTotals: {}, spark: {}, alerts: new Map(), selected: null, abort: null, chartTimer: null, beeped: new Set(),
+  audio: null };
 
 function el(tag, text, cls) {
   const e = document.createElement(tag);
@@ -70,7 +74,31 @@ async function saveToken(event) {
 const age = (ts) => Math.max(0, Date.now() / 1000 - ts);
 const fmtAge = (s) => (s < 90 ? `${Math.round(s)} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`);
 const fmtTime = (ts) => new Date(ts * 1000).toLocaleTimeString();
-const num = (v, d = 1) => (v === null || v === undefined ? "–" : Number(v).toFixed(d));
+// never "-0.00": a density a hair below zero (model noise) reads as 0
+const num = (v, d = 1) => (v === null || v === undefined ? "–"
+  : Number(v).toFixed(d).replace(/^-(0\.?0*)$/, "$1"));
+// "1 person", "7 people": counts are estimates, shown whole, and read as a person would say them.
+CS.people = (n) => (Math.round(n) === 1 ? "1 person" : `${Math.round(n)} people`);
+CS.plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+// Time to clear through the exits; an empty zone has nothing to clear.
+CS.fmtClear = (s, count) => (s === null || s === undefined ? "no exits"
+  : count !== undefined && count !== null && Math.round(count) === 0 ? "empty"
+  : s < 1 ? "< 1 s" : s < 90 ? `${Math.round(s)} s` : `${(s / 60).toFixed(1)} min`);
+const subjectName = (id) => {
+  const z = S.site && (S.site.zones.find((x) => x.id === id) || S.site.lines.find((x) => x.id === id));
+  return z ? z.name : id;
+};
+
+// The worst open alert of each zone or line: it outlines (and pulses) the zone on the map and in the table.
+function openAlertsBySubject() {
+  const worst = {};
+  for (const a of S.alerts.values()) {
+    if (!isOpen(a)) continue;
+    const cur = worst[a.subject];
+    if (!cur || SEVERITY_RANK[a.severity] > SEVERITY_RANK[cur]) worst[a.subject] = a.severity;
+  }
+  return worst;
+}
 
 function losBadge(los) {
   return el("span", los || "–", "los " + (los ? "los-" + los : "los-none"));
@@ -79,10 +107,13 @@ function losBadge(los) {
 function renderZones() {
   const body = $("zones-table").tBodies[0];
   body.replaceChildren();
+  const alerting = openAlertsBySubject();
   for (const zone of S.site.zones) {
     const r = S.zones[zone.id];
     const tr = el("tr", null, "zone-row" + (zone.id === S.selected ? " selected" : ""));
     tr.dataset.zone = zone.id;
+    const severity = alerting[zone.id];
+    if (severity) { tr.classList.add("alerting", "alert-" + severity); tr.title = `open ${severity} alert`; }
     tr.addEventListener("click", () => selectZone(zone.id));
     const name = el("td", zone.name);
     const losCell = el("td");
@@ -93,15 +124,37 @@ function renderZones() {
     const occ = el("td", r && r.occupancy_pct !== null ? `${Math.round(r.occupancy_pct)} %` : (zone.capacity ? "–" : "no cap."));
     if (r && r.occupancy_pct >= 100) occ.className = "over";
     const risk = el("td", r ? r.risk || "–" : "–", r && r.risk ? "risk-" + r.risk : "");
-    const seen = el("td", r && r.coverage_pct !== null ? `${Math.round(r.coverage_pct)} %` : "–");
+    const seen = el("td", r && r.coverage_pct !== null ? `${Math.round(r.coverage_pct)} %` : "–", "opt");
     const ageCell = el("td", r ? fmtAge(age(r.ts)) : "–");
     ageCell.dataset.ts = r ? r.ts : "";
-    tr.append(name, losCell, count, occ, el("td", r ? num(r.density, 2) : "–"), risk, seen, ageCell);
+    tr.append(name, losCell, count, occ, el("td", r ? num(r.density, 2) : "–", "opt"), risk, seen, ageCell);
     if (r && age(r.ts) > STALE_S) tr.classList.add("stale");
     body.appendChild(tr);
-    CS.updateMapZone(S.nodes, zone.id, r);
-    for (const cam of Object.values(S.cameras)) CS.updateCameraZone(cam, zone.id, r);
+    CS.updateMapZone(S.nodes, zone.id, r, severity);
+    for (const cam of Object.values(S.cameras)) CS.updateCameraZone(cam, zone.id, r, severity);
+    // one "now" for every panel: the forecast table shows the same live reading
+    for (const td of document.querySelectorAll(`td[data-now="${CSS.escape(zone.id)}"]`)) {
+      td.textContent = r ? String(Math.round(r.count)) : "–";
+    }
+    for (const td of document.querySelectorAll(`td[data-clearance="${CSS.escape(zone.id)}"]`)) {
+      td.textContent = r ? CS.fmtClear(r.clearance_s, r.count) : "–";
+    }
   }
+}
+
+const SPARK_POINTS = 60;
+
+// A tiny line of the last quarter hour of flow, scaled to its own peak: the trend at a glance.
+function sparkline(values) {
+  const w = 80, h = 18;
+  const svg = CS.svg("svg", { class: "spark", viewBox: `0 0 ${w} ${h}`, width: w, height: h,
+    "aria-hidden": "true" });
+  const vals = values.filter((v) => v !== null && v !== undefined);
+  if (vals.length < 2) return svg;
+  const top = Math.max(...vals, 1e-6);
+  const pts = vals.map((v, i) => `${(i / (vals.length - 1)) * w},${h - 1 - (v / top) * (h - 2)}`).join(" ");
+  CS.svg("polyline", { points: pts }, svg);
+  return svg;
 }
 
 function renderLines() {
@@ -114,50 +167,121 @@ function renderLines() {
     tr.appendChild(td);
     body.appendChild(tr);
   }
+  const first = Object.values(S.lineTotals)[0];
+  $("lines-since").textContent = first ? (first.since === "last 24 h" ? "totals over the last 24 h"
+    : `totals since ${first.since} (${fmtTime(first.since_ts)})`) : "";
   for (const line of S.site.lines) {
     const r = S.lines[line.id];
+    const t = S.lineTotals[line.id];
     const tr = el("tr");
+    tr.dataset.line = line.id;
     const ageCell = el("td", r ? fmtAge(age(r.ts)) : "–");
     ageCell.dataset.ts = r ? r.ts : "";
-    tr.append(el("td", line.name), el("td", r ? num(r.in_count) : "–"), el("td", r ? num(r.out_count) : "–"),
-      el("td", r ? num(r.flow_pmm) : "–"), ageCell);
+    const flow = el("td");
+    flow.append(sparkline(S.spark[line.id] || []), document.createTextNode(" " + (r ? num(r.flow_pmm) : "–")));
+    tr.append(el("td", line.name), el("td", t ? Math.round(t.in).toLocaleString() : "–"),
+      el("td", t ? Math.round(t.out).toLocaleString() : "–"), flow, ageCell);
     body.appendChild(tr);
     CS.updateMapLine(S.nodes, line.id, r);
   }
 }
 
+async function loadSparklines() {
+  const end = Date.now() / 1000;
+  await Promise.all(S.site.lines.map(async (line) => {
+    const h = await getJSON(`/api/lines/${encodeURIComponent(line.id)}/history?start=${end - 900}&end=${end + 5}`
+      + "&resolution=15");
+    S.spark[line.id] = h.points.map((p) => p.flow_pmm).slice(-SPARK_POINTS);
+  }));
+}
+
+function alertOrder(a, b) {
+  return isOpen(b) - isOpen(a) || (a.state === "raised" ? 0 : 1) - (b.state === "raised" ? 0 : 1)
+    || (SEVERITY_RANK[b.severity] || 0) - (SEVERITY_RANK[a.severity] || 0)
+    || (b.last_raised_ts || b.raised_ts) - (a.last_raised_ts || a.raised_ts);
+}
+
 function renderAlerts() {
   const list = $("alerts");
   list.replaceChildren();
-  const alerts = [...S.alerts.values()].sort((a, b) => (a.state === "cleared") - (b.state === "cleared")
-    || b.raised_ts - a.raised_ts).slice(0, 100);
-  const open = alerts.filter((a) => a.state === "raised").length;
-  $("alerts-summary").textContent = `${open} waiting for acknowledgement`;
+  const alerts = [...S.alerts.values()].sort(alertOrder).slice(0, 100);
+  const waiting = alerts.filter((a) => a.state === "raised").length;
+  const open = alerts.filter(isOpen).length;
+  $("alerts-summary").textContent = `${CS.plural(open, "open", "open")}, ${waiting} waiting for acknowledgement`;
   if (!alerts.length) list.appendChild(el("li", "no alerts", "empty"));
   const canAck = S.role === "operator" || S.role === "admin";
   for (const a of alerts) {
     const li = el("li", null, `${a.severity} ${a.state}`);
     li.dataset.alert = a.alert_id;
     const head = el("div");
-    head.append(el("strong", `${a.subject} · ${a.rule.replaceAll("_", " ")}`), document.createTextNode(" "),
-      el("span", a.state, "state"));
-    let meta = `${a.message || ""} · ${a.severity} · raised ${fmtTime(a.raised_ts)}`;
-    if (a.acknowledged_ts) meta += ` · acknowledged by ${a.acknowledged_by || "?"} ${fmtTime(a.acknowledged_ts)}`;
-    if (a.cleared_ts) meta += ` · cleared ${fmtTime(a.cleared_ts)}`;
-    li.append(head, el("div", meta, "meta"));
+    head.append(el("strong", `${subjectName(a.subject)} · ${a.rule.replaceAll("_", " ")}`),
+      document.createTextNode(" "), el("span", a.state, "state"));
+    if (a.occurrences > 1) head.append(document.createTextNode(" "), el("span", `${a.occurrences} times`, "times"));
+    const parts = [a.message || "", a.severity, `raised ${fmtTime(a.raised_ts)}`];
+    if (a.occurrences > 1 && a.last_raised_ts) parts.push(`again ${fmtTime(a.last_raised_ts)}`);
+    if (a.acknowledged_ts) parts.push(`acknowledged by ${a.acknowledged_by || "?"} ${fmtTime(a.acknowledged_ts)}`);
+    if (a.note) parts.push(`note: ${a.note}`);
+    if (a.cleared_ts) parts.push(`cleared ${fmtTime(a.cleared_ts)}`);
+    li.append(head, el("div", parts.filter(Boolean).join(" · "), "meta"));
     if (a.state === "raised" && canAck) {
+      const form = el("div", null, "ack");
+      const note = el("input");
+      note.type = "text";
+      note.maxLength = 500;
+      note.placeholder = "note (optional)";
+      note.setAttribute("aria-label", "note with the acknowledgement (optional)");
       const b = el("button", "Acknowledge");
       b.type = "button";
-      b.addEventListener("click", () => acknowledge(a.alert_id, b));
-      li.appendChild(b);
+      b.addEventListener("click", () => acknowledge(a.alert_id, b, note.value));
+      note.addEventListener("keydown", (e) => { if (e.key === "Enter") b.click(); });
+      form.append(note, b);
+      li.appendChild(form);
     }
     list.appendChild(li);
   }
+  renderBanner(alerts);
+  if (S.site) renderZones();
 }
 
-async function acknowledge(id, button) {
+// A critical alert waiting for acknowledgement shows a banner and (unless muted) beeps once when it arrives.
+function renderBanner(alerts) {
+  const critical = alerts.filter((a) => a.severity === "critical" && a.state === "raised");
+  const banner = $("banner");
+  banner.hidden = !critical.length;
+  if (!critical.length) return;
+  const first = critical[0];
+  $("banner-text").textContent = critical.length === 1 ? `Critical: ${first.message || subjectName(first.subject)}`
+    : `${critical.length} critical alerts, e.g. ${first.message || subjectName(first.subject)}`;
+  const fresh = critical.filter((a) => !S.beeped.has(a.alert_id + "/" + (a.occurrences || 1)));
+  for (const a of fresh) S.beeped.add(a.alert_id + "/" + (a.occurrences || 1));
+  if (fresh.length && localStorage.getItem(MUTE_KEY) !== "1") beep();
+}
+
+function beep() {
+  try {
+    const ctx = S.audio || (S.audio = new (window.AudioContext || window.webkitAudioContext)());
+    const osc = ctx.createOscillator(), gain = ctx.createGain();
+    osc.frequency.value = 880;
+    gain.gain.setValueAtTime(0.15, ctx.currentTime);
+    gain.gain.exponentialRampToValueAtTime(0.001, ctx.currentTime + 0.6);
+    osc.connect(gain).connect(ctx.destination);
+    osc.start();
+    osc.stop(ctx.currentTime + 0.6);
+  } catch (err) { console.warn("no sound", err); }
+}
+
+function renderMute() {
+  const muted = localStorage.getItem(MUTE_KEY) === "1";
+  $("mute-btn").textContent = muted ? "Sound off" : "Sound on";
+  $("mute-btn").setAttribute("aria-pressed", String(muted));
+}
+
+async function acknowledge(id, button, note) {
   button.disabled = true;
-  const resp = await api(`/api/alerts/${encodeURIComponent(id)}/acknowledge`, { method: "POST" });
+  const text = (note || "").trim();
+  const options = { method: "POST" };
+  if (text) { options.body = JSON.stringify({ note: text }); options.headers = { "Content-Type": "application/json" }; }
+  const resp = await api(`/api/alerts/${encodeURIComponent(id)}/acknowledge`, options);
   if (resp.ok || resp.status === 409) {
     const row = resp.ok ? await resp.json() : null;
     if (row) S.alerts.set(row.alert_id, row);
@@ -249,8 +373,9 @@ async function loadSnapshot() {
   }
   S.zones = Object.fromEntries(zones.filter((z) => z.reading).map((z) => [z.id, z.reading]));
   S.lines = Object.fromEntries(lines.filter((l) => l.reading).map((l) => [l.id, l.reading]));
+  S.lineTotals = Object.fromEntries(lines.filter((l) => l.totals).map((l) => [l.id, { ...l.totals }]));
+  await loadSparklines().catch(console.warn);
   await loadAlerts();
-  renderZones();
   renderLines();
   renderAlerts();
   for (const cam of cameras) {
@@ -267,6 +392,11 @@ function onEvent(name, data) {
     if (data.zone_id === S.selected) CS.extendZoneChart($("chart"), data);
   } else if (name === "line") {
     S.lines[data.line_id] = data;
+    const t = S.lineTotals[data.line_id];
+    if (t && data.ts >= t.since_ts) { t.in += data.in_count || 0; t.out += data.out_count || 0; }
+    const spark = S.spark[data.line_id] || (S.spark[data.line_id] = []);
+    spark.push(data.flow_pmm);
+    if (spark.length > SPARK_POINTS) spark.shift();
     renderLines();
   } else if (name === "alert") {
     S.alerts.set(data.alert_id, data);
@@ -331,10 +461,16 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("chart-zone").addEventListener("change", (e) => selectZone(e.target.value));
   $("chart-span").addEventListener("change", () => loadChart().catch(console.error));
+  $("mute-btn").addEventListener("click", () => {
+    localStorage.setItem(MUTE_KEY, localStorage.getItem(MUTE_KEY) === "1" ? "0" : "1");
+    renderMute();
+  });
+  renderMute();
   const legend = $("legend");
   legend.append(el("span", "Level of Service:"));
   for (const l of "ABCDEF") legend.appendChild(losBadge(l));
-  legend.append(el("span", "A free flow … F jammed; number = people now; dashed = camera view"));
+  legend.append(el("span", "A free flow … F jammed; number = people now; dashed = camera view; "
+    + "pulsing outline = open alert"));
   setInterval(tick, 1000);
   start();
 });

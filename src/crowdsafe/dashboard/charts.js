@@ -14,9 +14,10 @@ CS.drawZoneChart = function drawZoneChart(el, history, zone, latest) {
   const t = history.points.map((p) => new Date(p.ts * 1000));
   const counts = history.points.map((p) => p.count);
   const area = (latest && latest.area_m2) || history.area_m2;
-  const dataMax = Math.max(1, ...history.points.map((p) => p.count_max));
-  let top = dataMax * 1.3;
-  if (history.capacity) top = Math.max(top, history.capacity * 1.08);
+  // The axis follows the data (a walkway of 2-9 people must not lie flat under a capacity of 250);
+  // capacity and risk levels are drawn only when they fall inside it.
+  const dataMax = Math.max(4, ...history.points.map((p) => p.count_max));
+  const top = dataMax * 1.3;
   const traces = [
     { x: t, y: history.points.map((p) => p.count_max), mode: "lines", line: { width: 0 }, hoverinfo: "skip",
       showlegend: false },
@@ -32,7 +33,9 @@ CS.drawZoneChart = function drawZoneChart(el, history, zone, latest) {
     annotations.push({ xref: "paper", x: 1, y, xanchor: "right", yanchor: "bottom", text: label, showarrow: false,
       font: { color: colour, size: basePx() * 0.8 } });
   };
-  if (history.capacity) hline(history.capacity, "#ff4d4d", `capacity ${history.capacity}`, "dash");
+  if (history.capacity && history.capacity <= top) {
+    hline(history.capacity, "#ff4d4d", `capacity ${history.capacity}`, "dash");
+  }
   if (area) {
     for (const band of history.risk_bands.slice(0, -1)) {
       const next = history.risk_bands[history.risk_bands.indexOf(band) + 1];
@@ -41,12 +44,13 @@ CS.drawZoneChart = function drawZoneChart(el, history, zone, latest) {
     }
   }
   const layout = {
-    margin: { l: 50, r: 10, t: 10, b: 40 }, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+    margin: { l: 50, r: 10, t: 18, b: 40 }, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
     font: { color: "#e8edf2", size: basePx() * 0.85 }, showlegend: false, shapes, annotations,
     xaxis: { gridcolor: "#2c3742", range: [new Date(history.start * 1000), new Date(history.end * 1000)] },
     yaxis: { gridcolor: "#2c3742", rangemode: "tozero", range: [0, top], title: { text: `people in ${zone.name}` } },
   };
-  Plotly.react(el, traces, layout, { responsive: true, displaylogo: false });
+  // no mode bar: it covered the threshold labels, and an operator does not zoom a live chart
+  Plotly.react(el, traces, layout, { responsive: true, displaylogo: false, displayModeBar: false });
   return true;
 };
 

@@ -10,7 +10,7 @@
   const TOKEN_POLL_MS = 1000;
   const SHOW_H = [15, 30, 60];
   const $ = (id) => document.getElementById(id);
-  const F = { timer: null, plan: null };
+  const F = { timer: null, plan: null, site: null };
 
   function el(tag, text, cls) {
     const e = document.createElement(tag);
@@ -20,8 +20,8 @@
   }
   const round = (v) => (v === null || v === undefined ? "–" : String(Math.round(v)));
   const hhmm = (ts) => new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  const fmtClear = (s) => (s === null || s === undefined ? "no exits" : s < 90 ? `${Math.round(s)} s`
-    : `${(s / 60).toFixed(1)} min`);
+  const fmtClear = (s, count) => (window.CS && CS.fmtClear ? CS.fmtClear(s, count)
+    : s === null || s === undefined ? "no exits" : `${Math.round(s)} s`);
 
   async function get(path) {
     const token = localStorage.getItem(TOKEN_KEY);
@@ -37,7 +37,7 @@
 
   function cell(fc, h) {
     const k = fc.horizons_min.indexOf(h);
-    const td = el("td");
+    const td = el("td", null, h === 30 ? "" : "opt");
     if (k < 0) { td.textContent = "–"; return td; }
     const interval = el("small", ` ${round(fc.lo80[k])}–${round(fc.hi80[k])}`, "interval");
     interval.style.color = "var(--muted)";  // style.css belongs to the main dashboard
@@ -60,7 +60,9 @@
       const r = readings[zone.id] && readings[zone.id].reading;
       const tr = el("tr");
       tr.dataset.zone = zone.id;
-      tr.append(el("td", zone.name), el("td", r ? round(r.count) : "–"));
+      const now = el("td", r ? round(r.count) : "–");
+      now.dataset.now = zone.id;  // kept live by app.js: one "now" on the whole page
+      tr.append(el("td", zone.name), now);
       if (fc) {
         fc.capacity = zone.capacity;
         for (const h of SHOW_H) tr.appendChild(cell(fc, h));
@@ -71,7 +73,7 @@
       }
       const slot = firstSlot[zone.id];
       tr.appendChild(el("td", slot ? String(slot.stewards) : "–"));
-      const clear = el("td", r ? fmtClear(r.clearance_s) : "–");
+      const clear = el("td", r ? fmtClear(r.clearance_s, r.count) : "–");
       clear.dataset.clearance = zone.id;
       if (r && r.clearance_s !== null && r.clearance_s >= 480) clear.className = "over";
       tr.appendChild(clear);
@@ -89,6 +91,27 @@
     $("forecast-csv").hidden = !plan;
   }
 
+  // While the model fits, one row per zone holds the panel's place (and the live count), so the
+  // page does not jump when the forecast arrives.
+  async function renderPending() {
+    if (!F.site) F.site = await (await get("/api/site")).json();
+    const body = $("forecast-table").tBodies[0];
+    if (body.rows.length) return;
+    for (const zone of F.site.zones) {
+      const tr = el("tr");
+      tr.dataset.zone = zone.id;
+      const now = el("td", "–");
+      now.dataset.now = zone.id;
+      const wait = el("td", "forecast after the model is fitted", "empty");
+      wait.colSpan = SHOW_H.length;
+      wait.style.whiteSpace = "normal";  // a phone must not scroll for a placeholder
+      const clear = el("td", "–");
+      clear.dataset.clearance = zone.id;
+      tr.append(el("td", zone.name), now, wait, el("td", "–"), clear);
+      body.appendChild(tr);
+    }
+  }
+
   async function refresh() {
     clearTimeout(F.timer);
     let next = POLL_MS;
@@ -97,7 +120,12 @@
       if (!statusResp) { note("token needed"); next = TOKEN_POLL_MS; return; }  // no request until one is saved
       const status = await statusResp.json();
       if (status.error) { note(`unavailable: ${status.error}`); return; }
-      if (!status.ready) { note(`fitting the ${status.method} model…`); next = RETRY_MS; return; }
+      if (!status.ready) {
+        note(`fitting the ${status.method} model…`);
+        next = RETRY_MS;
+        await renderPending();
+        return;
+      }
       const [site, zones, forecast] = await Promise.all(
         ["/api/site", "/api/zones", "/api/forecast"].map(async (p) => (await get(p)).json()));
       F.plan = status.staffing_policy ? await (await get("/api/forecast/staffing")).json() : null;

@@ -62,13 +62,21 @@ CS.drawMap = function drawMap(svgEl, site, onSelect) {
   return { zones: nodes, lines: lineNodes };
 };
 
-CS.updateMapZone = function updateMapZone(nodes, zoneId, reading) {
+// ``severity``: the worst open alert of the zone (critical, warning, info) or undefined; it outlines
+// the zone and makes the outline pulse, so an alert is found on the map without reading the list.
+const markAlert = (element, severity) => {
+  for (const s of ["critical", "warning", "info"]) element.classList.toggle("alert-" + s, severity === s);
+  element.classList.toggle("alerting", Boolean(severity));
+};
+
+CS.updateMapZone = function updateMapZone(nodes, zoneId, reading, severity) {
   const node = nodes.zones[zoneId];
   if (!node) return;
   const los = reading ? reading.los : null;
   node.poly.setAttribute("fill", CS.losColour(los));
+  markAlert(node.poly, severity);
   node.letter.textContent = los || "–";
-  node.count.textContent = reading ? `${Math.round(reading.count)} people` : "no reading";
+  node.count.textContent = reading ? CS.people(reading.count) : "no reading";
 };
 
 CS.updateMapLine = function updateMapLine(nodes, lineId, reading) {
@@ -129,10 +137,10 @@ CS.setCameraBackground = function setCameraBackground(node, blob) {
   node.img.src = node.url;
 };
 
-CS.updateCameraZone = function updateCameraZone(node, zoneId, reading) {
+CS.updateCameraZone = function updateCameraZone(node, zoneId, reading, severity) {
   const z = node.zones[zoneId];
   if (!z) return;
   const colour = CS.losColour(reading ? reading.los : null);
-  for (const p of z.polys) { p.setAttribute("fill", colour); p.setAttribute("stroke", colour); }
+  for (const p of z.polys) { p.setAttribute("fill", colour); p.setAttribute("stroke", colour); markAlert(p, severity); }
   z.text.textContent = reading ? `${reading.los || "–"} ${Math.round(reading.count)}` : "–";
 };

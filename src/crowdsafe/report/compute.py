@@ -442,8 +442,7 @@ def staffing_rows(store: Store, site: Site, start: float, end: float) -> tuple[l
     policy = site.staffing
     if policy is None:
         return None, "The site file has no staffing policy: no recommendation to compare with."
-    planned_raw = (policy.model_extra or {}).get("planned_stewards") or {}
-    planned = {str(k): int(v) for k, v in planned_raw.items()} if isinstance(planned_raw, dict) else {}
+    planned = dict(policy.planned_stewards)
     book = profile_book(site)
     slot_s = STAFF_SLOT_MIN * 60.0
     out: list[StaffRow] = []

@@ -37,7 +37,7 @@ from crowdsafe.counting.batch import Counts
 from crowdsafe.forecast.live import ForecastStep
 from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
 from crowdsafe.notify.webhooks import WebhookNotifier
-from crowdsafe.runtime.alerting import AlertSink, default_rules
+from crowdsafe.runtime.alerting import AlertSink, default_rules, site_messages
 from crowdsafe.runtime.background import BackgroundCheck, BackgroundPolicy, write_background
 from crowdsafe.runtime.camera import CameraHealth, CameraReader, CameraSource, Sample, open_camera, probe_size
 from crowdsafe.runtime.counters import CameraCounters
@@ -150,7 +150,8 @@ class LocalRunner:
         self.writer = StoreWriter(store)
         notifier = WebhookNotifier(list(config.webhooks)) if config.webhooks else None
         rules = list(config.rules) if config.rules is not None else default_rules(prepared.site)
-        self.alerts = AlertSink(rules, self.writer, prepared.site.name, notifier)
+        self.alerts = AlertSink(rules, self.writer, prepared.site.name, notifier,
+                                describe=site_messages(prepared.site))
         self.forecast = (ForecastStep(store, prepared.site, every_s=config.forecast_every_s,
                                       alert=self.alerts.update) if config.forecast_every_s else None)
         self.backgrounds_dir = config.state_dir / "backgrounds"
@@ -162,6 +163,10 @@ class LocalRunner:
         self._stop_reason = ""
         self._latency: dict[str, float] = {}
         self._processing: dict[str, float] = {}
+        # The newest row per zone and line, as written: the API's /api/zones and /api/lines read
+        # this snapshot instead of querying the store, so a request burst costs counting no SQL.
+        self._latest_rows: dict[str, dict[str, dict[str, object]]] = {"zone_readings": {},
+                                                                      "line_readings": {}}
         self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
 
     def request_stop(self, reason: str = "") -> None:
@@ -181,6 +186,19 @@ class LocalRunner:
                          frames=dict(self.summary.frames),
                          dropped={cid: st.dropped for cid, st in list(self.slots.stats.items())},
                          queue_depth=self.slots.depth(), errors=self.summary.errors)
+
+    def latest_rows(self, table: str) -> list[dict[str, object]] | None:
+        """The newest row of each zone or line this run wrote; None before the first (the store
+        then answers, with what an earlier run left). Safe from any thread: a copy of the values."""
+        rows = self._latest_rows.get(table)
+        return list(rows.values()) if rows else None
+
+    def _remember(self, table: str, key: str, rows: list[dict[str, object]]) -> None:
+        latest = self._latest_rows[table]
+        for row in rows:
+            old = latest.get(str(row[key]))
+            if old is None or float(row["ts"]) >= float(old["ts"]):  # type: ignore[arg-type]
+                latest[str(row[key])] = row  # one assignment: readers never see half a row
 
     # -- worker ---------------------------------------------------------------------------
     def _work(self) -> None:
@@ -205,8 +223,11 @@ class LocalRunner:
         self.summary.frames[output.camera_id] = self.summary.frames.get(output.camera_id, 0) + 1
         self._latency[output.camera_id] = max(time.time() - output.ts, 0.0)
         self._processing[output.camera_id] = sum(output.timings.values())
-        self.writer.write("zone_readings", [r.as_row() for r in output.zones])
+        zone_rows = [r.as_row() for r in output.zones]
+        self.writer.write("zone_readings", zone_rows)
         self.writer.write("line_readings", output.line_rows)
+        self._remember("zone_readings", "zone_id", zone_rows)
+        self._remember("line_readings", "line_id", output.line_rows)
         for metric in output.metrics:
             self.alerts.update(metric.subject, metric.metric, output.ts, metric.value)
         if output.background is not None:

@@ -175,3 +175,34 @@ class StreamSource:
             next_due = grab.timestamp + (self.every or 0.0)
             yield Frame(source=self.name, index=index, timestamp=grab.timestamp, image=image)
             index += 1
+
+
+class FiniteStream(StreamSource):
+    """A stream read once, for ``crowdsafe count``: up to ``limit`` frames, no reconnecting.
+
+    A live reader must outlast any outage; a one-off count must instead end, and say why when the
+    camera cannot be reached, so the first failure stops it and is recorded as a skip (with the
+    URL's credentials redacted, like every name a stream shows).
+    """
+
+    def __init__(self, url: str, every: float | None = None, *, limit: int = 10, **kwargs: object) -> None:
+        super().__init__(url, every, **kwargs)  # type: ignore[arg-type]
+        self.limit = limit
+
+    @property
+    def expected(self) -> int | None:
+        return self.limit
+
+    def _fail(self, reason: str) -> None:
+        super()._fail(reason)
+        why = ("cannot open the stream (unreachable, wrong URL or credentials, or not a video stream)"
+               if self.health.frames_read == 0 else "the stream stalled or closed")
+        self.skipped.append(SkippedFrame(self.name, self.health.frames_read, why))
+        self.stop()
+
+    def __iter__(self) -> Iterator[Frame]:
+        for n, frame in enumerate(super().__iter__(), start=1):
+            yield frame
+            if n >= self.limit:
+                self.stop()
+                return

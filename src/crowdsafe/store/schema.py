@@ -71,7 +71,14 @@ alerts = Table(
     Column("cleared_ts", Float),
     Column("value", Float),
     Column("message", Text),
+    Column("occurrences", Integer, nullable=False, default=1, server_default="1"),
+    Column("last_raised_ts", Float),
+    Column("note", Text),  # the operator's note with the acknowledgement
 )
+
+#: Columns added to ``alerts`` after its first release: stores made before get them on open.
+ALERT_COLUMNS_ADDED = {"occurrences": "INTEGER NOT NULL DEFAULT 1", "last_raised_ts": "FLOAT",
+                       "note": "TEXT"}
 
 Index("ix_zone_readings_ts", zone_readings.c.ts)
 Index("ix_line_readings_ts", line_readings.c.ts)

@@ -12,12 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Integer, and_, cast, create_engine, event, func, select, update
+from sqlalchemy import Engine, Integer, and_, cast, create_engine, event, func, inspect, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from crowdsafe.store.schema import READING_TABLES, alerts, metadata
+from crowdsafe.store.schema import ALERT_COLUMNS_ADDED, READING_TABLES, alerts, metadata
 
 DEFAULT_SQLITE = "crowdsafe.sqlite"
 
@@ -50,9 +50,23 @@ def open_store(target: str | Path = DEFAULT_SQLITE) -> Store:
                          "pip install 'crowdsafe[postgres]'") from exc
     try:
         metadata.create_all(engine)
+        _add_missing_columns(engine)
     except OperationalError as exc:
         raise StoreError(f"cannot open store {_safe(url)}: {exc.orig}") from exc
     return Store(engine)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Give a store made by an older release the alert columns added since (``create_all`` does not).
+
+    Only additive, nullable-or-defaulted columns, so older readers of the same store keep working.
+    """
+    present = {c["name"] for c in inspect(engine).get_columns("alerts")}
+    missing = {name: ddl for name, ddl in ALERT_COLUMNS_ADDED.items() if name not in present}
+    if missing:
+        with engine.begin() as conn:
+            for name, ddl in missing.items():
+                conn.execute(text(f"ALTER TABLE alerts ADD COLUMN {name} {ddl}"))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -109,22 +123,31 @@ class Store:
             raise StoreError(f"{table_name}: non-finite {', '.join(bad)} in {dict(row)}")
         return dict(row)
 
+    #: Written by the API (an operator), not by the alert engine: an engine update never blanks them.
+    _OPERATOR_COLUMNS = ("acknowledged_ts", "acknowledged_by", "note")
+
     def save_alert(self, alert: Mapping[str, Any]) -> None:
-        """Insert an alert or update its state (raised -> acknowledged -> cleared)."""
+        """Insert an alert or update its state (raised -> acknowledged -> cleared, or reopened).
+
+        The engine does not know about acknowledgements made through the API, so its rows carry
+        None there; an update keeps what the operator wrote unless a new value is given.
+        """
         row = dict(alert)
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         stmt = insert(alerts).values(row)
         stmt = stmt.on_conflict_do_update(
             index_elements=["alert_id"],
-            set_={k: stmt.excluded[k] for k in row if k != "alert_id"})
+            set_={k: (func.coalesce(stmt.excluded[k], alerts.c[k]) if k in self._OPERATOR_COLUMNS
+                      else stmt.excluded[k]) for k in row if k != "alert_id"})
         with self.engine.begin() as conn:
             conn.execute(stmt)
 
-    def acknowledge(self, alert_id: str, by: str, ts: float) -> bool:
+    def acknowledge(self, alert_id: str, by: str, ts: float, note: str | None = None) -> bool:
+        """Acknowledge a raised alert (with an optional note); False when it is not raised."""
         with self.engine.begin() as conn:
             result = conn.execute(
                 update(alerts).where(and_(alerts.c.alert_id == alert_id, alerts.c.state == "raised"))
-                .values(state="acknowledged", acknowledged_ts=ts, acknowledged_by=by))
+                .values(state="acknowledged", acknowledged_ts=ts, acknowledged_by=by, note=note))
         return bool(result.rowcount)
 
     # -- reads ---------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crowdsafe.api import queries, shape
 from crowdsafe.api.auth import Principal, operator, viewer
@@ -13,6 +15,26 @@ from crowdsafe.api.context import api_state
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 AlertId = Annotated[str, Path(max_length=64)]
+
+
+class Acknowledgement(BaseModel):
+    """Optional body of an acknowledgement: one click needs none, a note is there when it helps."""
+
+    model_config = ConfigDict(extra="forbid")
+    note: str | None = Field(None, max_length=500, description="What was done, e.g. 'stewards sent'")
+
+
+async def acknowledgement(request: Request) -> Acknowledgement | None:
+    """The optional body, read whatever its Content-Type: an empty body (the one-click case) or
+    ``{}`` is no note; anything else must be ``{"note": "..."}`` (422 otherwise)."""
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        return Acknowledgement.model_validate(json.loads(raw))
+    except (ValueError, ValidationError) as exc:
+        detail = exc.errors(include_url=False) if isinstance(exc, ValidationError) else "body is not JSON"
+        raise HTTPException(422, detail) from None
 
 
 @router.get("", summary="Alerts, newest first")
@@ -23,12 +45,17 @@ def list_alerts(request: Request, _: Annotated[Principal, Depends(viewer)],
 
 
 @router.post("/{alert_id}/acknowledge", summary="Acknowledge a raised alert (operator)",
-             responses={404: {}, 409: {"description": "not in state raised"}})
+             responses={404: {}, 409: {"description": "not in state raised"}},
+             openapi_extra={"requestBody": {"required": False, "content": {"application/json": {
+                 "schema": Acknowledgement.model_json_schema()}}}})
 def acknowledge(request: Request, alert_id: AlertId,
-                principal: Annotated[Principal, Depends(operator)]) -> dict[str, Any]:
-    """Recorded with the token's name, so the log says who took responsibility."""
+                principal: Annotated[Principal, Depends(operator)],
+                body: Annotated[Acknowledgement | None, Depends(acknowledgement)]) -> dict[str, Any]:
+    """Recorded with the token's name, so the log says who took responsibility; the body (an
+    optional ``note``) may be left out."""
     store = api_state(request).store
-    if not store.acknowledge(alert_id, by=principal.name, ts=time.time()):
+    note = body.note.strip() or None if body is not None and body.note is not None else None
+    if not store.acknowledge(alert_id, by=principal.name, ts=time.time(), note=note):
         current = queries.alert(store, alert_id)
         if current is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such alert")

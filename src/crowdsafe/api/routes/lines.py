@@ -7,23 +7,53 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 
-from crowdsafe.api import shape
+from crowdsafe.api import queries, shape
 from crowdsafe.api.auth import Principal, viewer
 from crowdsafe.api.context import api_state
 from crowdsafe.api.params import TimeRange, time_range
+from crowdsafe.config.site import Site
 
 router = APIRouter(prefix="/api/lines", tags=["lines"])
 LineId = Annotated[str, Path(max_length=128)]
 
 
-@router.get("", summary="Latest flow of every line")
+#: Without a scheduled event under way, running totals cover this much of the past.
+TOTALS_FALLBACK_S = 24 * 3600.0
+
+
+def totals_since(site: Site, now: float) -> tuple[float, str]:
+    """Where the running totals start: the latest scheduled event begun in the last 24 h (doors
+    open, else start), else 24 h ago; and which of the two it is, for the dashboard to say."""
+    begun = []
+    for event in site.schedule:
+        opening = event.epoch(event.doors_open or event.start)
+        if now - TOTALS_FALLBACK_S <= opening <= now:
+            begun.append((opening, event.name))
+    if begun:
+        opening, name = max(begun)
+        return opening, name
+    return now - TOTALS_FALLBACK_S, "last 24 h"
+
+
+@router.get("", summary="Latest flow of every line, with running totals")
 def lines(request: Request, _: Annotated[Principal, Depends(viewer)]) -> list[dict[str, Any]]:
+    """``totals``: people in and out since the current event began (doors open, from the site's
+    schedule), or over the last 24 h without one; ``since_ts`` and ``since`` say which."""
     state = api_state(request)
     view = state.site_view
-    latest = {r["line_id"]: r for r in state.store.latest("line_readings") if r["line_id"] in view.line_ids}
+    rows = queries.latest_rows(state, "line_readings")
+    latest = {r["line_id"]: r for r in rows if r["line_id"] in view.line_ids}
     now = time.time()
-    return [{**info, "reading": shape.line_reading(latest[info["id"]], now) if info["id"] in latest else None}
-            for info in view.payload["lines"]]
+    since, label = totals_since(view.site, now)
+    sums = queries.line_totals(state.store, since, now + 1.0)
+    out = []
+    for info in view.payload["lines"]:
+        total_in, total_out = sums.get(info["id"], (0.0, 0.0))
+        out.append({**info,
+                    "reading": shape.line_reading(latest[info["id"]], now) if info["id"] in latest else None,
+                    "totals": {"in": round(total_in, 1), "out": round(total_out, 1), "since_ts": since,
+                               "since": label}})
+    return out
 
 
 @router.get("/{line_id}/history", summary="Line flow per time bucket")

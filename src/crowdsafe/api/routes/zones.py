@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 
-from crowdsafe.api import shape
+from crowdsafe.api import queries, shape
 from crowdsafe.api.auth import Principal, viewer
 from crowdsafe.api.context import api_state
 from crowdsafe.api.params import TimeRange, time_range
@@ -22,7 +22,8 @@ def zones(request: Request, _: Annotated[Principal, Depends(viewer)]) -> list[di
     the site file are not shown: the site file is what operators agreed to watch."""
     state = api_state(request)
     view = state.site_view
-    latest = {r["zone_id"]: r for r in state.store.latest("zone_readings") if r["zone_id"] in view.zone_ids}
+    rows = queries.latest_rows(state, "zone_readings")
+    latest = {r["zone_id"]: r for r in rows if r["zone_id"] in view.zone_ids}
     now = time.time()
     return [{**info, "reading": shape.zone_reading(view, latest[info["id"]], now) if info["id"] in latest
              else None} for info in view.payload["zones"]]
