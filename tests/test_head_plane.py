@@ -212,7 +212,8 @@ def test_eval_site_geometry_alone_places_people_and_counts_gate_crossings(tmp_pa
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     zones, gate = data["zones"], data["lines"]["east_gate"]
-    assert abs(zones["walkway"]["bias_pct"]) <= 3 and abs(zones["lawn"]["bias_pct"]) <= 5
+    assert abs(zones["walkway"]["bias_pct"]) <= 3
+    assert zones["lawn"]["truth_mean"] == 0 and zones["lawn"]["measured_mean"] <= 0.05  # nobody there yet
     assert zones["forecourt"]["truth_mean"] == 0 and zones["forecourt"]["measured_mean"] <= 0.05
     assert data["count"]["mae"] < 1e-3  # the points themselves are the counter
     for way in ("in", "out"):
