@@ -155,6 +155,7 @@ class LiveForecasts:
                 "error": None if self._error is None else str(self._error),
                 "fit_seconds": None if self.fit_seconds is None else round(self.fit_seconds, 2),
                 "schedule_aware": None if self._model is None else self._model.schedule_aware,
+                "trained_on": None if self._model is None else self._model.trained_on,
                 "horizons_min": None if self._model is None else list(self._model.horizons),
                 "staffing_policy": self.site.staffing is not None}
 

@@ -140,6 +140,8 @@ class SiteForecastModel:
     estimator: Any = None
     conformal: Conformal | None = None
     schedule_aware: bool = True
+    #: "simulated" or "history" (see ``Forecast.trained_on``).
+    trained_on: str = "simulated"
 
     def point(self, zone_id: str, y: np.ndarray, ts: np.ndarray, origins: np.ndarray,
               day: DaySchedule | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -271,7 +273,8 @@ def fit_site_model(site: Site, method: str = "gbm", *, train_days: int = 12,
     if not calib:
         raise ValueError("need at least one calibration day after the training days")
     model = SiteForecastModel(method, tuple(horizons), zone_infos(site, profile), profile, events,
-                              schedule_aware=aware and profile is not None)
+                              schedule_aware=aware and profile is not None,
+                              trained_on="history" if history is not None else "simulated")
     if method == "gbm":
         hgb = require_sklearn()
         from threadpoolctl import threadpool_limits
