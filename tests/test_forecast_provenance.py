@@ -19,3 +19,28 @@ def test_forecast_reports_training_source_and_history() -> None:
     assert fc["trained_on"] == "simulated"
     assert fc["history_min"] == 37
     assert fc["method"] == "naive"  # the existing fields keep their names
+
+
+def test_demo_forecasts_stay_near_the_last_hour() -> None:
+    """The demo site (no schedule): the live default forecasts no crowd the last hour does not show.
+
+    Readings of the lawn case in the issue (4-6 people for an hour): every 15-60 min mean stays
+    within [0.5 x min, 2 x max] of the last hour, and the bounds come from the zone's own changes.
+    """
+    from crowdsafe.forecast.live import default_method
+
+    site = load_site(demo_site_path())
+    method = default_method(site)
+    assert method == "persistence"
+    model = fit_site_model(site, method)
+    assert model.trained_on == "none"
+    rng = np.random.default_rng(3)
+    ts = 1_700_000_000.0 + 60.0 * np.arange(60)
+    for zone in site.zones:
+        counts = rng.integers(4, 7, ts.size).astype(float)
+        fc = ZoneForecaster(model, zone.id).forecast(ts, counts)
+        for h, mean, lo, hi in zip(fc.horizons, fc.mean, fc.lo80, fc.hi80, strict=True):
+            if 15 <= h <= 60:
+                assert 0.5 * counts.min() <= mean <= 2 * counts.max()
+                assert lo <= mean <= hi
+                assert hi < 4 * counts.max()  # no invented crowd in the bound either

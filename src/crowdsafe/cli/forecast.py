@@ -149,8 +149,9 @@ def staffing(
     bound: Annotated[str | None, typer.Option(
         help="Forecast bound to staff for: mean, hi80, hi95; default the policy's.")] = None,
     method: Annotated[str | None, typer.Option(
-        help="Forecast method: gbm, profile or naive; default gbm where scikit-learn is installed, "
-             "else profile.", show_default=False)] = None,
+        help="Forecast method: persistence, profile, gbm or naive; default profile where the schedule "
+             "gives an expected attendance, else persistence (never a model trained only on "
+             "simulated days).", show_default=False)] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the plan as CSV here.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the plan as JSON here.")] = None,
 ) -> None:
@@ -160,7 +161,7 @@ def staffing(
         if site.staffing is None:
             raise fail(f"{site_path}: no 'staffing' policy in the site file")
         try:
-            model = cached_site_model(site, method or default_method())
+            model = cached_site_model(site, method or default_method(site))
         except ForecastDependencyError as exc:
             raise fail(str(exc)) from None
         try:
