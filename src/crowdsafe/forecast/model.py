@@ -38,7 +38,8 @@ from crowdsafe.forecast.schedule import EventSpec, SiteProfile, site_events, sit
 
 METHODS: tuple[str, ...] = ("naive", "profile", "gbm", "ets", "persistence")
 #: Fewest observed h-minute changes for their own empirical quantiles; with fewer, the changes
-#: over the longest lag that has enough are scaled by sqrt(h / lag) (random-walk growth).
+#: over the longest lag that has enough are scaled by h / lag: crowds arrive and leave in trends,
+#: which grow linearly (sqrt, the random walk's growth, covered 52-74 % on simulated event days).
 MIN_CHANGES = 10
 #: Interval levels; Forecast carries lo/hi for each (90 %: the level the coverage goal names).
 LEVELS = (0.80, 0.90, 0.95)
@@ -219,7 +220,6 @@ def empirical_bounds(y: np.ndarray, origins: np.ndarray, horizons: Sequence[int]
     ±1.28·sqrt(count) for 80 % (Poisson), scaled to the level, never less than one person.
     """
     z = {0.80: 1.2816, 0.90: 1.6449, 0.95: 1.96}.get(round(level, 2), 1.96)
-    q_lo, q_hi = (1 - level) / 2, (1 + level) / 2
     lo = np.zeros((origins.size, len(horizons)))
     hi = np.zeros_like(lo)
     for i, o in enumerate(origins):
@@ -231,8 +231,11 @@ def empirical_bounds(y: np.ndarray, origins: np.ndarray, horizons: Sequence[int]
                 lag //= 2
             if past.size - lag >= 2:
                 d = past[lag:] - past[:-lag]
-                factor = math.sqrt(h / lag)
-                a, b = np.quantile(d, q_lo) * factor, np.quantile(d, q_hi) * factor
+                factor = h / lag
+                # Symmetric: a crowd that has been arriving will leave, and the past changes'
+                # signs say little about the next hour's; their sizes say more.
+                b = float(np.quantile(np.abs(d), level)) * factor
+                a = -b
             else:
                 a = b = 0.0
             lo[i, k], hi[i, k] = min(a, -floor), max(b, floor)
