@@ -119,3 +119,18 @@ def test_statsforecast_anchor_runs_forward_without_refit(data: bm.HourlyData) ->
             assert np.all(np.isfinite(mean)) and np.all(mean >= 0)
             assert np.all(lo <= mean + 1e-9) and np.all(mean <= hi + 1e-9)
         assert seconds > 0
+
+
+def test_anchor_forecasts_are_cached_by_what_they_depend_on(data: bm.HourlyData, tmp_path,
+                                                            monkeypatch) -> None:
+    pytest.importorskip("statsforecast", reason="needs crowdsafe[benchmarks] (statsforecast)")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    k = data.names.index("2 High Street")
+    sub = bm.HourlyData([data.names[k]], data.times, data.counts[[k]], data.train_end, data.test_end)
+    origins = [np.arange(data.train_end - 1, data.train_end + 24 * 7, 49)]
+    first, _, cached = bm.rival_forecasts("autoets", sub, origins, jobs=1)
+    again, _, cached2 = bm.rival_forecasts("autoets", sub, origins, jobs=1)
+    assert not cached and cached2
+    np.testing.assert_array_equal(first[0][24][0], again[0][24][0])
+    other = [origins[0][:-1]]  # other origins: another key, computed afresh
+    assert not bm.rival_forecasts("autoets", sub, other, jobs=1)[2]

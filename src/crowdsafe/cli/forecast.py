@@ -95,6 +95,10 @@ def benchmark(
         show_default=False)] = None,
     rivals: Annotated[str, typer.Option(help="Comma-separated statsforecast anchors: autoets, mstl; "
                                              "empty for none.")] = "autoets,mstl",
+    cache: Annotated[bool, typer.Option(
+        help="Reuse the anchors' forecasts from ~/.cache/crowdsafe/forecast-benchmark when the data, "
+             "origins, protocol and statsforecast version are the same (the GBM is always refitted).")
+                     ] = True,
 ) -> None:
     """Real-data benchmark: train before 2024-07-01, rolling origins over 2024-07 .. 2025-12, 1 h and 24 h."""
     from crowdsafe.forecast.benchmark import BenchmarkDependencyError, run_benchmark
@@ -103,7 +107,7 @@ def benchmark(
     names = [r.strip() for r in rivals.split(",") if r.strip()]
     with user_errors():
         try:
-            result = run_benchmark(dataset, stride=stride, jobs=jobs, rivals=names,
+            result = run_benchmark(dataset, stride=stride, jobs=jobs, rivals=names, cache=cache,
                                    progress=lambda msg: console.print(f"[dim]{msg}[/]"))
         except (BenchmarkDependencyError, ForecastDependencyError, ValueError) as exc:
             raise fail(str(exc)) from None
@@ -119,6 +123,10 @@ def benchmark(
                           f"{m['peak_rel_mae']:.3f}", f"{m['mean_mae']:.1f}", str(m["n_forecasts"]),
                           f"{result['seconds'].get(name, 0):.0f}")
     console.print(table)
+    for name, comp in proto["rivals"]["compute"].items():
+        if comp["from_cache"]:
+            console.print(f"{name}: forecasts from the cache (computed in {comp['cpu_seconds']:.0f} CPU-s); "
+                          "--no-cache recomputes them")
     console.print("rel MAE: median over sensors of MAE / weekly seasonal-naive MAE on the same hours; "
                   "peak: the busiest 1 % of each sensor's test hours. " + result["data_credit"] + ". "
                   f"{result['seconds']['total']:.0f} s.")

@@ -32,6 +32,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "special", "special_week_ago", "special_origin", "site_anom_1h", "site_anom_3h", "site_anom_24h",
     "series",
 )
+#: Offset of the log-ratio target, in units of the scale (a tenth of the weekly mean).
+LOG_EPS = 0.1
 #: Rolling conformal window, in days.
 CONFORMAL_DAYS = 28
 
@@ -191,6 +193,7 @@ class SeasonalGBM:
     min_samples_leaf: int = 100
     random_state: int = 0
     loss: str = "absolute_error"
+    target: str = "additive"  # or "log": see ``_target``
     models: dict[int, Any] = field(default_factory=dict)
     n_train_rows: dict[int, int] = field(default_factory=dict)
 
@@ -214,7 +217,7 @@ class SeasonalGBM:
             for y, sid in zip(series, ids, strict=True):
                 X, scale = seasonal_features(y, hour, dow, month, origins, h, self.per_day, special, sid,
                                               context)
-                target = y[origins + h] / scale - baseline(X)
+                target = self._target(y[origins + h] / scale, X)
                 ok = np.isfinite(target) & np.isfinite(X[:, 3])  # a target and a current reading
                 Xs.append(X[ok])
                 ys.append(target[ok])
@@ -228,6 +231,20 @@ class SeasonalGBM:
             self.n_train_rows[h] = int(y_all.size)
         return self
 
+    def _target(self, y_scaled: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """What the trees learn: the correction to the baseline, additive or (``log``) as a log
+        ratio. Both keep the absolute loss's answer a median, since the maps are monotone."""
+        if self.target == "log":
+            b = np.maximum(baseline(X), 0.0)
+            return np.log((y_scaled + LOG_EPS) / (b + LOG_EPS))
+        return y_scaled - baseline(X)
+
+    def _inverse(self, f: np.ndarray, X: np.ndarray) -> np.ndarray:
+        if self.target == "log":
+            b = np.maximum(baseline(X), 0.0)
+            return np.exp(f) * (b + LOG_EPS) - LOG_EPS
+        return f + baseline(X)
+
     def predict(self, y: np.ndarray, times: np.ndarray, origins: np.ndarray, h: int,
                 special: np.ndarray | None = None, series_id: int = 0,
                 context: np.ndarray | None = None) -> np.ndarray:
@@ -239,7 +256,7 @@ class SeasonalGBM:
         X, scale = seasonal_features(y, hour, dow, month, np.asarray(origins), h, self.per_day,
                                      special, series_id, context)
         with threadpool_limits(limits=1):
-            pred = (self.models[h].predict(X) + baseline(X)) * scale
+            pred = self._inverse(self.models[h].predict(X), X) * scale
         pred = np.where(np.isfinite(X[:, 3]) & np.isfinite(scale), pred, np.nan)
         return np.maximum(pred, 0.0)
 
