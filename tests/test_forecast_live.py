@@ -99,9 +99,12 @@ def test_a_failed_fit_is_reported_not_lost(env):
     assert step.maybe_run(DOORS) is None and step.maybe_run(DOORS + 120) is None and step.runs == 0
 
 
-def test_default_method_is_gbm_with_scikit_learn():
-    pytest.importorskip("sklearn")
-    assert default_method() == "gbm"
+def test_default_method_never_trained_on_simulated_days(tmp_path):
+    """No schedule attendance: persistence; expected attendance: the schedule's arrival curve."""
+    assert default_method() == "persistence"
+    site = load(event_site(tmp_path, DOORS, lawn_capacity=150, attendance=400))
+    assert default_method(site) == ("profile" if any(e.expected_attendance for e in site.schedule)
+                                    else "persistence")
 
 
 def test_forecast_step_raises_capacity_forecast_before_the_zone_fills(tmp_path):

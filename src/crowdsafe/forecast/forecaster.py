@@ -37,6 +37,12 @@ class Forecast:
     last_count: float | None = None
     lo90: tuple[float, ...] = ()
     hi90: tuple[float, ...] = ()
+    #: What the model learned from: "simulated" (synthetic event days of the site's schedule) or
+    #: "history" (the site's own stored days). Shown so no one mistakes a simulated crowd for one
+    #: the site has seen.
+    trained_on: str = "simulated"
+    #: Minutes of this zone's own readings the forecast started from.
+    history_min: int | None = None
 
     def target_ts(self) -> list[float]:
         return [self.issued_ts + 60.0 * h for h in self.horizons]
@@ -50,6 +56,7 @@ class Forecast:
 
     def as_dict(self) -> dict[str, object]:
         return {"zone_id": self.zone_id, "issued_ts": self.issued_ts, "method": self.method,
+                "trained_on": self.trained_on, "history_min": self.history_min,
                 "last_count": self.last_count, "horizons_min": list(self.horizons),
                 "target_ts": self.target_ts(),
                 **{k: [round(v, 2) for v in getattr(self, k)]
@@ -111,7 +118,7 @@ class ZoneForecaster:
         row = {k: tuple(float(v) for v in a[0]) for k, a in pred.items()}
         return Forecast(self.zone_id, float(grid[-1]), self.model.horizons, row["mean"], row["lo80"],
                         row["hi80"], row["lo95"], row["hi95"], self.model.method, float(y[-1]),
-                        row.get("lo90", ()), row.get("hi90", ()))
+                        row.get("lo90", ()), row.get("hi90", ()), self.model.trained_on, int(y.size))
 
 
 def forecast_site(model: SiteForecastModel, readings: Iterable[dict[str, object]]) -> dict[str, Forecast]:

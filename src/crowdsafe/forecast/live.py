@@ -15,7 +15,6 @@ runner's periodic hook on top of it.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 import threading
@@ -41,13 +40,17 @@ HISTORY_MIN = 120
 STALE_MIN = 10
 
 
-def default_method() -> str:
-    """``gbm`` where scikit-learn is installed (measured best), else the numpy-only ``profile``.
+def default_method(site: Site | None = None) -> str:
+    """What the live forecaster uses: never a model trained only on simulated days.
 
-    Looked up, not imported: importing scikit-learn takes seconds, which belong in the fit
-    thread, not in an API request.
+    ``profile`` (the schedule's arrival curve, transparent and untrained) where the site's
+    schedule gives an expected attendance, else ``persistence`` (the last reading, intervals
+    from the zone's own recent variability). ``gbm`` stays available on request
+    (``--method gbm``), labelled ``trained_on: simulated`` until it learns from stored history.
     """
-    return "gbm" if importlib.util.find_spec("sklearn") is not None else "profile"
+    if site is not None and any(getattr(e, "expected_attendance", None) for e in (site.schedule or [])):
+        return "profile"
+    return "persistence"
 
 
 def zone_minutes(store: Store, zone_id: str, now: float,
@@ -67,7 +70,7 @@ def forecast_zones(store: Store, site: Site, now: float | None = None, *,
     fitting here (the first fit of a site takes seconds).
     """
     now = time.time() if now is None else float(now)
-    model = model or cached_site_model(site, method or default_method())
+    model = model or cached_site_model(site, method or default_method(site))
     out: dict[str, Forecast] = {}
     for zone in site.zones:
         if zone.id not in model.zones:
@@ -108,7 +111,7 @@ class LiveForecasts:
     def __init__(self, site: Site, method: str | None = None, *, seed: int = 1000,
                  fit: Callable[[Site, str, int], SiteForecastModel] | None = None) -> None:
         self.site = site
-        self.method = method or default_method()
+        self.method = method or default_method(site)
         self._seed = seed
         self._fit = fit
         self._model: SiteForecastModel | None = None
@@ -155,6 +158,7 @@ class LiveForecasts:
                 "error": None if self._error is None else str(self._error),
                 "fit_seconds": None if self.fit_seconds is None else round(self.fit_seconds, 2),
                 "schedule_aware": None if self._model is None else self._model.schedule_aware,
+                "trained_on": None if self._model is None else self._model.trained_on,
                 "horizons_min": None if self._model is None else list(self._model.horizons),
                 "staffing_policy": self.site.staffing is not None}
 

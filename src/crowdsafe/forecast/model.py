@@ -8,6 +8,10 @@ Methods (``METHODS``), all forecasting the one-minute count ``h`` minutes after 
   schedule profile says, scaled by how much bigger than expected the crowd is. numpy only.
 * ``gbm``: scikit-learn HistGradientBoosting (squared error) on level, lags, profile and
   schedule clocks, predicting the change from the level. Needs ``crowdsafe[forecast]``.
+* ``persistence``: the last one-minute reading, with intervals from the zone's *own* recent
+  variability (empirical quantiles of its observed h-minute changes), nothing fitted and
+  nothing simulated: the honest forecast for a site without history. The live default where
+  the schedule gives no expected attendance.
 * ``ets``: statsmodels damped-trend exponential smoothing refitted at every origin on the
   day so far; schedule-blind. Kept only as a measured candidate (needs statsmodels, slow).
 
@@ -32,7 +36,11 @@ from crowdsafe.config.site import Site
 from crowdsafe.forecast.features import HORIZONS_MIN, ZoneInfo, features, profile_ratio
 from crowdsafe.forecast.schedule import EventSpec, SiteProfile, site_events, site_profile
 
-METHODS: tuple[str, ...] = ("naive", "profile", "gbm", "ets")
+METHODS: tuple[str, ...] = ("naive", "profile", "gbm", "ets", "persistence")
+#: Fewest observed h-minute changes for their own empirical quantiles; with fewer, the changes
+#: over the longest lag that has enough are scaled by h / lag: crowds arrive and leave in trends,
+#: which grow linearly (sqrt, the random walk's growth, covered 52-74 % on simulated event days).
+MIN_CHANGES = 10
 #: Interval levels; Forecast carries lo/hi for each (90 %: the level the coverage goal names).
 LEVELS = (0.80, 0.90, 0.95)
 #: Forecasts (and bounds) are clipped to [0, CLIP_FACTOR × capacity]: above licensed capacity is
@@ -140,6 +148,10 @@ class SiteForecastModel:
     estimator: Any = None
     conformal: Conformal | None = None
     schedule_aware: bool = True
+    #: "history" (the site's stored days), "simulated" (synthetic days only), "schedule" (the
+    #: schedule's arrival curve, untrained; intervals calibrated on simulated days) or "none"
+    #: (persistence: nothing fitted). See ``Forecast.trained_on``.
+    trained_on: str = "simulated"
 
     def point(self, zone_id: str, y: np.ndarray, ts: np.ndarray, origins: np.ndarray,
               day: DaySchedule | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -155,7 +167,7 @@ class SiteForecastModel:
             profile = None
         X, level = features(y, ts, origins, h, zone, profile, events)
         level = level.reshape(origins.size, h.size)
-        if self.method == "naive":
+        if self.method in ("naive", "persistence"):
             mean = np.repeat(y[origins][:, None], h.size, axis=1)
         elif self.method == "profile":
             if profile is None:
@@ -183,7 +195,12 @@ class SiteForecastModel:
         mean, level = self.point(zone_id, y, ts, origins, day)
         mean = zone.clip(mean)
         out = {"mean": mean}
-        if self.conformal is not None:
+        if self.method == "persistence":
+            for lvl in LEVELS:
+                lo, hi = empirical_bounds(y, origins, self.horizons, lvl)
+                tag = round(lvl * 100)
+                out[f"lo{tag}"], out[f"hi{tag}"] = zone.clip(mean + lo), zone.clip(mean + hi)
+        elif self.conformal is not None:
             # Around the clipped mean, exactly as ``calibrate`` scored the residuals: otherwise a
             # point forecast below zero (an empty zone) would shift its interval the wrong way.
             scale = local_scale(mean, level, zone)
@@ -192,6 +209,37 @@ class SiteForecastModel:
                 tag = round(lvl * 100)
                 out[f"lo{tag}"], out[f"hi{tag}"] = zone.clip(lo), zone.clip(hi)
         return out
+
+
+def empirical_bounds(y: np.ndarray, origins: np.ndarray, horizons: Sequence[int],
+                     level: float) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) offsets from the last reading, (len(origins), len(horizons)), from the changes
+    the zone itself showed before each origin: no model, no simulated days.
+
+    A zone with a flat or very short past still gets counting noise: at least
+    ±1.28·sqrt(count) for 80 % (Poisson), scaled to the level, never less than one person.
+    """
+    z = {0.80: 1.2816, 0.90: 1.6449, 0.95: 1.96}.get(round(level, 2), 1.96)
+    lo = np.zeros((origins.size, len(horizons)))
+    hi = np.zeros_like(lo)
+    for i, o in enumerate(origins):
+        past = y[:o + 1]
+        floor = z * max(math.sqrt(max(float(past[-1]), 1.0)), 1.0)
+        for k, h in enumerate(horizons):
+            lag, factor = h, 1.0
+            while lag > 1 and past.size - lag < MIN_CHANGES:
+                lag //= 2
+            if past.size - lag >= 2:
+                d = past[lag:] - past[:-lag]
+                factor = h / lag
+                # Symmetric: a crowd that has been arriving will leave, and the past changes'
+                # signs say little about the next hour's; their sizes say more.
+                b = float(np.quantile(np.abs(d), level)) * factor
+                a = -b
+            else:
+                a = b = 0.0
+            lo[i, k], hi[i, k] = min(a, -floor), max(b, floor)
+    return lo, hi
 
 
 def _origins(n: int, every: int, max_h: int) -> np.ndarray:
@@ -266,12 +314,17 @@ def fit_site_model(site: Site, method: str = "gbm", *, train_days: int = 12,
     aware = bool(site.schedule) if schedule_aware is None else schedule_aware
     events = site_events(site)
     profile = site_profile(site, events) if events else None
+    if method == "persistence":  # nothing to fit, nothing simulated
+        return SiteForecastModel(method, tuple(horizons), zone_infos(site, profile), profile, events,
+                                 schedule_aware=False, trained_on="none")
     days = list(history) if history is not None else simulate_days(site, train_days + calib_days, seed)
     train, calib = days[:train_days], days[train_days:]
     if not calib:
         raise ValueError("need at least one calibration day after the training days")
     model = SiteForecastModel(method, tuple(horizons), zone_infos(site, profile), profile, events,
-                              schedule_aware=aware and profile is not None)
+                              schedule_aware=aware and profile is not None,
+                              trained_on="history" if history is not None
+                              else "schedule" if method == "profile" else "simulated")
     if method == "gbm":
         hgb = require_sklearn()
         from threadpoolctl import threadpool_limits
