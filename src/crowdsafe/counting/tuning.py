@@ -100,7 +100,8 @@ class CameraTuning:
                          "frames": len(self.frames)},
             "frames": self.frames, "candidates": [c.as_dict() for c in self.candidates],
             "background_density": None if bg is None else {
-                "shape": list(bg.shape), "values": np.round(bg.astype(np.float64), 5).ravel().tolist()},
+                "shape": list(bg.shape),
+                "values": [float(f"{v:.6g}") for v in bg.astype(np.float64).ravel()]},
         }
 
     @classmethod
