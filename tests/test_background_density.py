@@ -166,3 +166,28 @@ def test_learned_background_removes_the_texture_floor_on_the_sample_video(counte
         raw = float(maps[f].sum())
         after = float(learner.apply(maps[f]).sum())
         assert abs(after - truth) < abs(raw - truth), (f, raw, after, truth)
+
+
+class FixedCounter:
+    """A counter whose density and interval are given, to follow them through the pipeline."""
+
+    def __init__(self, density: np.ndarray, interval: tuple[float, float] | None) -> None:
+        self.density, self.interval = density, interval
+
+    def count(self, image_bgr: np.ndarray) -> DensityResult:
+        h, w = image_bgr.shape[:2]
+        return DensityResult(self.density, h, w, interval=self.interval)
+
+
+def test_zone_readings_carry_the_count_interval():
+    geometry = build_site_geometry(parse_site(site(camera("cam", CAM_A))))
+    density = texture() + 20 * blob((60, 80), (40, 40), 1.0, sigma=3)
+    total = float(density.sum())
+    pipeline = FramePipeline(geometry, FixedCounter(density, (0.8 * total, 1.3 * total)), tunings={})
+    out = pipeline.process(Sample("cam", ts=0.0, image=np.zeros((SIZE[1], SIZE[0], 3), np.uint8)))
+    assert out.interval == pytest.approx((0.8 * total, 1.3 * total))
+    rows = [r.as_row() for r in out.zones]
+    assert any(r["count"] > 1 for r in rows)
+    for r in rows:
+        assert r["count_low"] is not None and r["count_high"] is not None
+        assert r["count_low"] <= r["count"] + 1e-9 <= r["count_high"] + 2e-9

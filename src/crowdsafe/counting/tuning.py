@@ -23,6 +23,7 @@ pixels), the interval and the cross-validated error; no frame is kept.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ import numpy as np
 
 from crowdsafe.counting.intervals import IntervalTable, coverage, fit_table
 from crowdsafe.measure.background import near_empty, subtract_background
+
+log = logging.getLogger(__name__)
 
 TUNING_VERSION = 1
 #: Gains outside this range mean the labels and the camera do not belong together.
@@ -152,11 +155,20 @@ def save_tuning(tuning: CameraTuning, path: Path | str) -> None:
 
 
 def site_tunings(site: Any) -> dict[str, CameraTuning]:
-    """Each camera's tuning named in the site file (``cameras[i].tuning``), loaded once."""
+    """Each camera's tuning named in the site file (``cameras[i].tuning``).
+
+    A tuning file that is not there (a site file copied without it) leaves that camera untuned,
+    with a warning, rather than stopping the site: the camera still counts, as every untuned
+    camera does, and its health says it is not tuned. A file that is there but wrong is an error.
+    """
     out = {}
     for camera in site.cameras:
         if getattr(camera, "tuning", None):
-            tuning = load_tuning(site.resolve_path(camera.tuning))
+            path = site.resolve_path(camera.tuning)
+            if not Path(path).is_file():
+                log.warning("camera %s: tuning file %s not found; counting untuned", camera.id, path)
+                continue
+            tuning = load_tuning(path)
             if tuning.camera != camera.id:
                 raise TuningError(f"{camera.tuning}: tuned for camera {tuning.camera!r}, named by "
                                   f"camera {camera.id!r}")

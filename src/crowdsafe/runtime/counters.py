@@ -79,7 +79,9 @@ class CameraCounters:
         self._spec = spec
         self._factory = factory
         self._by_model: dict[ModelName, Counts] = {}
+        tunings = site_tunings(geometry.site) if tunings is None else tunings
         self.models = camera_models(geometry, tunings)
+        self.tuned = {cid for cid in tunings if cid in self.models}
         self.scaled: dict[str, bool] = {}
         grounds = {camera.id: geometry.cameras[camera.id].ground_map for camera in geometry.site.cameras}
         self._counters: dict[str, Counts] = {}
@@ -137,7 +139,7 @@ class CameraCounters:
         parts = []
         for camera_id, model in self.models.items():
             precision = "per frame" if model == "auto" else precision_for(model, self._spec).precision
-            parts.append(f"{camera_id} {model} ({precision})")
+            parts.append(f"{camera_id} {model} ({precision}{', tuned' if camera_id in self.tuned else ''})")
         return ", ".join(parts)
 
 
