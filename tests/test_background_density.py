@@ -191,3 +191,49 @@ def test_zone_readings_carry_the_count_interval():
     for r in rows:
         assert r["count_low"] is not None and r["count_high"] is not None
         assert r["count_low"] <= r["count"] + 1e-9 <= r["count_high"] + 2e-9
+
+
+def test_operator_captures_the_background_through_the_api(tmp_path):
+    """The operator's button: the running pipeline's latest density becomes the background; a
+    frame with a crowd in it is refused, and viewers cannot capture at all."""
+    from fastapi.testclient import TestClient
+
+    from crowdsafe.api.app import create_app
+    from crowdsafe.api.settings import ApiSettings
+    from crowdsafe.store import open_store
+    from tests.api_support import make_tokens
+
+    geometry = build_site_geometry(parse_site(site(camera("cam", CAM_A))))
+    floor = texture()
+    counter = FixedCounter(floor + 70 * blob((60, 80), (30, 40), 1.0, sigma=5), None)
+    pipeline = FramePipeline(geometry, counter, tunings={})
+    frame = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
+
+    def capture(camera_id: str) -> str | None:
+        return pipeline.background_status(camera_id) if pipeline.capture_background(camera_id) else None
+
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(json.dumps(site(camera("cam", CAM_A))))
+    state = tmp_path / "state"
+    state.mkdir()
+    store = open_store(state / "crowdsafe.sqlite")
+    tokens = make_tokens(state)
+    app = create_app(ApiSettings(site_file=site_file, state_dir=state, capture_background=capture))
+    url = "/api/cameras/cam/background/capture"
+    with TestClient(app) as c:
+        op = {"Authorization": "Bearer " + tokens["operator"]}
+        assert c.post(url, headers=op).status_code == 409  # no frame counted yet
+        pipeline.process(Sample("cam", ts=0.0, image=frame))
+        assert c.post(url, headers=op).status_code == 409  # the frame holds a crowd
+        counter.density = floor
+        pipeline.process(Sample("cam", ts=1.0, image=frame))
+        assert c.post(url, headers={"Authorization": "Bearer " + tokens["viewer"]}).status_code == 403
+        r = c.post(url, headers=op)
+        assert r.status_code == 200 and "captured" in r.json()["status"]
+        assert c.post("/api/cameras/nope/background/capture", headers=op).status_code == 404
+    counter.density = floor + blob((60, 80), (30, 40), 1.0)  # one person on the empty scene
+    assert pipeline.process(Sample("cam", ts=2.0, image=frame)).count == pytest.approx(1.0, abs=0.05)
+    store.close()
+    no_runner = create_app(ApiSettings(site_file=site_file, state_dir=state))
+    with TestClient(no_runner) as c:
+        assert c.post(url, headers={"Authorization": "Bearer " + tokens["operator"]}).status_code == 503

@@ -44,6 +44,10 @@ class ApiSettings:
     sse_max_clients: int = 256
     sse_lookback_s: float = 10.0  # rows arriving late (older ts than the newest seen) within this window
     runtime_stats: Callable[[], RuntimeStats] | None = None
+    #: Take a camera's latest density as its background (an operator, while the site is empty);
+    #: None when no runner runs in this process. Returns the camera's background status, or None
+    #: when the capture was refused (no frame yet, or the frame holds a crowd).
+    capture_background: Callable[[str], str | None] | None = None
     log_level: str = "info"
 
     @property
