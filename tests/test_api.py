@@ -85,6 +85,10 @@ def test_zones_latest_reading_with_capacity_los_and_risk(client, env):
     assert w["los"] in "ABCDEF" and w["risk"] in {"normal", "slowed", "critical", "dangerous"}
     assert zones["forecourt"]["reading"]["occupancy_pct"] is None  # no capacity configured
     assert zones["lawn"]["reading"]["coverage_pct"] == pytest.approx(47.6)
+    # the count's interval, and the same interval in people per m²
+    assert w["count_low"] < w["count"] < w["count_high"]
+    assert w["density_low"] == pytest.approx(w["density"] * w["count_low"] / w["count"], rel=1e-3)
+    assert w["density_high"] == pytest.approx(w["density"] * w["count_high"] / w["count"], rel=1e-3)
 
 
 def test_readings_of_unconfigured_zones_are_not_shown(client, env):

@@ -6,6 +6,7 @@ on small frames so the file stays fast on 2 cores.
 
 from __future__ import annotations
 
+import json
 import threading
 from importlib import resources
 from pathlib import Path
@@ -219,8 +220,11 @@ def test_cluster_replicas_load_the_models_the_site_calls_for():
     from crowdsafe.runtime.ray.runner import RayRunner
 
     site = Path(str(resources.files("crowdsafe") / "data" / "demo_site.yaml"))
-    models = camera_models(build_site_geometry(load_site(site)))
+    geometry = build_site_geometry(load_site(site))
+    models = camera_models(geometry, tunings={})
     assert models == {"view001": "sparse"}  # auto, resolved from the calibration's person heights
+    tuned = camera_models(geometry)  # the demo camera's tuning names its model, which wins
+    assert tuned == {"view001": json.loads((site.parent / "view001_tuning.json").read_text())["model"]}
 
     def needed(models: dict[str, str]) -> tuple[str, ...]:
         return RayRunner.replica_models.fget(SimpleNamespace(models=models))  # type: ignore[attr-defined]

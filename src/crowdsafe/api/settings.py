@@ -54,6 +54,10 @@ class ApiSettings:
     # A runner in the same process: the newest row per zone/line (table name -> rows, or None when
     # it has none yet), so the latest-reading endpoints skip the store; None: always the store.
     latest_rows: Callable[[str], list[dict[str, Any]] | None] | None = None
+    #: Take a camera's latest density as its background (an operator, while the site is empty);
+    #: None when no runner runs in this process. Returns the camera's background status, or None
+    #: when the capture was refused (no frame yet, or the frame holds a crowd).
+    capture_background: Callable[[str], str | None] | None = None
     log_level: str = "info"
 
     @property

@@ -21,11 +21,25 @@ def zone_reading(view: SiteView, row: dict[str, Any], now: float | None = None) 
         "zone_id": row["zone_id"], "ts": row["ts"], "age_s": round(max(0.0, now - row["ts"]), 1),
         "count": _r(row["count"], 2), "count_low": _r(row.get("count_low"), 2),
         "count_high": _r(row.get("count_high"), 2), "area_m2": _r(row.get("area_m2"), 2),
-        "density": _r(row.get("density"), 4), "los": row.get("los"), "risk": row.get("risk"),
+        "density": _r(row.get("density"), 4),
+        "density_low": _r(_per_m2(row, "count_low"), 4), "density_high": _r(_per_m2(row, "count_high"), 4),
+        "los": row.get("los"), "risk": row.get("risk"),
         "coverage_pct": _r(row.get("coverage_pct"), 1), "capacity": capacity,
         "occupancy_pct": round(100.0 * row["count"] / capacity, 1) if capacity else None,
         "clearance_s": _clearance(view, row),
     }
+
+
+def _per_m2(row: dict[str, Any], key: str) -> float | None:
+    """A count bound as people per m², over the same area ``density`` divides by (so the bounds
+    scale with the count's); with a zero count, over the covered part of the zone's area."""
+    value, count, density = row.get(key), row.get("count"), row.get("density")
+    if value is None or density is None or count is None:
+        return None
+    if count > 0:
+        return float(density) * float(value) / float(count)
+    area, seen = row.get("area_m2"), row.get("coverage_pct")
+    return float(value) / (float(area) * float(seen) / 100.0) if area and seen else None
 
 
 def _clearance(view: SiteView, row: dict[str, Any]) -> float | None:

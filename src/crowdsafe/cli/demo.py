@@ -207,8 +207,8 @@ def demo(
         typer.echo(truth)
         if tally.mae > 2:
             err_console.print(
-                "note: the counting models over-count this sparse scene (the sparse model by about 6 "
-                "people per frame; see README, Accuracy and Known limits).", highlight=False, markup=False,
-                soft_wrap=True)
+                "note: the untuned counting models over-count this sparse scene (the sparse model by about 6 "
+                "people per frame); the demo camera counts with its tuning (view001_tuning.json, made by "
+                "`crowdsafe tune`; see README, Accuracy).", highlight=False, markup=False, soft_wrap=True)
     if not summary.flushed:
         raise typer.Exit(1)

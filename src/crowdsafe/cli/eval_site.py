@@ -21,6 +21,7 @@ from crowdsafe.cli.options import (
 )
 from crowdsafe.cli.progress import progress_bar
 from crowdsafe.counting.batch import Counts
+from crowdsafe.counting.tuning import load_tuning, site_tunings
 from crowdsafe.evaluation.site import (
     PointsCounter,
     evaluate_site,
@@ -47,6 +48,9 @@ def eval_site(
     frames: Annotated[str | None, typer.Option(
         help="START:STOP[:STEP] frame indices of the camera's video (STOP exclusive); default: every "
              "annotated frame.", show_default=False)] = None,
+    tuning: Annotated[Path | None, typer.Option(
+        help="Tuning file for --camera from `crowdsafe tune` (replaces the one the site file names).",
+        exists=True, dir_okay=False, show_default=False)] = None,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Also write the results as JSON to this file.", show_default=False)] = None,
     engine: EngineOption = EngineChoice.auto,
@@ -67,13 +71,18 @@ def eval_site(
         truth = load_frame_points(feet)
         span = parse_frames(frames, truth)
         heads = load_frame_points(density_from) if density_from is not None else None
+        tunings = site_tunings(site)
+        if tuning is not None:
+            tunings[camera] = load_tuning(tuning)
+            if tunings[camera].camera != camera:
+                raise fail(f"--tuning {tuning}: tuned for camera {tunings[camera].camera!r}, not {camera!r}")
         counter: Counts | CameraCounters = (
             PointsCounter(heads) if heads is not None
-            else CameraCounters(geometry, engine_spec(engine, precision, threads)))
+            else CameraCounters(geometry, engine_spec(engine, precision, threads), tunings=tunings))
         video = site.resolve_source(site.camera(camera))
         with progress_bar(f"evaluating {camera}", len(span)) as advance:
             result = evaluate_site(geometry, camera, video, truth, span, counter, heads=heads,
-                                   on_frame=lambda _: advance())
+                                   on_frame=lambda _: advance(), tunings=tunings)
     data = result.as_dict()
     title = (f"Site pipeline vs annotation: {camera}, frames {span.start}:{span.stop}:{span.step}, "
              f"counter {result.counter}")

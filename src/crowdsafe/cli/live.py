@@ -71,6 +71,16 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
+def background_capture(runner_of: Callable[[], LocalRunner | None]) -> Callable[[str], str | None]:
+    """A provider for ``ApiSettings.capture_background``: the running pipeline's own capture."""
+    def capture(camera_id: str) -> str | None:
+        runner = runner_of()
+        if runner is None or not runner.pipeline.capture_background(camera_id):
+            return None
+        return runner.pipeline.background_status(camera_id)
+    return capture
+
+
 def start_api(site_file: Path, site: Site, store: Store, state_dir: Path, *, host: str, port: int,
               cors_origins: tuple[str, ...] = (), runner_of: Callable[[], LocalRunner | None],
               any_port_if_taken: bool = False, store_target: str | None = None,
@@ -96,7 +106,7 @@ def start_api(site_file: Path, site: Site, store: Store, state_dir: Path, *, hos
                            site=site, cors_origins=cors_origins, runtime_stats=runtime_stats(runner_of),
                            latest_rows=lambda table: (r.latest_rows(table) if (r := runner_of()) else None),
                            trusted_proxies=trusted_proxies,
-                           log_level="warning")
+                           capture_background=background_capture(runner_of), log_level="warning")
     try:
         return serve_in_thread(settings, store=store, access_log=access_log)
     except RuntimeError as exc:

@@ -21,6 +21,7 @@ from crowdsafe.cli import (
     serve,
     site,
     token,
+    tune,
 )
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ app.add_typer(token.app, name="token")
 app.add_typer(forecast.app, name="forecast")
 app.command("simulate")(simulate.simulate)
 app.command("train")(train.train)
+app.command("tune")(tune.tune)
 
 
 if __name__ == "__main__":

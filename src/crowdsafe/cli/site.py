@@ -15,6 +15,7 @@ import typer
 
 from crowdsafe.cli.errors import user_errors
 from crowdsafe.config.site import Site, load_site, site_json_schema
+from crowdsafe.counting.tuning import load_tuning
 from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
 from crowdsafe.measure.zones import profile_book
 from crowdsafe.runtime.pipeline import plan_line
@@ -63,6 +64,16 @@ def site_geometry(site: Site) -> SiteGeometry:
     return build_site_geometry(site, sizes)
 
 
+def tuning_line(site: Site, name: str) -> str:
+    """What a camera's tuning file sets (or that it is missing: the camera then counts untuned)."""
+    path = site.resolve_path(name)
+    if not path.is_file():
+        return f"WARNING: tuning {name} not found; the camera counts untuned"
+    t = load_tuning(path)
+    return (f"tuned by {name}: {t.model}, background {'on' if t.background else 'off'}, gain {t.gain:.3f}; "
+            f"cross-validated MAE {t.cv_mae:.2f}/frame on {len(t.frames)} annotated frames")
+
+
 def summary_lines(geometry: SiteGeometry) -> list[str]:
     site = geometry.site
     book = profile_book(geometry)
@@ -85,6 +96,8 @@ def summary_lines(geometry: SiteGeometry) -> list[str]:
                      f"RMS {fit.rms_m:.3f} m, max {fit.max_m:.3f} m; {100 * gm.valid.mean():.0f}% of cells "
                      "on "
                      f"usable floor, {lo * 1e4:.1f}-{hi * 1e4:.0f} cm²/pixel{height}")
+        if cam.tuning:
+            lines.append(f"camera {cam.id}: {tuning_line(site, cam.tuning)}")
     for zone in site.zones:
         zg = geometry.zones[zone.id]
         los = book.los_profile(zone.type, zone.los_profile).name

@@ -122,6 +122,9 @@ class Camera(_Strict):
     head_height_m: float | None = Field(
         None, ge=0, le=3.0, description="height of the plane this camera's density is mapped through, "
                                         "metres; default: the site's head_height_m")
+    tuning: str | None = Field(
+        None, description="this camera's tuning file from `crowdsafe tune` (model, background, gain, "
+                          "interval); relative paths are relative to the site file")
     accept_floor_mapping: bool = Field(
         False, description="when this camera's pose cannot be known (no focal_px and none can be "
                            "estimated), map its density at the floor anyway; people then land metres "
@@ -302,6 +305,12 @@ class Site(_Strict):
     def head_height_for(self, camera: Camera) -> float:
         """The density plane's height for one camera: its own setting, else the site's."""
         return self.head_height_m if camera.head_height_m is None else camera.head_height_m
+
+    def resolve_path(self, path: str) -> Path:
+        """A file named in the site file (e.g. a camera's tuning), relative to the site file."""
+        if self._base_dir is None or Path(path).is_absolute():
+            return Path(path)
+        return self._base_dir / path
 
     def resolve_source(self, camera: Camera) -> str:
         """The camera's source with a relative file path taken relative to the site file."""

@@ -39,6 +39,7 @@ import shapely
 
 from crowdsafe.counting.batch import Counts
 from crowdsafe.counting.counter import DensityResult
+from crowdsafe.counting.tuning import CameraTuning
 from crowdsafe.evaluation.dataset import DatasetError
 from crowdsafe.geometry.homography import apply
 from crowdsafe.geometry.site import SiteGeometry
@@ -212,6 +213,17 @@ class SiteEvaluation:
     count_truth: list[float]
     count_measured: list[float]
     counter: str
+    #: (low, high) of each scored frame's count; None where the counter gave no interval.
+    count_intervals: list[tuple[float, float] | None] = field(default_factory=list)
+    tuning: str | None = None
+
+    def coverage90(self) -> float | None:
+        """Share of scored frames whose annotated count lies in the frame's 90 % interval."""
+        if not self.count_intervals or any(i is None for i in self.count_intervals):
+            return None
+        inside = [lo <= t <= hi for t, (lo, hi) in zip(self.count_truth, self.count_intervals,  # type: ignore[misc]
+                                                       strict=True)]
+        return float(np.mean(inside))
 
     def as_dict(self) -> dict[str, Any]:
         t, m = np.asarray(self.count_truth, float), np.asarray(self.count_measured, float)
@@ -221,9 +233,11 @@ class SiteEvaluation:
             "count": {"n": len(t), "mae": float(np.abs(m - t).mean()) if len(t) else None,
                       "bias": float((m - t).mean()) if len(t) else None,
                       "truth_mean": float(t.mean()) if len(t) else None,
-                      "measured_mean": float(m.mean()) if len(t) else None},
+                      "measured_mean": float(m.mean()) if len(t) else None,
+                      "coverage90": self.coverage90()},
             "meta": {"camera": self.camera_id, "fps": self.fps, "counter": self.counter,
-                     "frames": [self.frames.start, self.frames.stop, self.frames.step]},
+                     "frames": [self.frames.start, self.frames.stop, self.frames.step],
+                     "tuning": self.tuning},
         }
 
 
@@ -291,21 +305,24 @@ def read_pairs(path: str, frames: range) -> Iterator[tuple[int, np.ndarray, np.n
 
 def evaluate_site(geometry: SiteGeometry, camera_id: str, video: str, feet: FramePoints, frames: range,
                   counter: Counts | CameraCounters, *, heads: FramePoints | None = None,
-                  on_frame: Callable[[int], None] | None = None) -> SiteEvaluation:
+                  on_frame: Callable[[int], None] | None = None,
+                  tunings: dict[str, CameraTuning] | None = None) -> SiteEvaluation:
     """Run ``FramePipeline`` on ``frames`` of the camera's video and score it against ``feet``.
 
-    With ``heads``, ``counter`` must be a ``PointsCounter`` over them (``density_from``).
+    With ``heads``, ``counter`` must be a ``PointsCounter`` over them (``density_from``), and
+    no tuning applies. ``tunings`` default: the tuning files the site names.
     """
     if camera_id not in geometry.cameras:
         raise ValueError(f"--camera {camera_id!r}: the site has {', '.join(geometry.cameras)}")
     missing = [k for k in frames if k not in feet]
     if len(missing) == len(frames):
         raise DatasetError(f"no frame of {frames.start}:{frames.stop}:{frames.step} is annotated")
-    pipeline = FramePipeline(geometry, counter)
+    pipeline = FramePipeline(geometry, counter, tunings={} if isinstance(counter, PointsCounter) else tunings)
     zones = {zid: ZoneScore() for zid in geometry.zones}
     rates: dict[str, list[float]] = {ln.id: [0.0, 0.0] for ln in geometry.site.lines}
     count_t: list[float] = []
     count_m: list[float] = []
+    count_i: list[tuple[float, float] | None] = []
     fps = 0.0
     evaluated = 0
     for index, image, pair, fps in read_pairs(video, frames):
@@ -328,6 +345,7 @@ def evaluate_site(geometry: SiteGeometry, camera_id: str, video: str, feet: Fram
                 score.measured.append(float(measured.get(zid, 0.0)))
             count_t.append(float(len(feet[index])))
             count_m.append(output.count)
+            count_i.append(output.interval)
         if on_frame is not None:
             on_frame(index)
     if evaluated == 0:
@@ -337,7 +355,9 @@ def evaluate_site(geometry: SiteGeometry, camera_id: str, video: str, feet: Fram
         lines[lid].update({"measured_in": m_in, "measured_out": m_out})
     describe = getattr(counter, "describe", None)
     name = "points" if isinstance(counter, PointsCounter) else describe() if describe else "counter"
-    return SiteEvaluation(camera_id, frames, fps, zones, lines, count_t, count_m, name)
+    tuning = pipeline.tunings.get(camera_id)
+    return SiteEvaluation(camera_id, frames, fps, zones, lines, count_t, count_m, name, count_i,
+                          None if tuning is None else tuning.source or "given")
 
 
 def format_pct(value: float | None) -> str:
@@ -361,4 +381,6 @@ def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, ...]]:
     c = result["count"]
     rows.append(("whole frame", f"{c['truth_mean']:.3f}", f"{c['measured_mean']:.3f}", f"{c['mae']:.3f}",
                  f"{c['bias']:+.3f}"))
+    if c.get("coverage90") is not None:
+        rows.append(("whole frame, 90 % interval coverage", "", f"{100 * c['coverage90']:.1f} %", "", ""))
     return rows

@@ -56,3 +56,40 @@ def encode_jpeg(image_bgr: np.ndarray, quality: int = 80) -> bytes:
     if not ok:
         raise ValueError("could not encode background as JPEG")
     return buf.tobytes()
+
+
+#: Side, in density cells, of the square window over which "near-empty" is judged (16 cells =
+#: 128 pixels): wide enough that a crowd always fills it with several people, narrow enough that
+#: one walker (whom the sparse model may count twice, body parts as heads) cannot.
+EMPTY_WINDOW_CELLS = 16
+
+
+def window_people(density: np.ndarray, window: int = EMPTY_WINDOW_CELLS) -> float:
+    """The most people the density map holds in any ``window`` x ``window`` block of cells."""
+    if density.size == 0:
+        return 0.0
+    k = max(1, min(window, *density.shape))
+    sums = cv2.boxFilter(np.asarray(density, np.float32), -1, (k, k), normalize=False,
+                         borderType=cv2.BORDER_CONSTANT)
+    return float(sums.max())
+
+
+def near_empty(density: np.ndarray, max_window_people: float, window: int = EMPTY_WINDOW_CELLS) -> bool:
+    """True when no block of the map holds more than ``max_window_people``: nowhere a crowd.
+
+    A whole-image count cannot tell a scene's texture floor (kerbs and bollards read as heads,
+    spread thinly over the frame) from a real group; a crowd, however, is always dense somewhere.
+    """
+    return window_people(density, window) <= max_window_people
+
+
+def subtract_background(density: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Cell by cell ``max(density - background, 0)``.
+
+    Clipping at zero means no cell loses more than the background's own density there (and
+    never goes negative), so people standing on a spot the counter misreads as texture lose
+    only that texture's few tenths of a person, not themselves.
+    """
+    if density.shape != background.shape:
+        raise ValueError(f"background density {background.shape} does not match the frame's {density.shape}")
+    return np.maximum(density - background, 0.0).astype(np.float32, copy=False)

@@ -132,7 +132,6 @@ def line_crossings(density: np.ndarray, cell: int, velocity: np.ndarray, a: tupl
     if period_s <= 0:
         raise ValueError("period must be positive")
     span = min(period_s, horizon_s)
-    rows, cols = density.shape
     r, c = np.nonzero(density > 1e-6)
     if r.size == 0:
         return LineFlux(0.0, 0.0)

@@ -21,6 +21,18 @@ sampled at the same phase every time): the default ring then spans minutes whate
 camera's sampling period, and a walker is in one or two of its frames. The absolute rule
 (``max_people``) is there for models whose empty-scene count is near zero.
 
+Background *density* (``DensityBackground``) is a separate, pixel-free thing: the per-cell
+temporal median of the density maps of frames the counter finds near-empty everywhere (no
+128-pixel block holding a crowd), spaced like the image ring. Static texture (kerbs, bollards,
+a lawn's edge) reads as a few "heads" in every frame and survives the median; walkers do not.
+It is subtracted from each frame's density, clipped at zero, so no cell loses more than the
+background's own density. A frame holding a crowd anywhere never enters the ring, so a crowd
+standing still for an hour is never learned as background; what can still be learned is a
+small group standing still on one spot through every sampled frame of several minutes (a
+few people per block at most), which is the limit of learning without an operator. An
+operator can instead capture the background while the site is empty (``capture``), which
+takes priority over the learned one.
+
 The background is the only image crowdsafe writes. It goes to ``backgrounds/<camera>.jpg`` via
 a temporary name that is not an image name, then an atomic rename, so a reader never sees half
 a JPEG and a crash leaves no stray picture.
@@ -37,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crowdsafe.measure.background import BackgroundModel, encode_jpeg
+from crowdsafe.measure.background import BackgroundModel, encode_jpeg, near_empty, subtract_background
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,10 @@ class BackgroundPolicy:
     max_people: float | None = None  # absolute rule instead of the relative one, when set
     max_side: int = 640
     enabled: bool = True
+    # Background density (subtracted from each frame's density; see DensityBackground):
+    subtract: bool = True  # subtract a trusted background density where the camera has one
+    frame_max_window_people: float = 4.0  # a frame enters the density ring only below this per block
+    background_max_window_people: float = 2.0  # the median is trusted only below this per block
 
 
 @dataclass(frozen=True)
@@ -107,6 +123,86 @@ class CameraBackground(BackgroundModel):
             passed = median_count <= reference * (1.0 + self.policy.relative_tolerance)
         self._next_check = ts + (self.policy.check_every_s if passed else self.policy.retry_s)
         return BackgroundCheck(ts, median_count, reference, passed, median if passed else None)
+
+
+class DensityBackground:
+    """One camera's background density: learned from near-empty frames, or captured explicitly.
+
+    ``current`` is what is subtracted: the captured map if there is one, else the learned median
+    once ``min_frames`` near-empty frames were seen and the median is itself near-empty; else
+    None, and the camera counts without subtraction (``status`` says so for its health).
+    """
+
+    def __init__(self, policy: BackgroundPolicy) -> None:
+        self.policy = policy
+        self._ring: deque[np.ndarray] = deque(maxlen=policy.ring)
+        self._next_add: float | None = None
+        self._random = random.Random()
+        self.learned: np.ndarray | None = None
+        self.captured: np.ndarray | None = None
+        self.rejected_frames = 0
+        self._note = "learning: no near-empty frame yet"
+
+    def add(self, density: np.ndarray, ts: float | None = None) -> bool:
+        """Offer a frame's (unsubtracted) density; True if it entered the ring."""
+        if not self.policy.enabled:
+            return False
+        if ts is not None and self._next_add is not None and ts < self._next_add:
+            return False
+        if not near_empty(density, self.policy.frame_max_window_people):
+            self.rejected_frames += 1
+            if self.learned is None:
+                self._note = f"learning: {self.rejected_frames} frames held a crowd and were left out"
+            return False
+        if ts is not None:
+            factor = 1.0 + self._random.uniform(0.0, max(self.policy.spacing_jitter, 0.0))
+            self._next_add = ts + self.policy.min_spacing_s * factor
+        if self._ring and self._ring[0].shape != density.shape:
+            self._ring.clear()
+            self.learned = None
+        self._ring.append(np.asarray(density, np.float32).copy())
+        if len(self._ring) >= self.policy.min_frames:
+            median = np.median(np.stack(self._ring), axis=0).astype(np.float32)
+            if near_empty(median, self.policy.background_max_window_people):
+                self.learned = median
+                self._note = f"learned from {len(self._ring)} near-empty frames"
+            else:
+                self.learned = None
+                self._note = "learned median holds a crowd somewhere: not trusted"
+        else:
+            self._note = f"learning: {len(self._ring)} of {self.policy.min_frames} near-empty frames"
+        return True
+
+    def frame_is_near_empty(self, density: np.ndarray) -> bool:
+        return near_empty(density, self.policy.frame_max_window_people)
+
+    def capture(self, density: np.ndarray) -> None:
+        """Use this map (counted while the site was empty, or a commissioning's) from now on."""
+        self.captured = np.asarray(density, np.float32).copy()
+
+    @property
+    def current(self) -> np.ndarray | None:
+        if not self.policy.subtract:
+            return None
+        return self.captured if self.captured is not None else self.learned
+
+    def apply(self, density: np.ndarray) -> np.ndarray:
+        """The frame's density less the trusted background (unchanged without one, or on a size change)."""
+        background = self.current
+        if background is None or background.shape != density.shape:
+            return density
+        return subtract_background(density, background)
+
+    def status(self) -> str:
+        """One phrase for the camera's health: is a background subtracted, and which."""
+        if not self.policy.subtract:
+            return "background subtraction off"
+        if self.captured is not None:
+            return f"subtracting a captured background ({float(self.captured.sum()):.1f} people of texture)"
+        if self.learned is not None:
+            return (f"subtracting a learned background ({float(self.learned.sum()):.1f} people of texture, "
+                    f"{self._note})")
+        return f"no trusted background, counting without subtraction ({self._note})"
 
 
 def write_background(folder: Path, camera_id: str, image_bgr: np.ndarray) -> Path:

@@ -9,6 +9,9 @@ sparse cameras cost one engine.
 The sparse model has no int8 calibration table. Asked for int8, its cameras run in bf16 where
 the CPU has it (0.15 % count drift in ``crowdsafe bench``), else fp32, and the log says so:
 the precision stays explicit, it is just not the same for both models.
+
+A camera with a tuning (``cameras[i].tuning``, from ``crowdsafe tune``) runs the model its
+tuning chose, whatever its ``model`` setting says: the gain and interval were fitted to it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from crowdsafe.counting.batch import Counts
 from crowdsafe.counting.choice import AutoCounter, choose_from_person_px
 from crowdsafe.counting.engines import EngineSpec, cpu_has_bf16
 from crowdsafe.counting.scale import ScaleNormalisedCounter, normalised_counter, person_px_per_row
+from crowdsafe.counting.tuning import CameraTuning, site_tunings
 from crowdsafe.counting.variants import ModelChoice, ModelName
 from crowdsafe.geometry.ground_map import GroundMap
 from crowdsafe.geometry.site import SiteGeometry
@@ -41,10 +45,18 @@ def resolve_model(choice: ModelChoice, person_px: np.ndarray | None) -> ModelCho
         return "auto"
 
 
-def camera_models(geometry: SiteGeometry) -> dict[str, ModelChoice]:
-    """Each camera's ``model`` setting, ``auto`` resolved from its calibration where possible."""
+def camera_models(geometry: SiteGeometry,
+                  tunings: dict[str, CameraTuning] | None = None) -> dict[str, ModelChoice]:
+    """Each camera's model: its tuning's, else its ``model`` setting with ``auto`` resolved where possible.
+
+    ``tunings`` default: the tuning files the site names.
+    """
+    tunings = site_tunings(geometry.site) if tunings is None else tunings
     models: dict[str, ModelChoice] = {}
     for camera in geometry.site.cameras:
+        if camera.id in tunings:
+            models[camera.id] = tunings[camera.id].model  # type: ignore[assignment]
+            continue
         ground = geometry.cameras[camera.id].ground_map
         person_px = ground.person_px[ground.valid] if ground.valid.any() else None
         models[camera.id] = resolve_model(camera.model, person_px)
@@ -62,11 +74,14 @@ class CameraCounters:
     """The counter of each camera of a site; what :class:`FramePipeline` asks per frame."""
 
     def __init__(self, geometry: SiteGeometry, spec: EngineSpec,
-                 factory: Callable[[EngineSpec], Counts] = batch.make_counter) -> None:
+                 factory: Callable[[EngineSpec], Counts] = batch.make_counter, *,
+                 tunings: dict[str, CameraTuning] | None = None) -> None:
         self._spec = spec
         self._factory = factory
         self._by_model: dict[ModelName, Counts] = {}
-        self.models = camera_models(geometry)
+        tunings = site_tunings(geometry.site) if tunings is None else tunings
+        self.models = camera_models(geometry, tunings)
+        self.tuned = {cid for cid in tunings if cid in self.models}
         self.scaled: dict[str, bool] = {}
         grounds = {camera.id: geometry.cameras[camera.id].ground_map for camera in geometry.site.cameras}
         self._counters: dict[str, Counts] = {}
@@ -124,7 +139,7 @@ class CameraCounters:
         parts = []
         for camera_id, model in self.models.items():
             precision = "per frame" if model == "auto" else precision_for(model, self._spec).precision
-            parts.append(f"{camera_id} {model} ({precision})")
+            parts.append(f"{camera_id} {model} ({precision}{', tuned' if camera_id in self.tuned else ''})")
         return ", ".join(parts)
 
 

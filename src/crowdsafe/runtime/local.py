@@ -255,7 +255,8 @@ class LocalRunner:
         snapshots = [r.health() for r in self.readers]
         self.writer.write("camera_health", [
             {"camera_id": h.camera_id, "ts": now, "status": h.status, "fps": h.fps,
-             "last_frame_ts": h.last_frame_ts, "errors": h.errors, "message": h.message()}
+             "last_frame_ts": h.last_frame_ts, "errors": h.errors,
+             "message": f"{h.message()}; {self.pipeline.background_status(h.camera_id)}"}
             for h in snapshots])
         for h in snapshots:
             if h.status not in ("ended", "stopped"):

@@ -13,6 +13,14 @@ crosses the vertical plane above the line exactly when its person crosses the li
 flux of head density through the line's head-height image counts the people crossing the floor
 line. Flux is conserved under the homography, so it is integrated in image space; only the
 per-metre flow needs the (visible) gate width.
+
+Each camera's density is corrected before anything reads it: a camera with a tuning
+(``counting.tuning``) gets its commissioned background removed (if chosen) and its gain; any
+other camera gets the background density it learned from near-empty frames removed, once it has
+a trusted one (``runtime.background.DensityBackground``), and counts as it is until then. The
+count's interval follows: the tuning's conformal one, or, untuned, the model's interval widened
+to cover both the subtracted and the unsubtracted count (the texture removed might have been
+people, and nothing on this camera says how much).
 """
 
 from __future__ import annotations
@@ -21,19 +29,25 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
 from crowdsafe.counting.batch import Counts
 from crowdsafe.counting.counter import DensityResult
+from crowdsafe.counting.tuning import CameraTuning, site_tunings
 from crowdsafe.geometry.body import BodyMotion, body_motion
 from crowdsafe.geometry.homography import apply
 from crowdsafe.geometry.site import SiteGeometry
 from crowdsafe.measure.flow import line_flux, optical_flow
 from crowdsafe.measure.zones import ZoneReading, profile_book, zone_readings
-from crowdsafe.runtime.background import BackgroundCheck, BackgroundPolicy, CameraBackground
+from crowdsafe.runtime.background import (
+    BackgroundCheck,
+    BackgroundPolicy,
+    CameraBackground,
+    DensityBackground,
+)
 from crowdsafe.runtime.camera import Sample
 from crowdsafe.runtime.counters import CameraCounters
 from crowdsafe.safety.profiles import ProfileBook
@@ -129,6 +143,7 @@ class FrameOutput:
     background: BackgroundCheck | None = None
     timings: dict[str, float] = field(default_factory=dict)
     frame_index: int | None = None  # the sample's frame number in its source, when it has one
+    interval: tuple[float, float] | None = None  # (low, high) of ``count``, when known
 
 
 def zone_metrics(geometry: SiteGeometry, readings: list[ZoneReading], book: ProfileBook) -> list[Metric]:
@@ -158,7 +173,8 @@ class FramePipeline:
 
     def __init__(self, geometry: SiteGeometry, counter: Counts | CameraCounters, *,
                  background: BackgroundPolicy | None = None,
-                 publish_background: Callable[[str, np.ndarray], None] | None = None) -> None:
+                 publish_background: Callable[[str, np.ndarray], None] | None = None,
+                 tunings: dict[str, CameraTuning] | None = None) -> None:
         self.geometry = geometry
         self.counter = counter
         self.book = profile_book(geometry)
@@ -168,6 +184,13 @@ class FramePipeline:
         self._previous_ts: dict[str, float] = {}
         self._policy = background or BackgroundPolicy()
         self._backgrounds = {cid: CameraBackground(self._policy) for cid in geometry.cameras}
+        #: ``tunings`` default: the tuning files the site names (``cameras[i].tuning``).
+        self.tunings = site_tunings(geometry.site) if tunings is None else dict(tunings)
+        self._densities = {cid: DensityBackground(self._policy) for cid in geometry.cameras}
+        for cid, tuning in self.tunings.items():
+            if cid in self._densities and tuning.background and tuning.background_density is not None:
+                self._densities[cid].capture(tuning.background_density)
+        self._raw: dict[str, np.ndarray] = {}
         self._publish = publish_background
         self._resize_warned: set[str] = set()
         self._bodies: dict[str, BodyMotion | None] = {}
@@ -206,13 +229,16 @@ class FramePipeline:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         image = self._fit_to_calibration(cid, sample.image)
-        result = self._counter(cid).count(image)
+        result = self._corrected(cid, ts, self._counter(cid).count(image))
         timings["count_s"] = time.perf_counter() - t0
         self._latest[cid] = (ts, result)
 
         t1 = time.perf_counter()
         cam = self.geometry.cameras[cid]
-        readings = [r for r in zone_readings(self.geometry, self._fresh_results(ts), ts, profiles=self.book)
+        fresh = self._fresh_results(ts)
+        intervals = {c: r.interval for c, r in fresh.items() if r.interval is not None}
+        readings = [r for r in zone_readings(self.geometry, fresh, ts, profiles=self.book,
+                                             intervals=intervals or None)
                     if cam.zone_owned_m2.get(r.zone_id, 0.0) > 0]
         period = self._period(cid, ts)
         self._previous_ts[cid] = ts
@@ -224,7 +250,49 @@ class FramePipeline:
         timings["background_s"] = time.perf_counter() - t2
         return FrameOutput(cid, ts, result.count, readings, line_rows,
                            zone_metrics(self.geometry, readings, self.book) + line_metrics, check, timings,
-                           sample.frame_index)
+                           sample.frame_index, result.interval)
+
+    def _corrected(self, cid: str, ts: float, raw: DensityResult) -> DensityResult:
+        """The camera's density with its background removed and its tuning applied (see module doc)."""
+        model = self._densities[cid]
+        self._raw[cid] = raw.density
+        tuning = self.tunings.get(cid)
+        if tuning is not None:
+            density = model.apply(raw.density) if tuning.background else raw.density
+            density = (density * np.float32(tuning.gain)).astype(np.float32, copy=False)
+            total = float(density.sum(dtype=np.float64))
+            return replace(raw, density=density, interval=tuning.count_interval(total))
+        model.add(raw.density, ts)  # learned only from near-empty frames (DensityBackground)
+        density = model.apply(raw.density)
+        if density is raw.density:
+            return raw
+        interval = raw.interval
+        if interval is not None:
+            raw_total = raw.count
+            ratio = float(density.sum(dtype=np.float64)) / raw_total if raw_total > 0 else 1.0
+            interval = (interval[0] * ratio, interval[1])
+        return replace(raw, density=density, interval=interval)
+
+    def background_status(self, camera_id: str) -> str:
+        """For the camera's health: whether a background density is subtracted, and which."""
+        tuning = self.tunings.get(camera_id)
+        if tuning is not None and not tuning.background:
+            return f"tuned ({tuning.model}, gain {tuning.gain:.2f}): background subtraction off by tuning"
+        status = self._densities[camera_id].status()
+        return status if tuning is None else f"tuned ({tuning.model}, gain {tuning.gain:.2f}): {status}"
+
+    def capture_background(self, camera_id: str) -> bool:
+        """Take the camera's latest (uncorrected) density as its background; for an empty site only.
+
+        Returns False when the camera has not been counted yet, or when the latest frame holds a
+        crowd somewhere (then it cannot be an empty site, and nothing changes).
+        """
+        density = self._raw.get(camera_id)
+        model = self._densities[camera_id]
+        if density is None or not model.frame_is_near_empty(density):
+            return False
+        model.capture(density)
+        return True
 
     def _lines(self, cid: str, ts: float, image: np.ndarray, sample: Sample, result: DensityResult,
                period: float) -> tuple[list[dict[str, object]], list[Metric]]:

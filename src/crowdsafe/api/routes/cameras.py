@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from fastapi.responses import FileResponse
 
 from crowdsafe.api import shape
-from crowdsafe.api.auth import Principal, viewer
+from crowdsafe.api.auth import Principal, operator, viewer
 from crowdsafe.api.context import api_state
 
 router = APIRouter(prefix="/api/cameras", tags=["cameras"])
@@ -42,3 +42,25 @@ def background(request: Request, camera_id: CameraId,
     if not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no background published for this camera yet")
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
+
+
+@router.post("/{camera_id}/background/capture", summary="Capture the background density now (operator)",
+             responses={409: {}, 503: {}})
+def capture_background(request: Request, camera_id: CameraId,
+                       _: Annotated[Principal, Depends(operator)]) -> dict[str, Any]:
+    """For an operator who sees the site is empty: the camera's latest density becomes the
+    background subtracted from its counts from now on (no picture is taken or kept). Refused (409)
+    when the latest frame holds a crowd anywhere, so a waiting crowd cannot be captured as empty."""
+    state = api_state(request)
+    if camera_id not in state.site_view.camera_ids:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such camera")
+    capture = state.settings.capture_background
+    if capture is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            "no runner in this process counts this camera")
+    result = capture(camera_id)
+    if result is None:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            "not captured: the camera has no frame yet, or its latest frame holds a crowd "
+                            "somewhere (capture only while empty)")
+    return {"camera_id": camera_id, "captured": True, "status": result}

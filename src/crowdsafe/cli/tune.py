@@ -1,0 +1,136 @@
+"""``crowdsafe tune``: commission one camera from a few annotated frames of its own source.
+
+Counts the chosen frames with both models once, then leaves the choice to
+``counting.tuning.fit_tuning`` (cross-validation on those frames only). Frames are decoded,
+counted and dropped one by one; only the coarse density maps stay in memory until the fit, and
+nothing but the tuning file is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import cv2
+import numpy as np
+import typer
+
+from crowdsafe.cli.console import stdout_console
+from crowdsafe.cli.errors import fail, user_errors
+from crowdsafe.cli.options import (
+    EngineChoice,
+    EngineOption,
+    PrecisionChoice,
+    PrecisionOption,
+    ThreadsOption,
+    engine_spec,
+)
+from crowdsafe.cli.progress import progress_bar
+from crowdsafe.counting import batch
+from crowdsafe.counting.tuning import fit_tuning, save_tuning
+from crowdsafe.evaluation.dataset import DatasetError
+from crowdsafe.evaluation.site import load_frame_points, parse_frames
+
+MODELS = ("dense", "sparse")
+
+
+def spread(frames: list[int], at_most: int) -> list[int]:
+    """At most ``at_most`` frames evenly spread over ``frames`` (all of them if fewer)."""
+    if at_most <= 0 or len(frames) <= at_most:
+        return frames
+    picks = np.linspace(0, len(frames) - 1, at_most).round().astype(int)
+    return [frames[i] for i in sorted(set(picks.tolist()))]
+
+
+def tune(
+    site_file: Annotated[Path, typer.Argument(help="Site file (YAML).", exists=True, dir_okay=False,
+                                              show_default=False)],
+    camera: Annotated[str, typer.Option(help="Camera to tune; its source must be a video file.",
+                                        show_default=False)],
+    labels: Annotated[Path, typer.Option(
+        help="Annotated head points per frame of the camera's source: "
+             "{\"<frame>\": {\"points\": [[x, y], ...]}} (the crowd sets' point format).", exists=True,
+        dir_okay=False, show_default=False)],
+    frames: Annotated[str, typer.Option(
+        help="START:STOP[:STEP] frame indices to tune on (STOP exclusive); nothing else is looked at.",
+        show_default=False)],
+    out: Annotated[Path, typer.Option(help="Tuning file to write (JSON).", dir_okay=False,
+                                      show_default=False)],
+    max_frames: Annotated[int, typer.Option(
+        min=0, help="Count at most this many of those frames, evenly spread (0: all). Neighbouring "
+                    "video frames are near copies, so more frames add time, not information.")] = 40,
+    folds: Annotated[int, typer.Option(min=2, max=20, help="Cross-validation blocks.")] = 5,
+    level: Annotated[float, typer.Option(min=0.5, max=0.99, help="Interval level.")] = 0.9,
+    engine: EngineOption = EngineChoice.auto,
+    precision: PrecisionOption = PrecisionChoice.fp32,
+    threads: ThreadsOption = None,
+) -> None:
+    """Choose model, background subtraction and gain for one camera from annotated frames."""
+    if not out.parent.is_dir():
+        raise fail(f"--out {out}: folder {out.parent} does not exist")
+    from crowdsafe.cli.site import site_geometry
+    from crowdsafe.config.site import load_site
+
+    with user_errors():
+        site = load_site(site_file)
+        geometry = site_geometry(site)
+        if camera not in geometry.cameras:
+            raise fail(f"--camera {camera!r}: the site has {', '.join(geometry.cameras)}")
+        truth = load_frame_points(labels)
+        span = parse_frames(frames, truth)
+        annotated = [k for k in span if k in truth]
+        if not annotated:
+            raise DatasetError(f"--frames {frames}: no frame in that range is annotated in {labels}")
+        chosen = spread(annotated, max_frames)
+        width, height = geometry.cameras[camera].ground_map.image_size
+        spec = engine_spec(engine, precision, threads)
+        counters = {m: batch.make_counter(replace(spec, model=m)) for m in MODELS}
+        video = site.resolve_source(site.camera(camera))
+        maps: dict[str, list[np.ndarray]] = {m: [] for m in MODELS}
+        counted: list[int] = []
+        cap = cv2.VideoCapture(video)
+        if not cap.isOpened():
+            raise DatasetError(f"{video}: cannot open the camera's video (tune needs a video file source)")
+        try:
+            wanted = set(chosen)
+            index = -1
+            with progress_bar(f"counting {len(chosen)} frames of {camera}", len(chosen)) as advance:
+                while index < chosen[-1]:
+                    ok, image = cap.read()
+                    index += 1
+                    if not ok:
+                        break
+                    if index not in wanted:
+                        continue
+                    if image.shape[1] != width or image.shape[0] != height:
+                        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+                    for m in MODELS:
+                        maps[m].append(counters[m].count(image).density)
+                    del image  # frames are never kept
+                    counted.append(index)
+                    advance()
+        finally:
+            cap.release()
+        if len(counted) < len(chosen):
+            raise DatasetError(f"{video}: only {len(counted)} of the {len(chosen)} frames could be read")
+        people = [float(len(truth[k])) for k in counted]
+        tuning = fit_tuning(camera, maps, people, counted, folds=folds, level=level)
+    console = stdout_console()
+    console.print(f"camera {camera}: {len(counted)} annotated frames of {span.start}:{span.stop}:{span.step} "
+                  f"(mean {np.mean(people):.2f} people), {folds}-block cross-validation", highlight=False)
+    for c in sorted(tuning.candidates, key=lambda c: c.cv_mae):
+        mark = "*" if (c.model, c.background) == (tuning.model, tuning.background) else " "
+        switch = "on " if c.background else "off"
+        console.print(f" {mark} {c.model:6s} background {switch}  gain {c.gain:5.3f}  "
+                      f"cross-validated MAE {c.cv_mae:.2f}/frame, bias {c.cv_bias:+.2f}", highlight=False)
+    lo, hi = tuning.count_interval(float(np.mean(people)))
+    console.print(f"chosen: {tuning.model}, background {'on' if tuning.background else 'off'}, gain "
+                  f"{tuning.gain:.3f}; expected error {tuning.cv_mae:.2f} people/frame; {level:.0%} interval "
+                  f"at {np.mean(people):.1f} people: {lo:.1f} to {hi:.1f} (out-of-block coverage "
+                  f"{tuning.cv_coverage:.0%})", highlight=False)
+    try:
+        save_tuning(tuning, out)
+    except OSError as exc:
+        raise fail(f"{out}: cannot write ({exc.strerror or exc})") from None
+    console.print(f"written to {out}", highlight=False)

@@ -1,0 +1,241 @@
+"""Per-camera commissioning: model, background subtraction and gain chosen from a few annotated frames.
+
+A counter trained on ShanghaiTech miscounts a given real camera in its own, stable way: the
+sparse model reads the kerbs and bollards of the demo scene as about 8 heads in every frame,
+the dense one as about 21, and both scale people by a view-dependent factor. A handful of
+annotated frames of that camera fixes most of it. ``crowdsafe tune`` counts the frames with
+both models and chooses, by contiguous-block cross-validation on those frames only:
+
+* the model (``dense`` or ``sparse``);
+* background subtraction on or off, where the background density is the per-cell median of the
+  maps of the frames that are near-empty everywhere (the rule the runtime learns with, see
+  ``runtime.background``; it needs no labels);
+* a gain: Σ truth / Σ count on the training blocks, so the camera's mean count is unbiased.
+
+The 90 % interval is split-conformal on the out-of-block predictions (each frame predicted by a
+fit that never saw its block), in the log-ratio form of ``counting.intervals``:
+``log((truth + 1) / (count + 1))`` quantiles, so it widens with the count.
+
+A tuning file holds the choice, the background density (a coarse 1/8-resolution map, no
+pixels), the interval and the cross-validated error; no frame is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crowdsafe.counting.intervals import IntervalTable, coverage, fit_table
+from crowdsafe.measure.background import near_empty, subtract_background
+
+log = logging.getLogger(__name__)
+
+TUNING_VERSION = 1
+#: Gains outside this range mean the labels and the camera do not belong together.
+GAIN_RANGE = (0.1, 10.0)
+#: A background is learned only from at least this many near-empty frames.
+MIN_BACKGROUND_FRAMES = 3
+
+
+class TuningError(ValueError):
+    """A tuning file that cannot be used, or frames that cannot be tuned on; the message says why."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One (model, background) setting with its cross-validated error."""
+
+    model: str
+    background: bool
+    gain: float
+    cv_mae: float
+    cv_bias: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "background": self.background, "gain": self.gain,
+                "cv_mae": self.cv_mae, "cv_bias": self.cv_bias}
+
+
+@dataclass(frozen=True)
+class CameraTuning:
+    """What ``crowdsafe tune`` chose for one camera; applied by the runtime to every frame."""
+
+    camera: str
+    model: str
+    background: bool
+    gain: float
+    interval: IntervalTable
+    background_density: np.ndarray | None = None
+    cv_mae: float = math.nan
+    cv_coverage: float = math.nan
+    frames: list[int] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)
+    source: str = ""
+
+    def apply(self, density: np.ndarray) -> np.ndarray:
+        """The frame's density with this camera's background removed (if chosen) and its gain."""
+        out = density
+        if self.background and self.background_density is not None:
+            if self.background_density.shape != density.shape:
+                raise TuningError(f"camera {self.camera}: the tuning's background is "
+                                  f"{self.background_density.shape} cells but the frame's density is "
+                                  f"{density.shape}; re-run `crowdsafe tune` at this resolution")
+            out = subtract_background(out, self.background_density)
+        return (out * np.float32(self.gain)).astype(np.float32, copy=False)
+
+    def count_interval(self, count: float) -> tuple[float, float]:
+        return self.interval.interval(count)
+
+    def as_dict(self) -> dict[str, Any]:
+        bg = self.background_density
+        return {
+            "version": TUNING_VERSION, "camera": self.camera, "model": self.model,
+            "background": self.background, "gain": self.gain,
+            "interval": self.interval.as_dict(),
+            "expected": {"cv_mae": self.cv_mae, "cv_coverage": self.cv_coverage,
+                         "frames": len(self.frames)},
+            "frames": self.frames, "candidates": [c.as_dict() for c in self.candidates],
+            "background_density": None if bg is None else {
+                "shape": list(bg.shape),
+                "values": [float(f"{v:.6g}") for v in bg.astype(np.float64).ravel()]},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "") -> CameraTuning:
+        try:
+            if int(data.get("version", 0)) != TUNING_VERSION:
+                raise TuningError(f"{source}: tuning version {data.get('version')!r}; this crowdsafe reads "
+                                  f"version {TUNING_VERSION}")
+            bg = data.get("background_density")
+            density = None
+            if bg is not None:
+                density = np.asarray(bg["values"], np.float32).reshape(tuple(bg["shape"]))
+            model = str(data["model"])
+            if model not in ("dense", "sparse"):
+                raise TuningError(f"{source}: model {model!r}; expected dense or sparse")
+            gain = float(data["gain"])
+            if not GAIN_RANGE[0] <= gain <= GAIN_RANGE[1]:
+                raise TuningError(f"{source}: gain {gain} outside {GAIN_RANGE}")
+            expected = data.get("expected", {})
+            return cls(camera=str(data["camera"]), model=model, background=bool(data["background"]),
+                       gain=gain, interval=IntervalTable.from_dict(data["interval"]),
+                       background_density=density,
+                       cv_mae=float(expected.get("cv_mae", math.nan)),
+                       cv_coverage=float(expected.get("cv_coverage", math.nan)),
+                       frames=[int(f) for f in data.get("frames", [])],
+                       candidates=[Candidate(**c) for c in data.get("candidates", [])], source=source)
+        except TuningError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TuningError(f"{source}: not a crowdsafe tuning file ({exc})") from None
+
+
+def load_tuning(path: Path | str) -> CameraTuning:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TuningError(f"{path}: tuning file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TuningError(f"{path}: cannot read tuning ({exc})") from None
+    if not isinstance(data, dict):
+        raise TuningError(f"{path}: not a crowdsafe tuning file")
+    return CameraTuning.from_dict(data, str(path))
+
+
+def save_tuning(tuning: CameraTuning, path: Path | str) -> None:
+    Path(path).write_text(json.dumps(tuning.as_dict()) + "\n", encoding="utf-8")
+
+
+def site_tunings(site: Any) -> dict[str, CameraTuning]:
+    """Each camera's tuning named in the site file (``cameras[i].tuning``).
+
+    A tuning file that is not there (a site file copied without it) leaves that camera untuned,
+    with a warning, rather than stopping the site: the camera still counts, as every untuned
+    camera does, and its health says it is not tuned. A file that is there but wrong is an error.
+    """
+    out = {}
+    for camera in site.cameras:
+        if getattr(camera, "tuning", None):
+            path = site.resolve_path(camera.tuning)
+            if not Path(path).is_file():
+                log.warning("camera %s: tuning file %s not found; counting untuned", camera.id, path)
+                continue
+            tuning = load_tuning(path)
+            if tuning.camera != camera.id:
+                raise TuningError(f"{camera.tuning}: tuned for camera {tuning.camera!r}, named by "
+                                  f"camera {camera.id!r}")
+            out[camera.id] = tuning
+    return out
+
+
+def learn_background(maps: Sequence[np.ndarray], frame_max_window_people: float = 4.0,
+                     background_max_window_people: float = 2.0) -> np.ndarray | None:
+    """Per-cell median of the near-empty maps; None if too few, or if the median holds a crowd."""
+    quiet = [m for m in maps if near_empty(m, frame_max_window_people)]
+    if len(quiet) < MIN_BACKGROUND_FRAMES:
+        return None
+    median = np.median(np.stack(quiet), axis=0).astype(np.float32)
+    return median if near_empty(median, background_max_window_people) else None
+
+
+def folds_of(n: int, k: int) -> list[np.ndarray]:
+    """Contiguous blocks: neighbouring frames are near copies, so random folds would leak."""
+    return [b for b in np.array_split(np.arange(n), min(k, n)) if len(b)]
+
+
+def _gain(raw: np.ndarray, truth: np.ndarray) -> float:
+    total = float(raw.sum())
+    if total <= 0:
+        return 1.0
+    return float(np.clip(truth.sum() / total, *GAIN_RANGE))
+
+
+def cross_validate(raw: np.ndarray, truth: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+    """Out-of-block predictions (gain fitted on the other blocks) and the all-frame gain."""
+    pred = np.zeros_like(raw)
+    for block in folds_of(len(raw), k):
+        train = np.setdiff1d(np.arange(len(raw)), block)
+        gain = _gain(raw[train], truth[train]) if len(train) else 1.0
+        pred[block] = gain * raw[block]
+    return pred, _gain(raw, truth)
+
+
+def fit_tuning(camera: str, maps: Mapping[str, Sequence[np.ndarray]], truth: Sequence[float],
+               frames: Sequence[int], *, folds: int = 5, level: float = 0.9,
+               frame_max_window_people: float = 4.0,
+               background_max_window_people: float = 2.0) -> CameraTuning:
+    """Choose model, background and gain by cross-validation; fit the conformal interval."""
+    t = np.asarray(truth, np.float64)
+    if len(t) < 2 * folds:
+        raise TuningError(f"need at least {2 * folds} annotated frames to tune with {folds} folds; "
+                          f"got {len(t)}")
+    candidates: list[tuple[Candidate, np.ndarray, np.ndarray | None]] = []
+    for model, model_maps in maps.items():
+        if len(model_maps) != len(t):
+            raise TuningError(f"{model}: {len(model_maps)} maps for {len(t)} annotated frames")
+        background = learn_background(model_maps, frame_max_window_people, background_max_window_people)
+        for use_bg in (False, True):
+            if use_bg and background is None:
+                continue
+            raw = np.array([float((subtract_background(m, background) if use_bg else m).sum(dtype=np.float64))
+                            for m in model_maps])
+            pred, gain = cross_validate(raw, t, folds)
+            cand = Candidate(model, use_bg, gain, float(np.abs(pred - t).mean()), float((pred - t).mean()))
+            candidates.append((cand, pred, background if use_bg else None))
+    if not candidates:
+        raise TuningError("no model counted the frames")
+    best, pred, background = min(candidates, key=lambda c: c[0].cv_mae)
+    table = fit_table(best.model, pred.tolist(), t.tolist(), level=level, min_per_bin=len(t) + 1,
+                      fitted_on=f"camera {camera}: out-of-block predictions on {len(t)} annotated frames")
+    return CameraTuning(camera=camera, model=best.model, background=best.background, gain=best.gain,
+                        interval=table, background_density=background, cv_mae=best.cv_mae,
+                        cv_coverage=coverage(table, pred.tolist(), t.tolist()), frames=list(frames),
+                        candidates=[c for c, _, _ in candidates])
