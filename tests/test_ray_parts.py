@@ -215,6 +215,7 @@ def test_cluster_replicas_load_the_models_the_site_calls_for():
     from types import SimpleNamespace
 
     from crowdsafe.config.site import load_site
+    from crowdsafe.counting.tuning import load_tuning
     from crowdsafe.geometry.site import build_site_geometry
     from crowdsafe.runtime.counters import camera_models
     from crowdsafe.runtime.ray.runner import RayRunner
@@ -223,7 +224,8 @@ def test_cluster_replicas_load_the_models_the_site_calls_for():
     geometry = build_site_geometry(load_site(site))
     models = camera_models(geometry, tunings={})
     assert models == {"view001": "sparse"}  # auto, resolved from the calibration's person heights
-    tuned = camera_models(geometry)  # the demo camera's tuning names its model, which wins
+    shipped = load_tuning(site.parent / "view001_tuning.json")
+    tuned = camera_models(geometry, tunings={"view001": shipped})  # a tuning names its model, which wins
     assert tuned == {"view001": json.loads((site.parent / "view001_tuning.json").read_text())["model"]}
 
     def needed(models: dict[str, str]) -> tuple[str, ...]:
