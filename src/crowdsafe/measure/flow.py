@@ -114,58 +114,6 @@ def line_flux(density: np.ndarray, cell: int, velocity: np.ndarray,
                     negative_per_s=float(-flux[flux < 0].sum()))
 
 
-def line_crossings(density: np.ndarray, cell: int, velocity: np.ndarray, a: tuple[float, float],
-                   b: tuple[float, float], period_s: float, body: BodyMotion | None = None,
-                   horizon_s: float = 2.0, sub: int = 4) -> LineFlux:
-    """People per second crossing the segment a→b over a sampling period, from one snapshot.
-
-    ``line_flux`` is the instantaneous flux: multiplied by a sampling period of 1 s it counts a
-    person only if the snapshot happens to catch their head on the line, so with few
-    crossings the period counts swing widely (−35 %/+16 % by direction on the sample video at
-    two snapshots a second, with exact head density). Here every bit of density is moved along
-    its own velocity over the period, centred on the snapshot (p − v·T/2 → p + v·T/2), and
-    counted if that path crosses the line: each person crossing within the period is counted
-    by the snapshot that covers it. Paths are straight, so T is at most ``horizon_s``; a
-    longer period scales the count by period / T. Each cell's mass is split over ``sub``² points
-    so that short paths do not quantise to whole cells. Same sign convention as ``line_flux``.
-    """
-    if period_s <= 0:
-        raise ValueError("period must be positive")
-    span = min(period_s, horizon_s)
-    r, c = np.nonzero(density > 1e-6)
-    if r.size == 0:
-        return LineFlux(0.0, 0.0)
-    offsets = (np.arange(sub) + 0.5) / sub
-    du, dv = np.meshgrid(offsets, offsets)
-    xs = ((c[:, None] + du.ravel()[None, :]) * cell).ravel()
-    ys = ((r[:, None] + dv.ravel()[None, :]) * cell).ravel()
-    mass = np.repeat(density[r, c].astype(np.float64) / (sub * sub), sub * sub)
-    if body is None:
-        v = _bilinear(velocity, xs, ys)
-    else:
-        offset = _bilinear(body.offset_px, xs / cell, ys / cell)
-        to_head = _bilinear(body.to_head.reshape(*body.to_head.shape[:2], 4), xs / cell, ys / cell)
-        v = np.einsum("nij,nj->ni", to_head.reshape(-1, 2, 2),
-                      _bilinear(velocity, xs + offset[:, 0], ys + offset[:, 1]))
-    p = np.column_stack([xs, ys])
-    p0, p1 = p - v * span / 2, p + v * span / 2
-    a_, b_ = np.asarray(a, float), np.asarray(b, float)
-    d = b_ - a_
-    if float(np.hypot(*d)) < 1.0:
-        raise ValueError("line is shorter than one pixel")
-    normal = np.array([d[1], -d[0]])
-    s0, s1 = (p0 - a_) @ normal, (p1 - a_) @ normal
-    crosses = (s0 < 0) != (s1 < 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(crosses, s0 / (s0 - s1), 0.0)
-    hit = p0 + t[:, None] * (p1 - p0)
-    along = (hit - a_) @ d / float(d @ d)
-    crosses &= (along >= 0) & (along <= 1)
-    positive = float(mass[crosses & (s1 >= 0)].sum()) / span
-    negative = float(mass[crosses & (s1 < 0)].sum()) / span
-    return LineFlux(positive_per_s=positive, negative_per_s=negative)
-
-
 def persons_per_metre_minute(flux: LineFlux, width_m: float) -> float:
     """Specific flow through a gate: both directions, per metre of clear width, per minute."""
     if width_m <= 0:
