@@ -58,7 +58,7 @@ ALLOWED_COLUMNS = {
     "line_readings": {"line_id", "ts", "period_s", "in_count", "out_count", "flow_pmm"},
     "camera_health": {"camera_id", "ts", "status", "fps", "last_frame_ts", "errors", "message"},
     "alerts": {"alert_id", "rule", "subject", "severity", "state", "raised_ts", "acknowledged_ts",
-               "acknowledged_by", "cleared_ts", "value", "message"},
+               "acknowledged_by", "cleared_ts", "value", "message", "occurrences", "last_raised_ts", "note"},
 }
 
 
