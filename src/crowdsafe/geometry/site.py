@@ -100,14 +100,13 @@ def pose_problem(camera: Camera, index: int, pose: CameraPose | None, head_heigh
 
 
 def camera_ground_map(camera: Camera, fit: HomographyFit, image_size: tuple[int, int],
-                      cell: int = CELL, head_height_m: float = 0.0) -> GroundMap:
+                      pose: CameraPose | None, cell: int = CELL, head_height_m: float = 0.0) -> GroundMap:
     """Cells mapped through the plane at ``head_height_m`` (the floor when the pose is unknown)."""
-    cal = camera.calibration
-    pose = camera_pose(camera, fit, image_size)
     plane = head_height_m if pose is not None else 0.0
     matrix = fit.matrix if plane == 0 or pose is None else plane_homography(pose, fit.matrix, plane)
-    return build_ground_map(matrix, image_size, cell=cell, max_cell_area_m2=cal.max_cell_area_m2,
-                            pose=pose, plane_height_m=plane)
+    return build_ground_map(matrix, image_size, cell=cell,
+                            max_cell_area_m2=camera.calibration.max_cell_area_m2, pose=pose,
+                            plane_height_m=plane)
 
 
 def build_site_geometry(site: Site, image_sizes: Mapping[str, tuple[int, int]] | None = None, *,
@@ -133,11 +132,12 @@ def build_site_geometry(site: Site, image_sizes: Mapping[str, tuple[int, int]] |
                             "frames")
             continue
         head = site.head_height_for(cam)
-        problem = pose_problem(cam, i, camera_pose(cam, fits[cam.id], tuple(size)), head)
+        pose = camera_pose(cam, fits[cam.id], tuple(size))
+        problem = pose_problem(cam, i, pose, head)
         if problem is not None:
             problems.append(problem)
             continue
-        maps[cam.id] = camera_ground_map(cam, fits[cam.id], tuple(size), cell, head)
+        maps[cam.id] = camera_ground_map(cam, fits[cam.id], tuple(size), pose, cell, head)
         if not maps[cam.id].valid.any():
             problems.append(f"cameras[{i}].calibration: no density cell of the image maps to usable floor "
                             f"(all beyond the horizon or larger than {cam.calibration.max_cell_area_m2} m²)")
