@@ -60,14 +60,10 @@ def eval_site(
     """Per zone, per line and whole-frame accuracy of the site pipeline on an annotated video."""
     if json_out is not None and not json_out.parent.is_dir():
         raise fail(f"--json {json_out}: folder {json_out.parent} does not exist")
-    from crowdsafe.cli.site import site_geometry
-    from crowdsafe.config.site import load_site
+    from crowdsafe.cli.site import camera_site
 
     with user_errors():
-        site = load_site(site_file)
-        geometry = site_geometry(site)
-        if camera not in geometry.cameras:
-            raise fail(f"--camera {camera!r}: the site has {', '.join(geometry.cameras)}")
+        site, geometry = camera_site(site_file, camera)
         truth = load_frame_points(feet)
         span = parse_frames(frames, truth)
         heads = load_frame_points(density_from) if density_from is not None else None

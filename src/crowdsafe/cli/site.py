@@ -13,7 +13,7 @@ from typing import Annotated
 import cv2
 import typer
 
-from crowdsafe.cli.errors import user_errors
+from crowdsafe.cli.errors import fail, user_errors
 from crowdsafe.config.site import Site, load_site, site_json_schema
 from crowdsafe.counting.tuning import load_tuning
 from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
@@ -72,6 +72,16 @@ def tuning_line(site: Site, name: str) -> str:
     t = load_tuning(path)
     return (f"tuned by {name}: {t.model}, background {'on' if t.background else 'off'}, gain {t.gain:.3f}; "
             f"cross-validated MAE {t.cv_mae:.2f}/frame on {len(t.frames)} annotated frames")
+
+
+def camera_site(site_file: Path, camera: str) -> tuple[Site, SiteGeometry]:
+    """The site and its geometry, for commands about one of its cameras; exit 2 naming the
+    site's cameras when ``camera`` is not one of them."""
+    site = load_site(site_file)
+    geometry = site_geometry(site)
+    if camera not in geometry.cameras:
+        raise fail(f"--camera {camera!r}: the site has {', '.join(geometry.cameras)}")
+    return site, geometry
 
 
 def summary_lines(geometry: SiteGeometry) -> list[str]:

@@ -69,14 +69,10 @@ def tune(
     """Choose model, background subtraction and gain for one camera from annotated frames."""
     if not out.parent.is_dir():
         raise fail(f"--out {out}: folder {out.parent} does not exist")
-    from crowdsafe.cli.site import site_geometry
-    from crowdsafe.config.site import load_site
+    from crowdsafe.cli.site import camera_site
 
     with user_errors():
-        site = load_site(site_file)
-        geometry = site_geometry(site)
-        if camera not in geometry.cameras:
-            raise fail(f"--camera {camera!r}: the site has {', '.join(geometry.cameras)}")
+        site, geometry = camera_site(site_file, camera)
         truth = load_frame_points(labels)
         span = parse_frames(frames, truth)
         annotated = [k for k in span if k in truth]
