@@ -85,6 +85,7 @@ def tune(
         video = site.resolve_source(site.camera(camera))
         maps: dict[str, list[np.ndarray]] = {m: [] for m in MODELS}
         counted: list[int] = []
+        source_size = (width, height)
         cap = cv2.VideoCapture(video)
         if not cap.isOpened():
             raise DatasetError(f"{video}: cannot open the camera's video (tune needs a video file source)")
@@ -99,6 +100,7 @@ def tune(
                         break
                     if index not in wanted:
                         continue
+                    source_size = (image.shape[1], image.shape[0])  # the labels' pixels
                     if image.shape[1] != width or image.shape[0] != height:
                         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
                     for m in MODELS:
@@ -111,7 +113,8 @@ def tune(
         if len(counted) < len(chosen):
             raise DatasetError(f"{video}: only {len(counted)} of the {len(chosen)} frames could be read")
         people = [float(len(truth[k])) for k in counted]
-        tuning = fit_tuning(camera, maps, people, counted, folds=folds, level=level)
+        tuning = fit_tuning(camera, maps, people, counted, folds=folds, level=level,
+                            points=[truth[k] for k in counted], image_size=source_size)
     console = stdout_console()
     console.print(f"camera {camera}: {len(counted)} annotated frames of {span.start}:{span.stop}:{span.step} "
                   f"(mean {np.mean(people):.2f} people), {folds}-block cross-validation", highlight=False)
@@ -119,7 +122,8 @@ def tune(
         mark = "*" if (c.model, c.background) == (tuning.model, tuning.background) else " "
         switch = "on " if c.background else "off"
         console.print(f" {mark} {c.model:6s} background {switch}  gain {c.gain:5.3f}  "
-                      f"cross-validated MAE {c.cv_mae:.2f}/frame, bias {c.cv_bias:+.2f}", highlight=False)
+                      f"cross-validated MAE {c.cv_mae:.2f}/frame, bias {c.cv_bias:+.2f}, "
+                      f"GAME(2) {c.cv_game:.2f}", highlight=False)
     lo, hi = tuning.count_interval(float(np.mean(people)))
     console.print(f"chosen: {tuning.model}, background {'on' if tuning.background else 'off'}, gain "
                   f"{tuning.gain:.3f}; expected error {tuning.cv_mae:.2f} people/frame; {level:.0%} interval "
