@@ -1,7 +1,7 @@
 """How many alerts a demo run raised, and for how long: issue 16's "Done when" for alerts.
 
     crowdsafe demo --duration 600 --port 0 --quiet --state-dir DIR
-    python benchmarks/demo_alerts.py DIR/crowdsafe.sqlite [--rule demo_busy] [--json OUT]
+    python benchmarks/demo_alerts.py DIR/crowdsafe.sqlite [--rule demo_busy] [--json OUT] [--demo-log LOG]
 
 Reads the alerts table of the demo's store: each alert of the rule (a re-raise within the
 cool-down reopens the same alert and counts an occurrence, so it is one alert), when it was raised
@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,28 @@ def replay(readings: list[dict[str, Any]], rule: AlertRule, capacity: dict[str, 
     return sorted(spans, key=lambda s: s["raised_ts"])
 
 
+def tested_values(readings: list[dict[str, Any]], rule: AlertRule,
+                  capacity: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per zone, the range of what the rule tests (the ``smooth_s`` mean of capacity_pct)."""
+    out: dict[str, dict[str, float]] = {}
+    for zone, cap in capacity.items():
+        rows = sorted((r["ts"], 100.0 * r["count"] / cap) for r in readings if r["zone_id"] == zone)
+        window: deque[tuple[float, float]] = deque()
+        means: list[float] = []
+        for ts, pct in rows:
+            window.append((ts, pct))
+            while window[0][0] < ts - (rule.smooth_s or 0.0):
+                window.popleft()
+            means.append(sum(v for _, v in window) / len(window))
+        if means:
+            out[zone] = {"min": round(min(means), 2), "median": round(statistics.median(means), 2),
+                         "max": round(max(means), 2),
+                         "share_at_or_above_raise": round(sum(m >= rule.raise_at for m in means)
+                                                          / len(means), 3),
+                         "share_below_clear": round(sum(m < rule.clear_at for m in means) / len(means), 3)}
+    return out
+
+
 def summarise(store_path: Path, rule: str) -> dict[str, Any]:
     store = open_store(store_path)
     try:
@@ -100,6 +124,7 @@ def summarise(store_path: Path, rule: str) -> dict[str, Any]:
         result["occurrences_replayed"] = spans
         result["replayed_alerts"] = len({s["alert_id"] for s in spans})
         result["shortest_occurrence_s"] = min((s["seconds"] for s in spans), default=None)
+        result["tested_value_by_zone"] = tested_values(readings, rules[rule], capacity)
     durations = [r["seconds"] for r in rows] + [s["seconds"] for s in result.get("occurrences_replayed", [])]
     result["checks"] = {"at_most_3_alerts": len(rows) <= 3,
                         "each_lasts_at_least_min_duration": all(d >= DEMO_HOLD_S for d in durations),
@@ -112,10 +137,15 @@ def main() -> None:
     ap.add_argument("store", type=Path, help="the demo's SQLite store (STATE_DIR/crowdsafe.sqlite)")
     ap.add_argument("--rule", default="demo_busy")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--demo-log", type=Path, help="the demo's output: its end-of-run summary is kept too")
     args = ap.parse_args()
     if not args.store.is_file():
         raise SystemExit(f"{args.store}: no such store")
     result = summarise(args.store, args.rule)
+    if args.demo_log is not None:
+        keep = ("demo site", "ran ", "store:", "camera ", "counted vs annotated")
+        result["demo_summary"] = [line for line in args.demo_log.read_text(errors="replace").splitlines()
+                                  if line.startswith(keep)]
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
