@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.api_support import DEMO_SITE, demo_site, fill_demo_store, make_tokens, zone_row  # noqa: E402
 
+from crowdsafe.api.tokens import TokenBook  # noqa: E402
 from crowdsafe.store import open_store  # noqa: E402
 
 
@@ -84,7 +85,10 @@ async def load(url: str, token: str, total: int, concurrency: int, limit_s: floa
             "p99_ms": round(pct(ms, 99), 2), "max_ms": round(max(ms), 2)}
 
 
-async def fanout(url: str, token: str, store_path: Path, clients: int, rounds: int) -> dict:
+async def fanout(url: str, tokens: list[str], store_path: Path, clients: int, rounds: int) -> dict:
+    """Each client with its own token and, as a proxy would name it, its own address: live
+    streams are capped per token and per address (issue 16), and 100 streams of one token on one
+    address would be refused after the first few."""
     received: list[dict[int, float]] = [dict() for _ in range(rounds)]
     connected = asyncio.Event()
     n_hello = 0
@@ -93,7 +97,9 @@ async def fanout(url: str, token: str, store_path: Path, clients: int, rounds: i
 
     async def client(i: int, http: httpx.AsyncClient) -> None:
         nonlocal n_hello
-        async with http.stream("GET", "/api/events", headers={"Authorization": f"Bearer {token}"}) as r:
+        headers = {"Authorization": f"Bearer {tokens[i]}",
+                   "X-Forwarded-For": f"10.9.{i // 250}.{i % 250 + 1}"}
+        async with http.stream("GET", "/api/events", headers=headers) as r:
             r.raise_for_status()
             event = ""
             async for line in r.aiter_lines():
@@ -224,12 +230,15 @@ def main() -> None:
         fill_demo_store(store, time.time())
         store.close()
         token = make_tokens(state)["viewer"]
+        book = TokenBook(state / "tokens.json")
+        sse_tokens = [book.create("viewer", f"sse-{i}")[1] for i in range(args.sse_clients)]
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         command = (["run", str(DEMO_SITE), "--quiet", "--precision", args.precision] if args.pipeline
                    else ["serve", str(DEMO_SITE), "--no-access-log"])
         server = subprocess.Popen([sys.executable, "-m", "crowdsafe.cli.main", *command,
-                                   "--state-dir", str(state), "--port", str(port)],
+                                   "--state-dir", str(state), "--port", str(port),
+                                   "--trusted-proxy", "127.0.0.1"],  # the fan-out's clients' addresses
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             for _ in range(150):
@@ -252,7 +261,7 @@ def main() -> None:
                 results["rounds"] = [{k: v for k, v in r.items()
                                       if k not in ("frames_before_burst", "burst_started")} for r in rounds]
             if args.sse_clients > 0:
-                results["sse"] = asyncio.run(fanout(url, token, store_path, args.sse_clients,
+                results["sse"] = asyncio.run(fanout(url, sse_tokens, store_path, args.sse_clients,
                                                     args.sse_rounds))
             counted = None if frames_before is None else (frames_processed(url, token) or 0) - frames_before
             results["pipeline"] = {"running": args.pipeline,
