@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
@@ -533,4 +535,18 @@ def test_serve_in_thread_reports_a_taken_port(env):
             serve_in_thread(settings_for(env, port=first.port), start_timeout_s=5)
     finally:
         first.stop()
+        env["store"].close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_api_beside_a_runner_runs_nicer_than_the_counting_threads(env):
+    """The API thread (and the worker threads it starts) gives way to counting (issue 16)."""
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    handle = serve_in_thread(settings_for(env, port=0, api_nice=5))
+    try:
+        assert handle.thread.native_id is not None
+        assert os.getpriority(os.PRIO_PROCESS, handle.thread.native_id) == min(19, base + 5)
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the caller's is kept
+    finally:
+        handle.stop()
         env["store"].close()

@@ -209,8 +209,13 @@ def test_open_alerts_mark_their_zone_and_a_critical_one_shows_a_banner(browser, 
     item.locator("input").fill("two stewards sent")
     item.get_by_role("button", name="Acknowledge").click()
     sync_api.expect(item).to_contain_text("note: two stewards sent", timeout=10_000)
-    sync_api.expect(banner).to_be_hidden()
     stored = {a["alert_id"]: a for a in server["store"].alerts()}
+    # hidden once no critical alert waits; the fixture's own critical alert waits until the
+    # first test acknowledges it, so run alone (-k) this test sees the banner move on to that one
+    if any(a["severity"] == "critical" and a["state"] == "raised" for a in stored.values()):
+        sync_api.expect(banner).not_to_contain_text("5.1 people/m²")
+    else:
+        sync_api.expect(banner).to_be_hidden()
     assert stored["banner-check"]["note"] == "two stewards sent"
     page.close()
     assert not errors, errors

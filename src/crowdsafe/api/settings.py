@@ -50,6 +50,8 @@ class ApiSettings:
     sse_lookback_s: float = 10.0  # rows arriving late (older ts than the newest seen) within this window
     api_threads: int = 8  # worker threads for blocking endpoints (anyio's default is 40): the counting
     # engine shares this process's cores, and 40 threads reading the store at once starve it
+    api_nice: int = 10  # beside a runner (serve_in_thread, Linux), the API's threads run this much
+    # nicer than the counting threads, so under a request burst the engine gets the cores first
     runtime_stats: Callable[[], RuntimeStats] | None = None
     # A runner in the same process: the newest row per zone/line (table name -> rows, or None when
     # it has none yet), so the latest-reading endpoints skip the store; None: always the store.
