@@ -130,8 +130,14 @@
         ["/api/site", "/api/zones", "/api/forecast"].map(async (p) => (await get(p)).json()));
       F.plan = status.staffing_policy ? await (await get("/api/forecast/staffing")).json() : null;
       render(site, zones, forecast, F.plan);
-      const learned = status.trained_on === "simulated" ? "trained on simulated days only" :
-        status.trained_on ? `trained on ${status.trained_on}` : "";
+      const LEARNED = {
+        simulated: "trained on simulated days only",
+        none: "nothing fitted: the last reading and its recent changes",
+        schedule: "the schedule's arrival curve",
+        history: `trained on ${status.history_days || "the"} stored days of this site`,
+      };
+      const learned = LEARNED[status.trained_on] ||
+        (status.trained_on ? `trained on ${status.trained_on}` : "");
       const mins = (forecast.zones || []).map((z) => z.history_min).filter((m) => m != null);
       const hist = mins.length ? `, ${Math.min(...mins)} min of readings` : "";
       note(`${forecast.method} (${learned}${hist}), ` +
