@@ -297,7 +297,7 @@ def test_page_is_self_contained_with_charts(known):
 
 
 def test_no_staffing_policy_says_so(known):
-    report = build_report(known, demo_site_with(), T0, END, forecast=False)
+    report = build_report(known, demo_site_with(staffing=None), T0, END, forecast=False)
     assert report.staffing is None
     assert "no staffing policy" in render_html(report)
 

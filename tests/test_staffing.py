@@ -147,5 +147,10 @@ def test_staffing_cli_writes_csv(tmp_path):
 
 
 def test_staffing_cli_without_policy_fails_cleanly(tmp_path):
-    res = CliRunner().invoke(app, ["forecast", "staffing", str(DEMO), "--store", str(tmp_path / "x.sqlite")])
+    bare = tmp_path / "site.yaml"
+    data = yaml.safe_load(DEMO.read_text())
+    data.pop("staffing")
+    data["cameras"][0]["source"] = str(DEMO.parent / data["cameras"][0]["source"])
+    bare.write_text(yaml.safe_dump(data))
+    res = CliRunner().invoke(app, ["forecast", "staffing", str(bare), "--store", str(tmp_path / "x.sqlite")])
     assert res.exit_code == 2 and "staffing" in res.output
