@@ -141,7 +141,7 @@ def store_rate(seconds: float) -> dict[str, object]:
     import threading
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.postgres_server import _free_port, _runner, pg_bin
+    from tests.support.postgres_server import _free_port, _runner, pg_bin
 
     bindir = pg_bin()
     if bindir is None:

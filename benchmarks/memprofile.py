@@ -39,8 +39,8 @@ def main() -> None:
     parser.add_argument("--trim", action="store_true")
     args = parser.parse_args()
 
-    from tests.forecast_support import quick_fit
-    from tests.test_runner import demo_site
+    from tests.support.forecast_support import quick_fit
+    from tests.support.runner import demo_site
 
     from crowdsafe.config.site import load_site
     from crowdsafe.counting.counter import DensityCounter
