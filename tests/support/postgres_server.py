@@ -1,45 +1,21 @@
 """A throwaway PostgreSQL cluster for tests: initdb + pg_ctl in a temp dir, loopback port.
 
-Uses Debian's `postgresql` package (installed by .ci/run). PostgreSQL refuses to run as root,
-so under root the cluster is owned by and run as the `postgres` system user.
+Uses Debian's `postgresql` package (installed by .ci/run); finding the binaries and the user to
+run them as is shared with the store benchmark (``crowdsafe.bench.postgres``).
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
-def pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _runner() -> list[str]:
-    if os.geteuid() != 0:
-        return []
-    try:
-        pwd.getpwnam("postgres")
-    except KeyError:
-        return []
-    return ["runuser", "-u", "postgres", "--"]
+from crowdsafe.bench.postgres import free_port, pg_bin, run_as_postgres
 
 
 @contextmanager
@@ -49,12 +25,12 @@ def postgres_cluster() -> Iterator[tuple[str, PgControl]]:
     if bindir is None:
         raise RuntimeError("PostgreSQL server binaries not found: apt-get install postgresql")
     tmp = Path(tempfile.mkdtemp(prefix="crowdsafe-pg-"))
-    run_as = _runner()
+    run_as = run_as_postgres()
     if run_as:
         pw = pwd.getpwnam("postgres")
         os.chown(tmp, pw.pw_uid, pw.pw_gid)
     data = tmp / "data"
-    port = _free_port()
+    port = free_port()
     subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
                     "--no-sync"], check=True, capture_output=True)
     control = PgControl(bindir, data, tmp, port, run_as)

@@ -9,7 +9,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-import yaml
+from crowdsafe.bench.demo_store import demo_site_file
 
 DEMO = Path(str(resources.files("crowdsafe") / "data" / "demo_site.yaml"))
 VIDEO = DEMO.parent / "vtest.avi"
@@ -24,19 +24,7 @@ def precision_flag() -> str:
 
 def demo_site(tmp_path: Path, every: str = "2s", source: str | None = None, scale: float = 1.0) -> Path:
     """The demo site with an absolute source, a test sampling period and optionally scaled pixels."""
-    data = yaml.safe_load(DEMO.read_text())
-    cam = data["cameras"][0]
-    cam["source"] = source or str(VIDEO)
-    cam["sampling"] = {"every": every}
-    if scale != 1.0:
-        cal = cam["calibration"]
-        cal["image_size"] = [round(v * scale) for v in cal["image_size"]]
-        cal["image_points"] = [[u * scale, v * scale] for u, v in cal["image_points"]]
-        cal["focal_px"] *= scale
-        cal["principal_point"] = [v * scale for v in cal["principal_point"]]
-    path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return demo_site_file(tmp_path, every, source, scale)
 
 
 def image_files_under(root: Path) -> list[Path]:
