@@ -152,3 +152,19 @@ def test_the_checks_pass_a_layered_tree(tmp_path: Path):
     graph = import_graph(src)
     assert cli_back_edges(graph) == []
     assert import_cycles(graph) == []
+
+
+def test_test_modules_share_code_only_through_support():
+    """A test module imports helpers from ``tests.support`` (or gets fixtures from conftest), never
+    from another test module or conftest, so each test file can move with its package or run alone."""
+    tests = Path(__file__).resolve().parent
+    offenders = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "tests" and "support" not in parts[1:2]:
+                    offenders.append(f"{path.relative_to(tests)}: {name}")
+    assert not offenders, "test modules importing tests outside tests.support:\n" + "\n".join(offenders)
