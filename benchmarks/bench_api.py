@@ -37,13 +37,9 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.api_support import DEMO_SITE, demo_site, fill_demo_store, make_tokens, zone_row  # noqa: E402
-
-from crowdsafe.api.tokens import TokenBook  # noqa: E402
-from crowdsafe.store import open_store  # noqa: E402
+from crowdsafe.api.tokens import TokenBook
+from crowdsafe.bench.demo_store import DEMO_SITE, demo_site, fill_demo_store, make_tokens, zone_row
+from crowdsafe.store import open_store
 
 
 def pct(values: list[float], q: float) -> float:

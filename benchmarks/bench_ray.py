@@ -140,20 +140,19 @@ def store_rate(seconds: float) -> dict[str, object]:
     import subprocess
     import threading
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.postgres_server import _free_port, _runner, pg_bin
+    from crowdsafe.bench.postgres import free_port, pg_bin, run_as_postgres
 
     bindir = pg_bin()
     if bindir is None:
         raise SystemExit("PostgreSQL server binaries not found: apt-get install postgresql")
     tmp = Path(tempfile.mkdtemp(prefix="crowdsafe-pgbench-"))
-    run_as = _runner()
+    run_as = run_as_postgres()
     if run_as:
         import pwd
 
         pw = pwd.getpwnam("postgres")
         os.chown(tmp, pw.pw_uid, pw.pw_gid)
-    data, port = tmp / "data", _free_port()
+    data, port = tmp / "data", free_port()
     subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
                    check=True, capture_output=True)
     opts = f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on"

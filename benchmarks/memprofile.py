@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import sys
 import tempfile
 import threading
 import time
 import tracemalloc
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def rss_mb() -> float:
@@ -39,12 +35,11 @@ def main() -> None:
     parser.add_argument("--trim", action="store_true")
     args = parser.parse_args()
 
-    from tests.forecast_support import quick_fit
-    from tests.test_runner import demo_site
-
+    from crowdsafe.bench.demo_store import demo_site_file
     from crowdsafe.config.site import load_site
     from crowdsafe.counting.counter import DensityCounter
     from crowdsafe.counting.engines import EngineSpec, EngineUnavailable, create_engine
+    from crowdsafe.forecast import fit_site_model
     from crowdsafe.forecast.live import ForecastStep, LiveForecasts
     from crowdsafe.runtime.background import BackgroundPolicy
     from crowdsafe.runtime.local import LocalRunner, RunnerConfig, prepare_site
@@ -59,12 +54,12 @@ def main() -> None:
             continue
     assert counter is not None
     tmp = Path(tempfile.mkdtemp(prefix="memprof-"))
-    prepared = prepare_site(load_site(demo_site(tmp, every=args.every)))
+    prepared = prepare_site(load_site(demo_site_file(tmp, every=args.every)))
     store = open_store(tmp / "s.sqlite")
     runner = LocalRunner(prepared, store, counter, RunnerConfig(
         state_dir=tmp / "state", duration_s=args.duration, health_every_s=1,
         background=BackgroundPolicy(min_frames=3)))
-    model = quick_fit(prepared.site)
+    model = fit_site_model(prepared.site, "profile", train_days=1, calib_days=3, seed=77)  # a small real fit
     live = LiveForecasts(prepared.site, "profile", fit=lambda *_: model)
     live.wait(60)
     runner.forecast = ForecastStep(store, prepared.site, every_s=5, alert=runner.alerts.update, live=live)

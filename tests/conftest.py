@@ -14,6 +14,7 @@ from crowdsafe.counting import batch
 from crowdsafe.counting.counter import DensityCounter
 from crowdsafe.counting.engines import EngineSpec, EngineUnavailable, create_engine
 from crowdsafe.counting.weights import WeightsError
+from tests.support.media import CORRUPT_FRAMES, VIDEO_FPS
 
 DEFAULT_SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -79,11 +80,6 @@ def truncated_jpeg(media_dir: Path, mall_jpeg: Path) -> Path:
 @pytest.fixture(scope="session")
 def bundled_video() -> Path:
     return Path(str(resources.files("crowdsafe") / "data" / "vtest.avi"))
-
-
-#: Frames of the test video whose JPEG headers are overwritten with garbage.
-CORRUPT_FRAMES = (4, 5)
-VIDEO_FPS = 10.0
 
 
 @pytest.fixture(scope="session")

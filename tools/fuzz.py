@@ -1,8 +1,8 @@
 """Run the fuzzing tests with many generated cases and print exactly how many ran and how many failed.
 
-CI runs tests/test_fuzz_site.py and tests/test_fuzz_api.py with a few derandomised cases per
+CI runs tests/config/test_fuzz_site.py and tests/api/test_fuzz_api.py with a few derandomised cases per
 property (seconds). This runs the same properties with ``--cases`` random cases each, in one
-pytest process, and sums the case counts the properties themselves recorded (tests/fuzzing.py),
+pytest process, and sums the case counts the properties themselves recorded (tests/support/fuzzing.py),
 so the totals are what ran, not what was asked for (hypothesis stops early on a property whose
 input space is small, e.g. an endpoint without parameters).
 
@@ -25,7 +25,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = {"site": "tests/test_fuzz_site.py", "api": "tests/test_fuzz_api.py"}
+TESTS = {"site": "tests/config/test_fuzz_site.py", "api": "tests/api/test_fuzz_api.py"}
 
 
 def main() -> int:

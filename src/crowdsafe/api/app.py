@@ -16,7 +16,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import SQLAlchemyError
 
-from crowdsafe.api import metrics, pages
+import crowdsafe.api.metrics as metrics
+import crowdsafe.api.pages as pages
 from crowdsafe.api.context import ApiState, load_state
 from crowdsafe.api.events import EventHub
 from crowdsafe.api.events import router as events_router

@@ -20,7 +20,7 @@ from crowdsafe.cli.options import (
     engine_spec,
 )
 from crowdsafe.cli.progress import progress_bar
-from crowdsafe.counting.batch import Counts
+from crowdsafe.counting.counter import Counts
 from crowdsafe.counting.tuning import load_tuning, site_tunings
 from crowdsafe.evaluation.site import (
     PointsCounter,

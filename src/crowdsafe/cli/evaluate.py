@@ -22,8 +22,8 @@ from crowdsafe.cli.options import (
     engine_spec,
 )
 from crowdsafe.cli.progress import progress_bar
-from crowdsafe.counting.batch import Counts
 from crowdsafe.counting.choice import make_model_counter
+from crowdsafe.counting.counter import Counts
 from crowdsafe.counting.scale import load_person_heights, normalised_counter, person_px_per_row
 from crowdsafe.evaluation.dataset import Dataset, find_datasets
 from crowdsafe.evaluation.runner import DatasetResult, evaluate_dataset

@@ -161,10 +161,17 @@ def run(
                                                           min_spacing_s=background_spacing))
         on_frame = None if quiet else (lambda output: typer.echo(frame_line(output)))
         if cluster:  # the same stages on Ray actors (issue 8); Ray is imported only on this path
+            from crowdsafe.runtime.ray.cluster import ClusterError
             from crowdsafe.runtime.ray.launch import cluster_runner
 
-            runner = cluster_runner(cluster, prepared, opened, engine_spec(engine, precision, threads),
-                                    config, on_frame)
+            def announce(line: str) -> None:
+                err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+            try:
+                runner = cluster_runner(cluster, prepared, opened, engine_spec(engine, precision, threads),
+                                        config, on_frame, announce=announce)
+            except ClusterError as exc:
+                raise fail(str(exc)) from None
         else:
             assert counter is not None
             runner = LocalRunner(prepared, opened, counter, config, on_frame=on_frame)

@@ -10,19 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
-from crowdsafe.counting.counter import DensityCounter, DensityResult, ImageError, validate_image
+from crowdsafe.counting.counter import Counts, DensityCounter, DensityResult, ImageError, validate_image
 from crowdsafe.counting.engines import Engine, EngineSpec, create_engine
 from crowdsafe.sources.frames import Frame, FrameSource, SkippedFrame
-
-
-class Counts(Protocol):
-    """Anything that turns a BGR image into a density result (a counter or a lazy one)."""
-
-    def count(self, image_bgr: np.ndarray) -> DensityResult: ...
 
 
 def make_counter(spec: EngineSpec) -> DensityCounter:

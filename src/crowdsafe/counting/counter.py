@@ -10,6 +10,7 @@ the context it would have had in one pass. Images too small for the network's th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -47,6 +48,16 @@ class DensityResult:
     @property
     def count(self) -> float:
         return float(self.density.sum(dtype=np.float64))
+
+
+class Counts(Protocol):
+    """Anything that turns a BGR image into a density result (a counter or a lazy one).
+
+    It lives beside :class:`DensityResult` (it was in ``counting.batch``) so that runtime and
+    evaluation can type a counter without importing ``batch``, which depends on ``sources``.
+    """
+
+    def count(self, image_bgr: np.ndarray) -> DensityResult: ...
 
 
 def to_batch(image_bgr: np.ndarray) -> np.ndarray:

@@ -25,8 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from crowdsafe.counting.batch import Counts
-from crowdsafe.counting.counter import MIN_SIDE, DensityResult, ImageError, validate_image
+from crowdsafe.counting.counter import MIN_SIDE, Counts, DensityResult, ImageError, validate_image
 from crowdsafe.counting.graph import STRIDE
 from crowdsafe.counting.intervals import IntervalTable, load_tables
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from crowdsafe.counting.batch import Counts
+from crowdsafe.counting.counter import Counts
 from crowdsafe.evaluation.dataset import Dataset, DatasetError
 from crowdsafe.evaluation.metrics import Metrics, compute_metrics
 from crowdsafe.sources.frames import SourceError

@@ -37,8 +37,7 @@ import cv2
 import numpy as np
 import shapely
 
-from crowdsafe.counting.batch import Counts
-from crowdsafe.counting.counter import DensityResult
+from crowdsafe.counting.counter import Counts, DensityResult
 from crowdsafe.counting.tuning import CameraTuning
 from crowdsafe.evaluation.dataset import DatasetError
 from crowdsafe.geometry.homography import apply

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from crowdsafe.counting.batch import Counts
+from crowdsafe.counting.counter import Counts
 from crowdsafe.evaluation.dataset import DatasetError
 from crowdsafe.evaluation.metrics import compute_metrics
 from crowdsafe.evaluation.runner import DatasetResult, ImageResult

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from crowdsafe.forecast.model import ForecastDependencyError
+from crowdsafe.forecast.errors import ForecastDependencyError
 
 WINDOW_MIN = 60  # fit on the last hour: older minutes describe another phase of the day
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from crowdsafe.config.site import Site
+from crowdsafe.forecast.errors import ForecastDependencyError
 from crowdsafe.forecast.features import HORIZONS_MIN, ZoneInfo, features, profile_ratio
 from crowdsafe.forecast.schedule import EventSpec, SiteProfile, site_events, site_profile
 
@@ -49,10 +50,6 @@ LEVELS = (0.80, 0.90, 0.95)
 #: standing zone in the backtest.)
 CLIP_FACTOR = 2.0
 MIN_HISTORY_MIN = 1
-
-
-class ForecastDependencyError(RuntimeError):
-    """A forecast method needs an optional extra that is not installed."""
 
 
 def require_sklearn() -> Any:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from crowdsafe.api import queries
+import crowdsafe.api.queries as queries
 from crowdsafe.api.siteview import SiteView, build_site_view, profile_book
 from crowdsafe.config.site import Site, Zone
 from crowdsafe.forecast.forecaster import resample_minutes

@@ -23,8 +23,8 @@ from dataclasses import replace
 import numpy as np
 
 from crowdsafe.counting import batch
-from crowdsafe.counting.batch import Counts
 from crowdsafe.counting.choice import AutoCounter, choose_from_person_px
+from crowdsafe.counting.counter import Counts
 from crowdsafe.counting.engines import EngineSpec, cpu_has_bf16
 from crowdsafe.counting.scale import ScaleNormalisedCounter, normalised_counter, person_px_per_row
 from crowdsafe.counting.tuning import CameraTuning, site_tunings

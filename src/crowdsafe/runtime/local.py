@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from crowdsafe.config.site import Site, SiteError
-from crowdsafe.counting.batch import Counts
+from crowdsafe.counting.counter import Counts
 from crowdsafe.forecast.live import ForecastStep
 from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
 from crowdsafe.notify.webhooks import WebhookNotifier

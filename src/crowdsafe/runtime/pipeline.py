@@ -34,8 +34,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from crowdsafe.counting.batch import Counts
-from crowdsafe.counting.counter import DensityResult
+from crowdsafe.counting.counter import Counts, DensityResult
 from crowdsafe.counting.tuning import CameraTuning, site_tunings
 from crowdsafe.geometry.body import BodyMotion, body_motion
 from crowdsafe.geometry.homography import apply

@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from crowdsafe.api import queries, shape
+import crowdsafe.api.queries as queries
+import crowdsafe.api.shape as shape
 from crowdsafe.api.auth import Principal, operator, viewer
 from crowdsafe.api.context import api_state
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from fastapi.responses import FileResponse
 
-from crowdsafe.api import shape
+import crowdsafe.api.shape as shape
 from crowdsafe.api.auth import Principal, operator, viewer
 from crowdsafe.api.context import api_state
 

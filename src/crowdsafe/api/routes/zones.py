@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 
-from crowdsafe.api import queries, shape
+import crowdsafe.api.queries as queries
+import crowdsafe.api.shape as shape
 from crowdsafe.api.auth import Principal, viewer
 from crowdsafe.api.context import api_state
 from crowdsafe.api.params import TimeRange, time_range

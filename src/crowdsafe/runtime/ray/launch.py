@@ -5,7 +5,9 @@ build a :class:`LocalRunner`, asks :func:`cluster_runner` for a :class:`RayRunne
 (a LocalRunner subclass: the API, signals, summary and exit codes work unchanged). Ray is
 imported only on this path, so the core install never needs it. Joining the cluster and
 starting the actors happen here, before the run, so an unreachable cluster or a replica that
-cannot load the model is one line on stderr (exit 2), not a traceback.
+cannot load the model is a :class:`ClusterError` raised before the run; ``cli.run`` turns it into
+one line on stderr (exit 2), not a traceback. Runtime never imports ``cli`` (issue 17): it raises
+typed errors and reports progress through a callback, and the command decides how they look.
 """
 
 from __future__ import annotations
@@ -22,22 +24,24 @@ from crowdsafe.store.store import Store
 
 def cluster_runner(address: str, prepared: PreparedSite, store: Store, cpu: EngineSpec, config: RunnerConfig,
                    on_frame: Callable[[FrameOutput], None] | None = None,
-                   ray_config: RayConfig | None = None) -> RayRunner:
-    """A RayRunner on the cluster at ``address`` with its actors started (exit 2 if that fails)."""
-    from crowdsafe.cli.errors import err_console, fail
+                   ray_config: RayConfig | None = None,
+                   announce: Callable[[str], None] | None = None) -> RayRunner:
+    """A RayRunner on the cluster at ``address`` with its actors started.
 
-    try:
-        info = connect(address)
-    except ClusterError as exc:
-        raise fail(str(exc)) from None
+    Raises :class:`ClusterError` (after leaving the cluster) when the cluster cannot be joined or
+    the actors cannot start, so the caller chooses the exit code; ``announce`` receives the one
+    progress line said between joining and starting the actors (the CLI prints it on stderr).
+    """
+    info = connect(address)
     runner = RayRunner(prepared, store, cpu, config, ray_config, on_frame=on_frame)
     runner.cluster = info
     where = "a one-machine Ray cluster started for this run" if info.started_here else f"Ray at {address}"
-    err_console.print(f"cluster: {where}: {info.nodes} node(s), {info.cpus:g} CPUs, {info.gpus:g} GPUs; "
-                      "starting readers and model replicas", highlight=False, markup=False, soft_wrap=True)
+    if announce is not None:
+        announce(f"cluster: {where}: {info.nodes} node(s), {info.cpus:g} CPUs, {info.gpus:g} GPUs; "
+                 "starting readers and model replicas")
     try:
         runner.start_actors()
-    except ClusterError as exc:
+    except ClusterError:
         disconnect(info)
-        raise fail(str(exc)) from None
+        raise
     return runner

@@ -1,0 +1,218 @@
+"""Background-aware counting: static texture is removed, a standing crowd never is.
+
+The required test loops a dense crowd image (a ShanghaiTech Part A *train* image) as a live
+camera through the real pipeline for an hour of simulated time: whatever the background learner
+sees, the count must stay within 5 % of what the counter finds in the image, the whole hour.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import cv2
+import numpy as np
+import pytest
+
+from crowdsafe.config.site import parse_site
+from crowdsafe.counting.counter import DensityResult
+from crowdsafe.geometry.site import build_site_geometry
+from crowdsafe.measure.background import near_empty, subtract_background, window_people
+from crowdsafe.runtime.background import BackgroundPolicy, DensityBackground
+from crowdsafe.runtime.camera import Sample
+from crowdsafe.runtime.pipeline import FramePipeline
+from tests.support.counting import MemoCounter, blob, texture
+from tests.support.geometry import CAM_A, SHARED_DATA, SIZE
+from tests.support.sites import camera, site
+
+PART_A_TRAIN = SHARED_DATA / "crowd-train" / "shanghaitech_a_train"
+VIDEO = str(resources.files("crowdsafe") / "data" / "vtest.avi")
+HEADS = SHARED_DATA / "video" / "vtest_heads.json"
+
+
+
+
+
+
+
+
+def test_subtraction_never_takes_more_than_the_background():
+    floor = texture()
+    person = blob(floor.shape, (30, 40), 1.0)
+    frame = floor + person
+    out = subtract_background(frame, floor)
+    assert np.all(out >= 0)
+    assert np.all(frame - out <= floor + 1e-7)  # no cell loses more than the background there
+    assert out.sum() == pytest.approx(1.0, abs=0.02)
+    crowd = frame + 50 * blob(floor.shape, (20, 20), 1.0, sigma=4)
+    assert subtract_background(crowd, floor).sum() == pytest.approx(crowd.sum() - floor.sum(), rel=0.01)
+
+
+def test_learns_texture_from_near_empty_frames_only():
+    policy = BackgroundPolicy(min_spacing_s=15.0)
+    learner = DensityBackground(policy)
+    floor = texture()
+    assert learner.current is None and "no trusted background" in learner.status()
+    rng = np.random.default_rng(0)
+    for k in range(20):  # one or two walkers somewhere in every frame
+        frame = floor.copy()
+        for _ in range(rng.integers(1, 3)):
+            frame += blob(floor.shape, (int(rng.integers(5, 55)), int(rng.integers(5, 75))), 1.0)
+        learner.add(frame, ts=20.0 * k)
+    assert learner.current is not None
+    assert np.abs(learner.current - floor).sum() < 0.15 * floor.sum()  # walkers are gone
+    assert "learned" in learner.status()
+
+    # frames close together are not all taken: a walker is in one or two ring frames at most
+    assert not learner.add(floor, ts=20.0 * 19 + 1.0)
+
+
+def test_a_crowd_is_never_learned_and_capture_wins():
+    policy = BackgroundPolicy(min_spacing_s=0.0)
+    learner = DensityBackground(policy)
+    crowd = texture() + 60 * blob((60, 80), (30, 40), 1.0, sigma=6)
+    assert not near_empty(crowd, policy.frame_max_window_people)
+    for k in range(50):
+        assert not learner.add(crowd, ts=float(k))
+    assert learner.current is None
+    assert "held a crowd" in learner.status()
+    assert np.array_equal(learner.apply(crowd), crowd)
+    floor = texture()
+    learner.capture(floor)
+    assert learner.current is floor or np.array_equal(learner.current, floor)
+    assert "captured" in learner.status()
+
+
+def test_window_people_finds_the_densest_block():
+    d = np.zeros((40, 40), np.float32)
+    d[10:14, 10:14] = 0.25  # 4 people in a 4x4 block
+    assert window_people(d, 16) == pytest.approx(4.0, abs=1e-4)
+    assert window_people(d, 2) == pytest.approx(1.0, abs=1e-4)
+
+
+def dense_train_image() -> tuple[str, np.ndarray, int]:
+    labels = json.loads((PART_A_TRAIN / "labels.json").read_text())
+    name = next(n for n in sorted(labels) if 300 <= labels[n]["count"] <= 900)
+    image = cv2.imread(str(PART_A_TRAIN / name))
+    return name, cv2.resize(image, SIZE, interpolation=cv2.INTER_AREA), labels[name]["count"]
+
+
+@pytest.mark.skipif(not PART_A_TRAIN.is_dir(), reason=f"ShanghaiTech Part A train images not found at "
+                                                       f"{PART_A_TRAIN} (shared data)")
+def test_static_crowd_stays_counted_for_an_hour(counter):
+    """A Part A train image looped as a live camera, 1 frame every 2 s for an hour of fake clock."""
+    name, image, _ = dense_train_image()
+    geometry = build_site_geometry(parse_site(site(camera("stage", CAM_A))))
+    memo = MemoCounter(counter)
+    pipeline = FramePipeline(geometry, memo, tunings={})
+    reference = memo.count(image).count
+    assert reference > 100, f"{name}: the counter finds only {reference:.0f} people"
+    counts = []
+    for ts in np.arange(0.0, 3600.0 + 1e-9, 2.0):
+        counts.append(pipeline.process(Sample("stage", ts=float(ts), image=image)).count)
+    counts_arr = np.asarray(counts)
+    worst = float(np.max(np.abs(counts_arr - reference)) / reference)
+    assert worst <= 0.05, f"{name}: the count strayed {100 * worst:.1f} % from {reference:.0f} in the hour"
+    assert "no trusted background" in pipeline.background_status("stage")
+    assert not pipeline.capture_background("stage")  # nor can an operator capture a crowd as "empty"
+    assert len(memo.cache) <= 3  # the frame, and the background check's median of identical frames
+
+
+@pytest.mark.skipif(not HEADS.is_file(), reason=f"PETS annotated head points not found at {HEADS}")
+def test_learned_background_removes_the_texture_floor_on_the_sample_video(counter):
+    """Real frames of the sample video, 30 s of fake clock apart: once trusted, the background
+    takes the static texture away and the count moves towards the annotated people."""
+    heads = json.loads(HEADS.read_text())
+    policy = BackgroundPolicy(min_spacing_s=15.0, min_frames=5, ring=5)
+    learner = DensityBackground(policy)
+    cap = cv2.VideoCapture(VIDEO)
+    learn = list(range(0, 795, 160))[:5]
+    held_out = [330, 650]
+    maps = {}
+    index = -1
+    while index < max(learn + held_out):
+        ok, frame = cap.read()
+        index += 1
+        assert ok
+        if index in learn or index in held_out:
+            maps[index] = counter.count(frame).density
+    cap.release()
+    for k, f in enumerate(learn):
+        learner.add(maps[f], ts=30.0 * k)
+    assert learner.current is not None, learner.status()
+    for f in held_out:
+        truth = len(heads[str(f)]["points"])
+        raw = float(maps[f].sum())
+        after = float(learner.apply(maps[f]).sum())
+        assert abs(after - truth) < abs(raw - truth), (f, raw, after, truth)
+
+
+class FixedCounter:
+    """A counter whose density and interval are given, to follow them through the pipeline."""
+
+    def __init__(self, density: np.ndarray, interval: tuple[float, float] | None) -> None:
+        self.density, self.interval = density, interval
+
+    def count(self, image_bgr: np.ndarray) -> DensityResult:
+        h, w = image_bgr.shape[:2]
+        return DensityResult(self.density, h, w, interval=self.interval)
+
+
+def test_zone_readings_carry_the_count_interval():
+    geometry = build_site_geometry(parse_site(site(camera("cam", CAM_A))))
+    density = texture() + 20 * blob((60, 80), (40, 40), 1.0, sigma=3)
+    total = float(density.sum())
+    pipeline = FramePipeline(geometry, FixedCounter(density, (0.8 * total, 1.3 * total)), tunings={})
+    out = pipeline.process(Sample("cam", ts=0.0, image=np.zeros((SIZE[1], SIZE[0], 3), np.uint8)))
+    assert out.interval == pytest.approx((0.8 * total, 1.3 * total))
+    rows = [r.as_row() for r in out.zones]
+    assert any(r["count"] > 1 for r in rows)
+    for r in rows:
+        assert r["count_low"] is not None and r["count_high"] is not None
+        assert r["count_low"] <= r["count"] + 1e-9 <= r["count_high"] + 2e-9
+
+
+def test_operator_captures_the_background_through_the_api(tmp_path):
+    """The operator's button: the running pipeline's latest density becomes the background; a
+    frame with a crowd in it is refused, and viewers cannot capture at all."""
+    from fastapi.testclient import TestClient
+
+    from crowdsafe.api.app import create_app
+    from crowdsafe.api.settings import ApiSettings
+    from crowdsafe.store import open_store
+    from tests.support.api_support import make_tokens
+
+    geometry = build_site_geometry(parse_site(site(camera("cam", CAM_A))))
+    floor = texture()
+    counter = FixedCounter(floor + 70 * blob((60, 80), (30, 40), 1.0, sigma=5), None)
+    pipeline = FramePipeline(geometry, counter, tunings={})
+    frame = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
+
+    def capture(camera_id: str) -> str | None:
+        return pipeline.background_status(camera_id) if pipeline.capture_background(camera_id) else None
+
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(json.dumps(site(camera("cam", CAM_A))))
+    state = tmp_path / "state"
+    state.mkdir()
+    store = open_store(state / "crowdsafe.sqlite")
+    tokens = make_tokens(state)
+    app = create_app(ApiSettings(site_file=site_file, state_dir=state, capture_background=capture))
+    url = "/api/cameras/cam/background/capture"
+    with TestClient(app) as c:
+        op = {"Authorization": "Bearer " + tokens["operator"]}
+        assert c.post(url, headers=op).status_code == 409  # no frame counted yet
+        pipeline.process(Sample("cam", ts=0.0, image=frame))
+        assert c.post(url, headers=op).status_code == 409  # the frame holds a crowd
+        counter.density = floor
+        pipeline.process(Sample("cam", ts=1.0, image=frame))
+        assert c.post(url, headers={"Authorization": "Bearer " + tokens["viewer"]}).status_code == 403
+        r = c.post(url, headers=op)
+        assert r.status_code == 200 and "captured" in r.json()["status"]
+        assert c.post("/api/cameras/nope/background/capture", headers=op).status_code == 404
+    counter.density = floor + blob((60, 80), (30, 40), 1.0)  # one person on the empty scene
+    assert pipeline.process(Sample("cam", ts=2.0, image=frame)).count == pytest.approx(1.0, abs=0.05)
+    store.close()
+    no_runner = create_app(ApiSettings(site_file=site_file, state_dir=state))
+    with TestClient(no_runner) as c:
+        assert c.post(url, headers={"Authorization": "Bearer " + tokens["operator"]}).status_code == 503

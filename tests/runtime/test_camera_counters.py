@@ -1,0 +1,117 @@
+"""Each camera is counted by the model its ``model`` setting and calibration call for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crowdsafe.config.site import load_site
+from crowdsafe.counting.counter import DensityResult
+from crowdsafe.counting.engines import EngineSpec, cpu_has_bf16
+from crowdsafe.geometry.site import build_site_geometry
+from crowdsafe.runtime.counters import CameraCounters, precision_for, resolve_model
+from crowdsafe.runtime.pipeline import FramePipeline
+
+DEMO_SITE = Path(__file__).resolve().parents[2] / "src" / "crowdsafe" / "data" / "demo_site.yaml"
+
+
+class Recording:
+    """A counter that remembers the spec it was built with and returns a flat density."""
+
+    def __init__(self, spec: EngineSpec) -> None:
+        self.spec = spec
+        self.calls = 0
+
+    def count(self, image: np.ndarray) -> DensityResult:
+        self.calls += 1
+        h, w = image.shape[:2]
+        density = np.full((h // 8, w // 8), 1e-3, np.float32)
+        return DensityResult(density=density, image_height=h, image_width=w)
+
+
+def _site(tmp_path: Path, model: str) -> Path:
+    text = DEMO_SITE.read_text().replace("model: auto", f"model: {model}")
+    path = tmp_path / "site.yaml"
+    path.write_text(text.replace("source: vtest.avi", f"source: {DEMO_SITE.parent / 'vtest.avi'}"))
+    return path
+
+
+def _counters(path: Path, precision: str = "fp32") -> tuple[CameraCounters, list[Recording]]:
+    built: list[Recording] = []
+
+    def factory(spec: EngineSpec) -> Recording:
+        built.append(Recording(spec))
+        return built[-1]
+
+    geometry = build_site_geometry(load_site(path))
+    return CameraCounters(geometry, EngineSpec("auto", precision), factory=factory), built
+
+
+def test_auto_with_calibration_picks_the_sparse_model_for_the_demo_camera(tmp_path):
+    """The PETS camera sees a 1.7 m person 14-138 px tall (median above the 48 px rule)."""
+    counters, built = _counters(_site(tmp_path, "auto"))
+    assert counters.models == {"view001": "sparse"}
+    assert [b.spec.model for b in built] == ["sparse"]
+    assert counters.for_camera("view001") is built[0]
+
+
+@pytest.mark.parametrize("model", ["dense", "sparse"])
+def test_an_explicit_model_is_kept(tmp_path, model):
+    counters, built = _counters(_site(tmp_path, model))
+    assert counters.models == {"view001": model}
+    assert [b.spec.model for b in built] == [model]
+
+
+def test_int8_runs_the_dense_model_in_int8_and_the_sparse_one_in_a_calibrated_precision(tmp_path):
+    counters, built = _counters(_site(tmp_path, "sparse"), precision="int8")
+    assert built[0].spec.precision == ("bf16" if cpu_has_bf16() else "fp32")
+    assert precision_for("dense", EngineSpec("auto", "int8")).precision == "int8"
+    assert "view001 sparse" in counters.describe()
+
+
+def test_auto_without_person_heights_decides_per_frame():
+    assert resolve_model("auto", np.array([np.nan, np.nan])) == "auto"
+    assert resolve_model("auto", None) == "auto"
+    assert resolve_model("dense", np.array([200.0])) == "dense"
+    assert resolve_model("auto", np.array([200.0, 100.0, 90.0])) == "sparse"
+    assert resolve_model("auto", np.array([10.0, 12.0, 30.0])) == "dense"
+
+
+def test_the_pipeline_counts_each_frame_with_its_cameras_counter(tmp_path):
+    from crowdsafe.runtime.camera import Sample
+
+    counters, built = _counters(_site(tmp_path, "sparse"))
+    pipeline = FramePipeline(build_site_geometry(load_site(_site(tmp_path, "sparse"))), counters)
+    frame = np.zeros((576, 768, 3), np.uint8)
+    output = pipeline.process(Sample(camera_id="view001", ts=1.0, image=frame, pair=None))
+    assert built[0].calls >= 1
+    assert output.count == pytest.approx(1e-3 * 72 * 96, rel=1e-3)
+
+
+
+def test_scale_normalise_counts_the_demo_camera_in_bands_on_its_own_grid(tmp_path):
+    """People 14-138 px tall: the far rows are enlarged towards the sparse model's 100-250 px."""
+    path = _site(tmp_path, "auto")
+    path.write_text(path.read_text().replace("    model: auto", "    model: auto\n    scale_normalise: true"))
+    counters, built = _counters(path)
+    assert counters.scaled == {"view001": True}
+    counter = counters.for_camera("view001")
+    bands = counter.bands  # type: ignore[attr-defined]
+    assert len(bands) >= 3 and bands[0].scale > bands[-1].scale >= 1.0
+    result = counter.count(np.zeros((576, 768, 3), np.uint8))
+    assert result.density.shape == (72, 96)
+    # The flat 1e-3 per cell of every resized band comes back as 1e-3 per original cell's
+    # worth of resized pixels: enlarged rows carry scale^2 times the mass.
+    assert built[0].calls == len(bands)
+    assert result.density[0, 0] == pytest.approx(1e-3 * bands[0].scale ** 2, rel=0.05)
+
+
+def test_scale_normalise_leaves_a_dense_camera_at_native_scale(tmp_path):
+    path = _site(tmp_path, "dense")
+    text = path.read_text().replace("    model: dense", "    model: dense\n    scale_normalise: true")
+    path.write_text(text)
+    counters, built = _counters(path)
+    assert counters.scaled == {"view001": False}
+    assert counters.for_camera("view001") is built[0]
