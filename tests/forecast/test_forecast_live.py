@@ -23,8 +23,8 @@ from crowdsafe.forecast.schedule import site_events
 from crowdsafe.geometry.site import build_site_geometry
 from crowdsafe.measure.zones import ZoneReading, profile_book
 from crowdsafe.runtime.alerting import default_rules
-from crowdsafe.runtime.pipeline import zone_metrics
 from crowdsafe.safety.alerts import AlertEngine
+from crowdsafe.safety.metrics import zone_metrics
 from crowdsafe.simulate.clearance import CLEARANCE_METRIC
 from crowdsafe.store import open_store
 from tests.support.forecast_support import event_site, fill_until, load, quick_fit

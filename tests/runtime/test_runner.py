@@ -32,11 +32,11 @@ from crowdsafe.config.site import load_site
 from crowdsafe.counting.counter import DensityCounter
 from crowdsafe.counting.engines import EngineSpec, EngineUnavailable, create_engine
 from crowdsafe.counting.weights import WeightsError
+from crowdsafe.geometry.lines import plan_line
 from crowdsafe.runtime.alerting import default_rules
 from crowdsafe.runtime.background import BackgroundPolicy, CameraBackground
 from crowdsafe.runtime.camera import CameraReader, CameraSource, Sample
 from crowdsafe.runtime.local import LocalRunner, RunnerConfig, RunSummary, prepare_site
-from crowdsafe.runtime.pipeline import plan_line
 from crowdsafe.runtime.slots import LatestSlots
 from crowdsafe.safety.alerts import AlertRule
 from crowdsafe.sources.looping import LoopingVideoSource

@@ -16,9 +16,9 @@ import typer
 from crowdsafe.cli.errors import fail, user_errors
 from crowdsafe.config.site import Site, load_site, site_json_schema
 from crowdsafe.counting.tuning import load_tuning
+from crowdsafe.geometry.lines import plan_line
 from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
 from crowdsafe.measure.zones import profile_book
-from crowdsafe.runtime.pipeline import plan_line
 
 app = typer.Typer(help="Validate a site file and print its JSON Schema.", no_args_is_help=True)
 

@@ -9,7 +9,6 @@ It is published only after a check that the density counter finds (almost) nobod
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -41,14 +40,6 @@ class BackgroundModel:
         if not self.ready:
             return None
         return np.median(np.stack(self._ring), axis=0).astype(np.uint8)
-
-    def people_free(self, count_people: Callable[[np.ndarray], float],
-                    max_people: float = 0.5) -> np.ndarray | None:
-        """The median, only if the counter finds fewer than ``max_people`` in it."""
-        image = self.median()
-        if image is None or count_people(image) >= max_people:
-            return None
-        return image
 
 
 def encode_jpeg(image_bgr: np.ndarray, quality: int = 80) -> bytes:

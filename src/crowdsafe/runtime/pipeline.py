@@ -1,18 +1,13 @@
 """The per-frame stage chain: count → zones → lines → background, with no threads and no I/O.
 
-Everything a runner does per sampled frame lives here, so the local runner and a later Ray
-runner (one actor per site, or per camera group) compute identical readings. What this keeps
+Everything a runner does per sampled frame lives here, so the local runner and the Ray runner
+(``runtime.ray``) compute identical readings. What this keeps
 between frames is small and pixel-free except for the background ring: the newest density map
 of each camera (zones seen by several cameras combine the newest map of each, so a reading is
 not half a zone) and the time of each camera's previous frame (the period a line flow covers).
 
-Line endpoints are given in ground metres; they are mapped into the image of the camera that
-sees most of the line *at head height* (the plane the density cells are mapped through, see
-``geometry.ground_map``), clipped to the part that lands on usable cells of that image. A head
-crosses the vertical plane above the line exactly when its person crosses the line, so the
-flux of head density through the line's head-height image counts the people crossing the floor
-line. Flux is conserved under the homography, so it is integrated in image space; only the
-per-metre flow needs the (visible) gate width.
+Lines are measured where ``geometry.lines`` plans them: the flux of head density through the
+line's image segment, as people per metre of its visible width per minute.
 
 Each camera's density is corrected before anything reads it: a camera with a tuning
 (``counting.tuning``) gets its commissioned background removed (if chosen) and its gain; any
@@ -26,7 +21,6 @@ people, and nothing on this camera says how much).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -37,9 +31,9 @@ import numpy as np
 from crowdsafe.counting.counter import Counts, DensityResult
 from crowdsafe.counting.tuning import CameraTuning, site_tunings
 from crowdsafe.geometry.body import BodyMotion, body_motion
-from crowdsafe.geometry.homography import apply
+from crowdsafe.geometry.lines import plan_lines
 from crowdsafe.geometry.site import SiteGeometry
-from crowdsafe.measure.flow import line_flux, optical_flow
+from crowdsafe.measure.flow import LineFlux, line_flux, optical_flow, persons_per_metre_minute
 from crowdsafe.measure.zones import ZoneReading, profile_book, zone_readings
 from crowdsafe.runtime.background import (
     BackgroundCheck,
@@ -49,84 +43,14 @@ from crowdsafe.runtime.background import (
 )
 from crowdsafe.runtime.camera import Sample
 from crowdsafe.runtime.counters import CameraCounters
-from crowdsafe.safety.profiles import ProfileBook
-from crowdsafe.simulate.clearance import CLEARANCE_METRIC, live_clearance_s
+from crowdsafe.safety.metrics import Metric, zone_metrics
 
 log = logging.getLogger(__name__)
 
-#: Points sampled along a ground line to find the part a camera sees.
-LINE_SAMPLES = 256
 #: Longest gap between two frames of a camera still bridged by a line's in/out counts, in
 #: sampling periods: beyond it (camera down, runner overloaded) flow is counted for one period
 #: only, rather than extrapolating one pair of frames over minutes.
 MAX_PERIODS_BRIDGED = 5.0
-
-
-@dataclass(frozen=True)
-class LinePlan:
-    """Where a site line is measured: one camera, an image segment, and which way is "in"."""
-
-    line_id: str
-    camera_id: str
-    a_px: tuple[float, float]
-    b_px: tuple[float, float]
-    in_is_positive: bool  # line_flux's positive side is the line's "in" side
-    width_m: float  # clear width of the visible part of the gate
-    visible_fraction: float
-
-
-def plan_line(geometry: SiteGeometry, line_id: str) -> LinePlan | None:
-    """The camera seeing most of the line and the line's image there; None if no camera sees it."""
-    line = next(ln for ln in geometry.site.lines if ln.id == line_id)
-    t = (np.arange(LINE_SAMPLES) + 0.5) / LINE_SAMPLES
-    a, b = np.asarray(line.a, float), np.asarray(line.b, float)
-    ground = a + t[:, None] * (b - a)
-    best: tuple[float, str, np.ndarray] | None = None
-    for cid, cam in geometry.cameras.items():
-        image = apply(cam.ground_map.ground_to_image, ground)
-        _, _, seen = cam.ground_map.cell_of(image)
-        fraction = float(seen.mean())
-        if fraction > 0 and (best is None or fraction > best[0]):
-            best = (fraction, cid, image[seen])
-    if best is None:
-        return None
-    fraction, cid, visible = best
-    a_px, b_px = visible[0], visible[-1]
-    if float(np.hypot(*(b_px - a_px))) < 2.0:
-        return None
-    # Which image side is "in": push the middle of the visible part along the ground normal.
-    cam = geometry.cameras[cid]
-    mid_px = (a_px + b_px) / 2
-    mid = apply(cam.ground_map.image_to_ground, mid_px[None])[0]
-    step = 0.05 * max(line.length_m, 1.0)
-    inward = apply(cam.ground_map.ground_to_image, (mid + step * np.asarray(line.positive_normal()))[None])[0]
-    dx, dy = b_px - a_px
-    positive_side = np.array([dy, -dx])  # line_flux's positive normal in image coordinates
-    in_is_positive = bool(np.dot(inward - mid_px, positive_side) > 0)
-    width = (line.width_m or line.length_m) * fraction
-    return LinePlan(line.id, cid, (float(a_px[0]), float(a_px[1])), (float(b_px[0]), float(b_px[1])),
-                    in_is_positive, width, fraction)
-
-
-def plan_lines(geometry: SiteGeometry) -> dict[str, LinePlan]:
-    """Plans of every line some camera sees; unseen lines are logged and left out."""
-    plans = {}
-    for line in geometry.site.lines:
-        plan = plan_line(geometry, line.id)
-        if plan is None:
-            log.warning("line %s is not seen by any camera; no flow will be measured", line.id)
-        else:
-            plans[line.id] = plan
-    return plans
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A number an alert rule may watch: (subject, metric name, value)."""
-
-    subject: str
-    metric: str
-    value: float
 
 
 @dataclass
@@ -143,28 +67,6 @@ class FrameOutput:
     timings: dict[str, float] = field(default_factory=dict)
     frame_index: int | None = None  # the sample's frame number in its source, when it has one
     interval: tuple[float, float] | None = None  # (low, high) of ``count``, when known
-
-
-def zone_metrics(geometry: SiteGeometry, readings: list[ZoneReading], book: ProfileBook) -> list[Metric]:
-    """Numbers for alert rules: density, LoS and risk ranks, count, % of capacity, clearance time."""
-    risk_labels = [band.label for band in book.risk.bands]
-    out = []
-    for r in readings:
-        zone = geometry.zones[r.zone_id].zone
-        out.append(Metric(r.zone_id, "count", r.count))
-        if not math.isnan(r.density):
-            out.append(Metric(r.zone_id, "density", r.density))
-        if r.los is not None:
-            labels = [band.label for band in book.los_profile(zone.type, zone.los_profile).bands]
-            out.append(Metric(r.zone_id, "los_rank", float(labels.index(r.los))))
-        if r.risk is not None:
-            out.append(Metric(r.zone_id, "risk_rank", float(risk_labels.index(r.risk))))
-        if zone.capacity:
-            out.append(Metric(r.zone_id, "capacity_pct", 100.0 * r.count / zone.capacity))
-        clearance = live_clearance_s(zone, r.count, geometry.site.safety)
-        if clearance is not None:  # zones with exits: the egress_time rules
-            out.append(Metric(r.zone_id, CLEARANCE_METRIC, clearance))
-    return out
 
 
 class FramePipeline:
@@ -307,7 +209,7 @@ class FramePipeline:
             flux = line_flux(result.density, result.cell, velocity, plan.a_px, plan.b_px, body=body)
             pos, neg = max(flux.positive_per_s, 0.0) + 0.0, max(flux.negative_per_s, 0.0) + 0.0  # not -0.0
             in_ps, out_ps = (pos, neg) if plan.in_is_positive else (neg, pos)
-            pmm = (in_ps + out_ps) * 60.0 / plan.width_m
+            pmm = persons_per_metre_minute(LineFlux(pos, neg), plan.width_m)
             rows.append({"line_id": plan.line_id, "ts": ts, "period_s": period, "in_count": in_ps * period,
                          "out_count": out_ps * period, "flow_pmm": pmm})
             metrics.append(Metric(plan.line_id, "flow_pmm", pmm))
