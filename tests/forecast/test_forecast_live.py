@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from crowdsafe.forecast import ZoneForecaster
-from crowdsafe.forecast.alerts import FORECAST_CAPACITY_METRIC, forecast_alert_rules, forecast_metrics
+from crowdsafe.forecast.alerts import forecast_metrics
 from crowdsafe.forecast.live import (
     ForecastNotReady,
     ForecastStep,
@@ -22,10 +22,14 @@ from crowdsafe.forecast.live import (
 from crowdsafe.forecast.schedule import site_events
 from crowdsafe.geometry.site import build_site_geometry
 from crowdsafe.measure.zones import ZoneReading, profile_book
-from crowdsafe.runtime.alerting import default_rules
 from crowdsafe.safety.alerts import AlertEngine
 from crowdsafe.safety.metrics import zone_metrics
-from crowdsafe.simulate.clearance import CLEARANCE_METRIC
+from crowdsafe.safety.rules import (
+    CLEARANCE_METRIC,
+    FORECAST_CAPACITY_METRIC,
+    default_rules,
+    forecast_alert_rules,
+)
 from crowdsafe.store import open_store
 from tests.support.forecast_support import event_site, fill_until, load, quick_fit
 

@@ -11,13 +11,11 @@ import pytest
 import crowdsafe.forecast.live as live_module
 from crowdsafe.config.site import load_site
 from crowdsafe.counting.counter import DensityCounter
-from crowdsafe.forecast.alerts import FORECAST_CAPACITY_METRIC
 from crowdsafe.forecast.live import ForecastStep, LiveForecasts
-from crowdsafe.runtime.alerting import default_rules
 from crowdsafe.runtime.background import BackgroundPolicy
 from crowdsafe.runtime.local import LocalRunner, RunnerConfig, RunSummary, prepare_site
 from crowdsafe.safety.alerts import AlertRule
-from crowdsafe.simulate.clearance import CLEARANCE_METRIC
+from crowdsafe.safety.rules import CLEARANCE_METRIC, FORECAST_CAPACITY_METRIC, default_rules
 from crowdsafe.store.store import open_store
 from tests.support.forecast_support import quick_fit
 from tests.support.runner import demo_site

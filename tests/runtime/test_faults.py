@@ -33,10 +33,10 @@ import pytest
 
 from crowdsafe.config.site import load_site
 from crowdsafe.counting.counter import DensityCounter
-from crowdsafe.runtime.alerting import default_rules
 from crowdsafe.runtime.background import BackgroundPolicy
 from crowdsafe.runtime.local import LocalRunner, RunnerConfig, RunSummary, prepare_site
 from crowdsafe.safety.alerts import AlertRule
+from crowdsafe.safety.rules import default_rules
 from crowdsafe.store.store import open_store
 from tests.support.runner import (
     ZONES,

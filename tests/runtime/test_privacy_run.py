@@ -39,10 +39,10 @@ from crowdsafe.cli.main import app
 from crowdsafe.config.site import load_site
 from crowdsafe.counting.counter import DensityCounter
 from crowdsafe.measure.background import encode_jpeg
-from crowdsafe.runtime.alerting import default_rules
 from crowdsafe.runtime.background import BackgroundPolicy
 from crowdsafe.runtime.local import LocalRunner, RunnerConfig, RunSummary, prepare_site
 from crowdsafe.safety.alerts import AlertRule
+from crowdsafe.safety.rules import default_rules
 from crowdsafe.store.schema import READING_TABLES
 from crowdsafe.store.store import open_store
 from tests.support.runner import VIDEO, ZONES, demo_site, image_files_under

@@ -33,12 +33,12 @@ from crowdsafe.counting.counter import DensityCounter
 from crowdsafe.counting.engines import EngineSpec, EngineUnavailable, create_engine
 from crowdsafe.counting.weights import WeightsError
 from crowdsafe.geometry.lines import plan_line
-from crowdsafe.runtime.alerting import default_rules
 from crowdsafe.runtime.background import BackgroundPolicy, CameraBackground
 from crowdsafe.runtime.camera import CameraReader, CameraSource, Sample
 from crowdsafe.runtime.local import LocalRunner, RunnerConfig, RunSummary, prepare_site
 from crowdsafe.runtime.slots import LatestSlots
 from crowdsafe.safety.alerts import AlertRule
+from crowdsafe.safety.rules import default_rules
 from crowdsafe.sources.looping import LoopingVideoSource
 from crowdsafe.store.store import open_store
 from tests.support.postgres_server import pg_bin, postgres_cluster

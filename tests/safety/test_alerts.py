@@ -138,7 +138,8 @@ def test_a_wandering_count_raises_a_few_alerts_not_a_flood(seed):
 
 def test_messages_read_like_a_person_wrote_them():
     from crowdsafe.config.site import load_site
-    from crowdsafe.runtime.alerting import default_rules, site_messages
+    from crowdsafe.runtime.alerting import site_messages
+    from crowdsafe.safety.rules import default_rules
     from tests.support.api_support import DEMO_SITE
 
     site = load_site(DEMO_SITE)

@@ -15,15 +15,9 @@ from typer.testing import CliRunner
 from crowdsafe.cli.main import app
 from crowdsafe.config.site import Exit
 from crowdsafe.safety.alerts import AlertEngine
-from crowdsafe.simulate import (
-    EGRESS_THRESHOLD_S,
-    ExitSpec,
-    clearance_time,
-    egress_alert_rules,
-    egress_capacity,
-    jupedsim_model,
-)
-from crowdsafe.simulate.clearance import CLEARANCE_METRIC
+from crowdsafe.safety.guidance import EGRESS_TARGET_S as EGRESS_THRESHOLD_S
+from crowdsafe.safety.rules import CLEARANCE_METRIC, egress_alert_rules
+from crowdsafe.simulate import ExitSpec, clearance_time, egress_capacity, jupedsim_model
 from crowdsafe.simulate.jupedsim_model import (
     cached_clearance,
     jupedsim_available,

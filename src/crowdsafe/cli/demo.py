@@ -38,11 +38,11 @@ from crowdsafe.cli.options import (
 )
 from crowdsafe.cli.run import frame_line, install_signals, summary_lines
 from crowdsafe.config.site import Site, load_site
-from crowdsafe.runtime.alerting import default_rules
 from crowdsafe.runtime.counters import CameraCounters, engine_name
 from crowdsafe.runtime.local import LocalRunner, RunnerConfig, prepare_site
 from crowdsafe.runtime.pipeline import FrameOutput
 from crowdsafe.safety.alerts import AlertRule
+from crowdsafe.safety.rules import default_rules
 from crowdsafe.store.store import Store, StoreError, open_store
 
 DEFAULT_STATE_DIR = Path("crowdsafe-demo")

@@ -16,9 +16,9 @@ import typer
 from crowdsafe.cli.console import stdout_console
 from crowdsafe.cli.errors import fail, user_errors
 from crowdsafe.config.site import load_site
+from crowdsafe.safety.guidance import EGRESS_TARGET_S
 from crowdsafe.simulate.clearance import (
     DEFAULT_SPECIFIC_FLOW,
-    EGRESS_THRESHOLD_S,
     clearance_time,
     egress_capacity,
     exit_flow_pm,
@@ -38,7 +38,7 @@ def simulate(
                     f"(built-in {DEFAULT_SPECIFIC_FLOW['stairs']:.0f}).", show_default=False)] = None,
     threshold: Annotated[float | None, typer.Option(
         min=1, help="Egress time limit, seconds; default the site's safety.egress_limit_s "
-                    f"(built-in {EGRESS_THRESHOLD_S:.0f}).", show_default=False)] = None,
+                    f"(built-in {EGRESS_TARGET_S:.0f}).", show_default=False)] = None,
     jupedsim: Annotated[bool, typer.Option(
         "--jupedsim", help="Also run a JuPedSim agent simulation.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the JuPedSim start positions.")] = 0,

@@ -38,6 +38,7 @@ from pydantic import (
 )
 from shapely.validation import explain_validity
 
+from crowdsafe.safety.guidance import EGRESS_TARGET_S, GREEN_GUIDE_PMM
 from crowdsafe.safety.profiles import (
     BUILTIN_PROFILES,
     DEFAULT_LOS_BY_ZONE_TYPE,
@@ -198,10 +199,10 @@ class SafetyConfig(_Strict):
         dict(DEFAULT_LOS_BY_ZONE_TYPE), description="LoS profile for each zone type")
     risk_profile: str = DEFAULT_RISK_PROFILE
     specific_flow_pmm: dict[Literal["level", "stairs"], Annotated[float, Field(gt=0)]] = Field(
-        {"level": 82.0, "stairs": 66.0}, description="people per metre of exit width per minute, by exit "
+        dict(GREEN_GUIDE_PMM), description="people per metre of exit width per minute, by exit "
         "kind, for zone clearance times (82 level / 66 stairs: UK venue guidance)")
-    egress_limit_s: float = Field(480.0, gt=0, description="clearance time that raises the egress alert "
-                                                           "(8 minutes by default)")
+    egress_limit_s: float = Field(EGRESS_TARGET_S, gt=0, description="clearance time that raises the "
+                                  "egress alert (8 minutes by default)")
 
 
 class Staffing(BaseModel):

@@ -3,8 +3,8 @@
 A capacity alert on the live count arrives when the zone is already full; the forecast's
 80 % upper bound gives stewards the 15-30 minutes needed to open overflow areas or hold the
 gate. The metric is the highest upper bound over horizons up to ``WITHIN_MIN``, as % of the
-zone's capacity (zones without a capacity have no such metric). Forecasts refresh once a
-minute, so the rule's 60 s minimum duration means two forecasts in a row must agree.
+zone's capacity (zones without a capacity have no such metric); the rule on it is
+``safety.rules.forecast_alert_rules``.
 """
 
 from __future__ import annotations
@@ -13,15 +13,9 @@ from collections.abc import Mapping
 
 from crowdsafe.config.site import Site
 from crowdsafe.forecast.forecaster import Forecast
-from crowdsafe.safety.alerts import AlertRule
+from crowdsafe.safety.rules import FORECAST_CAPACITY_METRIC
 
-FORECAST_CAPACITY_METRIC = "forecast_capacity_pct"
 WITHIN_MIN = 30
-
-
-def forecast_alert_rules(raise_pct: float = 100.0, clear_pct: float = 90.0) -> list[AlertRule]:
-    return [AlertRule("capacity_forecast", FORECAST_CAPACITY_METRIC, raise_at=raise_pct, clear_at=clear_pct,
-                      min_duration_s=60.0, severity="warning")]
 
 
 def forecast_metrics(site: Site, forecasts: Mapping[str, Forecast], within_min: int = WITHIN_MIN,

@@ -39,8 +39,6 @@ from crowdsafe.store import Store
 GAP_FACTOR = 2.0
 #: Most points per chart series: 12 h at one-minute means is 720; more would only bloat the file.
 MAX_POINTS = 480
-#: Green Guide specific flows (p/m/min): level ways and stepped ways. Drawn whatever the site says.
-GREEN_GUIDE_PMM = {"level": 82.0, "stairs": 66.0}
 #: The risk thresholds every density chart shows (p/m²): slowed, critical when moving, dangerous.
 RISK_LINES_PM2 = (2.0, 4.0, 5.0)
 #: Forecast check: how far ahead (minutes) and how often (minutes) forecasts are re-issued.

@@ -32,7 +32,6 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Polygon
 
 from crowdsafe.report.compute import (
-    GREEN_GUIDE_PMM,
     RISK_LINES_PM2,
     CameraOverlay,
     GateSummary,
@@ -40,6 +39,7 @@ from crowdsafe.report.compute import (
     ZoneSummary,
     holds,
 )
+from crowdsafe.safety.guidance import GREEN_GUIDE_PMM  # drawn whatever the site says
 
 WIDTH_IN = 10.0
 #: Fruin letters from free (green) to jammed (dark red); other band names get a ramp.

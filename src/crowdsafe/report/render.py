@@ -17,6 +17,7 @@ from pathlib import Path
 
 from crowdsafe.report.compute import Report
 from crowdsafe.report.figures import Chart, charts, to_html
+from crowdsafe.safety.guidance import GREEN_GUIDE_LEVEL_PMM, GREEN_GUIDE_STAIRS_PMM
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1000px;
@@ -212,7 +213,8 @@ def _gates(r: Report, drawn: dict[str, Chart]) -> str:
     limits = ", ".join(f"{k} {v:g}" for k, v in r.site_flow_limits.items())
     return ("".join(parts) or "<p>No gate in the site file.</p>") + (
         f'<p class="note">Flow is people per metre of gate width per minute, both directions. Green Guide '
-        f"rates: 82 level, 66 stepped; this site's limits: {_e(limits)}.</p>"
+        f"rates: {GREEN_GUIDE_LEVEL_PMM:g} level, {GREEN_GUIDE_STAIRS_PMM:g} stepped; "
+        f"this site's limits: {_e(limits)}.</p>"
     )
 
 

@@ -37,7 +37,7 @@ from crowdsafe.counting.counter import Counts
 from crowdsafe.forecast.live import ForecastStep
 from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
 from crowdsafe.notify.webhooks import WebhookNotifier
-from crowdsafe.runtime.alerting import AlertSink, default_rules, site_messages
+from crowdsafe.runtime.alerting import AlertSink, site_messages
 from crowdsafe.runtime.background import BackgroundCheck, BackgroundPolicy, write_background
 from crowdsafe.runtime.camera import CameraHealth, CameraReader, CameraSource, Sample, open_camera, probe_size
 from crowdsafe.runtime.counters import CameraCounters
@@ -45,6 +45,7 @@ from crowdsafe.runtime.pipeline import FrameOutput, FramePipeline
 from crowdsafe.runtime.slots import LatestSlots
 from crowdsafe.runtime.writer import StoreWriter, WriterStats
 from crowdsafe.safety.alerts import AlertRule
+from crowdsafe.safety.rules import default_rules
 from crowdsafe.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class RunnerConfig:
     duration_s: float | None = None
     health_every_s: float = 10.0
     background: BackgroundPolicy = field(default_factory=BackgroundPolicy)
-    rules: tuple[AlertRule, ...] | None = None  # None: ``alerting.default_rules(site)``
+    rules: tuple[AlertRule, ...] | None = None  # None: ``safety.rules.default_rules(site)``
     forecast_every_s: float | None = None  # forecast every zone this often (``forecast.live``); None: off
     webhooks: tuple[str, ...] = ()
     flush_deadline_s: float = 10.0

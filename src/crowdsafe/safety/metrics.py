@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from crowdsafe.geometry.site import SiteGeometry
 from crowdsafe.measure.zones import ZoneReading
 from crowdsafe.safety.profiles import ProfileBook
-from crowdsafe.simulate.clearance import CLEARANCE_METRIC, live_clearance_s
+from crowdsafe.safety.rules import CLEARANCE_METRIC
+from crowdsafe.simulate.clearance import live_clearance_s
 
 
 @dataclass(frozen=True)

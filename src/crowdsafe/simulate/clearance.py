@@ -1,17 +1,16 @@
 """Flow-based clearance time: how long a zone's crowd takes to pass its exits.
 
 ``T = N / Σ (width_i × specific_flow(kind_i))`` in minutes, with specific flows in people per
-metre of clear width per minute: 82 on the level and 66 on stairs by default (the capacities
-used in UK venue guidance, e.g. the Green Guide; a site sets its own in
-``safety.specific_flow_pmm``). The formula assumes
+metre of clear width per minute: the Green Guide's rates by default (``safety.guidance``; a
+site sets its own in ``safety.specific_flow_pmm``). The formula assumes
 every exit is used in proportion to its capacity and runs at capacity from the first second:
 it ignores the walk to the exits and any queue interaction, so it is a *lower bound* on the
 real clearance. Add ``travel_time_s`` for the walk, or use the JuPedSim what-if for geometry.
 
-The 8-minute figure is a common egress-time design criterion for standing areas (guidance
-gives ranges by venue and construction; it is policy, like the staffing ratios), so the alert
-helper takes the threshold as an argument and a site sets it in ``safety.egress_limit_s``.
-The live runner feeds every zone with exits through ``live_clearance_s`` into the rules.
+The egress target (``safety.guidance.EGRESS_TARGET_S``) is policy: the alert rules
+(``safety.rules.egress_alert_rules``) take it as an argument and a site sets it in
+``safety.egress_limit_s``. The live runner feeds every zone with exits through
+``live_clearance_s`` into the rules.
 """
 
 from __future__ import annotations
@@ -22,12 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from crowdsafe.config.site import Exit, SafetyConfig, Zone
-from crowdsafe.safety.alerts import AlertRule
+from crowdsafe.safety.guidance import EGRESS_TARGET_S, GREEN_GUIDE_PMM
 
-DEFAULT_SPECIFIC_FLOW: dict[str, float] = {"level": 82.0, "stairs": 66.0}
-EGRESS_THRESHOLD_S = 8 * 60.0
-#: The metric name the alert rules watch: feed ``AlertEngine.update(zone, CLEARANCE_METRIC, ts, seconds)``.
-CLEARANCE_METRIC = "clearance_s"
+DEFAULT_SPECIFIC_FLOW = GREEN_GUIDE_PMM
 
 
 @dataclass(frozen=True)
@@ -89,26 +85,7 @@ def live_clearance_s(zone: Zone, count: float, safety: SafetyConfig | None = Non
 
 
 def egress_capacity(exits: Sequence[Exit | ExitSpec | Mapping[str, Any]],
-                    threshold_s: float = EGRESS_THRESHOLD_S,
+                    threshold_s: float = EGRESS_TARGET_S,
                     specific_flow: Mapping[str, float] | None = None) -> float:
     """People the exits clear within ``threshold_s``: the occupancy at which the alert fires."""
     return exit_flow_pm(exits, specific_flow) * threshold_s / 60.0
-
-
-def egress_alert_rules(threshold_s: float = EGRESS_THRESHOLD_S, warn_fraction: float = 0.75,
-                       hysteresis: float = 0.9, min_duration_s: float = 30.0) -> list[AlertRule]:
-    """Rules on ``clearance_s``: critical at the threshold, warning at ``warn_fraction`` of it.
-
-    Clearing below 90 % of the raise level and a 30 s minimum duration keep a count hovering at
-    the limit from flapping the alert (see ``crowdsafe.safety.alerts``).
-    """
-    if not 0 < warn_fraction <= 1 or not 0 < hysteresis <= 1:
-        raise ValueError("warn_fraction and hysteresis must be in (0, 1]")
-    warn = threshold_s * warn_fraction
-    return [
-        AlertRule(name="egress_time_warning", metric=CLEARANCE_METRIC, raise_at=warn,
-                  clear_at=warn * hysteresis,
-                  min_duration_s=min_duration_s, severity="warning"),
-        AlertRule(name="egress_time", metric=CLEARANCE_METRIC, raise_at=threshold_s,
-                  clear_at=threshold_s * hysteresis, min_duration_s=min_duration_s, severity="critical"),
-    ]

@@ -1,0 +1,92 @@
+"""Every alert rule crowdsafe ships: density, capacity, flow, egress, forecast and camera health.
+
+Site files do not configure alerts yet, so the runner ships these rules, built on the guidance in
+``safety.guidance``. They watch ranks within the site's own LoS and risk profiles rather than fixed p/m²
+numbers, so a site that overrides a profile moves its alerts with it:
+
+- ``risk_slowed`` / ``risk_critical``: a zone at risk band 1+ (2 p/m² on the default 2/4/5
+  scale) / 2+ (4 p/m²) for 10 s;
+- ``los_e``: a zone at LoS E or worse for 10 s (6-letter profiles);
+- ``capacity_90`` / ``capacity_100``: count at 90 % / 100 % of the zone's capacity;
+- ``surge``: a zone gaining 30+ people per minute over the last minute;
+- ``line_flow``: a line above the Green Guide's level rate (82 p/m/min) for 10 s, cleared under
+  its stairs rate (66);
+- ``camera_stale``: no frame from a camera for 30 s;
+- ``egress_time_warning`` / ``egress_time``: a zone's clearance time through its exits at 75 % /
+  100 % of the site's ``safety.egress_limit_s`` (8 min by default), see ``simulate.clearance``
+  and ``egress_alert_rules``;
+- ``capacity_forecast``: a zone forecast (80 % upper bound) to pass its capacity within 30 min,
+  see ``forecast.alerts`` for the metric.
+
+Hysteresis (clear below a lower value) and hold times keep noisy readings from flapping: zone
+rules hold ``ZONE_HOLD_S`` before they raise and as long below the clear level before they clear,
+and a zone rule that comes back within ``COOLDOWN_S`` of clearing reopens its alert (one more
+occurrence) instead of raising another. Messages name the zone, the number in its unit, how long
+and the limit (``runtime.alerting.site_messages``).
+"""
+
+from __future__ import annotations
+
+from crowdsafe.config.site import Site
+from crowdsafe.safety.alerts import AlertRule
+from crowdsafe.safety.guidance import EGRESS_TARGET_S, GREEN_GUIDE_LEVEL_PMM, GREEN_GUIDE_STAIRS_PMM
+
+#: The metric the egress rules watch: feed ``AlertEngine.update(zone, CLEARANCE_METRIC, ts, seconds)``.
+CLEARANCE_METRIC = "clearance_s"
+#: The metric the forecast rule watches: peak forecast bound as % of capacity (``forecast.alerts``).
+FORECAST_CAPACITY_METRIC = "forecast_capacity_pct"
+#: A line's flow raises above the level rate and clears under the stairs rate.
+LINE_FLOW_PMM = GREEN_GUIDE_LEVEL_PMM
+STALE_CAMERA_S = 30.0
+#: Least seconds a zone condition must last before it raises, and be gone before it clears.
+ZONE_HOLD_S = 20.0
+#: A zone or line condition back within this many seconds of clearing reopens the same alert.
+COOLDOWN_S = 300.0
+
+
+def default_rules(site: Site | None = None) -> list[AlertRule]:
+    """The rules above; ``site`` sets the egress limit (default 8 minutes)."""
+    egress_s = site.safety.egress_limit_s if site is not None else EGRESS_TARGET_S
+    hold, cool = ZONE_HOLD_S, COOLDOWN_S
+    return [*egress_alert_rules(egress_s), *forecast_alert_rules(),
+        AlertRule("risk_slowed", "risk_rank", raise_at=1, clear_at=1, min_duration_s=hold, severity="warning",
+                  cooldown_s=cool),
+        AlertRule("risk_critical", "risk_rank", raise_at=2, clear_at=2, min_duration_s=10,
+                  clear_hold_s=hold, severity="critical", cooldown_s=cool),
+        AlertRule("los_e", "los_rank", raise_at=4, clear_at=4, min_duration_s=hold, severity="warning",
+                  cooldown_s=cool),
+        AlertRule("capacity_90", "capacity_pct", raise_at=90, clear_at=80, min_duration_s=hold,
+                  severity="warning", cooldown_s=cool),
+        AlertRule("capacity_100", "capacity_pct", raise_at=100, clear_at=95, min_duration_s=5,
+                  clear_hold_s=hold, severity="critical", cooldown_s=cool),
+        AlertRule("surge", "count", raise_at=30, clear_at=10, rate_window_s=60, severity="warning",
+                  clear_hold_s=hold, cooldown_s=cool),
+        AlertRule("line_flow", "flow_pmm", raise_at=LINE_FLOW_PMM, clear_at=GREEN_GUIDE_STAIRS_PMM,
+                  min_duration_s=10, clear_hold_s=hold, severity="warning", cooldown_s=cool),
+        AlertRule("camera_stale", "stale_s", raise_at=STALE_CAMERA_S, clear_at=5, severity="critical"),
+    ]
+
+
+def egress_alert_rules(threshold_s: float = EGRESS_TARGET_S, warn_fraction: float = 0.75,
+                       hysteresis: float = 0.9, min_duration_s: float = 30.0) -> list[AlertRule]:
+    """Rules on ``clearance_s``: critical at the threshold, warning at ``warn_fraction`` of it.
+
+    Clearing below 90 % of the raise level and a 30 s minimum duration keep a count hovering at
+    the limit from flapping the alert (see ``crowdsafe.safety.alerts``).
+    """
+    if not 0 < warn_fraction <= 1 or not 0 < hysteresis <= 1:
+        raise ValueError("warn_fraction and hysteresis must be in (0, 1]")
+    warn = threshold_s * warn_fraction
+    return [
+        AlertRule(name="egress_time_warning", metric=CLEARANCE_METRIC, raise_at=warn,
+                  clear_at=warn * hysteresis,
+                  min_duration_s=min_duration_s, severity="warning"),
+        AlertRule(name="egress_time", metric=CLEARANCE_METRIC, raise_at=threshold_s,
+                  clear_at=threshold_s * hysteresis, min_duration_s=min_duration_s, severity="critical"),
+    ]
+
+
+def forecast_alert_rules(raise_pct: float = 100.0, clear_pct: float = 90.0) -> list[AlertRule]:
+    """The forecast's capacity rule; its 60 s minimum means two once-a-minute forecasts must agree."""
+    return [AlertRule("capacity_forecast", FORECAST_CAPACITY_METRIC, raise_at=raise_pct, clear_at=clear_pct,
+                      min_duration_s=60.0, severity="warning")]
