@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -35,6 +34,7 @@ from crowdsafe.cli.options import (
     PrecisionOption,
     ThreadsOption,
     engine_spec,
+    log_to_stderr,
 )
 from crowdsafe.cli.run import frame_line, install_signals, summary_lines
 from crowdsafe.config.site import Site, load_site
@@ -148,9 +148,7 @@ def demo(
         help="At the end, write the event debrief of the run to this HTML file.", show_default=False)] = None,
 ) -> None:
     """Run the demo site (sample video as a live camera, 3 zones, a gate) with its dashboard."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_to_stderr(logging.WARNING)
     site_file = demo_site_file()
     with user_errors():
         prepared = prepare_site(load_site(site_file), loop=True)

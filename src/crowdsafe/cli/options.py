@@ -1,7 +1,9 @@
-"""Engine options shared by every command that runs the network, so they read the same."""
+"""Options shared by several commands (the engine, the API), so they read the same; and their logging."""
 
 from __future__ import annotations
 
+import logging
+import sys
 from enum import StrEnum
 from typing import Annotated
 
@@ -34,3 +36,19 @@ ThreadsOption = Annotated[int | None, typer.Option(
 def engine_spec(engine: EngineChoice, precision: PrecisionChoice,
                 threads: int | None) -> EngineSpec:
     return EngineSpec(engine=engine.value, precision=precision.value, threads=threads)
+
+
+CorsOriginOption = Annotated[list[str] | None, typer.Option(
+    help="Allow browser calls from this origin (repeatable). Default: none (CORS closed).",
+    show_default=False)]
+TrustedProxyOption = Annotated[list[str] | None, typer.Option(
+    help="A reverse proxy (IP or CIDR, repeatable) whose X-Forwarded-For names the client, so failed "
+         "logins and live streams are counted per client, not per proxy. Default: none.",
+    show_default=False)]
+
+
+def log_to_stderr(level: int = logging.INFO) -> None:
+    """Log records with time, level and logger to stderr, unless logging is set up already."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -9,9 +9,7 @@ store first, then the API closes; a second signal kills it at once.
 
 from __future__ import annotations
 
-import logging
 import signal
-import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -22,12 +20,15 @@ import typer
 from crowdsafe.cli.errors import err_console, fail, user_errors
 from crowdsafe.cli.live import start_api, token_hint
 from crowdsafe.cli.options import (
+    CorsOriginOption,
     EngineChoice,
     EngineOption,
     PrecisionChoice,
     PrecisionOption,
     ThreadsOption,
+    TrustedProxyOption,
     engine_spec,
+    log_to_stderr,
 )
 from crowdsafe.cli.serve import checked_proxies
 from crowdsafe.config.site import load_site
@@ -117,22 +118,15 @@ def run(
         help="Also serve the API and dashboard (as `crowdsafe serve`) from this process.")] = True,
     host: Annotated[str, typer.Option(help="API address; 0.0.0.0 for all.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="API port; 0 picks a free one.")] = 8080,
-    cors_origin: Annotated[list[str] | None, typer.Option(
-        help="Allow browser calls from this origin (repeatable). Default: none (CORS closed).",
-        show_default=False)] = None,
-    trusted_proxy: Annotated[list[str] | None, typer.Option(
-        help="A reverse proxy (IP or CIDR, repeatable) whose X-Forwarded-For names the client, so failed "
-             "logins and live streams are counted per client, not per proxy. Default: none.",
-        show_default=False)] = None,
+    cors_origin: CorsOriginOption = None,
+    trusted_proxy: TrustedProxyOption = None,
     cluster: Annotated[str | None, typer.Option(
         help="Run on a Ray cluster: ray://HOST:PORT, HOST:PORT or auto (this machine's cluster, else a "
              "local one). Needs crowdsafe[ray]; see docs/scaling.md.", show_default=False)] = None,
 ) -> None:
     """Count every camera of a site, store zone and line readings, raise alerts, serve the dashboard;
     until stopped."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_to_stderr()
     prepared = _prepare(site_file, loop)
     proxies = checked_proxies(trusted_proxy)
     for url in webhook or []:

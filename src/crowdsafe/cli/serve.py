@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +12,7 @@ from crowdsafe.api.proxies import parse_networks
 from crowdsafe.api.settings import DEFAULT_STATE_DIR, ApiSettings
 from crowdsafe.api.tokens import TokenBook, TokenError
 from crowdsafe.cli.errors import err_console, fail, user_errors
+from crowdsafe.cli.options import CorsOriginOption, TrustedProxyOption, log_to_stderr
 from crowdsafe.config.site import SiteError, load_site
 from crowdsafe.store import StoreError
 
@@ -45,19 +44,12 @@ def serve(
         help="Folder with the store (by default), tokens.json and backgrounds/.")] = DEFAULT_STATE_DIR,
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 for all.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port; 0 picks a free one.")] = 8080,
-    cors_origin: Annotated[list[str] | None, typer.Option(
-        help="Allow browser calls from this origin (repeatable). Default: none (CORS closed).",
-        show_default=False)] = None,
-    trusted_proxy: Annotated[list[str] | None, typer.Option(
-        help="A reverse proxy (IP or CIDR, repeatable) whose X-Forwarded-For names the client, so failed "
-             "logins and live streams are counted per client, not per proxy. Default: none.",
-        show_default=False)] = None,
+    cors_origin: CorsOriginOption = None,
+    trusted_proxy: TrustedProxyOption = None,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
 ) -> None:
     """Serve the REST API, live feed, Prometheus metrics and dashboard (http://HOST:PORT/)."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_to_stderr()
     with user_errors():
         try:
             site = load_site(site_file)
