@@ -21,9 +21,9 @@ from crowdsafe.forecast.live import (
 )
 from crowdsafe.forecast.schedule import site_events
 from crowdsafe.geometry.site import build_site_geometry
+from crowdsafe.measure.metrics import zone_metrics
 from crowdsafe.measure.zones import ZoneReading, profile_book
 from crowdsafe.safety.alerts import AlertEngine
-from crowdsafe.safety.metrics import zone_metrics
 from crowdsafe.safety.rules import (
     CLEARANCE_METRIC,
     FORECAST_CAPACITY_METRIC,

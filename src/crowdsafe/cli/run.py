@@ -154,7 +154,7 @@ def run(
                               background=BackgroundPolicy(max_people=background_max_people,
                                                           min_spacing_s=background_spacing))
         on_frame = None if quiet else (lambda output: typer.echo(frame_line(output)))
-        if cluster:  # the same stages on Ray actors (issue 8); Ray is imported only on this path
+        if cluster:  # the same stages on Ray actors (docs/architecture.md); Ray is imported only on this path
             from crowdsafe.runtime.ray.cluster import ClusterError
             from crowdsafe.runtime.ray.launch import cluster_runner
 

@@ -1,1 +1,1 @@
-"""Measurements from density maps: zone readings, line flow, people-free backgrounds."""
+"""Measurements from density maps: zone readings, line flow, people-free backgrounds, alert metrics."""

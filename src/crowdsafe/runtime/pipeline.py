@@ -34,6 +34,7 @@ from crowdsafe.geometry.body import BodyMotion, body_motion
 from crowdsafe.geometry.lines import plan_lines
 from crowdsafe.geometry.site import SiteGeometry
 from crowdsafe.measure.flow import LineFlux, line_flux, optical_flow, persons_per_metre_minute
+from crowdsafe.measure.metrics import Metric, zone_metrics
 from crowdsafe.measure.zones import ZoneReading, profile_book, zone_readings
 from crowdsafe.runtime.background import (
     BackgroundCheck,
@@ -43,7 +44,6 @@ from crowdsafe.runtime.background import (
 )
 from crowdsafe.runtime.camera import Sample
 from crowdsafe.runtime.counters import CameraCounters
-from crowdsafe.safety.metrics import Metric, zone_metrics
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The Ray runner: the local runner's stages spread over a Ray cluster (``pip install 'crowdsafe[ray]'``).
 
-Same stages, different placement (DESIGN.md: "scaling changes the runner, not the stages"):
+Same stages, different placement (docs/architecture.md: scaling changes the runner, not the stages):
 
 - ``reader``: one actor per camera decodes its feed where it runs (near the camera) and hands
   on only sampled frames, encoded for the wire (``wire``);
