@@ -55,8 +55,8 @@ DEMO_TOKENS = (("viewer", "demo-viewer"), ("operator", "demo-operator"))
 #: is placed at head height) and clears below 1.4 % (3.5).
 #: The per-frame count jumps across both levels from one frame to the next, so the rule tests
 #: the mean of the last 20 s, holds 15 s before it raises and before it clears, and a return
-#: within 5 minutes reopens the same alert (one more occurrence): one alert in 10 minutes, where
-#: issue 16 measured 23 in 8 minutes lasting 6 s at the median.
+#: within 5 minutes reopens the same alert (one more occurrence) rather than flapping (see
+#: benchmarks/results/demo-alerts-10min-2026-12-05.json).
 DEMO_BUSY_PCT = 1.8
 DEMO_CLEAR_PCT = 1.4
 DEMO_SMOOTH_S = 20.0

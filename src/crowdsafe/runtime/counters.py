@@ -7,7 +7,7 @@ use it (``counting.choice`` rule 1); engines are built once per model and shared
 sparse cameras cost one engine.
 
 The sparse model has no int8 calibration table. Asked for int8, its cameras run in bf16 where
-the CPU has it (0.15 % count drift in ``crowdsafe bench``), else fp32, and the log says so:
+the CPU has it (its count drift against fp32 is in README "Speed"), else fp32, and the log says so:
 the precision stays explicit, it is just not the same for both models.
 
 A camera with a tuning (``cameras[i].tuning``, from ``crowdsafe tune``) runs the model its
