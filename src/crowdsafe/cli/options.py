@@ -5,11 +5,16 @@ from __future__ import annotations
 import logging
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from crowdsafe.counting.engines import EngineSpec
+
+LiveSiteFile = Annotated[Path, typer.Argument(help="Site YAML file (see `crowdsafe site check`).")]
+LiveStoreOption = Annotated[str | None, typer.Option(
+    help="SQLite file or postgresql:// URL. Default: crowdsafe.sqlite in the state dir.", show_default=False)]
 
 
 class EngineChoice(StrEnum):

@@ -23,6 +23,8 @@ from crowdsafe.cli.options import (
     CorsOriginOption,
     EngineChoice,
     EngineOption,
+    LiveSiteFile,
+    LiveStoreOption,
     PrecisionChoice,
     PrecisionOption,
     ThreadsOption,
@@ -85,10 +87,8 @@ def _prepare(site_file: Path, loop: bool) -> PreparedSite:
 
 
 def run(
-    site_file: Annotated[Path, typer.Argument(help="Site YAML file (see `crowdsafe site check`).")],
-    store: Annotated[str | None, typer.Option(
-        help="SQLite file or postgresql:// URL. Default: crowdsafe.sqlite in the state dir.",
-        show_default=False)] = None,
+    site_file: LiveSiteFile,
+    store: LiveStoreOption = None,
     state_dir: Annotated[Path, typer.Option(
         help="Folder for the store (by default) and people-free backgrounds.")] = DEFAULT_STATE_DIR,
     duration: Annotated[float | None, typer.Option(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Annotated
 
@@ -12,18 +11,16 @@ from crowdsafe.api.proxies import parse_networks
 from crowdsafe.api.settings import DEFAULT_STATE_DIR, ApiSettings
 from crowdsafe.api.tokens import TokenBook, TokenError
 from crowdsafe.cli.errors import err_console, fail, user_errors
-from crowdsafe.cli.options import CorsOriginOption, TrustedProxyOption, log_to_stderr
+from crowdsafe.cli.live import is_loopback
+from crowdsafe.cli.options import (
+    CorsOriginOption,
+    LiveSiteFile,
+    LiveStoreOption,
+    TrustedProxyOption,
+    log_to_stderr,
+)
 from crowdsafe.config.site import SiteError, load_site
 from crowdsafe.store import StoreError
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def checked_proxies(specs: list[str] | None) -> tuple[str, ...]:
@@ -36,10 +33,8 @@ def checked_proxies(specs: list[str] | None) -> tuple[str, ...]:
 
 
 def serve(
-    site_file: Annotated[Path, typer.Argument(help="Site YAML file (see `crowdsafe site check`).")],
-    store: Annotated[str | None, typer.Option(
-        help="SQLite file or postgresql:// URL. Default: crowdsafe.sqlite in the state dir.",
-        show_default=False)] = None,
+    site_file: LiveSiteFile,
+    store: LiveStoreOption = None,
     state_dir: Annotated[Path, typer.Option(
         help="Folder with the store (by default), tokens.json and backgrounds/.")] = DEFAULT_STATE_DIR,
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 for all.")] = "127.0.0.1",
@@ -63,7 +58,7 @@ def serve(
     if not tokens:
         err_console.print(f"no API tokens in {state_dir}: create one with "
                           f"`crowdsafe token create --role admin --state-dir {state_dir}`", highlight=False)
-    if not _loopback(host):
+    if not is_loopback(host):
         err_console.print(f"listening on {host}: traffic is plain HTTP; put a TLS proxy in front before "
                           "exposing it beyond a trusted network", highlight=False)
     settings = ApiSettings(site_file=site_file, store=store, state_dir=state_dir, host=host, port=port,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crowdsafe.forecast.schedule import CLOCK_NAMES, STEP_S, EventSpec, SiteProfile, schedule_clock
+from crowdsafe.forecast.schedule import STEP_S, EventSpec, SiteProfile, schedule_clock
 
 #: Horizons (minutes) every model forecasts; the backtest reports a subset.
 HORIZONS_MIN: tuple[int, ...] = (5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60)
@@ -40,13 +40,6 @@ def trailing_mean(y: np.ndarray, idx: np.ndarray, width: int) -> np.ndarray:
     hi = idx + 1
     lo = np.maximum(hi - width, 0)
     return (csum[hi] - csum[lo]) / np.maximum(hi - lo, 1)
-
-
-def feature_names(schedule_aware: bool) -> list[str]:
-    names = ["h", "zone_type", "level", "last", *(f"d{k}" for k in LAGS_MIN)]
-    if schedule_aware:
-        names += ["p0", "ph", "dp", "log_ratio", "profile_fc", *CLOCK_NAMES]
-    return names
 
 
 def features(y: np.ndarray, ts: np.ndarray, origins: np.ndarray, horizons: np.ndarray, zone: ZoneInfo,

@@ -9,6 +9,7 @@ Frames live only in memory; nothing here writes pixels anywhere.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -108,3 +109,16 @@ class FrameSource(Protocol):
     def expected(self) -> int | None: ...
 
     def __iter__(self) -> Iterator[Frame]: ...
+
+
+class LiveSource:
+    """A source that yields until ``stop()`` (from any thread), so it never knows how many frames."""
+
+    _stop: threading.Event  # set by the subclass's __init__
+
+    @property
+    def expected(self) -> int | None:
+        return None
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from crowdsafe.sources.frames import Frame, Grab, SkipLog, SkippedFrame, SourceError
+from crowdsafe.sources.frames import Frame, Grab, LiveSource, SkipLog, SkippedFrame, SourceError
 from crowdsafe.sources.images import read_image
 
 #: Being further behind the schedule than this re-anchors it to the wall clock.
@@ -35,7 +35,7 @@ MAX_LAG_S = 1.0
 MAX_CONSECUTIVE_FAILURES = 32
 
 
-class LoopingVideoSource:
+class LoopingVideoSource(LiveSource):
     """A video file played at its frame rate with wall-clock timestamps; loops until ``stop()``."""
 
     def __init__(self, path: Path, *, loop: bool = True, name: str | None = None) -> None:
@@ -57,13 +57,6 @@ class LoopingVideoSource:
             raise SourceError(f"{path}: the video has no frame rate, so it cannot be played as a camera")
         self.fps = float(fps)
         self._stop = threading.Event()
-
-    @property
-    def expected(self) -> int | None:
-        return None
-
-    def stop(self) -> None:
-        self._stop.set()
 
     def _position_s(self, cap: cv2.VideoCapture, index: int) -> float:
         """Seconds into the file: the container's time where plausible, else index / fps."""
@@ -132,7 +125,7 @@ class LoopingVideoSource:
                 yield Frame(grab.source, grab.index, grab.timestamp, image)
 
 
-class PacedImagesSource:
+class PacedImagesSource(LiveSource):
     """Still images shown one every ``every`` seconds with wall-clock timestamps; loops until stopped.
 
     A folder of snapshots has no frame rate and no close pairs, so each image is one sample
@@ -148,13 +141,6 @@ class PacedImagesSource:
         self.name = name or files[0].parent.name
         self.skipped = SkipLog()
         self._stop = threading.Event()
-
-    @property
-    def expected(self) -> int | None:
-        return None
-
-    def stop(self) -> None:
-        self._stop.set()
 
     def first_size(self) -> tuple[int, int] | None:
         """(width, height) of the first readable image, for cameras without a calibrated size."""

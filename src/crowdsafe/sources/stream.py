@@ -21,7 +21,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from crowdsafe.sources.frames import Frame, Grab, SkipLog, SkippedFrame
+from crowdsafe.sources.frames import Frame, Grab, LiveSource, SkipLog, SkippedFrame
 
 # RTSP over TCP: survives NAT and firewalls and loses no packets; UDP is opt-in via the env var.
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
@@ -66,7 +66,7 @@ def redact(url: str) -> str:
     return url
 
 
-class StreamSource:
+class StreamSource(LiveSource):
     """Yields sampled frames from a live URL until ``stop()``; never raises on network faults."""
 
     def __init__(self, url: str, every: float | None = None, *, name: str | None = None,
@@ -82,13 +82,6 @@ class StreamSource:
         self.health = StreamHealth()
         self.skipped = SkipLog()
         self._stop = threading.Event()
-
-    @property
-    def expected(self) -> int | None:
-        return None
-
-    def stop(self) -> None:
-        self._stop.set()
 
     def _open(self) -> cv2.VideoCapture | None:
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
