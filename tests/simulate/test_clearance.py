@@ -17,7 +17,8 @@ from crowdsafe.config.site import Exit
 from crowdsafe.safety.alerts import AlertEngine
 from crowdsafe.safety.guidance import EGRESS_TARGET_S as EGRESS_THRESHOLD_S
 from crowdsafe.safety.rules import CLEARANCE_METRIC, egress_alert_rules
-from crowdsafe.simulate import ExitSpec, clearance_time, egress_capacity, jupedsim_model
+from crowdsafe.simulate import jupedsim_model
+from crowdsafe.simulate.clearance import ExitSpec, clearance_time, egress_capacity
 from crowdsafe.simulate.jupedsim_model import (
     cached_clearance,
     jupedsim_available,

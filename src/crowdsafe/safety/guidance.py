@@ -1,12 +1,10 @@
 """Crowd-flow policy numbers from UK venue guidance, named once.
 
-The *Guide to Safety at Sports Grounds* (the "Green Guide", SGSA, 6th ed., 2018, ch. 10)
-takes 82 people per metre of clear width per minute as the flow rate on level ways and 66 on
-stepped ones (stairs), and 8 minutes as a common egress-time design criterion for standing
-areas (guidance gives ranges by venue and construction: this is policy, like staffing ratios).
-Config defaults, clearance times, alert rules and the report all read these names; a site
-overrides them in ``safety.specific_flow_pmm`` and ``safety.egress_limit_s``.
-
+The *Guide to Safety at Sports Grounds* (the "Green Guide", SGSA, 6th ed., 2018) takes 82 people
+per metre of clear width per minute on level ways and 66 on stepped ones (stairs); 8 minutes is a
+common egress-time design criterion for standing areas (guidance gives ranges by venue: it is
+policy, like staffing ratios). Config defaults, clearance times, alert rules and the report read
+these names; a site overrides them in ``safety.specific_flow_pmm`` and ``safety.egress_limit_s``.
 This module imports nothing from crowdsafe, so config may read it.
 """
 
