@@ -16,13 +16,13 @@ import typer
 from crowdsafe.cli.console import stdout_console
 from crowdsafe.cli.errors import fail, user_errors
 from crowdsafe.config.site import load_site
-from crowdsafe.safety.guidance import EGRESS_TARGET_S
-from crowdsafe.simulate.clearance import (
-    DEFAULT_SPECIFIC_FLOW,
-    clearance_time,
-    egress_capacity,
-    exit_flow_pm,
+from crowdsafe.safety.guidance import (
+    EGRESS_TARGET_S,
+    GREEN_GUIDE_LEVEL_PMM,
+    GREEN_GUIDE_PMM,
+    GREEN_GUIDE_STAIRS_PMM,
 )
+from crowdsafe.simulate.clearance import clearance_time, egress_capacity, exit_flow_pm
 
 
 def simulate(
@@ -32,10 +32,10 @@ def simulate(
         min=0, help="People in the zone; default its capacity.")] = None,
     level_flow: Annotated[float | None, typer.Option(
         min=1, help="Specific flow on the level, p/m/min; default the site's safety.specific_flow_pmm "
-                    f"(built-in {DEFAULT_SPECIFIC_FLOW['level']:.0f}).", show_default=False)] = None,
+                    f"(built-in {GREEN_GUIDE_LEVEL_PMM:.0f}).", show_default=False)] = None,
     stairs_flow: Annotated[float | None, typer.Option(
         min=1, help="Specific flow on stairs, p/m/min; default the site's "
-                    f"(built-in {DEFAULT_SPECIFIC_FLOW['stairs']:.0f}).", show_default=False)] = None,
+                    f"(built-in {GREEN_GUIDE_STAIRS_PMM:.0f}).", show_default=False)] = None,
     threshold: Annotated[float | None, typer.Option(
         min=1, help="Egress time limit, seconds; default the site's safety.egress_limit_s "
                     f"(built-in {EGRESS_TARGET_S:.0f}).", show_default=False)] = None,
@@ -58,7 +58,7 @@ def simulate(
             raise fail(f"zone {zone} has no capacity; give --people")
         if not z.exits:
             raise fail(f"zone {zone} has no exits in the site file; clearance is undefined")
-        flows = {**DEFAULT_SPECIFIC_FLOW, **site.safety.specific_flow_pmm}
+        flows = {**GREEN_GUIDE_PMM, **site.safety.specific_flow_pmm}
         flows.update({k: v for k, v in (("level", level_flow), ("stairs", stairs_flow)) if v is not None})
         threshold = threshold if threshold is not None else site.safety.egress_limit_s
         result: dict[str, object] = {

@@ -23,8 +23,6 @@ from typing import Any, Literal
 from crowdsafe.config.site import Exit, SafetyConfig, Zone
 from crowdsafe.safety.guidance import EGRESS_TARGET_S, GREEN_GUIDE_PMM
 
-DEFAULT_SPECIFIC_FLOW = GREEN_GUIDE_PMM
-
 
 @dataclass(frozen=True)
 class ExitSpec:
@@ -42,7 +40,7 @@ def _exit(e: Exit | ExitSpec | Mapping[str, Any]) -> ExitSpec:
 def exit_flow_pm(exits: Sequence[Exit | ExitSpec | Mapping[str, Any]],
                  specific_flow: Mapping[str, float] | None = None) -> float:
     """Σ width × specific flow: people per minute all exits together can pass."""
-    flows = {**DEFAULT_SPECIFIC_FLOW, **(specific_flow or {})}
+    flows = {**GREEN_GUIDE_PMM, **(specific_flow or {})}
     total = 0.0
     for e in map(_exit, exits):
         if e.width_m <= 0:
