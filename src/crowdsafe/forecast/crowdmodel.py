@@ -99,7 +99,11 @@ def _gamma_cdf(x: np.ndarray, shape: float, theta: float) -> np.ndarray:
     """Regularized lower incomplete gamma by series; numpy only, accurate to ~1e-10 here."""
     z = np.asarray(x, dtype=float) / theta
     out = np.zeros_like(z)
-    pos = z > 0
+    # Far in the upper tail the CDF is 1 to double precision, while the series' terms would
+    # overflow before they shrink (an event days after the grid's start gave NaN profiles).
+    tail = z > shape + 10.0 * math.sqrt(shape) + 40.0
+    out[tail] = 1.0
+    pos = (z > 0) & ~tail
     zp = z[pos]
     term = np.full_like(zp, 1.0 / shape)
     total = term.copy()

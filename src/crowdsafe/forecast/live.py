@@ -105,43 +105,79 @@ class LiveResult:
     forecasts: dict[str, Forecast]
 
 
+#: How often the live forecaster refits when it learns from the store (new days to learn from).
+REFIT_S = 6 * 3600.0
+
+
 class LiveForecasts:
-    """One site's forecasts from one store, fitted in the background, cached per new minute."""
+    """One site's forecasts from one store, fitted in the background, cached per new minute.
+
+    Without a method named, and given the ``store``, it first tries to learn from the site's own
+    stored days (``history.fit_history_model``: at least ``MIN_HISTORY_DAYS`` of them); with too
+    little history it falls back to ``default_method`` and says so (``trained_on``). Either way it
+    refits every ``refit_every_s`` in the background, serving the previous model meanwhile, so
+    yesterday's readings teach today's forecasts without a restart.
+    """
 
     def __init__(self, site: Site, method: str | None = None, *, seed: int = 1000,
-                 fit: Callable[[Site, str, int], SiteForecastModel] | None = None) -> None:
+                 fit: Callable[[Site, str, int], SiteForecastModel] | None = None,
+                 store: Store | None = None, refit_every_s: float = REFIT_S) -> None:
         self.site = site
         self.method = method or default_method(site)
+        self._learn_history = method is None and store is not None
+        self._store = store
+        self._refit_every_s = refit_every_s
         self._seed = seed
         self._fit = fit
         self._model: SiteForecastModel | None = None
+        self._fitted_at: float | None = None
         self._error: Exception | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._cache: tuple[tuple[float, ...], LiveResult] | None = None
         self.fit_seconds: float | None = None
+        self.fits = 0
 
     def start(self) -> LiveForecasts:
-        """Begin fitting (once); returns at once."""
+        """Begin fitting (once, and again when a refit is due); returns at once."""
         with self._lock:
-            if self._thread is None and self._model is None:
+            running = self._thread is not None and self._thread.is_alive()
+            due = (self._model is not None and self._fitted_at is not None and self._refit_every_s > 0
+                   and time.monotonic() - self._fitted_at >= self._refit_every_s)
+            if not running and (self._thread is None or due):
                 self._thread = threading.Thread(target=self._fit_now, name="forecast-fit", daemon=True)
                 self._thread.start()
         return self
+
+    def _fit_once(self) -> SiteForecastModel:
+        if self._learn_history and self._store is not None:
+            from crowdsafe.forecast.history import fit_history_model
+
+            model = fit_history_model(self._store, self.site, seed=self._seed)
+            if model is not None:
+                return model
+        return (self._fit or cached_site_model)(self.site, default_method(self.site) if self._learn_history
+                                                else self.method, self._seed)
 
     def _fit_now(self) -> None:
         _lower_priority()
         t0 = time.perf_counter()
         try:
-            model = (self._fit or cached_site_model)(self.site, self.method, self._seed)
+            model = self._fit_once()
         except Exception as exc:  # reported to every caller, not lost in a thread
             log.error("forecast model for site %s (%s) failed: %s", self.site.name, self.method, exc)
-            self._error = exc
+            if self._model is None:  # a failed refit keeps the model that works
+                self._error = exc
+            self._fitted_at = time.monotonic()
             return
         self.fit_seconds = time.perf_counter() - t0
-        log.info("forecast model %s for site %s fitted in %.1f s", self.method, self.site.name,
-                 self.fit_seconds)
+        log.info("forecast model %s (trained on %s) for site %s fitted in %.1f s", model.method,
+                 model.trained_on, self.site.name, self.fit_seconds)
+        self.method = model.method
         self._model = model
+        self._cache = None
+        self.fits += 1
+        self._fitted_at = time.monotonic()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the model is fitted (or failed); True when it is ready."""
@@ -159,6 +195,7 @@ class LiveForecasts:
                 "fit_seconds": None if self.fit_seconds is None else round(self.fit_seconds, 2),
                 "schedule_aware": None if self._model is None else self._model.schedule_aware,
                 "trained_on": None if self._model is None else self._model.trained_on,
+                "history_days": None if self._model is None else self._model.history_days,
                 "horizons_min": None if self._model is None else list(self._model.horizons),
                 "staffing_policy": self.site.staffing is not None}
 
@@ -214,7 +251,7 @@ class ForecastStep:
                  live: LiveForecasts | None = None) -> None:
         self.store = store
         self.site = site
-        self.live = (live or LiveForecasts(site, method)).start()
+        self.live = (live or LiveForecasts(site, method, store=store)).start()
         self.every_s = every_s
         self.alert = alert
         self.on_forecast = on_forecast

@@ -149,6 +149,9 @@ class SiteForecastModel:
     #: schedule's arrival curve, untrained; intervals calibrated on simulated days) or "none"
     #: (persistence: nothing fitted). See ``Forecast.trained_on``.
     trained_on: str = "simulated"
+    #: Stored days and minutes of readings it learned from (``trained_on == "history"``).
+    history_days: int = 0
+    history_minutes: int = 0
 
     def point(self, zone_id: str, y: np.ndarray, ts: np.ndarray, origins: np.ndarray,
               day: DaySchedule | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -327,6 +330,8 @@ def fit_site_model(site: Site, method: str = "gbm", *, train_days: int = 12,
         from threadpoolctl import threadpool_limits
 
         X, target, _ = _rows(model, site, train, every=2)
+        ok = np.isfinite(target)  # a stored day can hold a gap the features cannot bridge
+        X, target = X[ok], target[ok]
         with threadpool_limits(limits=1):  # the machine is shared; one core is enough here
             model.estimator = hgb(max_iter=300, learning_rate=0.06, max_leaf_nodes=31,
                                   min_samples_leaf=40, l2_regularization=1.0,
