@@ -3,16 +3,20 @@ against persistence, and the live forecaster switching to history and refitting.
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
 import pytest
+import yaml
+from typer.testing import CliRunner
 
 from crowdsafe.cli.forecast import demo_site_path
+from crowdsafe.cli.main import app
 from crowdsafe.config.site import Site, load_site
 from crowdsafe.forecast import simulate_day
 from crowdsafe.forecast.crowdmodel import _gamma_cdf
-from crowdsafe.forecast.history import fit_history_model, held_out_mae, stored_days
+from crowdsafe.forecast.history import StoredDay, fit_history_model, held_out_mae, stored_days
 from crowdsafe.forecast.live import LiveForecasts
 from crowdsafe.forecast.model import fit_site_model
 from crowdsafe.forecast.simulate_day import SimulatedDay, shift_schedule, with_schedule
@@ -84,8 +88,6 @@ def test_model_trained_on_stored_days_beats_persistence_on_a_new_day(history):
     assert (model.trained_on, model.method, model.history_days) == ("history", "gbm", N_STORED)
     assert model.history_minutes == sum(d.ts.size for d in days[:N_STORED])
     new_day = days[N_STORED]  # never stored: the forecast of tomorrow
-    from crowdsafe.forecast.history import StoredDay
-
     test = [StoredDay(new_day.ts, new_day.observed, [])]
     learned = held_out_mae(model, test)
     persistence = held_out_mae(fit_site_model(site, "persistence"), test)
@@ -120,3 +122,27 @@ def test_live_forecaster_learns_from_the_store_and_refits(history):
     assert live.fits == 2
     # A method asked for by name is used as asked, history or not.
     assert LiveForecasts(site, "persistence", store=store).method == "persistence"
+
+
+def test_store_backtest_walks_forward_through_the_stored_days(history, tmp_path):
+    """``forecast backtest --store DB --methods history``: each day forecast by a model of the days
+    before it only; 6 stored days leave 3 to test (3 needed before the first)."""
+    site, _, days = history
+    db = tmp_path / "copy.sqlite"
+    copy = open_store(db)
+    for day in days[:N_STORED]:
+        copy.write("zone_readings", list(day.readings()))
+    copy.close()
+    site_file = tmp_path / "site.yaml"
+    data = yaml.safe_load(demo_site_path().read_text())
+    data["cameras"][0]["source"] = str(demo_site_path().parent / data["cameras"][0]["source"])
+    data["schedule"] = [e.model_dump(mode="json", exclude_none=True) for e in site.schedule]
+    site_file.write_text(yaml.safe_dump(data))
+    out = tmp_path / "b.json"
+    res = CliRunner().invoke(app, ["forecast", "backtest", "--store", str(db), "--site", str(site_file),
+                                   "--methods", "history,persistence", "--every", "15", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    hist = json.loads(out.read_text())["methods"]["history"]
+    assert {v["days_tested"] for v in hist.values()} == {N_STORED - 3}
+    assert all(v["days_learned"] >= 1 for v in hist.values())
+    assert hist["h30"]["rel_mae_persistence"] < 1.0 and hist["h60"]["rel_mae_persistence"] < 1.0

@@ -46,7 +46,9 @@ def backtest(
     site_path: Annotated[Path | None, typer.Option(
         "--site", help="Site file; default the bundled demo site (demo schedule if it has none).")] = None,
     methods: Annotated[str, typer.Option(
-        help="Comma-separated: naive, profile, gbm, ets, persistence.")] = "naive,profile,gbm",
+        help="Comma-separated: naive, profile, gbm, ets, persistence; with --store also history "
+             "(walk-forward: each stored day forecast by the model trained on the days before it).")
+    ] = "naive,profile,gbm",
     train_days: Annotated[int, typer.Option(min=1, help="Synthetic days to train on.")] = 12,
     calib_days: Annotated[int, typer.Option(
         min=1, help="Synthetic days to calibrate intervals on.")] = 10,

@@ -6,6 +6,11 @@ what the cameras counted next. Each zone's readings become one-minute means (gap
 ``MAX_GAP_MIN`` bridged, as live); at an origin every ``every_min`` minutes a method sees only the
 readings up to it (at most ``KEEP_MIN`` minutes, as live). Scores per method and horizon: MAE,
 MAE relative to persistence (the last reading) on the same forecasts, and 80 % interval coverage.
+
+Method ``history`` is what the live forecaster does once the store holds days of readings:
+walking forward day by day, each stored day is forecast by the model ``fit_history_model``
+trains on the days before it only (or by the live fallback where that model is not used), so
+every score is out of sample; days with fewer than ``MIN_HISTORY_DAYS`` before them are skipped.
 """
 
 from __future__ import annotations
@@ -43,9 +48,56 @@ def store_series(store: Store, zone_id: str) -> tuple[np.ndarray, np.ndarray]:
     return resample_minutes([b for b, *_ in rows], [mean for _, mean, *_ in rows])
 
 
+def history_backtest(store: Store, site: Site, every_min: int = 5) -> dict[int, dict[str, float]]:
+    """Walk-forward scores of the ``history`` method (see the module docstring) per horizon; also
+    ``days_tested`` and ``days_learned`` (how many of them the stored-history model forecast)."""
+    from crowdsafe.forecast.history import MIN_HISTORY_DAYS, fit_history_model, stored_days
+    from crowdsafe.forecast.live import default_method
+
+    days = stored_days(store, site)
+    fallback = cached_site_model(site, default_method(site))
+    errs: dict[int, list[np.ndarray]] = {}
+    base: dict[int, list[np.ndarray]] = {}
+    hits: dict[int, list[np.ndarray]] = {}
+    learned = 0
+    for i in range(MIN_HISTORY_DAYS, len(days)):
+        day = days[i]
+        model = fit_history_model(store, site, before=float(day.ts[0]))
+        learned += model is not None
+        model = model or fallback
+        h = np.asarray(model.horizons)
+        for zone_id, y in day.observed.items():
+            origins = np.arange(1, y.size - int(h.max()), every_min)
+            if origins.size == 0 or zone_id not in model.zones:
+                continue
+            pred = model.predict(zone_id, y, day.ts, origins)
+            truth = y[origins[:, None] + h[None, :]]
+            for k, hk in enumerate(h):
+                errs.setdefault(int(hk), []).append(np.abs(pred["mean"][:, k] - truth[:, k]))
+                base.setdefault(int(hk), []).append(np.abs(y[origins] - truth[:, k]))
+                if "lo80" in pred:
+                    hits.setdefault(int(hk), []).append((pred["lo80"][:, k] <= truth[:, k])
+                                                        & (truth[:, k] <= pred["hi80"][:, k]))
+    out: dict[int, dict[str, float]] = {}
+    for hk, e in errs.items():
+        mae, ref = float(np.mean(np.concatenate(e))), float(np.mean(np.concatenate(base[hk])))
+        cover = float(np.mean(np.concatenate(hits[hk]))) if hits.get(hk) else float("nan")
+        rel = round(mae / ref, 3) if ref > 0 else float("nan")
+        out[hk] = {"mae": round(mae, 3), "rel_mae_persistence": rel,
+                   "coverage80": round(cover, 3), "n": int(sum(a.size for a in e)),
+                   "days_tested": len(days) - MIN_HISTORY_DAYS, "days_learned": learned}
+    return out
+
+
 def backtest_store(store: Store, site: Site, methods: Sequence[str] = ("persistence",),
                    every_min: int = 5) -> StoreBacktest:
     """Replay the live forecaster at past minutes of the stored readings (see the module docstring)."""
+    if "history" in methods:
+        rest = [m for m in methods if m != "history"]
+        result = backtest_store(store, site, rest, every_min) if rest else StoreBacktest(
+            [z.id for z in site.zones], {})
+        result.metrics["history"] = history_backtest(store, site, every_min)
+        return result
     series = {z.id: store_series(store, z.id) for z in site.zones}
     series = {z: s for z, s in series.items() if s[1].size > 1}
     result = StoreBacktest(sorted(series), {z: int(s[1].size) for z, s in series.items()})
