@@ -10,7 +10,10 @@ and every ``--wrk-every`` seconds drives the API from a second process with wrk 
 ``wrk``) on 127.0.0.1: requests/s, p50/p99 latency and non-2xx answers, per endpoint, while the
 pipeline runs. At the end: a least-squares line through RSS over time after the warm-up, i.e. the
 growth rate in MB per hour (0 within noise means no leak), plus what the run counted.
-``MALLOC_*`` variables (e.g. ``MALLOC_ARENA_MAX=2``) pass through to the run and are recorded.
+``MALLOC_*`` variables (e.g. ``MALLOC_ARENA_MAX=2``) and ``LD_PRELOAD`` (e.g. jemalloc) pass through
+to the run and are recorded. ``--tracemalloc-every S`` runs it under tracemalloc (through
+``tracemalloc_run.py``) and records the traced Python heap and its biggest growth every S seconds:
+a flat Python heap under a rising RSS is allocator/native growth, not a Python leak.
 
 Not part of CI: it takes as long as you ask. Only loopback addresses are used.
 """
@@ -57,6 +60,21 @@ def fit_slope_mb_per_h(samples: list[tuple[float, float]], warmup_s: float) -> d
     residual = m - (slope * t + intercept)
     return {"slope_mb_per_h": float(slope), "stderr_mb_per_h": float(np.sqrt(cov[0, 0])), "n": len(kept),
             "residual_sd_mb": float(residual.std()), "span_h": float(t[-1] - t[0])}
+
+
+def tracemalloc_summary(traces: list[dict[str, object]], warmup_s: float) -> dict[str, object] | None:
+    """Slope of the traced Python heap after the warm-up, next to the RSS slope, plus the last growth list.
+
+    Python heap flat while RSS climbs means the growth is native/allocator memory, not a Python leak.
+    """
+    if not traces:
+        return None
+    heap = [(float(r["t_s"]), float(r["traced_mb"])) for r in traces]  # type: ignore[arg-type]
+    last = traces[-1]
+    return {"dumps": len(traces), "traced_first_mb": heap[0][1], "traced_last_mb": heap[-1][1],
+            "overhead_last_mb": last["tracemalloc_overhead_mb"],
+            "traced_fit": fit_slope_mb_per_h(heap, warmup_s),
+            "top_growth_last": last["top_growth"][:10]}  # type: ignore[index]
 
 
 def wrk(url: str, token: str, seconds: int, connections: int) -> dict[str, float | str]:
@@ -108,6 +126,10 @@ def main() -> int:
     ap.add_argument("--wrk-seconds", type=int, default=20)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--out", type=Path, help="folder for rss.csv and soak.json")
+    ap.add_argument("--result", type=Path, help="also write the result JSON to this file")
+    ap.add_argument("--tracemalloc-every", type=float, default=0.0,
+                    help="seconds between tracemalloc growth dumps (0: off; runs via tracemalloc_run.py)")
+    ap.add_argument("--tracemalloc-frames", type=int, default=10)
     args = ap.parse_args()
     if args.wrk_every and shutil.which("wrk") is None:
         ap.error("wrk not found: apt-get install -y wrk (or --wrk-every 0)")
@@ -120,7 +142,13 @@ def main() -> int:
         token = TokenBook(state / "tokens.json").create("viewer")[1]
         site = Path(tmp) / "site.yaml"
         site.write_text(DEMO.read_text().replace("source: vtest.avi", f"source: {DEMO.parent / 'vtest.avi'}"))
-        cmd = ["nice", "-n", "19", sys.executable, "-m", "crowdsafe.cli.main", "run", str(site),
+        trace_file = Path(tmp) / "tracemalloc.jsonl"
+        # Tracing only through the wrapper, so the CLI's own path carries no tracemalloc cost.
+        wrapper = ROOT / "benchmarks" / "tracemalloc_run.py"
+        entry = (["-X", f"tracemalloc={args.tracemalloc_frames}", str(wrapper), str(trace_file),
+                  str(args.tracemalloc_every), "--"]
+                 if args.tracemalloc_every else ["-m", "crowdsafe.cli.main"])
+        cmd = ["nice", "-n", "19", sys.executable, *entry, "run", str(site),
                "--state-dir", str(state), "--duration", str(args.duration), "--quiet", "--precision",
                args.precision, "--threads", str(args.threads), "--port", "0", "--health-every", "10"]
         started = time.monotonic()
@@ -150,22 +178,31 @@ def main() -> int:
         proc.wait(120)
         time.sleep(0.5)
         seconds = time.monotonic() - started
+        traces = ([json.loads(ln) for ln in trace_file.read_text().splitlines() if ln.strip()]
+                  if trace_file.exists() else [])
     fit = fit_slope_mb_per_h(samples, args.warmup)
     summary_lines = [ln for ln in out.lines if ln.startswith(("ran ", "store:", "camera "))]
     # Allocator settings change RSS growth (glibc arenas), so a result says which were in force.
-    malloc_env = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    # LD_PRELOAD too: a jemalloc run (LD_PRELOAD=libjemalloc.so.2) replaces glibc malloc altogether.
+    malloc_env = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k == "LD_PRELOAD"}
     result = {"command": " ".join(cmd), "malloc_env": malloc_env, "returncode": proc.returncode,
               "seconds": round(seconds),
               "rss_first_mb": samples[0][1] if samples else None,
               "rss_after_warmup_mb": next((m for t, m in samples if t >= args.warmup), None),
               "rss_last_mb": samples[-1][1] if samples else None,
               "rss_max_mb": max((m for _, m in samples), default=None), "fit": fit,
-              "wrk": bursts, "run_summary": summary_lines, "stderr_tail": err.lines[-5:]}
+              "wrk": bursts, "run_summary": summary_lines, "stderr_tail": err.lines[-5:],
+              "tracemalloc": tracemalloc_summary(traces, args.warmup)}
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "rss.csv").write_text("t_s,rss_mb\n" + "".join(f"{t:.1f},{m:.1f}\n" for t, m in samples))
         (args.out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
+        if traces:
+            (args.out / "tracemalloc.jsonl").write_text("".join(json.dumps(r) + "\n" for r in traces))
+    if args.result:
+        args.result.parent.mkdir(parents=True, exist_ok=True)
+        args.result.write_text(json.dumps(result, indent=2) + "\n")
     return 0 if proc.returncode == 0 else 1
 
 

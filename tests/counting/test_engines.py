@@ -29,6 +29,15 @@ def test_openvino_and_onnxruntime_agree_in_fp32():
     np.testing.assert_allclose(ov, ort, rtol=1e-3, atol=1e-3 * np.abs(ort).max())
 
 
+def test_openvino_holds_at_most_shapes_cached_compiled_models_least_recent_out():
+    """Each compiled shape is ~100 MB of native memory: the cache must stay bounded."""
+    engine = eng.OpenVinoEngine("fp32", shapes_cached=2)
+    a, b, c = (1, 3, 64, 64), (1, 3, 64, 96), (1, 3, 96, 64)
+    for shape in (a, b, a, c):  # a is used again before c arrives, so b is the least recent
+        engine.infer(np.zeros(shape, np.float32))
+    assert engine.compiled_shapes == (a, c)
+
+
 def test_openvino_runs_the_precision_it_was_asked_for():
     engine = eng.OpenVinoEngine("fp32")
     engine.infer(video_batch())

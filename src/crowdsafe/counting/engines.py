@@ -171,6 +171,16 @@ class OpenVinoEngine:
             self._compiled.move_to_end(shape)
         return compiled
 
+    @property
+    def compiled_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Input shapes with a compiled model held, oldest first.
+
+        Each one is a whole compiled network in native memory (~116 MB for a 640x480 input,
+        benchmarks/shape_rss.py), which tracemalloc cannot see; a long run's RSS is bounded
+        only because this cache is (``shapes_cached``).
+        """
+        return tuple(self._compiled)
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
         compiled = self._compiled_for(tuple(batch.shape))
         return np.asarray(compiled({INPUT_NAME: batch})[0])
