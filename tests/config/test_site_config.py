@@ -204,6 +204,7 @@ def test_site_check_warns_on_absurd_areas_and_unseen_lines(tmp_path, demo):
     from crowdsafe.cli.main import app
 
     demo["cameras"][0]["source"] = str(DEMO_SITE.parent / "vtest.avi")
+    demo["cameras"][0]["tuning"] = str(DEMO_SITE.parent / "view001_tuning.json")
     demo["zones"][0]["polygon"][0] = [-6.5e9, 8.0e9]  # a coordinate typed in the wrong unit
     demo["lines"][0]["a"], demo["lines"][0]["b"] = [500.0, 500.0], [510.0, 500.0]  # far off every camera
     path = write(tmp_path, yaml.safe_dump(demo))

@@ -149,7 +149,7 @@ def test_503_with_retry_after_while_the_model_fits(env):
 def test_the_app_makes_its_own_forecaster_and_a_new_one_after_a_site_reload(env, monkeypatch):
     made: list[LiveForecasts] = []
 
-    def small(site):  # the route's own construction, with a small fit instead of gbm on 22 days
+    def small(site, **_):  # the route's own construction, with a small fit instead of gbm on 22 days
         model = quick_fit(site)
         made.append(LiveForecasts(site, "profile", fit=lambda *_: model))
         return made[-1]

@@ -260,7 +260,9 @@ def labelled_background(maps: Sequence[np.ndarray], points: Sequence[np.ndarray]
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells: never free, handled below
         median = np.nanmedian(masked, axis=0)
-    return np.where(enough, np.nan_to_num(median), 0.0).astype(np.float32)
+    # The models' maps dip slightly below zero on empty floor; a negative background would add
+    # people where it is subtracted.
+    return np.where(enough, np.maximum(np.nan_to_num(median), 0.0), 0.0).astype(np.float32)
 
 
 def region_sums(density: np.ndarray, level: int = GAME_LEVEL) -> np.ndarray:
