@@ -125,9 +125,15 @@ def held_out_mae(model: SiteForecastModel, days: Sequence[StoredDay], every: int
     return float(np.mean(np.concatenate(errors))) if errors else math.nan
 
 
-def fit_history_model(store: Store, site: Site, *, before: float | None = None,
-                      min_days: int = MIN_HISTORY_DAYS, seed: int = 1000) -> SiteForecastModel | None:
-    """``gbm`` trained on the site's stored days and calibrated on the most recent of them, if
+def fit_history_model(store: Store, site: Site, *, min_days: int = MIN_HISTORY_DAYS,
+                      seed: int = 1000) -> SiteForecastModel | None:
+    """``fit_history_days`` on every stored day of the site."""
+    return fit_history_days(site, stored_days(store, site), min_days=min_days, seed=seed)
+
+
+def fit_history_days(site: Site, days: Sequence[StoredDay], *, min_days: int = MIN_HISTORY_DAYS,
+                     seed: int = 1000) -> SiteForecastModel | None:
+    """``gbm`` trained on ``days`` (oldest first) and calibrated on the most recent of them, if
     it beats persistence there; None otherwise, or with fewer than ``min_days`` usable days
     (the caller then falls back, and says so).
 
@@ -136,7 +142,6 @@ def fit_history_model(store: Store, site: Site, *, before: float | None = None,
     model never trained on them, so both the coverage and the comparison are honest, and a
     model trained on too little, or on days unlike the latest, is not used.
     """
-    days = stored_days(store, site, before=before)
     if len(days) < max(min_days, 2):
         log.info("forecast: %d stored day(s) of site %s; learning from history needs %d",
                  len(days), site.name, max(min_days, 2))

@@ -8,7 +8,7 @@ readings up to it (at most ``KEEP_MIN`` minutes, as live). Scores per method and
 MAE relative to persistence (the last reading) on the same forecasts, and 80 % interval coverage.
 
 Method ``history`` is what the live forecaster does once the store holds days of readings:
-walking forward day by day, each stored day is forecast by the model ``fit_history_model``
+walking forward day by day, each stored day is forecast by the model ``fit_history_days``
 trains on the days before it only (or by the live fallback where that model is not used), so
 every score is out of sample; days with fewer than ``MIN_HISTORY_DAYS`` before them are skipped.
 """
@@ -51,7 +51,7 @@ def store_series(store: Store, zone_id: str) -> tuple[np.ndarray, np.ndarray]:
 def history_backtest(store: Store, site: Site, every_min: int = 5) -> dict[int, dict[str, float]]:
     """Walk-forward scores of the ``history`` method (see the module docstring) per horizon; also
     ``days_tested`` and ``days_learned`` (how many of them the stored-history model forecast)."""
-    from crowdsafe.forecast.history import MIN_HISTORY_DAYS, fit_history_model, stored_days
+    from crowdsafe.forecast.history import MIN_HISTORY_DAYS, fit_history_days, stored_days
     from crowdsafe.forecast.live import default_method
 
     days = stored_days(store, site)
@@ -62,7 +62,7 @@ def history_backtest(store: Store, site: Site, every_min: int = 5) -> dict[int, 
     learned = 0
     for i in range(MIN_HISTORY_DAYS, len(days)):
         day = days[i]
-        model = fit_history_model(store, site, before=float(day.ts[0]))
+        model = fit_history_days(site, days[:i])  # the days before it only: out of sample
         learned += model is not None
         model = model or fallback
         h = np.asarray(model.horizons)
