@@ -13,7 +13,6 @@ must hold whatever the machine's speed.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import resource
@@ -25,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -48,6 +47,7 @@ from tests.support.runner import (
     zone_ts,
 )
 from tests.support.stream_servers import MjpegServer, free_port
+from tests.support.webhooks import webhook_receiver
 
 ANYONE = AlertRule("test_anyone", "count", raise_at=0.5, clear_at=0.1)
 
@@ -136,7 +136,7 @@ def test_webhook_target_down_then_up_gets_every_alert_and_counting_never_waits(
         assert notifier is not None
         assert wait_for(lambda: any("failed" in r.getMessage() for r in caplog.records), 20)
         frames_while_down = len(zone_ts(db))
-        receiver = webhook_receiver_on(port, received)
+        receiver = webhook_receiver(received, port=port)
         thread.join(80)
     finally:
         if receiver is not None:
@@ -155,26 +155,6 @@ def test_webhook_target_down_then_up_gets_every_alert_and_counting_never_waits(
     warnings = [r.getMessage() for r in caplog.records if "webhook" in r.getMessage()]
     assert warnings and all("Traceback" not in w for w in warnings)
 
-
-def webhook_receiver_on(port: int, received: list[dict]) -> ThreadingHTTPServer:
-    """A real HTTP endpoint on a chosen loopback port (the one the runner was given while down)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    ThreadingHTTPServer.allow_reuse_address = True
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-# -- corrupt frames and unreadable files ---------------------------------------------------------
 
 def test_corrupt_video_frames_mid_run_are_skipped_and_counted_with_a_dead_webhook(
         tmp_path: Path, fast_counter: DensityCounter, corrupt_video: Path):

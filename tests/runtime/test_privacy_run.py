@@ -20,10 +20,8 @@ import json
 import logging
 import re
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +44,7 @@ from crowdsafe.safety.rules import default_rules
 from crowdsafe.store.schema import READING_TABLES
 from crowdsafe.store.store import open_store
 from tests.support.runner import VIDEO, ZONES, demo_site, image_files_under
+from tests.support.webhooks import webhook_receiver
 
 DAY = 86_400.0
 RETENTION_S = 3 * DAY
@@ -79,21 +78,6 @@ def seed_old_rows(db: Path, now: float) -> None:
     store.close()
 
 
-def receiver(sink: list[bytes]) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            sink.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory,
              fast_counter: DensityCounter) -> Iterator[dict[str, Any]]:
@@ -113,7 +97,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory,
     package_log.addHandler(handler)
     package_log.setLevel(logging.INFO)
     posted: list[bytes] = []
-    hook = receiver(posted)
+    hook = webhook_receiver(posted, parse=bytes)
     try:
         site_file = demo_site(root, every="2s", scale=0.5)
         # every sampled frame may enter the ring (no time spacing), so a short run publishes one

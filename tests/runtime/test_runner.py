@@ -7,7 +7,6 @@ and sensible, nothing duplicated, nothing lost, only the background image on dis
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -17,7 +16,6 @@ import sqlite3
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -30,8 +28,6 @@ from crowdsafe.api.tokens import TokenBook
 from crowdsafe.cli.main import app
 from crowdsafe.config.site import load_site
 from crowdsafe.counting.counter import DensityCounter
-from crowdsafe.counting.engines import EngineSpec, EngineUnavailable, create_engine
-from crowdsafe.counting.weights import WeightsError
 from crowdsafe.geometry.lines import plan_line
 from crowdsafe.runtime.background import BackgroundPolicy, CameraBackground
 from crowdsafe.runtime.camera import CameraReader, CameraSource, Sample
@@ -54,23 +50,7 @@ from tests.support.runner import (
     zone_ts,
 )
 from tests.support.stream_servers import MjpegServer
-
-
-@pytest.fixture(scope="module")
-def fast_counter() -> DensityCounter:
-    """int8 when its plan ships (faster on 2 cores), else fp32; built once for the module."""
-    for precision in ("int8", "fp32"):
-        try:
-            return DensityCounter(create_engine(EngineSpec(precision=precision)))
-        except EngineUnavailable:
-            continue
-        except WeightsError as exc:
-            pytest.skip(f"counting model unavailable ({exc}); run `crowdsafe models fetch`")
-    pytest.skip("no engine available")
-
-
-
-
+from tests.support.webhooks import webhook_receiver
 
 
 def run_in_thread(site_file: Path, store_target: str, state_dir: Path, counter: DensityCounter,
@@ -86,33 +66,6 @@ def run_in_thread(site_file: Path, store_target: str, state_dir: Path, counter: 
     thread.start()
     return runner, thread, result
 
-
-
-
-def webhook_receiver(received: list[dict]) -> ThreadingHTTPServer:
-    """A real HTTP endpoint on loopback collecting the JSON bodies posted to it."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-
-
-
-
-
-
-# -- fast checks (no network inference) ------------------------------------------------------
 
 def test_bad_site_file_and_missing_source_exit_2_with_one_line(tmp_path: Path):
     runner = CliRunner()
