@@ -176,6 +176,19 @@ def test_background_ring_takes_frames_spaced_in_time_so_walkers_leave_the_median
     assert len(dense._ring) == 10
 
 
+def test_background_check_counts_at_the_frames_own_size():
+    """The ring keeps 640-pixel frames, but the counter gets them back at the camera's size: an
+    engine holds one compiled network per input shape, and a second shape costs native memory."""
+    model = CameraBackground(BackgroundPolicy(min_spacing_s=0, min_frames=3))
+    for second in range(5):
+        model.add_counted(np.full((576, 768, 3), 40 + second, np.uint8), 1.0, ts=float(second))
+    assert model._ring[0].shape == (480, 640, 3)
+    shapes: list[tuple[int, ...]] = []
+    check = model.check(lambda image: shapes.append(image.shape) or 0.0, ts=5.0)
+    assert shapes == [(576, 768, 3), (576, 768, 3)]
+    assert check.published and check.image is not None and check.image.shape == (480, 640, 3)
+
+
 # -- full runs ---------------------------------------------------------------------------------
 
 def test_demo_site_run_stores_readings_health_and_only_a_background_image(tmp_path: Path,

@@ -47,6 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from crowdsafe.measure.background import BackgroundModel, encode_jpeg, near_empty, subtract_background
@@ -91,6 +92,7 @@ class CameraBackground(BackgroundModel):
         self._next_check: float | None = None
         self._next_add: float | None = None
         self._random = random.Random()
+        self._frame_size: tuple[int, int] | None = None
 
     def add_counted(self, image_bgr: np.ndarray, count: float, ts: float | None = None) -> None:
         """Add a sampled frame to the ring, unless it is within the spacing of the last one added."""
@@ -102,6 +104,7 @@ class CameraBackground(BackgroundModel):
             factor = 1.0 + self._random.uniform(0.0, max(self.policy.spacing_jitter, 0.0))
             self._next_add = ts + self.policy.min_spacing_s * factor
         self.add(image_bgr)
+        self._frame_size = (image_bgr.shape[1], image_bgr.shape[0])
         if len(self._ring) == 1:
             self._counts.clear()  # the ring was (re)started, e.g. on a resolution change
         self._counts.append(count)
@@ -109,17 +112,28 @@ class CameraBackground(BackgroundModel):
     def due(self, ts: float) -> bool:
         return self.policy.enabled and self.ready and (self._next_check is None or ts >= self._next_check)
 
+    def _at_frame_size(self, image: np.ndarray) -> np.ndarray:
+        """The ring's downscaled image back at the camera's frame size, for counting.
+
+        The engine compiles one network per input shape; counting the 640-pixel median would
+        hold a second compiled network (about 115 MB of native memory) for a check made every
+        few minutes, so it is counted at the shape the frames already use.
+        """
+        if self._frame_size is None or (image.shape[1], image.shape[0]) == self._frame_size:
+            return image
+        return cv2.resize(image, self._frame_size, interpolation=cv2.INTER_LINEAR)
+
     def check(self, count_people: Callable[[np.ndarray], float], ts: float) -> BackgroundCheck:
         """Count the median (and the emptiest ring frame); return the image only if it passes."""
         median = self.median()
         assert median is not None
-        median_count = count_people(median)
+        median_count = count_people(self._at_frame_size(median))
         if self.policy.max_people is not None:
             reference = None
             passed = median_count < self.policy.max_people
         else:
             emptiest = self._ring[int(np.argmin(self._counts))]
-            reference = count_people(emptiest)
+            reference = count_people(self._at_frame_size(emptiest))
             passed = median_count <= reference * (1.0 + self.policy.relative_tolerance)
         self._next_check = ts + (self.policy.check_every_s if passed else self.policy.retry_s)
         return BackgroundCheck(ts, median_count, reference, passed, median if passed else None)
