@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 
-from crowdsafe.counting import batch
 from crowdsafe.counting.counter import DensityCounter
 from crowdsafe.counting.engines import EngineSpec, EngineUnavailable, create_engine
 from crowdsafe.counting.weights import WeightsError
@@ -49,9 +48,8 @@ def counter() -> DensityCounter:
 
 
 @pytest.fixture
-def shared_counter(monkeypatch: pytest.MonkeyPatch, counter: DensityCounter) -> DensityCounter:
-    """Makes CLI commands reuse the session counter instead of starting their own engine."""
-    monkeypatch.setattr(batch, "make_counter", lambda spec: counter)
+def shared_counter(counter: DensityCounter) -> DensityCounter:
+    """The session counter, for CLI commands given it as ``obj=uses(counter)`` instead of an engine."""
     return counter
 
 

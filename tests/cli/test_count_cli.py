@@ -16,13 +16,16 @@ from crowdsafe.cli.main import app
 from crowdsafe.counting.batch import LazyCounter, run_count
 from crowdsafe.counting.counter import DensityCounter
 from crowdsafe.sources import open_source
+from tests.support.counting import uses
 from tests.support.media import CORRUPT_FRAMES
 
 runner = CliRunner()
 
 
-def invoke(*args: str | Path):
-    result = runner.invoke(app, ["count", *map(str, args)])
+def invoke(*args: str | Path, counter: DensityCounter | None = None):
+    """``crowdsafe count ARGS``; with ``counter``, the command counts with it instead of an engine."""
+    obj = uses(counter) if counter is not None else None
+    result = runner.invoke(app, ["count", *map(str, args)], obj=obj)
     assert "Traceback" not in result.output, result.output
     return result
 
@@ -63,7 +66,7 @@ def test_count_image_table_with_real_engine(crop_jpeg: Path, crop_count: float) 
 
 def test_count_image_json(crop_jpeg: Path, crop_count: float, crop_interval: tuple,
                           shared_counter: object) -> None:
-    result = invoke(crop_jpeg, "--format", "json")
+    result = invoke(crop_jpeg, "--format", "json", counter=shared_counter)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["source"] == "crop.jpg" and data["precision"] == "fp32"
@@ -79,7 +82,7 @@ def test_count_image_json(crop_jpeg: Path, crop_count: float, crop_interval: tup
 def test_count_image_csv_to_file(tmp_path: Path, crop_jpeg: Path, crop_count: float,
                                  crop_interval: tuple, shared_counter: object) -> None:
     out = tmp_path / "counts.csv"
-    result = invoke(crop_jpeg, "--output", out)  # format inferred from the extension
+    result = invoke(crop_jpeg, "--output", out, counter=shared_counter)  # format inferred from the extension
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
@@ -91,7 +94,7 @@ def test_count_image_csv_to_file(tmp_path: Path, crop_jpeg: Path, crop_count: fl
 def test_heatmap_written_for_real_image(tmp_path: Path, crop_jpeg: Path,
                                         shared_counter: object) -> None:
     maps = tmp_path / "maps"
-    result = invoke(crop_jpeg, "--heatmaps", maps, "-f", "csv")
+    result = invoke(crop_jpeg, "--heatmaps", maps, "-f", "csv", counter=shared_counter)
     assert result.exit_code == 0, result.output
     files = sorted(maps.iterdir())
     assert [f.name for f in files] == ["crop_heatmap.jpg"]
@@ -104,12 +107,12 @@ def test_no_pixels_written_without_heatmaps(tmp_path: Path, crop_jpeg: Path,
                                             shared_counter: object,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert invoke(crop_jpeg, "-f", "json").exit_code == 0
+    assert invoke(crop_jpeg, "-f", "json", counter=shared_counter).exit_code == 0
     assert list(tmp_path.iterdir()) == []
 
 
 def test_every_on_an_image_is_noted(crop_jpeg: Path, shared_counter: object) -> None:
-    result = invoke(crop_jpeg, "--every", "1s", "-f", "csv")
+    result = invoke(crop_jpeg, "--every", "1s", "-f", "csv", counter=shared_counter)
     assert result.exit_code == 0
     assert "--every only applies to videos" in result.stderr
 
@@ -118,7 +121,7 @@ def test_every_on_an_image_is_noted(crop_jpeg: Path, shared_counter: object) -> 
 
 
 def test_bundled_video_every_20s(bundled_video: Path, shared_counter: object) -> None:
-    result = invoke(bundled_video, "--every", "20s", "--format", "json")
+    result = invoke(bundled_video, "--every", "20s", "--format", "json", counter=shared_counter)
     assert result.exit_code == 0, result.output
     frames = json.loads(result.stdout)["frames"]
     assert [f["frame"] for f in frames] == [0, 200, 400, 600]
@@ -129,7 +132,7 @@ def test_bundled_video_every_20s(bundled_video: Path, shared_counter: object) ->
 
 def test_corrupt_video_frames_skipped_and_good_ones_counted(
         corrupt_video: Path, shared_counter: DensityCounter) -> None:
-    result = invoke(corrupt_video, "--every", "200ms", "-f", "json")
+    result = invoke(corrupt_video, "--every", "200ms", "-f", "json", counter=shared_counter)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     # Targets 0, 2, 4, 6, 8, 10: frame 4 (and 5) are corrupt, so 6 follows 2.
@@ -156,7 +159,7 @@ def test_folder_with_one_good_and_one_corrupt_image(tmp_path: Path, crop_jpeg: P
     folder.mkdir()
     (folder / "a.jpg").write_bytes(crop_jpeg.read_bytes())
     (folder / "b.jpg").write_bytes(truncated_jpeg.read_bytes())
-    result = invoke(folder, "-f", "json")
+    result = invoke(folder, "-f", "json", counter=shared_counter)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert [(f["source"], f["count"]) for f in data["frames"]] == [("a.jpg", round(crop_count, 1))]
@@ -295,7 +298,7 @@ def test_stream_url_is_counted_for_the_given_frames(shared_counter: object) -> N
     server = MjpegServer(fps=10).start()
     try:
         url = server.url.replace("http://", "http://viewer:s3cretpw@")
-        result = invoke(url, "--frames", "2", "-f", "json")
+        result = invoke(url, "--frames", "2", "-f", "json", counter=shared_counter)
     finally:
         server.stop()
     assert result.exit_code == 0, result.output

@@ -26,6 +26,7 @@ from crowdsafe.counting.engines import EngineSpec, EngineUnavailable, create_eng
 from crowdsafe.counting.intervals import coverage, fit_table, load_tables
 from crowdsafe.counting.weights import WeightsError, load_weights
 from crowdsafe.evaluation.metrics import compute_metrics, interval_coverage
+from tests.support.counting import uses
 
 runner = CliRunner()
 
@@ -190,7 +191,8 @@ def test_eval_scores_a_video_against_its_frame_counts(tmp_path: Path,
     from crowdsafe.cli.demo import ground_truth, sample_video
 
     out = tmp_path / "video.json"
-    result = runner.invoke(app, ["eval", str(sample_video()), "--every", "20s", "--json", str(out)])
+    result = runner.invoke(app, ["eval", str(sample_video()), "--every", "20s", "--json", str(out)],
+                           obj=uses(shared_counter))
     assert result.exit_code == 0, result.output
     scores = json.loads(out.read_text())["datasets"]["vtest"]
     assert scores["n"] == 4  # frames 0, 200, 400, 600 of the 79.5 s video at 10 fps

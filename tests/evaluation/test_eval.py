@@ -14,6 +14,7 @@ from crowdsafe.cli.main import app
 from crowdsafe.counting.counter import DensityCounter
 from crowdsafe.evaluation import metrics as m
 from crowdsafe.evaluation.dataset import DatasetError, find_datasets, load_dataset
+from tests.support.counting import uses
 
 runner = CliRunner()
 METRIC_KEYS = {"n", "mae", "rmse", "bias", "corr", "rel_err", "sec_per_image", "coverage"}
@@ -125,7 +126,7 @@ def test_eval_mall_subset_end_to_end(tmp_path: Path, crowd_data: Path,
     counter = shared_counter
     out = tmp_path / "eval.json"
     result = runner.invoke(app, ["eval", str(crowd_data / "mall"), "--limit", "2",
-                                 "--json", str(out), "--precision", "fp32"])
+                                 "--json", str(out), "--precision", "fp32"], obj=uses(counter))
     assert result.exit_code == 0, result.output
     assert "mall" in result.stdout and "MAE" in result.stdout
     data = json.loads(out.read_text())
@@ -160,7 +161,7 @@ def test_eval_parent_folder_with_limit(crowd_data: Path, tmp_path: Path,
         cv2.imwrite(str(folder / "x.png"), small)
         (folder / "labels.json").write_text('{"x.png": {"count": 5}}')
     out = tmp_path / "eval.json"
-    result = runner.invoke(app, ["eval", str(parent), "--json", str(out)])
+    result = runner.invoke(app, ["eval", str(parent), "--json", str(out)], obj=uses(shared_counter))
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert list(data["datasets"]) == ["mall", "other"]

@@ -9,7 +9,7 @@ from importlib import resources
 import cv2
 import numpy as np
 
-from crowdsafe.counting.counter import DensityCounter, DensityResult
+from crowdsafe.counting.counter import Counts, DensityCounter, DensityResult
 
 
 def video_crop(frame_index: int, y: int, x: int, h: int, w: int) -> np.ndarray:
@@ -54,3 +54,9 @@ def texture(shape: tuple[int, int] = (60, 80), seed: int = 3) -> np.ndarray:
     """A thin static 'texture floor' like the models find on kerbs and lawns: ~8 people spread out."""
     rng = np.random.default_rng(seed)
     return (rng.gamma(0.5, 8.0 / (0.5 * shape[0] * shape[1]), shape)).astype(np.float32)
+
+
+def uses(counter: Counts) -> dict[str, object]:
+    """``CliRunner.invoke(..., obj=uses(counter))``: the command counts with ``counter`` instead of
+    starting its own engine (the CLI's seam, ``cli.options.counter_factory``)."""
+    return {"make_counter": lambda spec: counter}

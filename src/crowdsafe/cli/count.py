@@ -28,6 +28,7 @@ from crowdsafe.cli.options import (
     PrecisionChoice,
     PrecisionOption,
     ThreadsOption,
+    counter_factory,
     engine_spec,
 )
 from crowdsafe.cli.progress import progress_bar
@@ -149,6 +150,7 @@ def _report_end(report: CountReport, heatmaps: HeatmapWriter | None) -> None:
 
 
 def count(
+    ctx: typer.Context,
     path: Annotated[str, typer.Argument(
         help="An image, a folder of images (natural order), a video file or a stream URL "
              "(rtsp://, http://...; credentials in it are never printed).",
@@ -198,7 +200,8 @@ def count(
             except OSError as exc:
                 raise fail(f"--heatmaps {heatmaps}: {exc}") from None
         spec = engine_spec(engine, precision, threads)
-        counter = LazyCounter(lambda: make_model_counter(model.value, spec))
+        factory = counter_factory(ctx)
+        counter = LazyCounter(lambda: make_model_counter(model.value, spec, factory=factory))
         try:
             with progress_bar(f"counting {source.name}", source.expected,
                               enabled=(source.expected or 2) > 1) as advance:

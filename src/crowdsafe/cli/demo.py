@@ -33,6 +33,7 @@ from crowdsafe.cli.options import (
     PrecisionChoice,
     PrecisionOption,
     ThreadsOption,
+    counter_factory,
     engine_spec,
     log_to_stderr,
 )
@@ -134,6 +135,7 @@ def write_demo_report(store: Store, site: Site, start: float, end: float, out: P
 
 
 def demo(
+    ctx: typer.Context,
     state_dir: Annotated[Path, typer.Option(
         help="Folder for the demo's store, tokens and people-free background.")] = DEFAULT_STATE_DIR,
     host: Annotated[str, typer.Option(help="Dashboard address; 0.0.0.0 for all.")] = "127.0.0.1",
@@ -164,7 +166,8 @@ def demo(
                     runner_of=lambda: next(iter(holder), None), any_port_if_taken=True)
     try:
         with user_errors():
-            counter = CameraCounters(prepared.geometry, engine_spec(engine, precision, threads))
+            counter = CameraCounters(prepared.geometry, engine_spec(engine, precision, threads),
+                                     counter_factory(ctx))
         tally = TruthTally(ground_truth())
 
         def on_frame(output: FrameOutput) -> None:

@@ -17,6 +17,7 @@ from crowdsafe.cli.options import (
     PrecisionChoice,
     PrecisionOption,
     ThreadsOption,
+    counter_factory,
     engine_spec,
 )
 from crowdsafe.cli.progress import progress_bar
@@ -31,6 +32,7 @@ from crowdsafe.runtime.counters import CameraCounters
 
 
 def eval_site(
+    ctx: typer.Context,
     site_file: Annotated[Path, typer.Argument(help="Site file (YAML).", exists=True, dir_okay=False,
                                               show_default=False)],
     camera: Annotated[str, typer.Option(help="Camera id whose source is the annotated video.",
@@ -70,8 +72,8 @@ def eval_site(
             tunings[camera] = load_tuning(tuning)
             if tunings[camera].camera != camera:
                 raise fail(f"--tuning {tuning}: tuned for camera {tunings[camera].camera!r}, not {camera!r}")
-        counter = (None if heads is not None
-                   else CameraCounters(geometry, engine_spec(engine, precision, threads), tunings=tunings))
+        spec, factory = engine_spec(engine, precision, threads), counter_factory(ctx)
+        counter = None if heads is not None else CameraCounters(geometry, spec, factory, tunings=tunings)
         video = site.resolve_source(site.camera(camera))
         with progress_bar(f"evaluating {camera}", len(span)) as advance:
             result = evaluate_site(geometry, camera, video, truth, span, counter, heads=heads,

@@ -19,6 +19,7 @@ from crowdsafe.cli.options import (
     PrecisionChoice,
     PrecisionOption,
     ThreadsOption,
+    counter_factory,
     engine_spec,
 )
 from crowdsafe.cli.progress import progress_bar
@@ -106,6 +107,7 @@ def results_json(results: list[DatasetResult], engine: str, precision: str,
 
 
 def evaluate(
+    ctx: typer.Context,
     data: Annotated[list[Path], typer.Argument(
         help="Dataset folders holding labels.json, or parent folders whose sub-folders do; or "
              "videos with per-frame counts in <stem>_counts.csv beside them.",
@@ -144,7 +146,7 @@ def evaluate(
         interval = parse_interval(every) if videos else None
         person_rows = _person_rows(person_heights, site_file, camera)
         counter: Counts = make_model_counter(model.value, engine_spec(engine, precision, threads),
-                                             person_px=person_rows)
+                                             person_px=person_rows, factory=counter_factory(ctx))
         if person_rows is not None and scale_normalise:
             counter = normalised_counter(counter, getattr(counter, "model", "auto"), person_rows)
         results = []

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from crowdsafe.counting import batch
+from crowdsafe.counting.counter import Counts
 from crowdsafe.counting.engines import EngineSpec
 
 LiveSiteFile = Annotated[Path, typer.Argument(help="Site YAML file (see `crowdsafe site check`).")]
@@ -41,6 +44,12 @@ ThreadsOption = Annotated[int | None, typer.Option(
 def engine_spec(engine: EngineChoice, precision: PrecisionChoice,
                 threads: int | None) -> EngineSpec:
     return EngineSpec(engine=engine.value, precision=precision.value, threads=threads)
+
+
+def counter_factory(ctx: typer.Context) -> Callable[[EngineSpec], Counts]:
+    """How the command builds a model's counter: ``batch.make_counter``, unless its caller passed
+    another as ``obj={"make_counter": ...}`` (``CliRunner.invoke``: tests reuse one engine)."""
+    return (ctx.obj or {}).get("make_counter") or batch.make_counter
 
 
 CorsOriginOption = Annotated[list[str] | None, typer.Option(

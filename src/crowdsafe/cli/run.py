@@ -29,6 +29,7 @@ from crowdsafe.cli.options import (
     PrecisionOption,
     ThreadsOption,
     TrustedProxyOption,
+    counter_factory,
     engine_spec,
     log_to_stderr,
 )
@@ -88,6 +89,7 @@ def _prepare(site_file: Path, loop: bool) -> PreparedSite:
 
 
 def run(
+    ctx: typer.Context,
     site_file: LiveSiteFile,
     store: LiveStoreOption = None,
     state_dir: Annotated[Path, typer.Option(
@@ -148,7 +150,8 @@ def run(
     try:
         with user_errors():
             counter = None if cluster else CameraCounters(prepared.geometry,
-                                                          engine_spec(engine, precision, threads))
+                                                          engine_spec(engine, precision, threads),
+                                                          counter_factory(ctx))
         config = RunnerConfig(state_dir=state_dir, duration_s=duration, health_every_s=health_every,
                               webhooks=tuple(webhook or ()), forecast_every_s=60.0,
                               retention_s=None if retention_days is None else retention_days * 86400.0,

@@ -24,10 +24,10 @@ from crowdsafe.cli.options import (
     PrecisionChoice,
     PrecisionOption,
     ThreadsOption,
+    counter_factory,
     engine_spec,
 )
 from crowdsafe.cli.progress import progress_bar
-from crowdsafe.counting import batch
 from crowdsafe.counting.tuning import fit_tuning, save_tuning
 from crowdsafe.evaluation.dataset import DatasetError
 from crowdsafe.evaluation.site import load_frame_points, parse_frames
@@ -44,6 +44,7 @@ def spread(frames: list[int], at_most: int) -> list[int]:
 
 
 def tune(
+    ctx: typer.Context,
     site_file: Annotated[Path, typer.Argument(help="Site file (YAML).", exists=True, dir_okay=False,
                                               show_default=False)],
     camera: Annotated[str, typer.Option(help="Camera to tune; its source must be a video file.",
@@ -81,7 +82,8 @@ def tune(
         chosen = spread(annotated, max_frames)
         width, height = geometry.cameras[camera].ground_map.image_size
         spec = engine_spec(engine, precision, threads)
-        counters = {m: batch.make_counter(replace(spec, model=m)) for m in MODELS}
+        make = counter_factory(ctx)
+        counters = {m: make(replace(spec, model=m)) for m in MODELS}
         video = site.resolve_source(site.camera(camera))
         maps: dict[str, list[np.ndarray]] = {m: [] for m in MODELS}
         counted: list[int] = []

@@ -23,7 +23,7 @@ from dataclasses import replace
 import numpy as np
 
 from crowdsafe.counting import batch
-from crowdsafe.counting.counter import DensityCounter, DensityResult, validate_image
+from crowdsafe.counting.counter import Counts, DensityCounter, DensityResult, validate_image
 from crowdsafe.counting.engines import EngineSpec
 from crowdsafe.counting.variants import ModelChoice, ModelName
 
@@ -73,14 +73,14 @@ class AutoCounter:
         return result
 
 
-def make_model_counter(choice: ModelChoice, spec: EngineSpec,
-                       person_px: np.ndarray | None = None) -> DensityCounter | AutoCounter:
+def make_model_counter(choice: ModelChoice, spec: EngineSpec, person_px: np.ndarray | None = None, *,
+                       factory: Callable[[EngineSpec], Counts] = batch.make_counter) -> Counts:
     """The counter for a camera's ``model`` setting; ``person_px`` (calibration) enables rule 1."""
     if choice == "auto" and person_px is not None:
         choice = choose_from_person_px(person_px)
     if choice in ("dense", "sparse"):
-        return batch.make_counter(replace(spec, model=choice))
+        return factory(replace(spec, model=choice))
     if choice != "auto":
         raise ValueError(f"unknown model {choice!r}; expected dense, sparse or auto")
-    return AutoCounter(lambda: batch.make_counter(replace(spec, model="sparse")),
-                       lambda: batch.make_counter(replace(spec, model="dense")))
+    return AutoCounter(lambda: factory(replace(spec, model="sparse")),  # type: ignore[arg-type]
+                       lambda: factory(replace(spec, model="dense")))  # type: ignore[arg-type]
