@@ -16,7 +16,9 @@ from crowdsafe.cli.options import (
     EngineOption,
     PrecisionChoice,
     PrecisionOption,
+    SiteFileArg,
     ThreadsOption,
+    VideoCameraOption,
     engine_spec,
 )
 from crowdsafe.cli.progress import progress_bar
@@ -33,10 +35,8 @@ from crowdsafe.runtime.counters import CameraCounters
 
 
 def eval_site(
-    site_file: Annotated[Path, typer.Argument(help="Site file (YAML).", exists=True, dir_okay=False,
-                                              show_default=False)],
-    camera: Annotated[str, typer.Option(help="Camera id whose source is the annotated video.",
-                                        show_default=False)],
+    site_file: SiteFileArg,
+    camera: VideoCameraOption,
     feet: Annotated[Path, typer.Option(
         help="Annotated foot points per frame: {\"<frame>\": {\"points\": [[x, y], ...]}}; they place "
              "each person on the floor for the zone and line truth.", exists=True, dir_okay=False,

@@ -23,7 +23,9 @@ from crowdsafe.cli.options import (
     EngineOption,
     PrecisionChoice,
     PrecisionOption,
+    SiteFileArg,
     ThreadsOption,
+    VideoCameraOption,
     engine_spec,
 )
 from crowdsafe.cli.progress import progress_bar
@@ -44,10 +46,8 @@ def spread(frames: list[int], at_most: int) -> list[int]:
 
 
 def tune(
-    site_file: Annotated[Path, typer.Argument(help="Site file (YAML).", exists=True, dir_okay=False,
-                                              show_default=False)],
-    camera: Annotated[str, typer.Option(help="Camera to tune; its source must be a video file.",
-                                        show_default=False)],
+    site_file: SiteFileArg,
+    camera: VideoCameraOption,
     labels: Annotated[Path, typer.Option(
         help="Annotated head points per frame of the camera's source: "
              "{\"<frame>\": {\"points\": [[x, y], ...]}} (the crowd sets' point format).", exists=True,
