@@ -51,7 +51,7 @@ def store_series(store: Store, zone_id: str) -> tuple[np.ndarray, np.ndarray]:
 def history_backtest(store: Store, site: Site, every_min: int = 5) -> dict[int, dict[str, float]]:
     """Walk-forward scores of the ``history`` method (see the module docstring) per horizon; also
     ``days_tested`` and ``days_learned`` (how many of them the stored-history model forecast)."""
-    from crowdsafe.forecast.history import MIN_HISTORY_DAYS, fit_history_days, stored_days
+    from crowdsafe.forecast.history import MIN_HISTORY_DAYS, fit_history_days, score_days, stored_days
     from crowdsafe.forecast.live import default_method
 
     days = stored_days(store, site)
@@ -61,23 +61,14 @@ def history_backtest(store: Store, site: Site, every_min: int = 5) -> dict[int, 
     hits: dict[int, list[np.ndarray]] = {}
     learned = 0
     for i in range(MIN_HISTORY_DAYS, len(days)):
-        day = days[i]
         model = fit_history_days(site, days[:i])  # the days before it only: out of sample
         learned += model is not None
-        model = model or fallback
-        h = np.asarray(model.horizons)
-        for zone_id, y in day.observed.items():
-            origins = np.arange(1, y.size - int(h.max()), every_min)
-            if origins.size == 0 or zone_id not in model.zones:
-                continue
-            pred = model.predict(zone_id, y, day.ts, origins)
-            truth = y[origins[:, None] + h[None, :]]
-            for k, hk in enumerate(h):
-                errs.setdefault(int(hk), []).append(np.abs(pred["mean"][:, k] - truth[:, k]))
-                base.setdefault(int(hk), []).append(np.abs(y[origins] - truth[:, k]))
-                if "lo80" in pred:
-                    hits.setdefault(int(hk), []).append((pred["lo80"][:, k] <= truth[:, k])
-                                                        & (truth[:, k] <= pred["hi80"][:, k]))
+        for block in score_days(model or fallback, days[i:i + 1], every_min):
+            for k, hk in enumerate(block.horizons):
+                errs.setdefault(hk, []).append(block.errors[:, k])
+                base.setdefault(hk, []).append(block.persistence[:, k])
+                if block.hits is not None:
+                    hits.setdefault(hk, []).append(block.hits[:, k])
     out: dict[int, dict[str, float]] = {}
     for hk, e in errs.items():
         mae, ref = float(np.mean(np.concatenate(e))), float(np.mean(np.concatenate(base[hk])))
