@@ -1,15 +1,6 @@
 """The site's own stored days as training data: the forecaster learns from what its cameras counted.
 
-Why: a model trained only on the simulator's days validates the simulator. Once the store holds
-a few days of readings, those days are better teachers than any assumption about arrivals, and
-the live forecaster switches to them (``fit_history_model``), refitting as days accumulate.
-
-A stored day is a run of readings on a common one-minute grid: each zone's one-minute means,
-gaps of up to ``MAX_GAP_MIN`` bridged (as live), where every zone has a reading. The
-site's whole schedule goes with every day: the profile and schedule clocks then say "no event
-near" on ordinary days and "doors in 40 min" on event days, so the schedule is a covariate of
-every row, and the model learns what the site's events do to its zones.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.forecast.history``."""
 
 from __future__ import annotations
 

@@ -1,17 +1,6 @@
 """Rolling-origin backtest on a site's *stored* history: ``crowdsafe forecast backtest --store URL``.
 
-Why: the synthetic backtest validates the simulator, not the forecast. This one replays what the
-live forecaster would have said at past minutes of the site's own readings and scores it against
-what the cameras counted next. Each zone's readings become one-minute means (gaps of up to
-``MAX_GAP_MIN`` bridged, as live); at an origin every ``every_min`` minutes a method sees only the
-readings up to it (at most ``KEEP_MIN`` minutes, as live). Scores per method and horizon: MAE,
-MAE relative to persistence (the last reading) on the same forecasts, and 80 % interval coverage.
-
-Method ``history`` is what the live forecaster does once the store holds days of readings:
-walking forward day by day, each stored day is forecast by the model ``fit_history_days``
-trains on the days before it only (or by the live fallback where that model is not used), so
-every score is out of sample; days with fewer than ``MIN_HISTORY_DAYS`` before them are skipped.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.forecast.store_backtest``."""
 
 from __future__ import annotations
 

@@ -1,17 +1,6 @@
 """The debrief's numbers, computed from the store: no plotting, no HTML, so every number is testable.
 
-Every figure and table of the report is drawn from a ``Report`` built here, and every number in
-it comes from the store's own reads, the ones the API uses: ``Store.query`` (raw readings, for
-exact peaks, totals and time in band), ``Store.history`` (the bucketed means the dashboard's
-charts show) and ``api.queries.alerts_raised_between``. A reader of the report and a user of the
-API looking at the same period therefore see the same numbers.
-
-Time a reading "stands for": readings are samples, so time spent in a band is the sum, over the
-readings in that band, of the time until the next reading of the same zone. A gap longer than
-``GAP_FACTOR`` times the zone's median step is not time in any band (no camera measured it):
-the reading before it counts for one median step, and the gap shows up in data quality instead.
-The last reading counts for one median step too, cut at the end of the period.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.report.compute``."""
 
 from __future__ import annotations
 

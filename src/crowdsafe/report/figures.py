@@ -1,17 +1,6 @@
 """The debrief's charts, drawn with matplotlib and written as inline SVG (or JPEG for pictures).
 
-Why matplotlib and not plotly (measured, December 2026): the report must be one self-contained
-file, readable offline, printable and under 5 MB for a 12-hour event with 20 zones. Plotly's
-figures need plotly.js in the page, and inlining it costs 4.8 MB (plotly 7.1's
-``plotly.min.js``) before any data: no room left for 20 zones. Plotly's static export needs
-kaleido, which needs a Chrome install at report time: not something a venue laptop or a server
-has. matplotlib (about 80 MB installed with pillow and fonttools) draws static SVG with no
-browser: 60-80 kB per zone's figure (480 points per series, text kept as text), so 20 zones fit
-in about 2 MB. The pictures of a camera are JPEG (an SVG would embed a PNG of the background).
-
-Figures are built with the object API (``Figure()``, never ``pyplot``): no global state, so the
-API can render a report in a worker thread while the dashboard runs.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.report.figures``."""
 
 from __future__ import annotations
 
