@@ -9,8 +9,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-COMPARTMENT_ZONE_TYPE = {"queue": "queue", "walkway": "walkway", "standing": "standing"}
-
 
 @dataclass(frozen=True)
 class EventTimes:

@@ -95,11 +95,6 @@ class SiteProfile:
         idx = (np.asarray(ts, dtype=float) - self.t0) / STEP_S
         return np.interp(idx, np.arange(series.size), series)
 
-    @property
-    def t_end(self) -> float:
-        n = max((s.size for s in self.occupancy.values()), default=0)
-        return self.t0 + n * STEP_S
-
 
 def grid_bounds(events: Sequence[EventSpec]) -> tuple[float, int]:
     """(t0, minutes) covering every event with margins, t0 on a whole minute."""

@@ -23,10 +23,6 @@ class LineFlux:
     positive_per_s: float
     negative_per_s: float
 
-    @property
-    def net_per_s(self) -> float:
-        return self.positive_per_s - self.negative_per_s
-
 
 def optical_flow(prev_bgr: np.ndarray, next_bgr: np.ndarray, dt_s: float,
                  spread_px: float = 0.0, moving_px: float = 0.5) -> np.ndarray:

@@ -54,10 +54,6 @@ def clearance_time(count: float, exits: Sequence[Exit | ExitSpec | Mapping[str, 
     return 60.0 * count / flow + travel_time_s
 
 
-def zone_clearance_time(zone: Zone, count: float, specific_flow: Mapping[str, float] | None = None) -> float:
-    return clearance_time(count, zone.exits, specific_flow)
-
-
 def live_clearance_s(zone: Zone, count: float, safety: SafetyConfig | None = None) -> float | None:
     """A zone's clearance time at ``count`` with the site's specific flows; None without exits.
 
