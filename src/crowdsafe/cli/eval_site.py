@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from crowdsafe.cli.console import stdout_console
-from crowdsafe.cli.errors import fail, user_errors
+from crowdsafe.cli.errors import check_out_folder, fail, user_errors, write_out
 from crowdsafe.cli.options import (
     EngineChoice,
     EngineOption,
@@ -58,8 +58,7 @@ def eval_site(
     threads: ThreadsOption = None,
 ) -> None:
     """Per zone, per line and whole-frame accuracy of the site pipeline on an annotated video."""
-    if json_out is not None and not json_out.parent.is_dir():
-        raise fail(f"--json {json_out}: folder {json_out.parent} does not exist")
+    check_out_folder("--json", json_out)
     from crowdsafe.cli.site import camera_site
 
     with user_errors():
@@ -89,7 +88,4 @@ def eval_site(
         table.add_row(*row)
     stdout_console().print(table)
     if json_out is not None:
-        try:
-            json_out.write_text(json.dumps(data, indent=2) + "\n")
-        except OSError as exc:
-            raise fail(f"{json_out}: cannot write ({exc.strerror or exc})") from None
+        write_out(json_out, json.dumps(data, indent=2) + "\n")

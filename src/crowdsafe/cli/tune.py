@@ -17,7 +17,7 @@ import numpy as np
 import typer
 
 from crowdsafe.cli.console import stdout_console
-from crowdsafe.cli.errors import fail, user_errors
+from crowdsafe.cli.errors import check_out_folder, fail, user_errors
 from crowdsafe.cli.options import (
     EngineChoice,
     EngineOption,
@@ -67,8 +67,7 @@ def tune(
     threads: ThreadsOption = None,
 ) -> None:
     """Choose model, background subtraction and gain for one camera from annotated frames."""
-    if not out.parent.is_dir():
-        raise fail(f"--out {out}: folder {out.parent} does not exist")
+    check_out_folder("--out", out)
     from crowdsafe.cli.site import camera_site
 
     with user_errors():

@@ -46,7 +46,7 @@ class BacktestResult:
 def backtest(site: Site, days: int = 3, seed: int = 1, methods: Sequence[str] = ("naive", "profile", "gbm"),
              every_min: int = 5, train_days: int = 12, calib_days: int = 10, fit_seed: int = 1000,
              horizons: Sequence[int] = REPORT_HORIZONS) -> BacktestResult:
-    """Fit each method, then score it on ``days`` fresh synthetic days (see module docstring)."""
+    """Fit each method, then score it on ``days`` fresh synthetic days (see docs/design-notes.md)."""
     t_start = time.perf_counter()
     site = with_schedule(site)
     test_days = simulate_days(site, days + 1, seed=seed)

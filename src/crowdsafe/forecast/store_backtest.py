@@ -38,7 +38,7 @@ def store_series(store: Store, zone_id: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def history_backtest(store: Store, site: Site, every_min: int = 5) -> dict[int, dict[str, float]]:
-    """Walk-forward scores of the ``history`` method (see the module docstring) per horizon; also
+    """Walk-forward scores of the ``history`` method (see docs/design-notes.md) per horizon; also
     ``days_tested`` and ``days_learned`` (how many of them the stored-history model forecast)."""
     from crowdsafe.forecast.history import MIN_HISTORY_DAYS, fit_history_days, score_days, stored_days
     from crowdsafe.forecast.live import default_method
@@ -71,7 +71,7 @@ def history_backtest(store: Store, site: Site, every_min: int = 5) -> dict[int, 
 
 def backtest_store(store: Store, site: Site, methods: Sequence[str] = ("persistence",),
                    every_min: int = 5) -> StoreBacktest:
-    """Replay the live forecaster at past minutes of the stored readings (see the module docstring)."""
+    """Replay the live forecaster at past minutes of the stored readings (see docs/design-notes.md)."""
     if "history" in methods:
         rest = [m for m in methods if m != "history"]
         result = backtest_store(store, site, rest, every_min) if rest else StoreBacktest(

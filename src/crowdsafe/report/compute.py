@@ -218,7 +218,7 @@ class Report:
 
 # -- helpers -----------------------------------------------------------------------------------
 def holds(ts: list[float], end: float) -> list[float]:
-    """Seconds each reading stands for (see the module docstring); one reading alone stands for 0."""
+    """Seconds each reading stands for (see docs/design-notes.md); one reading alone stands for 0."""
     if len(ts) < 2:
         return [0.0] * len(ts)
     steps = np.diff(np.asarray(ts, dtype=float))
