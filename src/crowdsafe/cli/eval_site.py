@@ -24,13 +24,7 @@ from crowdsafe.cli.options import (
 from crowdsafe.cli.progress import progress_bar
 from crowdsafe.counting.counter import Counts
 from crowdsafe.counting.tuning import load_tuning, site_tunings
-from crowdsafe.evaluation.site import (
-    PointsCounter,
-    evaluate_site,
-    load_frame_points,
-    parse_frames,
-    summary_rows,
-)
+from crowdsafe.evaluation.site import PointsCounter, evaluate_site, load_frame_points, summary_rows
 from crowdsafe.runtime.counters import CameraCounters
 
 
@@ -59,12 +53,10 @@ def eval_site(
 ) -> None:
     """Per zone, per line and whole-frame accuracy of the site pipeline on an annotated video."""
     check_out_folder("--json", json_out)
-    from crowdsafe.cli.site import camera_site
+    from crowdsafe.cli.site import annotated_camera
 
     with user_errors():
-        site, geometry = camera_site(site_file, camera)
-        truth = load_frame_points(feet)
-        span = parse_frames(frames, truth)
+        site, geometry, truth, span = annotated_camera(site_file, camera, feet, frames)
         heads = load_frame_points(density_from) if density_from is not None else None
         tunings = site_tunings(site)
         if tuning is not None:

@@ -32,7 +32,6 @@ from crowdsafe.cli.progress import progress_bar
 from crowdsafe.counting import batch
 from crowdsafe.counting.tuning import fit_tuning, save_tuning
 from crowdsafe.evaluation.dataset import DatasetError
-from crowdsafe.evaluation.site import load_frame_points, parse_frames
 
 MODELS = ("dense", "sparse")
 
@@ -68,12 +67,10 @@ def tune(
 ) -> None:
     """Choose model, background subtraction and gain for one camera from annotated frames."""
     check_out_folder("--out", out)
-    from crowdsafe.cli.site import camera_site
+    from crowdsafe.cli.site import annotated_camera
 
     with user_errors():
-        site, geometry = camera_site(site_file, camera)
-        truth = load_frame_points(labels)
-        span = parse_frames(frames, truth)
+        site, geometry, truth, span = annotated_camera(site_file, camera, labels, frames)
         annotated = [k for k in span if k in truth]
         if not annotated:
             raise DatasetError(f"--frames {frames}: no frame in that range is annotated in {labels}")
