@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import sys
 import threading
 import time
@@ -18,30 +17,15 @@ from fastapi.testclient import TestClient
 
 from crowdsafe.api import ApiSettings, RuntimeStats, create_app, serve_in_thread
 from crowdsafe.api.events import EventHub, Subscriber
-from crowdsafe.store import Store, StoreError, open_store
-from tests.support.api_support import (
-    DEMO_SITE,
-    demo_site,
-    fill_demo_store,
-    make_tokens,
-    write_background,
-    zone_row,
-)
+from crowdsafe.store import Store, StoreError
+from tests.support.api_support import demo_env, demo_site, zone_row
 
 NOW = time.time()
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict:
-    state = tmp_path / "state"
-    state.mkdir()
-    site_file = tmp_path / "site.yaml"
-    shutil.copy(DEMO_SITE, site_file)
-    (tmp_path / "vtest.avi").touch()  # the site's relative source; the API never opens it
-    store = open_store(state / "crowdsafe.sqlite")
-    fill_demo_store(store, NOW)
-    write_background(state)
-    return {"state": state, "site_file": site_file, "store": store, "tokens": make_tokens(state)}
+    return demo_env(tmp_path, NOW)
 
 
 def settings_for(env: dict, **kw: object) -> ApiSettings:

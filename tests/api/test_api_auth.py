@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import stat
 import time
 from pathlib import Path
@@ -16,8 +15,7 @@ from crowdsafe.api import ApiSettings, create_app
 from crowdsafe.api.throttle import AuthThrottle
 from crowdsafe.api.tokens import TokenBook, hash_token
 from crowdsafe.cli.main import app as cli
-from crowdsafe.store import open_store
-from tests.support.api_support import DEMO_SITE, fill_demo_store, make_tokens, write_background
+from tests.support.api_support import demo_env
 
 NOW = time.time()
 ROLES = ["viewer", "operator", "admin"]
@@ -36,15 +34,9 @@ PUBLIC = ["/health", "/", "/docs", "/static/app.js", "/static/plotly.min.js"]
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict:
-    state = tmp_path / "state"
-    state.mkdir()
-    site_file = tmp_path / "site.yaml"
-    shutil.copy(DEMO_SITE, site_file)
-    store = open_store(state / "crowdsafe.sqlite")
-    fill_demo_store(store, NOW)
-    write_background(state)
-    yield {"state": state, "site_file": site_file, "store": store, "tokens": make_tokens(state)}
-    store.close()
+    env = demo_env(tmp_path, NOW)
+    yield env
+    env["store"].close()
 
 
 def make_client(env: dict, **kw: object) -> TestClient:

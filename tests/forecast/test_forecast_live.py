@@ -1,10 +1,9 @@
 """Live forecasts from a real SQLite store: refresh per new minute, stale zones, background fit,
-the runner's periodic step feeding the capacity_forecast alert, and clearance metrics for alerts."""
+and the runner's periodic step feeding the capacity_forecast alert."""
 
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -20,16 +19,8 @@ from crowdsafe.forecast.live import (
     forecast_zones,
 )
 from crowdsafe.forecast.schedule import site_events
-from crowdsafe.geometry.site import build_site_geometry
-from crowdsafe.measure.metrics import zone_metrics
-from crowdsafe.measure.zones import ZoneReading, profile_book
 from crowdsafe.safety.alerts import AlertEngine
-from crowdsafe.safety.rules import (
-    CLEARANCE_METRIC,
-    FORECAST_CAPACITY_METRIC,
-    default_rules,
-    forecast_alert_rules,
-)
+from crowdsafe.safety.rules import FORECAST_CAPACITY_METRIC, forecast_alert_rules
 from crowdsafe.store import open_store
 from tests.support.forecast_support import event_site, fill_until, load, quick_fit
 
@@ -151,35 +142,6 @@ def test_forecast_metrics_take_the_peak_upper_bound_within_30_minutes(env):
     peak = max(fc.hi80[i] for i in k)
     assert metrics[("walkway", FORECAST_CAPACITY_METRIC)] == pytest.approx(100 * peak / 250)
     assert forecast_metrics(site, {"forecourt": fc}) == []  # no capacity, no metric
-
-
-def test_zone_metrics_carry_clearance_and_default_rules_follow_the_site_limit(tmp_path):
-    site = load(event_site(tmp_path, DOORS))
-    geometry = build_site_geometry(site)
-    book = profile_book(geometry)
-    readings = [ZoneReading(z, time.time(), 984.0, 100.0, 100.0, 1.0, None, None, 100.0)
-                for z in ("walkway", "lawn", "forecourt")]
-    metrics = {(m.subject, m.metric): m.value for m in zone_metrics(geometry, readings, book)}
-    assert metrics[("walkway", CLEARANCE_METRIC)] == pytest.approx(60 * 984 / (9 * 82))  # 6 m + 3 m level
-    assert metrics[("forecourt", CLEARANCE_METRIC)] == pytest.approx(60 * 984 / (1.8 * 82))
-    assert ("lawn", CLEARANCE_METRIC) not in metrics  # no exits: no clearance, no egress alert
-    # The site's own specific flow and egress limit reach the metric and the rules.
-    custom = site.model_copy(update={"safety": site.safety.model_copy(
-        update={"specific_flow_pmm": {"level": 60.0, "stairs": 50.0}, "egress_limit_s": 300.0})})
-    geometry = build_site_geometry(custom)
-    metrics = {(m.subject, m.metric): m.value for m in zone_metrics(geometry, readings, book)}
-    assert metrics[("forecourt", CLEARANCE_METRIC)] == pytest.approx(60 * 984 / (1.8 * 60))
-    rules = {r.name: r for r in default_rules(custom)}
-    assert rules["egress_time"].raise_at == 300.0 and rules["egress_time_warning"].raise_at == 225.0
-    assert default_rules()[1].raise_at == 480.0 and "capacity_forecast" in rules
-    # Fed as the runner feeds it: 984 people behind a 1.8 m door is 400 s, over a 300 s limit.
-    engine = AlertEngine(default_rules(custom))
-    changed = []
-    for t in range(0, 60, 10):
-        for m in zone_metrics(geometry, [readings[2]], book):
-            changed += [a for a in engine.update(m.subject, m.metric, float(t), m.value)
-                        if a.rule == "egress_time"]
-    assert changed and changed[0].state == "raised" and changed[0].severity == "critical"
 
 
 def test_forecast_zones_follow_the_event_schedule(env):

@@ -28,7 +28,6 @@ from crowdsafe.api.tokens import TokenBook
 from crowdsafe.cli.main import app
 from crowdsafe.config.site import load_site
 from crowdsafe.counting.counter import DensityCounter, EveryCamera
-from crowdsafe.geometry.lines import plan_line
 from crowdsafe.runtime.background import BackgroundPolicy, CameraBackground
 from crowdsafe.runtime.camera import CameraReader, CameraSource, Sample
 from crowdsafe.runtime.core import RunnerConfig, RunSummary, SiteRunner, prepare_site
@@ -40,7 +39,6 @@ from crowdsafe.sources.looping import LoopingVideoSource
 from crowdsafe.store.store import open_store
 from tests.support.postgres_server import pg_bin, postgres_cluster
 from tests.support.runner import (
-    DEMO,
     VIDEO,
     ZONES,
     cli,
@@ -80,20 +78,6 @@ def test_bad_site_file_and_missing_source_exit_2_with_one_line(tmp_path: Path):
     assert result.exit_code == 2
     assert "cameras[0].source" in result.output and "no such file" in result.output
     assert len([ln for ln in result.output.splitlines() if ln.strip()]) == 1
-
-
-def test_demo_line_is_planned_on_the_camera_with_in_towards_the_scene():
-    prepared = prepare_site(load_site(DEMO))
-    plan = plan_line(prepared.geometry, "east_gate")
-    assert plan is not None and plan.camera_id == "view001"
-    assert plan.visible_fraction > 0.9
-    for u, v in (plan.a_px, plan.b_px):
-        assert 0 <= u <= 768 and 0 <= v <= 576
-    # "in" = from the right edge of the image into the scene: the image-left side of the line.
-    (ax, ay), (bx, by) = plan.a_px, plan.b_px
-    positive_side = np.array([by - ay, -(bx - ax)])
-    in_side = positive_side if plan.in_is_positive else -positive_side
-    assert in_side[0] < 0
 
 
 def test_looping_video_is_paced_timestamped_with_wall_clock_and_loops(tmp_path: Path):

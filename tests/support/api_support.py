@@ -6,15 +6,18 @@ data); the background image is test-only.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from crowdsafe.bench.demo_store import DEMO_SITE, demo_site, fill_demo_store, make_tokens, zone_row
+from crowdsafe.store import open_store
 
-__all__ = ["DEMO_SITE", "VIDEO", "demo_site", "fill_demo_store", "make_tokens", "write_background",
-           "zone_row"]
+__all__ = ["DEMO_SITE", "VIDEO", "demo_env", "demo_site", "fill_demo_store", "make_tokens",
+           "write_background", "zone_row"]
 
 VIDEO = DEMO_SITE.parent / "vtest.avi"
 
@@ -40,3 +43,16 @@ def write_background(state_dir: Path, camera_id: str = "view001", real: bool = F
     path = folder / f"{camera_id}.jpg"
     cv2.imwrite(str(path), image)
     return path
+
+
+def demo_env(tmp_path: Path, now: float) -> dict[str, Any]:
+    """A state dir with a filled store, tokens and a background, and a copy of the demo site file."""
+    state = tmp_path / "state"
+    state.mkdir()
+    site_file = tmp_path / "site.yaml"
+    shutil.copy(DEMO_SITE, site_file)
+    (tmp_path / "vtest.avi").touch()  # the site's relative source; the API never opens it
+    store = open_store(state / "crowdsafe.sqlite")
+    fill_demo_store(store, now)
+    write_background(state)
+    return {"state": state, "site_file": site_file, "store": store, "tokens": make_tokens(state)}

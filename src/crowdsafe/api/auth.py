@@ -1,22 +1,9 @@
 """Bearer-token authentication and role checks, as FastAPI dependencies.
 
-Roles are ordered: viewer (read) < operator (acknowledge alerts) < admin (site changes). Only
-the ``Authorization: Bearer`` header is accepted, never a query parameter, so tokens do not end
-up in access logs, browser history or proxies; the dashboard streams events with ``fetch``
-(which can set headers) rather than ``EventSource`` (which cannot).
+Tokens are read from the Authorization header only (never a query: logs keep them); failed
+logins are throttled per client, and a valid token always passes.
 
-Every failed authentication (missing or unknown token) counts against the client address;
-past the limit that address's failing requests get 429 with Retry-After until the window has
-passed. A valid token always passes, throttled address or not: the throttle exists to slow
-guessing and scanners, and an unauthenticated flood from a shared address (every client behind
-one reverse proxy, a NAT, the dashboard's own host) must never blank an operator's screen.
-Guessing gains nothing from that, since tokens carry 256 bits. 403 (known token, role too low)
-is not counted: that client is not guessing.
-
-The client address is the TCP peer, unless the peer is a proxy named in ``trusted_proxies``:
-then it is the nearest ``X-Forwarded-For`` entry not itself a trusted proxy. Any client can
-write that header, so it is believed only from the proxies the operator configured.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.api.auth``."""
 
 from __future__ import annotations
 

@@ -1,21 +1,9 @@
 """Live feed over Server-Sent Events: new zone/line readings, camera health and alert changes.
 
-One poller per app reads the store every ``sse_poll_s`` and fans the new rows out to every
-client, so the database cost does not grow with the number of viewers. "New" means a
-(key, ts) not sent before: rows are re-read over a short look-back window because a row can
-arrive after one with a later ts (another camera's writer was slower), and a pure "ts > last"
-cursor would silently skip it.
+One poller per app fans new rows out to every client; a client too slow to keep up is disconnected
+rather than sent a feed with silent holes.
 
-Streams are a shared pool (``sse_max_clients``), so it is shared out: one token may hold at most
-``sse_max_per_token`` streams and one client address ``sse_max_per_client``, and a share of the
-pool (``sse_operator_reserve``) is kept for operator and admin tokens, so a viewer token (or many)
-can never leave the control room without its live feed.
-
-Each client has a bounded queue. A client too slow to keep up is sent ``event: overflow`` and
-disconnected, rather than being given a feed with silent holes; the dashboard then reloads
-its snapshot and reconnects. Comment lines every ``sse_heartbeat_s`` keep proxies from closing
-an idle stream and let clients notice a dead server.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.api.events``."""
 
 from __future__ import annotations
 

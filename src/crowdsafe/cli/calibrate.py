@@ -1,14 +1,6 @@
 """``crowdsafe calibrate``: how good is a camera's floor calibration, and does it look right?
 
-Numbers (inliers, reprojection error in metres, m² per pixel) catch gross errors; only a person
-looking at a 1 m grid drawn on the real floor catches a plausible-but-wrong fit (a grid that
-does not follow the paving, zones on the wrong side of a wall). So the command draws the
-grid, the zones (shaded by the exact fraction of each density cell they cover, i.e. what will
-be counted) and the lines on one frame. Zones and lines are drawn twice: solid on the floor, and
-dashed at head height (the plane the counter's density is mapped through), so an installer sees
-both where a zone is and which heads it counts. The frame is written only when ``--out`` asks for
-it; nothing else is stored.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.cli.calibrate``."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crowdsafe.cli.console import stdout_console
-from crowdsafe.cli.errors import err_console, fail, user_errors
+from crowdsafe.cli.errors import check_out_folder, err_console, fail, user_errors, write_out
 from crowdsafe.cli.model_option import ModelChoiceOpt, ModelOption
 from crowdsafe.cli.options import (
     EngineChoice,
@@ -128,10 +128,7 @@ def _emit(report: CountReport, fmt: OutputFormat, output: Path | None,
     if output is None:
         typer.echo(text, nl=False)
         return
-    try:
-        output.write_text(text)
-    except OSError as exc:
-        raise fail(f"{output}: cannot write ({exc.strerror or exc})") from None
+    write_out(output, text)
 
 
 def _report_end(report: CountReport, heatmaps: HeatmapWriter | None) -> None:
@@ -180,8 +177,7 @@ def count(
 
     Counts are crowd density sums: nobody is detected, tracked or identified.
     """
-    if output is not None and not output.parent.is_dir():
-        raise fail(f"--output {output}: folder {output.parent} does not exist")
+    check_out_folder("--output", output)
     if is_stream_url(path):
         # FFmpeg and OpenCV log to the terminal themselves, and their messages may quote the URL
         # with its password: quiet unless the user asked otherwise. Our own lines redact it.

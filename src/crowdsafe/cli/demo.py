@@ -1,15 +1,6 @@
 """``crowdsafe demo``: the demo site running live, with its dashboard, until Ctrl-C.
 
-It is what the Quick start's first command ends with, so it must work offline on a fresh
-install and show the whole system, not one stage: the bundled sample video looped as a live
-camera, calibrated, three zones and a gate line (``data/demo_site.yaml``), a SQLite store, the
-alert rules, the API and the dashboard, all in this one process. It prints the dashboard URL
-and freshly made tokens (a viewer, and an operator who may acknowledge alerts), since nothing
-but ``/health`` answers without one.
-
-It also tells the truth about how well the shipped model does on this scene: every counted
-frame is compared with the video's annotated people count (PETS 2009 ground truth).
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.cli.demo``."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -23,6 +24,20 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 def fail(message: str, code: int = 2) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(code)
+
+
+def check_out_folder(option: str, path: Path | None) -> None:
+    """Refuse an output file whose folder is missing before any work is done."""
+    if path is not None and not path.parent.is_dir():
+        raise fail(f"{option} {path}: folder {path.parent} does not exist")
+
+
+def write_out(path: Path, text: str) -> None:
+    """Write an output file; a failure (disk full, no permission) is one line, not a traceback."""
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise fail(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 @contextmanager

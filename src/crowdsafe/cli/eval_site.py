@@ -10,33 +10,28 @@ import typer
 from rich.table import Table
 
 from crowdsafe.cli.console import stdout_console
-from crowdsafe.cli.errors import fail, user_errors
+from crowdsafe.cli.errors import check_out_folder, fail, user_errors, write_out
 from crowdsafe.cli.options import (
     EngineChoice,
     EngineOption,
     PrecisionChoice,
     PrecisionOption,
+    SiteFileArg,
     ThreadsOption,
+    VideoCameraOption,
     counter_factory,
     engine_spec,
 )
 from crowdsafe.cli.progress import progress_bar
 from crowdsafe.counting.tuning import load_tuning, site_tunings
-from crowdsafe.evaluation.site import (
-    evaluate_site,
-    load_frame_points,
-    parse_frames,
-    summary_rows,
-)
+from crowdsafe.evaluation.site import evaluate_site, load_frame_points, summary_rows
 from crowdsafe.runtime.counters import CameraCounters
 
 
 def eval_site(
     ctx: typer.Context,
-    site_file: Annotated[Path, typer.Argument(help="Site file (YAML).", exists=True, dir_okay=False,
-                                              show_default=False)],
-    camera: Annotated[str, typer.Option(help="Camera id whose source is the annotated video.",
-                                        show_default=False)],
+    site_file: SiteFileArg,
+    camera: VideoCameraOption,
     feet: Annotated[Path, typer.Option(
         help="Annotated foot points per frame: {\"<frame>\": {\"points\": [[x, y], ...]}}; they place "
              "each person on the floor for the zone and line truth.", exists=True, dir_okay=False,
@@ -58,14 +53,11 @@ def eval_site(
     threads: ThreadsOption = None,
 ) -> None:
     """Per zone, per line and whole-frame accuracy of the site pipeline on an annotated video."""
-    if json_out is not None and not json_out.parent.is_dir():
-        raise fail(f"--json {json_out}: folder {json_out.parent} does not exist")
-    from crowdsafe.cli.site import camera_site
+    check_out_folder("--json", json_out)
+    from crowdsafe.cli.site import annotated_camera
 
     with user_errors():
-        site, geometry = camera_site(site_file, camera)
-        truth = load_frame_points(feet)
-        span = parse_frames(frames, truth)
+        site, geometry, truth, span = annotated_camera(site_file, camera, feet, frames)
         heads = load_frame_points(density_from) if density_from is not None else None
         tunings = site_tunings(site)
         if tuning is not None:
@@ -88,7 +80,4 @@ def eval_site(
         table.add_row(*row)
     stdout_console().print(table)
     if json_out is not None:
-        try:
-            json_out.write_text(json.dumps(data, indent=2) + "\n")
-        except OSError as exc:
-            raise fail(f"{json_out}: cannot write ({exc.strerror or exc})") from None
+        write_out(json_out, json.dumps(data, indent=2) + "\n")

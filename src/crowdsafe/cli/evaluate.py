@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from crowdsafe.cli.console import stdout_console
-from crowdsafe.cli.errors import fail, user_errors
+from crowdsafe.cli.errors import check_out_folder, fail, user_errors, write_out
 from crowdsafe.cli.model_option import ModelChoiceOpt, ModelOption
 from crowdsafe.cli.options import (
     EngineChoice,
@@ -138,8 +138,7 @@ def evaluate(
              "trained size (sparse model only).")] = True,
 ) -> None:
     """Count labelled images: MAE, RMSE, bias, relative error, correlation, interval coverage, speed."""
-    if json_out is not None and not json_out.parent.is_dir():
-        raise fail(f"--json {json_out}: folder {json_out.parent} does not exist")
+    check_out_folder("--json", json_out)
     with user_errors():
         videos = [path for path in data if is_video(path)]
         datasets = _unique([d for path in data if path not in videos for d in find_datasets(path)])
@@ -161,9 +160,5 @@ def evaluate(
     stdout_console().print(results_table(
         results, f"Counting accuracy ({model.value} model, {engine_name}, {precision.value})"))
     if json_out is not None:
-        text = json.dumps(results_json(results, engine_name, precision.value, model.value),
-                          indent=2) + "\n"
-        try:
-            json_out.write_text(text)
-        except OSError as exc:
-            raise fail(f"{json_out}: cannot write ({exc.strerror or exc})") from None
+        write_out(json_out, json.dumps(results_json(results, engine_name, precision.value, model.value),
+                                       indent=2) + "\n")

@@ -18,6 +18,11 @@ from crowdsafe.counting.engines import EngineSpec
 LiveSiteFile = Annotated[Path, typer.Argument(help="Site YAML file (see `crowdsafe site check`).")]
 LiveStoreOption = Annotated[str | None, typer.Option(
     help="SQLite file or postgresql:// URL. Default: crowdsafe.sqlite in the state dir.", show_default=False)]
+#: The site file and annotated camera of the commands that check or tune one camera on its video.
+SiteFileArg = Annotated[Path, typer.Argument(help="Site file (YAML).", exists=True, dir_okay=False,
+                                             show_default=False)]
+VideoCameraOption = Annotated[str, typer.Option(
+    help="Camera id; its source must be the annotated video file.", show_default=False)]
 
 
 class EngineChoice(StrEnum):

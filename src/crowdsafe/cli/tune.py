@@ -17,20 +17,21 @@ import numpy as np
 import typer
 
 from crowdsafe.cli.console import stdout_console
-from crowdsafe.cli.errors import fail, user_errors
+from crowdsafe.cli.errors import check_out_folder, fail, user_errors
 from crowdsafe.cli.options import (
     EngineChoice,
     EngineOption,
     PrecisionChoice,
     PrecisionOption,
+    SiteFileArg,
     ThreadsOption,
+    VideoCameraOption,
     counter_factory,
     engine_spec,
 )
 from crowdsafe.cli.progress import progress_bar
 from crowdsafe.counting.tuning import fit_tuning, save_tuning
 from crowdsafe.evaluation.dataset import DatasetError
-from crowdsafe.evaluation.site import load_frame_points, parse_frames
 
 MODELS = ("dense", "sparse")
 
@@ -45,10 +46,8 @@ def spread(frames: list[int], at_most: int) -> list[int]:
 
 def tune(
     ctx: typer.Context,
-    site_file: Annotated[Path, typer.Argument(help="Site file (YAML).", exists=True, dir_okay=False,
-                                              show_default=False)],
-    camera: Annotated[str, typer.Option(help="Camera to tune; its source must be a video file.",
-                                        show_default=False)],
+    site_file: SiteFileArg,
+    camera: VideoCameraOption,
     labels: Annotated[Path, typer.Option(
         help="Annotated head points per frame of the camera's source: "
              "{\"<frame>\": {\"points\": [[x, y], ...]}} (the crowd sets' point format).", exists=True,
@@ -68,14 +67,11 @@ def tune(
     threads: ThreadsOption = None,
 ) -> None:
     """Choose model, background subtraction and gain for one camera from annotated frames."""
-    if not out.parent.is_dir():
-        raise fail(f"--out {out}: folder {out.parent} does not exist")
-    from crowdsafe.cli.site import camera_site
+    check_out_folder("--out", out)
+    from crowdsafe.cli.site import annotated_camera
 
     with user_errors():
-        site, geometry = camera_site(site_file, camera)
-        truth = load_frame_points(labels)
-        span = parse_frames(frames, truth)
+        site, geometry, truth, span = annotated_camera(site_file, camera, labels, frames)
         annotated = [k for k in span if k in truth]
         if not annotated:
             raise DatasetError(f"--frames {frames}: no frame in that range is annotated in {labels}")

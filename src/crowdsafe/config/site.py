@@ -1,18 +1,6 @@
 """The site file: cameras, their calibration, zones and lines in metres, safety profiles.
 
-A site is described once, in YAML, by the people who know the venue; every later stage reads
-the typed ``Site``. Mistakes must be caught at load time and reported where they are, because
-a wrong polygon or a swapped point silently produces wrong densities. So every error names the
-field path (``cameras[2].calibration.image_points``) and the reason.
-
-Coordinates: the ground frame is right-handed and metric: x and y in metres on the floor as on
-a map seen from above (x to the right, y up the page, z up out of the floor). Image points are
-pixels (u right, v down, origin at the top-left corner of the top-left pixel).
-
-This module checks what the file *says* (types, ranges, unique ids, polygon validity, point
-counts). Whether a calibration is physically usable (collinear points, mirrored, horizon in the
-floor) is a geometric question answered by ``crowdsafe.geometry.site``.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.config.site``."""
 
 from __future__ import annotations
 

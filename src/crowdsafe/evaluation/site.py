@@ -1,28 +1,6 @@
 """The whole site pipeline against annotated video: zones, lines and the count, end to end.
 
-A safety officer reads zone counts, p/m² and gate flows, not the counter's whole-image count,
-so those are what this scores. The video runs through the site's real path (its calibration,
-head-plane geometry, zone weights, line plans, optical flow and ``FramePipeline``); only the
-truth comes from outside:
-
-* **zones**: each annotated person is placed by their *foot point* through the floor
-  homography, so a geometry that puts head-height density in the wrong place shows up as
-  people in the wrong zone;
-* **lines**: annotated crossings come from consecutive frames' foot points on the ground.
-  Annotation points carry no identity, so each frame's points are paired with the next
-  frame's by nearest distance within ``MATCH_GATE_M`` (greedy, closest first). This pairs
-  *annotation* points of the evaluation set only; the product never follows anyone;
-* **count**: the counter's whole-image count against the number of annotated people.
-
-``density_from`` swaps the counter for the annotated head points rasterised as a density map
-(``PointsCounter``), so the geometry and flow are checked apart from the counter's errors.
-
-Zone bias: ``bias_pct = 100 (Σ measured − Σ truth) / Σ truth`` over the frames (None where
-nobody was annotated in the zone); ``mae`` is the mean per-frame |measured − truth|.
-Line crossings measured: Σ over evaluated frames of the pipeline's flux rate (people/s, per
-direction) × the time each frame stands for (STEP / fps), which estimates the crossings over
-the whole range even when only every STEP-th frame is counted.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.evaluation.site``."""
 
 from __future__ import annotations
 

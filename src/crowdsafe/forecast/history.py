@@ -1,15 +1,6 @@
 """The site's own stored days as training data: the forecaster learns from what its cameras counted.
 
-Why: a model trained only on the simulator's days validates the simulator. Once the store holds
-a few days of readings, those days are better teachers than any assumption about arrivals, and
-the live forecaster switches to them (``fit_history_model``), refitting as days accumulate.
-
-A stored day is a run of readings on a common one-minute grid: each zone's one-minute means,
-gaps of up to ``MAX_GAP_MIN`` bridged (as live), where every zone has a reading. The
-site's whole schedule goes with every day: the profile and schedule clocks then say "no event
-near" on ordinary days and "doors in 40 min" on event days, so the schedule is a covariate of
-every row, and the model learns what the site's events do to its zones.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.forecast.history``."""
 
 from __future__ import annotations
 
@@ -111,17 +102,36 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
 
 
-def held_out_mae(model: SiteForecastModel, days: Sequence[StoredDay], every: int = 5) -> float:
-    """Mean absolute error of ``model`` over all zones, origins and horizons of ``days``."""
-    errors = []
+@dataclass(frozen=True)
+class ScoredBlock:
+    """One zone of one day forecast at every ``every``-th minute: (origin x horizon) arrays."""
+
+    horizons: list[int]
+    errors: np.ndarray  # |forecast - truth|
+    persistence: np.ndarray  # |last reading - truth|, the reference
+    hits: np.ndarray | None  # truth inside the 80 % interval; None for a model without one
+
+
+def score_days(model: SiteForecastModel, days: Sequence[StoredDay], every: int = 5) -> list[ScoredBlock]:
+    """``model``'s forecasts over all zones, origins and horizons of ``days`` against what followed."""
     h = np.asarray(model.horizons)
+    blocks = []
     for day in days:
         for zone_id, y in day.observed.items():
             origins = np.arange(1, y.size - int(h.max()), every)
             if zone_id not in model.zones or origins.size == 0:
                 continue
-            mean = model.predict(zone_id, y, day.ts, origins)["mean"]
-            errors.append(np.abs(mean - y[origins[:, None] + h[None, :]]).ravel())
+            pred = model.predict(zone_id, y, day.ts, origins)
+            truth = y[origins[:, None] + h[None, :]]
+            hits = (pred["lo80"] <= truth) & (truth <= pred["hi80"]) if "lo80" in pred else None
+            blocks.append(ScoredBlock([int(hk) for hk in h], np.abs(pred["mean"] - truth),
+                                      np.abs(y[origins][:, None] - truth), hits))
+    return blocks
+
+
+def held_out_mae(model: SiteForecastModel, days: Sequence[StoredDay], every: int = 5) -> float:
+    """Mean absolute error of ``model`` over all zones, origins and horizons of ``days``."""
+    errors = [b.errors.ravel() for b in score_days(model, days, every)]
     return float(np.mean(np.concatenate(errors))) if errors else math.nan
 
 

@@ -1,16 +1,6 @@
 """Forecasts from a store as readings arrive: one function for the API, the runner and the CLI.
 
-``forecast_zones(store, site, now)`` reads each zone's last two hours as one-minute means (the
-store aggregates them, so a 1 Hz camera costs 120 rows per zone, not 7,200), and forecasts
-every zone whose newest reading is recent. A zone silent for longer than ``STALE_MIN`` gets
-no forecast: extrapolating a dead camera's last count would look like knowledge.
-
-Fitting a site's model takes seconds (gbm: about 30 s on one core), while the API asks every
-few seconds, so ``LiveForecasts`` fits once per site in a background thread at the lowest CPU
-priority (counting comes first), says "not ready" meanwhile instead of blocking a request, and
-recomputes forecasts only when a new minute of readings has arrived. ``ForecastStep`` is the
-runner's periodic hook on top of it.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.forecast.live``."""
 
 from __future__ import annotations
 

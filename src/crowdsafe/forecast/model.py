@@ -1,26 +1,6 @@
 """Point forecasters and the conformal intervals around them, fitted per site on event days.
 
-Methods (``METHODS``), all forecasting the one-minute count ``h`` minutes after the origin:
-
-* ``naive``: the last one-minute reading (random walk). Its MAE at horizon h is the MASE
-  scale in the backtest, so naive has MASE 1 at every horizon by construction.
-* ``profile``: level + ratio × (profile(t+h) - profile(t)): the current level, moved as the
-  schedule profile says, scaled by how much bigger than expected the crowd is. numpy only.
-* ``gbm``: scikit-learn HistGradientBoosting (squared error) on level, lags, profile and
-  schedule clocks, predicting the change from the level. Needs ``crowdsafe[forecast]``.
-* ``persistence``: the last one-minute reading, with intervals from the zone's *own* recent
-  variability (empirical quantiles of its observed h-minute changes), nothing fitted and
-  nothing simulated: the honest forecast for a site without history. The live default where
-  the schedule gives no expected attendance.
-* ``ets``: statsmodels damped-trend exponential smoothing refitted at every origin on the
-  day so far; schedule-blind. Kept only as a measured candidate (needs statsmodels, slow).
-
-The models learn from *event days*: history from past events where a site has it, else
-synthetic days of its own schedule (``simulate_day``), which is what ``fit_site_model`` does.
-Intervals are split-conformal: signed residuals on calibration days (not the training days),
-divided by a local scale, give per-horizon quantiles, per zone where it has enough of them;
-coverage then holds on days like the calibration days, whatever the point model.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.forecast.model``."""
 
 from __future__ import annotations
 

@@ -1,17 +1,6 @@
 """The site's event schedule as numbers a forecaster can use: a profile per zone, and clocks.
 
-A crowd's next hour is mostly written in the programme: people arrive before the start, move
-in the break and leave after the end. Two things carry that into the forecast:
-
-* ``SiteProfile``: the expected occupancy of every zone each minute (the fluid crowd model run
-  on the schedule with default behaviour), the prior for *shape and timing*;
-* ``schedule_clock``: minutes since doors open, start, break start, break end and end of the
-  event nearest in time, the features that let a learned model place a moment in the day.
-
-Zones share an event's crowd by type (queue zones hold the gate queue and bar queues, walkways
-the people walking, standing zones the audience), split within a type by capacity, or by area
-where a zone has no capacity.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.forecast.schedule``."""
 
 from __future__ import annotations
 
@@ -105,11 +94,6 @@ class SiteProfile:
         series = self.occupancy[zone_id]
         idx = (np.asarray(ts, dtype=float) - self.t0) / STEP_S
         return np.interp(idx, np.arange(series.size), series)
-
-    @property
-    def t_end(self) -> float:
-        n = max((s.size for s in self.occupancy.values()), default=0)
-        return self.t0 + n * STEP_S
 
 
 def grid_bounds(events: Sequence[EventSpec]) -> tuple[float, int]:

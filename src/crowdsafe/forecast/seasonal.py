@@ -1,19 +1,6 @@
 """A forecaster learned from a site's own history of regularly sampled counts (hourly, or any step).
 
-Why this shape: real pedestrian counts repeat by hour of day and day of week, change level for
-weeks at a time (roadworks, a closed entrance, a new tenant) and spike on event days. A pooled
-gradient-boosting model on *scale-free* features handles all three with one fit for many
-series: every feature and the target are divided by the series' mean over the last week, so a
-sensor that doubled its traffic, or a zone ten times bigger than another, looks the same to the
-trees. The model is direct (one estimator per horizon, no feeding forecasts back in) and
-trained with the absolute loss, because the figure of merit is the MAE.
-
-Intervals are empirical (split-conformal over a rolling window): the residuals of the model's
-own past forecasts whose targets are already observed, scaled by the forecast, give the 10/90 %
-quantiles. They adapt when the series drifts and need no distributional assumption.
-
-numpy + scikit-learn only (``crowdsafe[forecast]``); nothing here imports pandas.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.forecast.seasonal``."""
 
 from __future__ import annotations
 

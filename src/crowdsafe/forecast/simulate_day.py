@@ -1,17 +1,6 @@
 """Synthetic event days with known truth, for backtests and tests (no real event data ships).
 
-A day is the site's schedule (or, for a site without one, ``demo_schedule``: doors 18:15,
-start 19:00, a 20-minute break at 20:00, end 21:30) played through the stochastic crowd model
-(``crowdmodel``): arrivals are a non-homogeneous Poisson process with a gamma lead time before
-the start, the gate admits a limited rate, the audience dwells, part of it moves in the break,
-and it clears exponentially after the end. Each day draws its own crowd behaviour (attendance
-±20 %, arrival timing ±25 %, gate rate, transit time, break share, egress time ±30 %, a late
-start of 0-6 min) so a model cannot memorise one curve.
-
-Observed counts imitate a density-map counter: truth × log-normal noise (σ = 10 %, independent
-each minute) × a per-day, per-zone calibration bias (σ = 3 %). Readings are one per minute, the
-resolution the forecaster works at. Everything is seeded: same (site, seed, day) -> same day.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.forecast.simulate_day``."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
 """Stewards per zone and medics per site for the next time slots, from occupancy forecasts.
 
-The arithmetic is the site's policy (``Staffing`` in the site file; no standard fixes these
-ratios, see its docstring) applied to a forecast *upper* bound (``hi80`` unless the policy or
-caller says otherwise): a slot is staffed for the most people forecast at any moment in it,
-because stewards cannot be summoned in the five minutes a surge takes. The last observed count
-also counts towards the first slot: the crowd already there needs staff now.
-
-Pure functions and dataclasses with ``as_dict()`` so the API and the CLI share them.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.forecast.staffing``."""
 
 from __future__ import annotations
 

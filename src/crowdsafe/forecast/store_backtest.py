@@ -1,17 +1,6 @@
 """Rolling-origin backtest on a site's *stored* history: ``crowdsafe forecast backtest --store URL``.
 
-Why: the synthetic backtest validates the simulator, not the forecast. This one replays what the
-live forecaster would have said at past minutes of the site's own readings and scores it against
-what the cameras counted next. Each zone's readings become one-minute means (gaps of up to
-``MAX_GAP_MIN`` bridged, as live); at an origin every ``every_min`` minutes a method sees only the
-readings up to it (at most ``KEEP_MIN`` minutes, as live). Scores per method and horizon: MAE,
-MAE relative to persistence (the last reading) on the same forecasts, and 80 % interval coverage.
-
-Method ``history`` is what the live forecaster does once the store holds days of readings:
-walking forward day by day, each stored day is forecast by the model ``fit_history_days``
-trains on the days before it only (or by the live fallback where that model is not used), so
-every score is out of sample; days with fewer than ``MIN_HISTORY_DAYS`` before them are skipped.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.forecast.store_backtest``."""
 
 from __future__ import annotations
 
@@ -49,9 +38,9 @@ def store_series(store: Store, zone_id: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def history_backtest(store: Store, site: Site, every_min: int = 5) -> dict[int, dict[str, float]]:
-    """Walk-forward scores of the ``history`` method (see the module docstring) per horizon; also
+    """Walk-forward scores of the ``history`` method (see docs/design-notes.md) per horizon; also
     ``days_tested`` and ``days_learned`` (how many of them the stored-history model forecast)."""
-    from crowdsafe.forecast.history import MIN_HISTORY_DAYS, fit_history_days, stored_days
+    from crowdsafe.forecast.history import MIN_HISTORY_DAYS, fit_history_days, score_days, stored_days
     from crowdsafe.forecast.live import default_method
 
     days = stored_days(store, site)
@@ -61,23 +50,14 @@ def history_backtest(store: Store, site: Site, every_min: int = 5) -> dict[int, 
     hits: dict[int, list[np.ndarray]] = {}
     learned = 0
     for i in range(MIN_HISTORY_DAYS, len(days)):
-        day = days[i]
         model = fit_history_days(site, days[:i])  # the days before it only: out of sample
         learned += model is not None
-        model = model or fallback
-        h = np.asarray(model.horizons)
-        for zone_id, y in day.observed.items():
-            origins = np.arange(1, y.size - int(h.max()), every_min)
-            if origins.size == 0 or zone_id not in model.zones:
-                continue
-            pred = model.predict(zone_id, y, day.ts, origins)
-            truth = y[origins[:, None] + h[None, :]]
-            for k, hk in enumerate(h):
-                errs.setdefault(int(hk), []).append(np.abs(pred["mean"][:, k] - truth[:, k]))
-                base.setdefault(int(hk), []).append(np.abs(y[origins] - truth[:, k]))
-                if "lo80" in pred:
-                    hits.setdefault(int(hk), []).append((pred["lo80"][:, k] <= truth[:, k])
-                                                        & (truth[:, k] <= pred["hi80"][:, k]))
+        for block in score_days(model or fallback, days[i:i + 1], every_min):
+            for k, hk in enumerate(block.horizons):
+                errs.setdefault(hk, []).append(block.errors[:, k])
+                base.setdefault(hk, []).append(block.persistence[:, k])
+                if block.hits is not None:
+                    hits.setdefault(hk, []).append(block.hits[:, k])
     out: dict[int, dict[str, float]] = {}
     for hk, e in errs.items():
         mae, ref = float(np.mean(np.concatenate(e))), float(np.mean(np.concatenate(base[hk])))
@@ -91,7 +71,7 @@ def history_backtest(store: Store, site: Site, every_min: int = 5) -> dict[int, 
 
 def backtest_store(store: Store, site: Site, methods: Sequence[str] = ("persistence",),
                    every_min: int = 5) -> StoreBacktest:
-    """Replay the live forecaster at past minutes of the stored readings (see the module docstring)."""
+    """Replay the live forecaster at past minutes of the stored readings (see docs/design-notes.md)."""
     if "history" in methods:
         rest = [m for m in methods if m != "history"]
         result = backtest_store(store, site, rest, every_min) if rest else StoreBacktest(

@@ -1,18 +1,6 @@
 """Where a head's motion is read: the body below it, carried back to head height through the pose.
 
-Line flow multiplies head-height density by image velocity. Dense optical flow is poor on a
-head: a few, often textureless pixels (hair) that it smooths into the still background, so it
-reads well under the head's real motion (on the sample video, 0.6-0.7 of the annotated head
-motion). The torso below the head is large and textured and moves with it. But a torso point
-``drop_m`` lower moves differently *in the image* (a low camera close by sees it move a quarter
-faster), so its image velocity is carried to head height exactly, for a person translating on
-the floor: with J_z(g) the Jacobian of "ground point g → image of the point z above it",
-
-    v_head = J_h(g) · J_t(g)⁻¹ · v_torso,   t = h − drop_m.
-
-Both Jacobians come from the camera pose; per density cell we keep the image offset from the
-head to its torso point and the 2x2 matrix J_h J_t⁻¹.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.geometry.body``."""
 
 from __future__ import annotations
 

@@ -1,19 +1,6 @@
 """How much floor each density cell sees, and how tall a person looks there.
 
-The cells are mapped through the plane where the counter puts people's density, not
-necessarily the floor: crowd-counting models are trained on head annotations, so their mass sits
-at head height, and a camera a few metres up sees a head over a floor spot metres behind the
-person's feet. ``image_to_ground`` is therefore "image pixel → ground (x, y) below the point at
-``plane_height_m`` seen there" (``geometry.pose.plane_homography``); with height 0 it is the floor
-homography itself. Areas, zones, footprints and ownership all follow from it, in floor metres.
-
-The counter's density map has one value per 8x8-pixel cell; people per m² needs the floor area
-behind each cell. A homography maps straight lines to straight lines, so the floor under a cell
-is exactly the quadrilateral spanned by its four mapped corners, and its area is the shoelace
-formula of those corners: no sampling error. Cells whose corners fall beyond the horizon, or
-that cover more floor than ``max_cell_area_m2`` (grazing view, where one cell spans metres and
-counts are meaningless), are masked: they contribute to no zone.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.geometry.ground_map``."""
 
 from __future__ import annotations
 

@@ -1,17 +1,6 @@
 """Image→ground homography from point pairs, its error in metres, and refusal of bad point sets.
 
-A homography is only as good as its points, and a bad one does not fail loudly: collinear or
-duplicated points give a near-singular fit, a mirrored ground frame flips every zone, and a
-floor point beyond the horizon maps to the wrong side of the world. Each of these yields
-plausible-looking but wrong p/m², so they are refused here with a message that says which
-points and why, instead of being discovered as odd readings weeks later.
-
-Conventions: ``H`` maps homogeneous image pixels (u, v, 1) to ground metres (x, y, 1). The
-ground frame is right-handed seen from above; with image v pointing down, a real camera above
-the floor then maps the image with a negative Jacobian determinant (a mirror fit has positive).
-``H`` is scaled so that w = H[2] · (u, v, 1) > 0 on the floor: the horizon (w = 0) is the line
-``H[2]`` in the image and the floor lies on its positive side.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.geometry.homography``."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
 """Where a site line is measured: the camera that sees most of it, and its image segment there.
 
-Line endpoints are given in ground metres; they are mapped into the image of the camera that
-sees most of the line *at head height* (the plane the density cells are mapped through, see
-``geometry.ground_map``), clipped to the part that lands on usable cells of that image. A head
-crosses the vertical plane above the line exactly when its person crosses the line, so the
-flux of head density through the line's head-height image counts the people crossing the floor
-line. Flux is conserved under the homography, so it is integrated in image space; only the
-per-metre flow needs the (visible) gate width.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.geometry.lines``."""
 
 from __future__ import annotations
 

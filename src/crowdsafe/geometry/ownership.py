@@ -1,15 +1,6 @@
 """Overlapping cameras: every spot of floor is owned by exactly one camera, so no one counts twice.
 
-Where two cameras see the same floor, summing both would double the people there; averaging
-would mix a sharp near view with a blurred far one. The rule here: at each ground point the
-camera with the finest ground resolution (fewest m² per density cell) owns it. A camera's
-density cell then counts with weight = fraction of the cell's floor it owns. The fraction is
-estimated by sampling ``samples``² points inside the cell (in the image, mapped to the floor);
-cells no other camera sees skip the sampling and get weight 1 exactly.
-
-The ownership rule is pointwise, so the weights of all cameras partition the floor: a person
-standing anywhere is counted by exactly one owner up to the sampling of boundary cells.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.geometry.ownership``."""
 
 from __future__ import annotations
 

@@ -1,16 +1,6 @@
 """Camera pose from the floor homography, to know how tall a person looks at each spot.
 
-A floor homography alone does not fix heights above the floor: it fixes K·[r1 r2 t] but not
-K·r3. We close the gap the standard way (Hartley & Zisserman §8.8; Zhang 1999): assume square
-pixels, no skew and a known principal point (default: the image centre). Then the two
-constraints r1 ⟂ r2 and |r1| = |r2| determine the focal length, and with it r3 and the camera
-height. The site may give ``focal_px`` (and ``principal_point``) to skip the estimate.
-
-The estimate is ill-conditioned when the floor is seen head-on (image plane parallel to the
-floor) or when one image axis is parallel to the horizon and the principal point is off; we
-report "unknown" (None) rather than a wild number when the equations disagree in sign.
-Checked on PETS 2009 View 001: estimated focal within a few % of Tsai's (see tests).
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.geometry.pose``."""
 
 from __future__ import annotations
 

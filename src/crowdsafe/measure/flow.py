@@ -1,13 +1,6 @@
 """Flow through a line without following anyone: density times velocity, integrated along the line.
 
-People crossing a line per second is the flux of the crowd's density field through it,
-``∫ ρ (v · n) ds``. The density ρ comes from the counter (people per image pixel), the
-velocity v from dense optical flow between two close frames (pixels per second), so no
-person is ever detected or followed. Flux is conserved under the camera's homography, so it
-can be integrated in image space and needs metres only for the gate width (persons per metre
-per minute). Static false positives of the counter (texture mistaken for heads) do not move,
-so they add nothing to the flux.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.measure.flow``."""
 
 from __future__ import annotations
 
@@ -29,10 +22,6 @@ class LineFlux:
 
     positive_per_s: float
     negative_per_s: float
-
-    @property
-    def net_per_s(self) -> float:
-        return self.positive_per_s - self.negative_per_s
 
 
 def optical_flow(prev_bgr: np.ndarray, next_bgr: np.ndarray, dt_s: float,

@@ -1,17 +1,8 @@
 """Zone readings: people, people per m², Level of Service and risk band, per zone per moment.
 
-All geometry was done once (``geometry.site``): here a zone's count is a weighted sum of the
-density maps, Σ cameras Σ cells density × zone coverage × ownership weight, so a person seen
-by two cameras is counted once and a cell half inside a zone counts half.
+Density is count / the part of the zone some camera sees, never the zone's full area.
 
-Density is count / covered area (the part of the zone some camera sees), not the zone's full
-area: an unseen corner holds an unknown number of people, and dividing by it would report a
-half-watched zone as half as crowded. ``coverage_pct`` says how much of the zone that is.
-
-Uncertainty: if the counter gives a (low, high) interval for a camera's whole-image count, or a
-relative error, each zone's share of that camera's count gets the same relative interval;
-cameras' intervals add (treated as fully correlated, which is the cautious choice for one model).
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.measure.zones``."""
 
 from __future__ import annotations
 

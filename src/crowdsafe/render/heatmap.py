@@ -1,13 +1,6 @@
 """Density heatmaps over a frame, with a labelled colour bar and the total count.
 
-The density map says how many people each 8x8-pixel cell holds, which is a tiny number
-nobody can read (0.01). The colours and the bar show people within a 100x100-pixel window
-instead: a patch size a viewer can picture on the image, with values of order 1-10 in real
-crowds.
-
-Privacy: the output contains the real frame under the colours. It is only ever produced
-when a user asks for it (``--heatmaps DIR``); nothing in this module is called otherwise.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.render.heatmap``."""
 
 from __future__ import annotations
 

@@ -1,17 +1,6 @@
 """The debrief's numbers, computed from the store: no plotting, no HTML, so every number is testable.
 
-Every figure and table of the report is drawn from a ``Report`` built here, and every number in
-it comes from the store's own reads, the ones the API uses: ``Store.query`` (raw readings, for
-exact peaks, totals and time in band), ``Store.history`` (the bucketed means the dashboard's
-charts show) and ``api.queries.alerts_raised_between``. A reader of the report and a user of the
-API looking at the same period therefore see the same numbers.
-
-Time a reading "stands for": readings are samples, so time spent in a band is the sum, over the
-readings in that band, of the time until the next reading of the same zone. A gap longer than
-``GAP_FACTOR`` times the zone's median step is not time in any band (no camera measured it):
-the reading before it counts for one median step, and the gap shows up in data quality instead.
-The last reading counts for one median step too, cut at the end of the period.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.report.compute``."""
 
 from __future__ import annotations
 
@@ -229,7 +218,7 @@ class Report:
 
 # -- helpers -----------------------------------------------------------------------------------
 def holds(ts: list[float], end: float) -> list[float]:
-    """Seconds each reading stands for (see the module docstring); one reading alone stands for 0."""
+    """Seconds each reading stands for (see docs/design-notes.md); one reading alone stands for 0."""
     if len(ts) < 2:
         return [0.0] * len(ts)
     steps = np.diff(np.asarray(ts, dtype=float))
@@ -253,16 +242,8 @@ def _first_max(rows: list[dict[str, Any]], column: str) -> tuple[float | None, f
     return best
 
 
-def _series(
-    store: Store,
-    table: str,
-    key: str,
-    column: str,
-    start: float,
-    end: float,
-    resolution_s: float,
-    band: tuple[str, str] | None = None,
-) -> Series:
+def _series(store: Store, table: str, key: str, column: str, start: float, end: float, resolution_s: float,
+            band: tuple[str, str] | None = None) -> Series:
     rows = store.history(table, key, column, start, end, resolution_s)
     low: list[float] = []
     high: list[float] = []
@@ -279,21 +260,14 @@ def _bands(profile: Any) -> list[tuple[str, float | None]]:
 
 
 # -- sections ----------------------------------------------------------------------------------
-def zone_summary(
-    store: Store, site: Site, zone: Zone, start: float, end: float, resolution_s: float
-) -> ZoneSummary:
+def zone_summary(store: Store, site: Site, zone: Zone, start: float, end: float,
+                 resolution_s: float) -> ZoneSummary:
     """Peaks, means, time in each LoS and risk band, and the chart series of one zone."""
     book = profile_book(site)
     los_profile = book.los_profile(zone.type, zone.los_profile)
     rows = store.query("zone_readings", zone.id, start, end, limit=10_000_000)
-    base = {
-        "zone_id": zone.id,
-        "name": zone.label,
-        "capacity": zone.capacity,
-        "area_m2": zone_area(zone),
-        "readings": len(rows),
-        "los_bands": _bands(los_profile),
-    }
+    base = {"zone_id": zone.id, "name": zone.label, "capacity": zone.capacity, "area_m2": zone_area(zone),
+            "readings": len(rows), "los_bands": _bands(los_profile)}
     if not rows:
         return ZoneSummary(**base)
     durations = holds([r["ts"] for r in rows], end)
@@ -320,29 +294,14 @@ def zone_summary(
         los_seconds=los_s,
         risk_seconds=risk_s,
         measured_s=float(sum(durations)),
-        count=_series(
-            store,
-            "zone_readings",
-            zone.id,
-            "count",
-            start,
-            end,
-            resolution_s,
-            band=("count_low", "count_high"),
-        ),
+        count=_series(store, "zone_readings", zone.id, "count", start, end, resolution_s,
+                      band=("count_low", "count_high")),
         density=_series(store, "zone_readings", zone.id, "density", start, end, resolution_s),
     )
 
 
-def forecast_check(
-    store: Store,
-    site: Site,
-    zone_id: str,
-    start: float,
-    end: float,
-    method: str,
-    model: SiteForecastModel | None = None,
-) -> ForecastCheck:
+def forecast_check(store: Store, site: Site, zone_id: str, start: float, end: float, method: str,
+                   model: SiteForecastModel | None = None) -> ForecastCheck:
     """Forecasts as the live API would have issued them during the period, against the actual.
 
     Uses the API's model (``cached_site_model``) on the store's one-minute means, with two
@@ -369,37 +328,27 @@ def forecast_check(
         return empty
     pred = model.predict(zone_id, y, grid, keep)
     has_interval = "lo80" in pred
-    return ForecastCheck(
-        horizon,
-        model.method,
-        [float(t) for t in grid[keep + horizon]],
-        [float(v) for v in pred["mean"][:, k]],
-        [float(v) for v in pred["lo80"][:, k]] if has_interval else [],
-        [float(v) for v in pred["hi80"][:, k]] if has_interval else [],
-        [float(v) for v in y[keep + horizon]],
-    )
+    return ForecastCheck(horizon, model.method, [float(t) for t in grid[keep + horizon]],
+                         [float(v) for v in pred["mean"][:, k]],
+                         [float(v) for v in pred["lo80"][:, k]] if has_interval else [],
+                         [float(v) for v in pred["hi80"][:, k]] if has_interval else [],
+                         [float(v) for v in y[keep + horizon]])
 
 
-def gate_summary(
-    store: Store, site: Site, line_id: str, start: float, end: float, resolution_s: float
-) -> GateSummary:
+def gate_summary(store: Store, site: Site, line_id: str, start: float, end: float,
+                 resolution_s: float) -> GateSummary:
     line = next(ln for ln in site.lines if ln.id == line_id)
     rows = store.query("line_readings", line_id, start, end, limit=10_000_000)
-    base = {
-        "line_id": line.id,
-        "name": line.name or line.id,
-        "width_m": line.width_m or line.length_m,
-        "readings": len(rows),
-    }
+    base = {"line_id": line.id, "name": line.name or line.id, "width_m": line.width_m or line.length_m,
+            "readings": len(rows)}
     if not rows:
         return GateSummary(**base)
     peak, peak_ts = _first_max(rows, "flow_pmm")
     cum_in = np.cumsum([r["in_count"] for r in rows])
     cum_out = np.cumsum([r["out_count"] for r in rows])
     # Cumulative curves thinned to at most MAX_POINTS (the last point always kept: the totals).
-    pick = np.unique(
-        np.r_[np.linspace(0, len(rows) - 1, min(len(rows), MAX_POINTS)).astype(int), len(rows) - 1]
-    )
+    last = len(rows) - 1
+    pick = np.unique(np.r_[np.linspace(0, last, min(len(rows), MAX_POINTS)).astype(int), last])
     return GateSummary(
         **base,
         total_in=float(cum_in[-1]),
@@ -414,21 +363,9 @@ def gate_summary(
 
 
 def alert_rows(store: Store, start: float, end: float) -> list[AlertRow]:
-    return [
-        AlertRow(
-            a["alert_id"],
-            a["rule"],
-            a["subject"],
-            a["severity"],
-            a["state"],
-            a["raised_ts"],
-            a["acknowledged_ts"],
-            a["acknowledged_by"],
-            a["cleared_ts"],
-            a["message"],
-        )
-        for a in queries.alerts_raised_between(store, start, end)
-    ]
+    return [AlertRow(a["alert_id"], a["rule"], a["subject"], a["severity"], a["state"], a["raised_ts"],
+                     a["acknowledged_ts"], a["acknowledged_by"], a["cleared_ts"], a["message"])
+            for a in queries.alerts_raised_between(store, start, end)]
 
 
 def staffing_rows(store: Store, site: Site, start: float, end: float) -> tuple[list[StaffRow] | None, str]:
@@ -454,20 +391,11 @@ def staffing_rows(store: Store, site: Site, start: float, end: float) -> tuple[l
         los_profile = book.los_profile(zone.type, zone.los_profile)
         for slot, people in sorted(peaks.items()):
             los = los_profile.classify(people / area) if area > 0 else None
-            out.append(
-                StaffRow(
-                    zone.id,
-                    start + slot * slot_s,
-                    people,
-                    zone_stewards(policy, zone, people, los)[3],
-                    planned.get(zone.id),
-                )
-            )
-    note = (
-        "Recommended: the policy applied to each zone's measured peak in each "
-        f"{STAFF_SLOT_MIN}-minute slot. Planned: staffing.planned_stewards in the site file"
-        + ("." if planned else " (not given).")
-    )
+            out.append(StaffRow(zone.id, start + slot * slot_s, people,
+                                zone_stewards(policy, zone, people, los)[3], planned.get(zone.id)))
+    note = (f"Recommended: the policy applied to each zone's measured peak in each {STAFF_SLOT_MIN}-minute "
+            "slot. Planned: staffing.planned_stewards in the site file"
+            + ("." if planned else " (not given)."))
     return out, note
 
 
@@ -480,11 +408,8 @@ def egress_rows(site: Site, zones: list[ZoneSummary]) -> list[EgressRow]:
             continue
         clearance = live_clearance_s(zone, summary.peak_count, site.safety)
         if clearance is not None:
-            out.append(
-                EgressRow(
-                    zone.id, summary.peak_count, summary.peak_count_ts, clearance, site.safety.egress_limit_s
-                )
-            )
+            out.append(EgressRow(zone.id, summary.peak_count, summary.peak_count_ts, clearance,
+                                 site.safety.egress_limit_s))
     return out
 
 
@@ -526,56 +451,30 @@ def camera_quality(store: Store, site: Site, start: float, end: float) -> list[C
         msgs = [r["message"] or "" for r in rows]
         dropped = [int(m.group(1)) for t in msgs if (m := _DROPPED.search(t))]
         samples = [int(m.group(1)) for t in msgs if (m := _SAMPLES.search(t))]
-        out.append(
-            CameraQuality(
-                cam.id,
-                cam.model,
-                len(rows),
-                uptime,
-                merged,
-                gaps,
-                _counter_increments(samples, started),
-                _counter_increments(dropped, started),
-                cam.model != "auto",
-            )
-        )
+        out.append(CameraQuality(cam.id, cam.model, len(rows), uptime, merged, gaps,
+                                 _counter_increments(samples, started), _counter_increments(dropped, started),
+                                 cam.model != "auto"))
     return out
 
 
-def camera_overlays(
-    view: SiteView,
-    zones: list[ZoneSummary],
-    backgrounds_dir: Path | None,
-) -> list[CameraOverlay]:
+def camera_overlays(view: SiteView, zones: list[ZoneSummary],
+                    backgrounds_dir: Path | None) -> list[CameraOverlay]:
     means = {z.zone_id: z.mean_density for z in zones if z.mean_density is not None}
     out = []
     for cam in view.payload["cameras"]:
         size = tuple(cam["image_size"]) if cam["image_size"] else None
         path = backgrounds_dir / f"{cam['id']}.jpg" if backgrounds_dir is not None else None
-        out.append(
-            CameraOverlay(
-                cam["id"],
-                size,  # type: ignore[arg-type]
-                path if path is not None and path.is_file() else None,
-                dict(cam["zones_in_image"]),
-                {z: means[z] for z in cam["zones_in_image"] if z in means},
-            )
-        )
+        out.append(CameraOverlay(cam["id"], size,  # type: ignore[arg-type]
+                                 path if path is not None and path.is_file() else None,
+                                 dict(cam["zones_in_image"]),
+                                 {z: means[z] for z in cam["zones_in_image"] if z in means}))
     return out
 
 
-def build_report(
-    store: Store,
-    site: Site,
-    start: float,
-    end: float,
-    *,
-    backgrounds_dir: Path | None = None,
-    forecast_method: str | None = None,
-    forecast: bool = True,
-    forecast_model: SiteForecastModel | None = None,
-    forecast_unavailable: str | None = None,
-) -> Report:
+def build_report(store: Store, site: Site, start: float, end: float, *, backgrounds_dir: Path | None = None,
+                 forecast_method: str | None = None, forecast: bool = True,
+                 forecast_model: SiteForecastModel | None = None,
+                 forecast_unavailable: str | None = None) -> Report:
     """Everything the debrief shows for [start, end), from the store.
 
     ``forecast_model``: an already fitted model (the API passes its own, so a report request
@@ -604,20 +503,10 @@ def build_report(
     gates = [gate_summary(store, site, ln.id, start, end, resolution) for ln in site.lines]
     staffing, staffing_note = staffing_rows(store, site, start, end)
     view = build_site_view(site)
-    return Report(
-        site_name=site.name,
-        start=start,
-        end=end,
-        resolution_s=resolution,
-        zones=zones,
-        gates=gates,
-        alerts=alert_rows(store, start, end),
-        risk_bands=_bands(profile_book(site).risk),
-        staffing=staffing,
-        staffing_note=staffing_note,
-        egress=egress_rows(site, zones),
-        egress_target_s=site.safety.egress_limit_s,
-        cameras=camera_quality(store, site, start, end),
-        overlays=camera_overlays(view, zones, backgrounds_dir),
-        site_flow_limits=dict(site.safety.specific_flow_pmm),
-    )
+    return Report(site_name=site.name, start=start, end=end, resolution_s=resolution, zones=zones,
+                  gates=gates, alerts=alert_rows(store, start, end),
+                  risk_bands=_bands(profile_book(site).risk), staffing=staffing, staffing_note=staffing_note,
+                  egress=egress_rows(site, zones), egress_target_s=site.safety.egress_limit_s,
+                  cameras=camera_quality(store, site, start, end),
+                  overlays=camera_overlays(view, zones, backgrounds_dir),
+                  site_flow_limits=dict(site.safety.specific_flow_pmm))

@@ -1,17 +1,6 @@
 """The debrief's charts, drawn with matplotlib and written as inline SVG (or JPEG for pictures).
 
-Why matplotlib and not plotly (measured, December 2026): the report must be one self-contained
-file, readable offline, printable and under 5 MB for a 12-hour event with 20 zones. Plotly's
-figures need plotly.js in the page, and inlining it costs 4.8 MB (plotly 7.1's
-``plotly.min.js``) before any data: no room left for 20 zones. Plotly's static export needs
-kaleido, which needs a Chrome install at report time: not something a venue laptop or a server
-has. matplotlib (about 80 MB installed with pillow and fonttools) draws static SVG with no
-browser: 60-80 kB per zone's figure (480 points per series, text kept as text), so 20 zones fit
-in about 2 MB. The pictures of a camera are JPEG (an SVG would embed a PNG of the background).
-
-Figures are built with the object API (``Figure()``, never ``pyplot``): no global state, so the
-API can render a report in a worker thread while the dashboard runs.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.report.figures``."""
 
 from __future__ import annotations
 
@@ -31,14 +20,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Polygon
 
-from crowdsafe.report.compute import (
-    RISK_LINES_PM2,
-    CameraOverlay,
-    GateSummary,
-    Report,
-    ZoneSummary,
-    holds,
-)
+from crowdsafe.report.compute import RISK_LINES_PM2, CameraOverlay, GateSummary, Report, ZoneSummary, holds
 from crowdsafe.safety.guidance import GREEN_GUIDE_PMM  # drawn whatever the site says
 
 WIDTH_IN = 10.0
@@ -103,26 +85,14 @@ def time_in_bands(report: Report) -> Chart | None:
         left = np.zeros(len(zones))
         for label in labels:
             share = np.array([100.0 * getattr(z, attr).get(label, 0.0) / z.measured_s for z in zones])
-            ax.barh(
-                [z.name for z in zones],
-                share,
-                left=left,
-                color=colours[label],
-                label=label,
-                edgecolor="white",
-                linewidth=0.5,
-            )
+            ax.barh([z.name for z in zones], share, left=left, color=colours[label], label=label,
+                    edgecolor="white", linewidth=0.5)
             left += share
         ax.set_xlim(0, 100)
         ax.set_xlabel("% of measured time")
         ax.set_title(title)
-        ax.legend(
-            ncols=min(len(labels), 6),
-            fontsize="small",
-            loc="upper center",
-            bbox_to_anchor=(0.5, -0.25 if len(zones) < 4 else -0.1),
-            frameon=False,
-        )
+        ax.legend(ncols=min(len(labels), 6), fontsize="small", loc="upper center",
+                  bbox_to_anchor=(0.5, -0.25 if len(zones) < 4 else -0.1), frameon=False)
     axes[0].invert_yaxis()
     return Chart("bands", "Time in each band", fig)
 
@@ -138,15 +108,8 @@ def zone_chart(z: ZoneSummary, report: Report) -> Chart | None:
     t = _t(z.count.ts)
     ax = axes[0]
     if any(not math.isnan(v) for v in z.count.low):  # readings may carry no interval
-        ax.fill_between(
-            t,
-            z.count.low,
-            z.count.high,
-            color="#4575b4",
-            alpha=0.25,
-            linewidth=0,
-            label="interval (mean of bounds)",
-        )
+        ax.fill_between(t, z.count.low, z.count.high, color="#4575b4", alpha=0.25, linewidth=0,
+                        label="interval (mean of bounds)")
     ax.plot(t, z.count.mean, color="#4575b4", linewidth=1.2, label="occupancy (mean)")
     peak = max([*z.count.mean, *(v for v in z.count.high if not math.isnan(v))], default=0.0)
     if z.capacity and peak >= 0.25 * z.capacity:
@@ -178,9 +141,8 @@ def zone_chart(z: ZoneSummary, report: Report) -> Chart | None:
         rgba = np.zeros((1, n, 4))
         # Each bucket holds until the next one, as in the summary's time in band (``holds``): with
         # readings sparser than the buckets, the strip is continuous and gaps stay blank.
-        for ts, held, value in zip(
-            z.density.ts, holds(z.density.ts, report.end), z.density.mean, strict=True
-        ):
+        held_s = holds(z.density.ts, report.end)
+        for ts, held, value in zip(z.density.ts, held_s, z.density.mean, strict=True):
             label = _classify(value, z.los_bands)
             i = round(ts / res) - first
             if label is not None and 0 <= i < n:
@@ -189,31 +151,18 @@ def zone_chart(z: ZoneSummary, report: Report) -> Chart | None:
         ax.imshow(rgba, aspect="auto", interpolation="nearest", extent=(x0, x1, 0, 1))
     ax.set_yticks([])
     ax.set_ylabel("LoS", rotation=0, ha="right", va="center")
-    ax.legend(
-        handles=[Patch(color=colours[b], label=b) for b in labels],
-        ncols=len(labels),
-        fontsize="x-small",
-        loc="center left",
-        bbox_to_anchor=(1.0, 0.5),
-        frameon=False,
-    )
+    ax.legend(handles=[Patch(color=colours[b], label=b) for b in labels], ncols=len(labels),
+              fontsize="x-small", loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     if has_fc and z.forecast is not None:
         fc = z.forecast
         ax = axes[3]
         ft = _t(fc.target_ts)
         if fc.lo80:
-            ax.fill_between(
-                ft, fc.lo80, fc.hi80, color="#fdae61", alpha=0.35, linewidth=0, label="80 % interval"
-            )
+            ax.fill_between(ft, fc.lo80, fc.hi80, color="#fdae61", alpha=0.35, linewidth=0,
+                            label="80 % interval")
         ax.plot(ft, fc.actual, color="#4575b4", linewidth=1.2, label="actual (minute mean)")
-        ax.plot(
-            ft,
-            fc.forecast,
-            color="#d73027",
-            linewidth=1.2,
-            linestyle="--",
-            label=f"forecast {fc.horizon_min} min ahead ({fc.method})",
-        )
+        ax.plot(ft, fc.forecast, color="#d73027", linewidth=1.2, linestyle="--",
+                label=f"forecast {fc.horizon_min} min ahead ({fc.method})")
         ax.set_ylabel("people")
         ax.set_ylim(bottom=0)
         ax.legend(fontsize="small", loc="upper left")
@@ -235,18 +184,12 @@ def gate_chart(g: GateSummary, report: Report) -> Chart | None:
     ax.plot(_t(g.flow.ts), g.flow.mean, color="#313695", linewidth=1.2, label="flow (mean)")
     top = max([*g.flow.mean, 1.0])
     for kind, rate in GREEN_GUIDE_PMM.items():
-        ax.axhline(
-            rate,
-            color="#a50026",
-            linestyle="--" if kind == "level" else ":",
-            linewidth=0.9,
-            label=f"Green Guide {'stepped' if kind == 'stairs' else kind} {rate:g}",
-        )
+        ax.axhline(rate, color="#a50026", linestyle="--" if kind == "level" else ":", linewidth=0.9,
+                   label=f"Green Guide {'stepped' if kind == 'stairs' else kind} {rate:g}")
     for kind, rate in report.site_flow_limits.items():
         if rate != GREEN_GUIDE_PMM.get(kind):
-            ax.axhline(
-                rate, color="#f46d43", linestyle="-.", linewidth=0.9, label=f"site limit {kind} {rate:g}"
-            )
+            ax.axhline(rate, color="#f46d43", linestyle="-.", linewidth=0.9,
+                       label=f"site limit {kind} {rate:g}")
     ax.set_ylim(0, max(top * 1.15, max([*GREEN_GUIDE_PMM.values(), *report.site_flow_limits.values()]) * 1.1))
     ax.set_ylabel("p/m/min")
     ax.legend(fontsize="small", loc="upper left", ncols=2)
@@ -279,13 +222,8 @@ def alerts_chart(report: Report) -> Chart | None:
     ax.set_yticks(range(len(rows)), rows, fontsize="small")
     ax.set_ylim(len(rows) - 0.5, -0.5)
     handles = [Patch(color=c, label=s) for s, c in SEVERITY_COLOURS.items()]
-    ax.legend(
-        handles=handles,
-        fontsize="small",
-        loc="upper right",
-        title="| = acknowledged",
-        title_fontsize="x-small",
-    )
+    ax.legend(handles=handles, fontsize="small", loc="upper right", title="| = acknowledged",
+              title_fontsize="x-small")
     _time_axis(ax, report.start, report.end)
     return Chart("alerts", "Alert timeline", fig)
 
@@ -301,22 +239,11 @@ def staffing_chart(report: Report) -> Chart | None:
         rows = [r for r in report.staffing if r.zone_id == zone_id]
         slot_s = slot_s or (rows[1].slot_start_ts - rows[0].slot_start_ts if len(rows) > 1 else None)
         ts = [r.slot_start_ts for r in rows]
-        ax.step(
-            _t(ts),
-            [r.recommended for r in rows],
-            where="post",
-            color=colours(i % 10),
-            label=f"{zone_id} recommended",
-        )
+        ax.step(_t(ts), [r.recommended for r in rows], where="post", color=colours(i % 10),
+                label=f"{zone_id} recommended")
         if rows[0].planned is not None:
-            ax.step(
-                _t(ts),
-                [r.planned for r in rows],
-                where="post",
-                color=colours(i % 10),
-                linestyle="--",
-                label=f"{zone_id} planned",
-            )
+            ax.step(_t(ts), [r.planned for r in rows], where="post", color=colours(i % 10), linestyle="--",
+                    label=f"{zone_id} planned")
     ax.set_ylabel("stewards")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize="small", loc="upper left", ncols=2)
@@ -332,9 +259,8 @@ def egress_chart(report: Report) -> Chart | None:
     names = [e.zone_id for e in report.egress]
     colours = ["#1a9850" if e.within_target else "#d73027" for e in report.egress]
     ax.barh(names, [e.clearance_s for e in report.egress], color=colours)
-    ax.axvline(
-        report.egress_target_s, color="black", linestyle="--", label=f"target {report.egress_target_s:g} s"
-    )
+    ax.axvline(report.egress_target_s, color="black", linestyle="--",
+               label=f"target {report.egress_target_s:g} s")
     ax.set_xlabel("clearance time at the zone's peak, s")
     ax.invert_yaxis()
     ax.legend(fontsize="small")
@@ -347,21 +273,13 @@ def uptime_chart(report: Report) -> Chart | None:
     fig = Figure(figsize=(WIDTH_IN, 0.4 * len(report.cameras) + 1.3), layout="constrained")
     ax = fig.subplots()
     for i, cam in enumerate(report.cameras):
-        ax.broken_barh(
-            [(_t([a])[0], _t([b])[0] - _t([a])[0]) for a, b in cam.up_intervals],
-            (i - 0.3, 0.6),
-            color="#1a9850",
-        )
-        ax.broken_barh(
-            [(_t([a])[0], _t([b])[0] - _t([a])[0]) for a, b in cam.gaps], (i - 0.3, 0.6), color="#d73027"
-        )
+        for spans, colour in ((cam.up_intervals, "#1a9850"), (cam.gaps, "#d73027")):
+            ax.broken_barh([(_t([a])[0], _t([b])[0] - _t([a])[0]) for a, b in spans], (i - 0.3, 0.6),
+                           color=colour)
     ax.set_yticks(range(len(report.cameras)), [c.camera_id for c in report.cameras])
     ax.set_ylim(len(report.cameras) - 0.5, -0.5)
-    ax.legend(
-        handles=[Patch(color="#1a9850", label="up"), Patch(color="#d73027", label="gap")],
-        fontsize="small",
-        loc="upper right",
-    )
+    ax.legend(handles=[Patch(color="#1a9850", label="up"), Patch(color="#d73027", label="gap")],
+              fontsize="small", loc="upper right")
     _time_axis(ax, report.start, report.end)
     return Chart("uptime", "Camera uptime", fig)
 
@@ -389,47 +307,27 @@ def overlay_chart(overlay: CameraOverlay) -> Chart | None:
         mean = overlay.mean_density.get(zone_id)
         colour = cmap(norm(mean)) if mean is not None else (0.6, 0.6, 0.6, 1.0)
         for ring in rings:
-            ax.add_patch(
-                Polygon(ring, closed=True, facecolor=colour, alpha=0.5, edgecolor="black", linewidth=1)
-            )
+            ax.add_patch(Polygon(ring, closed=True, facecolor=colour, alpha=0.5, edgecolor="black",
+                                 linewidth=1))
             cu, cv = np.mean(np.asarray(ring, dtype=float), axis=0)
             label = zone_id if mean is None else f"{zone_id}\n{mean:.2f} p/m²"
-            ax.text(
-                cu,
-                cv,
-                label,
-                ha="center",
-                va="center",
-                fontsize="small",
-                bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0},
-            )
+            ax.text(cu, cv, label, ha="center", va="center", fontsize="small",
+                    bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0})
     ax.set_xlim(0, w)
     ax.set_ylim(h, 0)
     ax.set_xticks([])
     ax.set_yticks([])
-    fig.colorbar(
-        mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="mean p/m² over the period", shrink=0.8
-    )
-    return Chart(
-        f"camera-{overlay.camera_id}",
-        f"Camera {overlay.camera_id}",
-        fig,
-        raster=overlay.background is not None,
-    )
+    fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="mean p/m² over the period",
+                 shrink=0.8)
+    return Chart(f"camera-{overlay.camera_id}", f"Camera {overlay.camera_id}", fig,
+                 raster=overlay.background is not None)
 
 
 def charts(report: Report) -> dict[str, Chart]:
     """Every chart of the report by key (absent where there is nothing to draw)."""
-    made = [
-        time_in_bands(report),
-        *(zone_chart(z, report) for z in report.zones),
-        *(gate_chart(g, report) for g in report.gates),
-        alerts_chart(report),
-        staffing_chart(report),
-        egress_chart(report),
-        uptime_chart(report),
-        *(overlay_chart(o) for o in report.overlays),
-    ]
+    made = [time_in_bands(report), *(zone_chart(z, report) for z in report.zones),
+            *(gate_chart(g, report) for g in report.gates), alerts_chart(report), staffing_chart(report),
+            egress_chart(report), uptime_chart(report), *(overlay_chart(o) for o in report.overlays)]
     return {c.key: c for c in made if c is not None}
 
 

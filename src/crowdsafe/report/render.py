@@ -32,16 +32,9 @@ nav ol{columns:2}
 @media print{body{margin:0;max-width:none}section{break-before:page}h2{margin-top:0}nav{display:none}}
 """
 
-SECTIONS = (
-    ("summary", "Summary"),
-    ("zones", "Per zone"),
-    ("gates", "Per gate"),
-    ("alerts", "Alerts"),
-    ("staffing", "Staffing"),
-    ("egress", "Egress"),
-    ("quality", "Data quality"),
-    ("cameras", "Camera views"),
-)
+SECTIONS = (("summary", "Summary"), ("zones", "Per zone"), ("gates", "Per gate"), ("alerts", "Alerts"),
+            ("staffing", "Staffing"), ("egress", "Egress"), ("quality", "Data quality"),
+            ("cameras", "Camera views"))
 
 
 def fmt_ts(ts: float | None) -> str:
@@ -68,18 +61,13 @@ def _e(text: object) -> str:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: Sequence[int] = ()) -> str:
     """An HTML table; columns in ``numeric`` are right-aligned. Cells are escaped."""
-    head = "".join(
-        f'<th class="n">{_e(h)}</th>' if i in numeric else f"<th>{_e(h)}</th>" for i, h in enumerate(headers)
-    )
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="n">{_e(c)}</td>' if i in numeric else f"<td>{_e(c)}</td>" for i, c in enumerate(row)
-        )
-        + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def cells(tag: str, values: Iterable[object]) -> str:
+        return "".join(f'<{tag} class="n">{_e(v)}</{tag}>' if i in numeric else f"<{tag}>{_e(v)}</{tag}>"
+                       for i, v in enumerate(values))
+
+    body = "".join(f"<tr>{cells('td', row)}</tr>" for row in rows)
+    return f"<table><thead><tr>{cells('th', headers)}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _figure(chart: Chart | None) -> str:
@@ -89,83 +77,29 @@ def _figure(chart: Chart | None) -> str:
 
 
 def _summary(r: Report, drawn: dict[str, Chart]) -> str:
-    zones = table(
-        [
-            "Zone",
-            "Peak people",
-            "at (UTC)",
-            "% of capacity",
-            "Peak p/m²",
-            "at (UTC)",
-            "Mean people",
-            "Readings",
-        ],
-        [
-            [
-                z.name,
-                fmt(z.peak_count),
-                fmt_ts(z.peak_count_ts),
-                fmt(z.peak_pct_of_capacity),
-                fmt(z.peak_density, 2),
-                fmt_ts(z.peak_density_ts),
-                fmt(z.mean_count),
-                z.readings,
-            ]
-            for z in r.zones
-        ],
-        numeric=(1, 3, 4, 6, 7),
-    )
+    zones = table(["Zone", "Peak people", "at (UTC)", "% of capacity", "Peak p/m²", "at (UTC)", "Mean people",
+                   "Readings"],
+                  [[z.name, fmt(z.peak_count), fmt_ts(z.peak_count_ts), fmt(z.peak_pct_of_capacity),
+                    fmt(z.peak_density, 2), fmt_ts(z.peak_density_ts), fmt(z.mean_count), z.readings]
+                   for z in r.zones], numeric=(1, 3, 4, 6, 7))
     los_labels = list(dict.fromkeys(b for z in r.zones for b in z.los_seconds))
-    los = table(
-        ["Zone", *los_labels, "Measured"],
-        [
-            [
-                z.name,
-                *(fmt_dur(z.los_seconds.get(b)) if b in z.los_seconds else "–" for b in los_labels),
-                fmt_dur(z.measured_s),
-            ]
-            for z in r.zones
-        ],
-        numeric=range(1, len(los_labels) + 2),
-    )
+    los = table(["Zone", *los_labels, "Measured"],
+                [[z.name, *(fmt_dur(z.los_seconds.get(b)) if b in z.los_seconds else "–" for b in los_labels),
+                  fmt_dur(z.measured_s)] for z in r.zones], numeric=range(1, len(los_labels) + 2))
     risk_labels = [b for b, _ in r.risk_bands]
-    risk = table(
-        ["Zone", *risk_labels],
-        [
-            [z.name, *(fmt_dur(z.risk_seconds.get(b, 0.0)) if z.readings else "–" for b in risk_labels)]
-            for z in r.zones
-        ],
-        numeric=range(1, len(risk_labels) + 1),
-    )
-    gates = table(
-        ["Gate", "In", "Out", "Peak p/m/min", "at (UTC)"],
-        [
-            [g.name, fmt(g.total_in, 0), fmt(g.total_out, 0), fmt(g.peak_flow_pmm), fmt_ts(g.peak_flow_ts)]
-            for g in r.gates
-        ],
-        numeric=(1, 2, 3),
-    )
+    risk = table(["Zone", *risk_labels],
+                 [[z.name, *(fmt_dur(z.risk_seconds.get(b, 0.0)) if z.readings else "–" for b in risk_labels)]
+                  for z in r.zones], numeric=range(1, len(risk_labels) + 1))
+    gates = table(["Gate", "In", "Out", "Peak p/m/min", "at (UTC)"],
+                  [[g.name, fmt(g.total_in, 0), fmt(g.total_out, 0), fmt(g.peak_flow_pmm),
+                    fmt_ts(g.peak_flow_ts)] for g in r.gates], numeric=(1, 2, 3))
     by_sev = []
     for severity, n in r.alerts_by_severity.items():
         acks = [a.ack_s for a in r.alerts if a.severity == severity and a.ack_s is not None]
-        by_sev.append(
-            [
-                severity,
-                n,
-                len(acks),
-                fmt_dur(statistics.median(acks)) if acks else "–",
-                fmt_dur(max(acks)) if acks else "–",
-            ]
-        )
-    alerts = (
-        table(
-            ["Severity", "Alerts", "Acknowledged", "Median time to ack", "Longest time to ack"],
-            by_sev,
-            numeric=(1, 2, 3, 4),
-        )
-        if by_sev
-        else "<p>No alert was raised in the period.</p>"
-    )
+        by_sev.append([severity, n, len(acks), fmt_dur(statistics.median(acks)) if acks else "–",
+                       fmt_dur(max(acks)) if acks else "–"])
+    alerts = table(["Severity", "Alerts", "Acknowledged", "Median time to ack", "Longest time to ack"],
+                   by_sev, numeric=(1, 2, 3, 4)) if by_sev else "<p>No alert was raised in the period.</p>"
     return (
         f"<h3>Peaks</h3>{zones}<h3>Time in each Level of Service band</h3>{los}"
         f"<h3>Time in each risk band</h3>{risk}{_figure(drawn.get('bands'))}"
@@ -188,16 +122,10 @@ def _zones(r: Report, drawn: dict[str, Chart]) -> str:
         fc = z.forecast
         if fc is not None and fc.actual:
             cov = fc.coverage80
-            parts.append(
-                f"<p>Forecast {fc.horizon_min} min ahead ({_e(fc.method)}), issued every "
-                f"5 min: {len(fc.actual)} forecasts, mean absolute error {fmt(fc.mae)} people"
-                + (
-                    f", {fmt(100 * cov, 0)} % of actual minutes inside the 80 % interval"
-                    if cov is not None
-                    else ""
-                )
-                + ".</p>"
-            )
+            inside = "" if cov is None else (
+                f", {fmt(100 * cov, 0)} % of actual minutes inside the 80 % interval")
+            parts.append(f"<p>Forecast {fc.horizon_min} min ahead ({_e(fc.method)}), issued every 5 min: "
+                         f"{len(fc.actual)} forecasts, mean absolute error {fmt(fc.mae)} people{inside}.</p>")
         elif z.forecast_note:
             parts.append(f'<p class="note">Forecast: {_e(z.forecast_note)}.</p>')
     return "".join(parts) or "<p>No zone in the site file.</p>"
@@ -207,9 +135,8 @@ def _gates(r: Report, drawn: dict[str, Chart]) -> str:
     parts = []
     for g in r.gates:
         parts.append(f"<h3>{_e(g.name)}</h3>")
-        parts.append(
-            _figure(drawn.get(f"gate-{g.line_id}")) if g.readings else "<p>No reading in the period.</p>"
-        )
+        parts.append(_figure(drawn.get(f"gate-{g.line_id}")) if g.readings
+                     else "<p>No reading in the period.</p>")
     limits = ", ".join(f"{k} {v:g}" for k, v in r.site_flow_limits.items())
     return ("".join(parts) or "<p>No gate in the site file.</p>") + (
         f'<p class="note">Flow is people per metre of gate width per minute, both directions. Green Guide '
@@ -221,118 +148,57 @@ def _gates(r: Report, drawn: dict[str, Chart]) -> str:
 def _alerts(r: Report, drawn: dict[str, Chart]) -> str:
     if not r.alerts:
         return "<p>No alert was raised in the period.</p>"
-    rows = [
-        [
-            a.severity,
-            a.subject,
-            a.rule,
-            fmt_ts(a.raised_ts),
-            fmt_ts(a.acknowledged_ts),
-            a.acknowledged_by or "–",
-            fmt_dur(a.ack_s),
-            fmt_ts(a.cleared_ts),
-            a.message or "",
-        ]
-        for a in r.alerts
-    ]
+    rows = [[a.severity, a.subject, a.rule, fmt_ts(a.raised_ts), fmt_ts(a.acknowledged_ts),
+             a.acknowledged_by or "–", fmt_dur(a.ack_s), fmt_ts(a.cleared_ts), a.message or ""]
+            for a in r.alerts]
     return _figure(drawn.get("alerts")) + table(
         ["Severity", "Subject", "Rule", "Raised", "Acknowledged", "By", "Time to ack", "Cleared", "Note"],
-        rows,
-        numeric=(6,),
-    )
+        rows, numeric=(6,))
 
 
 def _staffing(r: Report, drawn: dict[str, Chart]) -> str:
     if r.staffing is None:
         return f"<p>{_e(r.staffing_note)}</p>"
-    rows = [
-        [
-            s.zone_id,
-            fmt_ts(s.slot_start_ts),
-            fmt(s.peak_count),
-            s.recommended,
-            "–" if s.planned is None else s.planned,
-            "–" if s.shortfall is None else s.shortfall,
-        ]
-        for s in r.staffing
-    ]
-    return (
-        _figure(drawn.get("staffing"))
-        + table(
-            ["Zone", "Slot start", "Peak people", "Recommended", "Planned", "Short by"],
-            rows,
-            numeric=(2, 3, 4, 5),
-        )
-        + f'<p class="note">{_e(r.staffing_note)}</p>'
-    )
+    rows = [[s.zone_id, fmt_ts(s.slot_start_ts), fmt(s.peak_count), s.recommended,
+             "–" if s.planned is None else s.planned, "–" if s.shortfall is None else s.shortfall]
+            for s in r.staffing]
+    return (_figure(drawn.get("staffing"))
+            + table(["Zone", "Slot start", "Peak people", "Recommended", "Planned", "Short by"], rows,
+                    numeric=(2, 3, 4, 5))
+            + f'<p class="note">{_e(r.staffing_note)}</p>')
 
 
 def _egress(r: Report, drawn: dict[str, Chart]) -> str:
     if not r.egress:
         return "<p>No zone with exits and readings: nothing to estimate.</p>"
-    rows = [
-        [
-            e.zone_id,
-            fmt(e.peak_count),
-            fmt_ts(e.peak_ts),
-            fmt(e.clearance_s, 0),
-            fmt(e.target_s, 0),
-            "yes" if e.within_target else "NO",
-        ]
-        for e in r.egress
-    ]
-    return (
-        _figure(drawn.get("egress"))
-        + table(
-            ["Zone", "Peak people", "at (UTC)", "Clearance s", "Target s", "Within target"],
-            rows,
-            numeric=(1, 3, 4),
-        )
-        + "<p class=\"note\">Clearance: peak people over the exits' total width times the site's specific "
-        "flow (crowdsafe.simulate.clearance, no travel time).</p>"
-    )
+    rows = [[e.zone_id, fmt(e.peak_count), fmt_ts(e.peak_ts), fmt(e.clearance_s, 0), fmt(e.target_s, 0),
+             "yes" if e.within_target else "NO"] for e in r.egress]
+    return (_figure(drawn.get("egress"))
+            + table(["Zone", "Peak people", "at (UTC)", "Clearance s", "Target s", "Within target"], rows,
+                    numeric=(1, 3, 4))
+            + "<p class=\"note\">Clearance: peak people over the exits' total width times the site's "
+            "specific flow (crowdsafe.simulate.clearance, no travel time).</p>")
 
 
 def _quality(r: Report, drawn: dict[str, Chart]) -> str:
-    cams = table(
-        ["Camera", "Uptime %", "Gaps", "Longest gap", "Samples", "Dropped", "Model", "Per-camera model"],
-        [
-            [
-                c.camera_id,
-                fmt(c.uptime_pct),
-                len(c.gaps),
-                fmt_dur(max((b - a for a, b in c.gaps), default=0.0)),
-                c.samples,
-                c.dropped,
-                c.model,
-                "yes" if c.tuned else "no (auto)",
-            ]
-            for c in r.cameras
-        ],
-        numeric=(1, 2, 3, 4, 5),
-    )
+    cams = table(["Camera", "Uptime %", "Gaps", "Longest gap", "Samples", "Dropped", "Model",
+                  "Per-camera model"],
+                 [[c.camera_id, fmt(c.uptime_pct), len(c.gaps),
+                   fmt_dur(max((b - a for a, b in c.gaps), default=0.0)), c.samples, c.dropped, c.model,
+                   "yes" if c.tuned else "no (auto)"] for c in r.cameras], numeric=(1, 2, 3, 4, 5))
     low = r.low_coverage
-    coverage = (
-        table(["Zone", "Lowest coverage %"], [[z.name, fmt(z.min_coverage_pct)] for z in low], numeric=(1,))
-        if low
-        else "<p>Every zone with readings was fully covered by cameras.</p>"
-    )
+    coverage = (table(["Zone", "Lowest coverage %"], [[z.name, fmt(z.min_coverage_pct)] for z in low],
+                      numeric=(1,))
+                if low else "<p>Every zone with readings was fully covered by cameras.</p>")
     untuned = [c.camera_id for c in r.cameras if not c.tuned]
-    return (
-        cams
-        + _figure(drawn.get("uptime"))
-        + '<p class="note">Uptime: share of the period covered by health rows saying "up". Samples and '
-        "drops: frames counted and frames dropped (newer frame arrived first), from the health rows."
-        "</p><h3>Zones not fully covered</h3>"
-        + coverage
-        + "<h3>Counts without a per-camera model</h3>"
-        + (
-            f"<p>{_e(', '.join(untuned))}: model <code>auto</code> (chosen from the calibration or per "
-            "frame, not set for this camera in the site file).</p>"
-            if untuned
-            else "<p>Every camera has its model set in the site file.</p>"
-        )
-    )
+    models = (f"<p>{_e(', '.join(untuned))}: model <code>auto</code> (chosen from the calibration or per "
+              "frame, not set for this camera in the site file).</p>" if untuned
+              else "<p>Every camera has its model set in the site file.</p>")
+    return (cams + _figure(drawn.get("uptime"))
+            + '<p class="note">Uptime: share of the period covered by health rows saying "up". Samples and '
+            "drops: frames counted and frames dropped (newer frame arrived first), from the health rows."
+            "</p><h3>Zones not fully covered</h3>" + coverage
+            + "<h3>Counts without a per-camera model</h3>" + models)
 
 
 def _cameras(r: Report, drawn: dict[str, Chart]) -> str:
@@ -345,23 +211,15 @@ def _cameras(r: Report, drawn: dict[str, Chart]) -> str:
     )
 
 
+BUILDERS = {"summary": _summary, "zones": _zones, "gates": _gates, "alerts": _alerts, "staffing": _staffing,
+            "egress": _egress, "quality": _quality, "cameras": _cameras}
+
+
 def render_html(report: Report, generated_ts: float | None = None) -> str:
     """The whole report as one HTML document."""
     drawn = charts(report)
-    builders = {
-        "summary": _summary,
-        "zones": _zones,
-        "gates": _gates,
-        "alerts": _alerts,
-        "staffing": _staffing,
-        "egress": _egress,
-        "quality": _quality,
-        "cameras": _cameras,
-    }
-    sections = "".join(
-        f'<section id="{key}"><h2>{i}. {title}</h2>{builders[key](report, drawn)}</section>'
-        for i, (key, title) in enumerate(SECTIONS, 1)
-    )
+    sections = "".join(f'<section id="{key}"><h2>{i}. {title}</h2>{BUILDERS[key](report, drawn)}</section>'
+                       for i, (key, title) in enumerate(SECTIONS, 1))
     nav = "".join(f'<li><a href="#{key}">{title}</a></li>' for key, title in SECTIONS)
     generated = "" if generated_ts is None else f"; generated {fmt_ts(generated_ts)} UTC"
     for chart in drawn.values():
@@ -385,18 +243,15 @@ def write_pdf(report: Report, path: Path) -> None:
 
     lines = [f"Event debrief: {report.site_name}", f"{fmt_ts(report.start)} to {fmt_ts(report.end)} UTC", ""]
     for z in report.zones:
-        lines.append(
-            f"{z.name}: peak {fmt(z.peak_count)} people at {fmt_ts(z.peak_count_ts)}, "
-            f"peak {fmt(z.peak_density, 2)} p/m² at {fmt_ts(z.peak_density_ts)}"
-        )
+        lines.append(f"{z.name}: peak {fmt(z.peak_count)} people at {fmt_ts(z.peak_count_ts)}, "
+                     f"peak {fmt(z.peak_density, 2)} p/m² at {fmt_ts(z.peak_density_ts)}")
     for g in report.gates:
         lines.append(f"{g.name}: in {fmt(g.total_in, 0)}, out {fmt(g.total_out, 0)}")
     for severity, n in report.alerts_by_severity.items():
         lines.append(f"alerts {severity}: {n}")
     for e in report.egress:
-        lines.append(
-            f"{e.zone_id}: clearance {fmt(e.clearance_s, 0)} s at peak (target {fmt(e.target_s, 0)} s)"
-        )
+        lines.append(f"{e.zone_id}: clearance {fmt(e.clearance_s, 0)} s at peak "
+                     f"(target {fmt(e.target_s, 0)} s)")
     path.parent.mkdir(parents=True, exist_ok=True)
     with PdfPages(path, metadata={"Title": f"Event debrief: {report.site_name}"}) as pdf:
         page = Figure(figsize=(8.27, 11.69))
@@ -407,9 +262,8 @@ def write_pdf(report: Report, path: Path) -> None:
             chart.figure.clear()
 
 
-def write_report(
-    report: Report, out: Path, pdf: Path | None = None, generated_ts: float | None = None
-) -> int:
+def write_report(report: Report, out: Path, pdf: Path | None = None,
+                 generated_ts: float | None = None) -> int:
     """Write the HTML (and the PDF if asked); returns the HTML's size in bytes."""
     text = render_html(report, generated_ts)
     out.parent.mkdir(parents=True, exist_ok=True)

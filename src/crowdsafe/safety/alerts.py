@@ -1,18 +1,6 @@
 """Alert rules with hysteresis, hold times and a cool-down: raised -> acknowledged -> cleared.
 
-A crowd reading is noisy; an alert that flaps every frame is ignored by operators within an
-hour (the demo once raised 23 alerts in 8 minutes, lasting 6 s at the median). So every rule has
-two thresholds (raise above ``raise_at``, clear only below ``clear_at``) and a hold time on both
-edges: the condition must hold for ``min_duration_s`` before the alert is raised and must be
-gone for ``clear_hold_s`` (default: as long) before it clears. A condition that comes back
-within ``cooldown_s`` of clearing reopens the same alert and counts an occurrence, rather than
-raising a new one: the operator sees one "busy walkway, 3 times" instead of three alerts.
-
-Rules see plain numbers (a zone's density, a count over capacity, a line's flow, the age of a
-camera's last frame), so the engine knows nothing about where the numbers came from; the text
-an operator reads is made by a ``describe`` function (see ``crowdsafe.safety.messages``), which
-also sees the subject's other latest numbers (a capacity alert can then say how many people).
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.safety.alerts``."""
 
 from __future__ import annotations
 

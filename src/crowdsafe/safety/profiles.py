@@ -1,14 +1,6 @@
 """Level-of-Service and risk tables as named profiles, so thresholds are data, not code.
 
-Venues follow different guidance (Fruin's walkway or queue tables, a 2/4/5 p/m² risk scale, a
-local regulator's numbers), so every table is a named profile a site file can override or add
-to. A profile is an ordered list of bands, each holding densities strictly below its upper
-bound; the last band is open-ended. "Below" (not "at or below") matches how Fruin's tables are
-quoted: 0.31 p/m² is already walkway LoS B.
-
-This module is pure data and arithmetic: it imports nothing from the rest of crowdsafe, so the
-site file (``config``) can validate profile names against it without a cycle.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.safety.profiles``."""
 
 from __future__ import annotations
 

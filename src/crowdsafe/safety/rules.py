@@ -1,29 +1,6 @@
 """Every alert rule crowdsafe ships: density, capacity, flow, egress, forecast and camera health.
 
-Site files do not configure alerts yet, so the runner ships these rules, built on the guidance in
-``safety.guidance``. They watch ranks within the site's own LoS and risk profiles rather than fixed p/m²
-numbers, so a site that overrides a profile moves its alerts with it:
-
-- ``risk_slowed`` / ``risk_critical``: a zone at risk band 1+ (2 p/m² on the default 2/4/5
-  scale) / 2+ (4 p/m²) for 10 s;
-- ``los_e``: a zone at LoS E or worse for 10 s (6-letter profiles);
-- ``capacity_90`` / ``capacity_100``: count at 90 % / 100 % of the zone's capacity;
-- ``surge``: a zone gaining 30+ people per minute over the last minute;
-- ``line_flow``: a line above the Green Guide's level rate (82 p/m/min) for 10 s, cleared under
-  its stairs rate (66);
-- ``camera_stale``: no frame from a camera for 30 s;
-- ``egress_time_warning`` / ``egress_time``: a zone's clearance time through its exits at 75 % /
-  100 % of the site's ``safety.egress_limit_s`` (8 min by default), see ``simulate.clearance``
-  and ``egress_alert_rules``;
-- ``capacity_forecast``: a zone forecast (80 % upper bound) to pass its capacity within 30 min,
-  see ``forecast.alerts`` for the metric.
-
-Hysteresis (clear below a lower value) and hold times keep noisy readings from flapping: zone
-rules hold ``ZONE_HOLD_S`` before they raise and as long below the clear level before they clear,
-and a zone rule that comes back within ``COOLDOWN_S`` of clearing reopens its alert (one more
-occurrence) instead of raising another. Messages name the zone, the number in its unit, how long
-and the limit (``runtime.alerting.site_messages``).
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.safety.rules``."""
 
 from __future__ import annotations
 

@@ -1,17 +1,6 @@
 """Flow-based clearance time: how long a zone's crowd takes to pass its exits.
 
-``T = N / Σ (width_i × specific_flow(kind_i))`` in minutes, with specific flows in people per
-metre of clear width per minute: the Green Guide's rates by default (``safety.guidance``; a
-site sets its own in ``safety.specific_flow_pmm``). The formula assumes
-every exit is used in proportion to its capacity and runs at capacity from the first second:
-it ignores the walk to the exits and any queue interaction, so it is a *lower bound* on the
-real clearance. Add ``travel_time_s`` for the walk, or use the JuPedSim what-if for geometry.
-
-The egress target (``safety.guidance.EGRESS_TARGET_S``) is policy: the alert rules
-(``safety.rules.egress_alert_rules``) take it as an argument and a site sets it in
-``safety.egress_limit_s``. The live runner feeds every zone with exits through
-``live_clearance_s`` into the rules.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.simulate.clearance``."""
 
 from __future__ import annotations
 
@@ -63,10 +52,6 @@ def clearance_time(count: float, exits: Sequence[Exit | ExitSpec | Mapping[str, 
     if flow <= 0:
         return math.inf
     return 60.0 * count / flow + travel_time_s
-
-
-def zone_clearance_time(zone: Zone, count: float, specific_flow: Mapping[str, float] | None = None) -> float:
-    return clearance_time(count, zone.exits, specific_flow)
 
 
 def live_clearance_s(zone: Zone, count: float, safety: SafetyConfig | None = None) -> float | None:

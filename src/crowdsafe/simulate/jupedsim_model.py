@@ -1,22 +1,6 @@
 """JuPedSim what-if: simulated clearance of one zone's polygon through its exits.
 
-Needs the optional ``jupedsim`` package. Its wheel declares PySide6 and VTK for the
-``jupedsim_visualizer`` GUI (several hundred MB); the simulation core needs neither, so the
-lean install is ``pip install --no-deps jupedsim deprecated wrapt`` (about 4 MB, numpy and
-shapely are already crowdsafe dependencies). ``pip install 'crowdsafe[simulate]'`` installs
-the full package with the GUI dependencies.
-
-The site file gives exits a width and kind but no position, so each exit is placed as a door
-centred on one of the polygon's edges (longest edges first, one exit per edge), opening onto
-a 2 m corridor outside the zone that ends in the exit stage: the door width, not the stage,
-is then the bottleneck, as in a real doorway. People start uniformly spread over the zone
-(at least 0.4 m apart) and walk with the collision-free speed model (Tordeux et al. 2016;
-desired speed 1.2 m/s, radius 0.2 m) to the nearest door. Stairs are simulated as level floor
-(JuPedSim has no stair model): the flow formula's stair capacity is the better guide there.
-Results are cached by (geometry hash, exits, people, seed, step, JuPedSim version) in memory and,
-given ``cache_file`` (the CLI uses ``clearance_cache_file()``, next to the model weights), in a
-small JSON file: a what-if asked twice is free, also across runs of ``crowdsafe simulate``.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.simulate.jupedsim_model``."""
 
 from __future__ import annotations
 

@@ -1,18 +1,8 @@
 """Recorded media played as if it were a live camera: paced to the wall clock, optionally looped.
 
-The runner treats every camera as live: it samples "now", pairs a frame with the next one for
-optical flow, and stamps readings with wall-clock time. A video file or an image folder in a
-site file (a demo, a test, a camera that uploads snapshots) therefore has to behave like a
-feed: frames come out at their own rate, not as fast as the decoder can go, and timestamps are
-UTC epoch seconds, not seconds into the file. Looping lets the bundled demo clip (80 s) drive a
-runner for hours.
+Timestamps are the scheduled wall-clock times, so flow velocities hold when a thread wakes late.
 
-Timestamps are *scheduled* times: the wall-clock instant the frame was due (start + position
-in the video), so the time between two frames is exactly the container's frame interval and
-flow velocities are right even when this thread is woken a little late. If the reader falls
-more than ``MAX_LAG_S`` behind (an overloaded machine), the schedule is moved to now rather
-than replaying a backlog of stale frames.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.sources.looping``."""
 
 from __future__ import annotations
 

@@ -1,17 +1,6 @@
 """Video files, optionally sampled every N seconds, surviving corrupt frames.
 
-Skipped frames are passed with ``cap.grab()`` and only the frames we count are
-``retrieve()``-d. With FFmpeg, grab still runs the codec (inter-coded frames need their
-predecessors, so that part is unavoidable) but skips the colour conversion and the copy into
-a numpy array, which is most of the per-frame cost we can avoid without seeking. Seeking
-(``CAP_PROP_POS_FRAMES``) is not used: it is approximate for many codecs and would give
-frames whose index and timestamp we cannot trust.
-
-When FFmpeg meets a corrupt packet, ``grab()`` fails and that frame's data is gone; the next
-grab returns the following frame. So a frame's index is the number of grabs so far, failed
-ones included, and every failed grab is reported as a skipped frame. Timestamps come from
-the container (right for variable-frame-rate video), falling back to index / fps.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.sources.video``."""
 
 from __future__ import annotations
 

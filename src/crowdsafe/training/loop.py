@@ -1,13 +1,6 @@
 """The fine-tuning loop: the layers after the cut, trained in torch on cached features.
 
-Recipe (defaults, the shipped model's): start from the published CSRNet (ShanghaiTech A)
-weights; freeze the frontend and backend.0-2; train backend.4 onwards on random 32x32-cell
-(256 px) crops of the cached features with pixel-wise squared error against the Gaussian
-density targets; the output conv's bias held; Adam with linear warm-up and cosine
-learning-rate decay, bf16 autocast on CPUs that run it natively (AMX/AVX-512 BF16), a
-moving average of the weights, fixed seeds. The checkpoint (raw or averaged) with the lowest
-validation MAE on whole images is kept.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.training.loop``."""
 
 from __future__ import annotations
 
