@@ -1,19 +1,6 @@
 """Which model counts a camera: ``dense``, ``sparse`` or ``auto``.
 
-The dense model (CSRNet trained on ShanghaiTech A) sees people whose heads are a few pixels
-wide; on street-level views with large people it counts body parts as extra heads. The
-sparse model (fine-tuned on ShanghaiTech B) is the opposite. ``auto`` decides:
-
-1. With calibration (a ground map giving the pixel height of a 1.7 m person per cell): the
-   median person height over the counted area. At least ``SPARSE_MIN_PERSON_PX`` pixels means
-   people appear at ShanghaiTech B scale: ``sparse``; smaller: ``dense``. Decided once per
-   camera, because the geometry does not change between frames.
-2. Without calibration, a cheap scene test on each image: run ``sparse`` first (it is the
-   common CCTV case); if its density exceeds ``DENSE_ABOVE_PER_MPX`` people per megapixel
-   the scene is a dense crowd and the dense model's count is used instead (a second pass
-   only on such scenes). The threshold was chosen on TRAIN images only (ShanghaiTech B
-   validation split and A train), see MODEL_CARD.md.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.counting.choice``."""
 
 from __future__ import annotations
 

@@ -1,18 +1,6 @@
 """Scale normalisation: resize bands of rows so people appear at the size the model learnt.
 
-A density CNN learns what one person looks like at the scale of its training images; the
-sparse model saw ShanghaiTech B street scenes, where people are ``TRAINED_PERSON_PX["sparse"]``
-pixels tall. A CCTV camera looking down a walkway sees people
-five times smaller at the far end than near it. When calibration gives the pixel height of a
-person for each image row (``GroundMap.person_px``), the rows are grouped into bands of
-similar height, each band (with context rows above and below) is resized so people in it
-appear at the trained height, counted, and its density mapped back onto the camera's own
-8x8-pixel cell grid with its mass preserved. Zone masks, totals and intervals downstream see
-the same grid as without normalisation.
-
-Cost: an upscaled band costs the square of its scale in pixels, so scales are clamped to
-``[MIN_SCALE, MAX_SCALE]`` and bands within ``SAME_SCALE`` of 1 are counted as they are.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.counting.scale``."""
 
 from __future__ import annotations
 

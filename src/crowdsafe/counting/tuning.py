@@ -1,35 +1,6 @@
 """Per-camera commissioning: model, background subtraction and gain chosen from a few annotated frames.
 
-A counter trained on ShanghaiTech miscounts a given real camera in its own, stable way: the
-sparse model reads the kerbs and bollards of the demo scene as about 8 heads in every frame,
-the dense one as about 21, and both scale people by a view-dependent factor. A handful of
-annotated frames of that camera fixes most of it. ``crowdsafe tune`` counts the frames with
-both models and chooses, by contiguous-block cross-validation on those frames only:
-
-* the model (``dense`` or ``sparse``);
-* background subtraction on or off, where the background density is the per-cell median of the
-  maps of the frames that are near-empty everywhere (the rule the runtime learns with, see
-  ``runtime.background``; it needs no labels);
-* a gain: Σ truth / Σ count on the training blocks, so the camera's mean count is unbiased.
-
-With the annotated points, the background can also be learned where the labels say nobody is:
-per cell, the median density over the frames in which no annotated head lies within
-``FREE_RADIUS_CELLS`` of it (``labelled_background``). A scene that is never empty (a busy
-walkway, a standing crowd) still has free cells in some frames; a cell occupied in every frame
-gets no background at all, so people who stand still are never subtracted.
-
-The choice minimises the cross-validated grid error GAME(2) (Guerrero-Gomez-Olmedo et al. 2015:
-the absolute errors of the 4 x 4 regions of the frame, summed), not the whole-frame MAE: a low
-gain that cancels a scene's static false positives fits the frame total well while it scales
-every real person down, and only an error measured by region sees that. The MAE is reported too.
-
-The 90 % interval is split-conformal on the out-of-block predictions (each frame predicted by a
-fit that never saw its block), in the log-ratio form of ``counting.intervals``:
-``log((truth + 1) / (count + 1))`` quantiles, so it widens with the count.
-
-A tuning file holds the choice, the background density (a coarse 1/8-resolution map, no
-pixels), the interval and the cross-validated error; no frame is kept.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.counting.tuning``."""
 
 from __future__ import annotations
 

@@ -1,42 +1,6 @@
 """When a camera's temporal-median background may be published, and writing it safely.
 
-``measure.background`` checks a median with an absolute people limit (fewer than 0.5). The
-shipped dense CSRNet model cannot pass that on real CCTV: it over-counts sparse scenes and
-reports about 16 "people" on an empty median of the demo video (22 on its frames, where 3 to 8
-people really walk). So the default rule here is *relative*, judged by the same counter at the
-same resolution:
-
-    publish iff count(median) <= (1 + tolerance) x count(emptiest ring frame, downscaled alike)
-
-i.e. the median must look no more crowded than the least crowded frame it was made from. A
-person who walked through is in few frames and vanishes from the median; the model's texture
-floor is in all of them and cancels out. What this cannot catch is a crowd that stood still
-through every frame of the ring (then the emptiest frame is as crowded as the median), and on
-its own it does not catch a person walking slowly through frames taken close together: with
-frames one second apart, someone crossing the demo scene is in most of them, so is in the
-median, and the counter (whose floor is ~16 "people") cannot tell one person more. So frames
-enter the ring at least ``min_spacing_s`` apart (times a random factor up to 1 +
-``spacing_jitter``, so a periodic scene, such as a looped clip or a traffic light, is not
-sampled at the same phase every time): the default ring then spans minutes whatever the
-camera's sampling period, and a walker is in one or two of its frames. The absolute rule
-(``max_people``) is there for models whose empty-scene count is near zero.
-
-Background *density* (``DensityBackground``) is a separate, pixel-free thing: the per-cell
-temporal median of the density maps of frames the counter finds near-empty everywhere (no
-128-pixel block holding a crowd), spaced like the image ring. Static texture (kerbs, bollards,
-a lawn's edge) reads as a few "heads" in every frame and survives the median; walkers do not.
-It is subtracted from each frame's density, clipped at zero, so no cell loses more than the
-background's own density. A frame holding a crowd anywhere never enters the ring, so a crowd
-standing still for an hour is never learned as background; what can still be learned is a
-small group standing still on one spot through every sampled frame of several minutes (a
-few people per block at most), which is the limit of learning without an operator. An
-operator can instead capture the background while the site is empty (``capture``), which
-takes priority over the learned one.
-
-The background is the only image crowdsafe writes. It goes to ``backgrounds/<camera>.jpg`` via
-a temporary name that is not an image name, then an atomic rename, so a reader never sees half
-a JPEG and a crash leaves no stray picture.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.runtime.background``."""
 
 from __future__ import annotations
 

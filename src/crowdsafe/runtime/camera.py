@@ -1,16 +1,6 @@
 """One reader thread per camera: read continuously, sample every N s, hand (frame, next frame) on.
 
-A live feed must be read all the time (an RTSP client that stops reading is disconnected or
-fills a buffer that then replays stale video), but the network is run only every few seconds.
-So the reader consumes every frame (as a cheap grab: frames it does not keep are never
-converted to pixels), keeps the first one at or after each sampling instant
-plus the frame right after it (a close pair for optical flow), and puts that pair into the
-camera's slot of :class:`LatestSlots`. It never blocks on the engine: if the previous pair is
-still waiting, it is replaced and the drop is counted.
-
-Sampling instants are multiples of the period on the wall clock, so cameras with the same
-period sample the same moments and zone readings that combine them describe one instant.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.runtime.camera``."""
 
 from __future__ import annotations
 

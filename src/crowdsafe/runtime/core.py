@@ -1,31 +1,6 @@
 """The runner core: one site's stages, from sampled frames to stored readings and alerts, until stopped.
 
-Counting is a strategy (:class:`Counting`): in this process (``runtime.local``), or on Ray
-replicas (``runtime.ray``). The core owns everything else, whatever the strategy: measuring
-(``runtime.pipeline``), the store writer, alerts and webhooks, forecasts, health rows and
-stale-camera alerts, retention, the live snapshot the API reads, and the shutdown order. So a
-stage added here reaches every kind of run, and both kinds store the same readings for the same
-frames.
-
-Threads, and why each exists:
-
-- the strategy's **readers** (one per camera): read each feed continuously and keep its newest
-  sample (``runtime.camera``, or a reader actor on the cluster); they never block;
-- one **worker**: asks the strategy for the next counted frame and measures it. On CPU the
-  inference is the bottleneck and parallel inferences would only fight over the same cores, so
-  one worker is the right number; when it falls behind, older samples are replaced in their
-  slot (counted as drops) rather than queued, so what is measured is always recent and memory
-  stays one sample per camera;
-- one **store writer** (``runtime.writer``): the worker never waits for the database;
-- the **calling thread** supervises: health rows and stale-camera alerts every
-  ``health_every_s``, forecasts, retention, the duration limit, and shutdown.
-
-Shutdown (``request_stop``, wired to SIGINT/SIGTERM by the CLI, or the duration ending):
-readers are told to stop and released; the worker finishes the frames in hand and takes no
-more; final health rows are queued; the writer flushes (retrying up to a deadline if the store
-is down); webhooks get a few seconds to deliver; the strategy releases what it started. Frames
-never leave memory; the only image written is the people-free background.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.runtime.core``."""
 
 from __future__ import annotations
 

@@ -1,24 +1,6 @@
 """The per-frame steps: counting (image → density map) apart from measuring (density → readings).
 
-Counting is the costly step and happens wherever the runner's counting strategy puts it (this
-process, or a Ray replica: ``runtime.core``); measuring (zones → lines → background) runs in the
-runner's own process on the :class:`CountedFrame` that comes back, with no threads and no I/O,
-so every strategy computes identical readings from the same frames. What measuring keeps
-between frames is small and pixel-free except for the background ring: the newest density map
-of each camera (zones seen by several cameras combine the newest map of each, so a reading is
-not half a zone) and the time of each camera's previous frame (the period a line flow covers).
-
-Lines are measured where ``geometry.lines`` plans them: the flux of head density through the
-line's image segment, as people per metre of its visible width per minute.
-
-Each camera's density is corrected before anything reads it: a camera with a tuning
-(``counting.tuning``) gets its commissioned background removed (if chosen) and its gain; any
-other camera gets the background density it learned from near-empty frames removed, once it has
-a trusted one (``runtime.background.DensityBackground``), and counts as it is until then. The
-count's interval follows: the tuning's conformal one, or, untuned, the model's interval widened
-to cover both the subtracted and the unsubtracted count (the texture removed might have been
-people, and nothing on this camera says how much).
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.runtime.pipeline``."""
 
 from __future__ import annotations
 
@@ -185,7 +167,7 @@ class FramePipeline:
                            sample.frame_index, result.interval)
 
     def _corrected(self, cid: str, ts: float, raw: DensityResult) -> DensityResult:
-        """The camera's density with its background removed and its tuning applied (see module doc)."""
+        """The camera's density with its background removed and its tuning applied (design notes)."""
         model = self._densities[cid]
         self._raw[cid] = raw.density
         tuning = self.tunings.get(cid)

@@ -1,16 +1,6 @@
 """Store writes on their own thread, buffered in memory while the database is away.
 
-The counting loop must not wait for a database: a PostgreSQL failover or a locked SQLite file
-can take seconds to minutes, and in that time the cameras keep producing readings. So writes
-are queued here in order and written by one thread; a write that fails for a transient reason
-(connection refused or lost, database locked) stays at the head of the queue and is retried with
-backoff, so nothing is reordered and, since reading writes are insert-or-ignore on (key, ts) and
-alert writes are upserts, a batch that did reach the database before the error is not
-duplicated by the retry. Memory is bounded: beyond ``max_rows`` pending reading rows the oldest
-reading batches are dropped (counted and logged); alert updates are never dropped for space.
-A batch refused for a permanent reason (a bad row) is logged and dropped, so it cannot block
-everything behind it.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.runtime.writer``."""
 
 from __future__ import annotations
 

@@ -1,16 +1,6 @@
 """Dynamic batching: frames of many cameras counted in one engine call.
 
-A GPU runs CSRNet at batch 16 for little more than the cost of batch 1 on the same frames
-one at a time, because a single 720p frame does not fill it; a CPU gains little (each core is
-busy already), so CPU replicas run ``max_batch=1`` and this class only on GPUs by default. The
-logic is device-independent and tested on CPU.
-
-Callers (the threads of a threaded Ray actor, one per request) block in :meth:`count`; one
-batching thread takes the first waiting frame, waits up to ``max_wait_s`` for more, groups
-what it has by frame size (a batch must be one shape), and runs each group as one call. Frames
-too large for one pass go through the counter's tiling alone. An engine error fails only the
-frames of that call, each with the error.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.runtime.ray.batching``."""
 
 from __future__ import annotations
 

@@ -1,15 +1,6 @@
 """Joining a Ray cluster from ``--cluster``: ``ray://HOST:PORT``, ``HOST:PORT`` or ``auto``.
 
-- ``ray://HOST:PORT``: Ray Client (port 10001 by default on the head), for a driver outside
-  the cluster; every frame the driver measures then crosses to it, so prefer running the
-  driver on the head node (``ray job submit -- crowdsafe run ... --cluster auto``);
-- ``HOST:PORT``: the head's GCS address (port 6379), for a driver on a cluster node;
-- ``auto``: the cluster this machine belongs to (``ray start`` was run here, or
-  ``RAY_ADDRESS`` is set), else a one-machine cluster started for this run with all cores.
-
-The address is checked before anything starts, so a typo fails in milliseconds; a cluster
-that cannot be reached is one line naming the address, never a traceback.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.runtime.ray.cluster``."""
 
 from __future__ import annotations
 

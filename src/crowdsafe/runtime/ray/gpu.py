@@ -1,15 +1,6 @@
 """The GPU path of a model replica: ONNX Runtime's CUDA execution provider, fp32 or fp16.
 
-fp16 halves weight and activation memory and runs on tensor cores. The fp16 graph is the fp32
-graph with its convolution weights and biases stored as float16, a Cast to float16 after the
-(float32) pixel normalisation and a Cast back before the output, so callers still pass and get
-float32. It is built once from the verified fp32 graph and cached beside it.
-
-Nothing here needs a GPU to be imported or tested: without ``onnxruntime-gpu`` (or without a
-device) :func:`replica_engine` falls back to the CPU engines and says why, and the fp16 graph
-can be checked on CPU with OpenVINO, which reads float16 ONNX. GPU throughput figures in
-docs/scaling.md are public figures, not measurements from this project.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.runtime.ray.gpu``."""
 
 from __future__ import annotations
 

@@ -1,16 +1,6 @@
 """A camera reader as a Ray actor: decode where the camera is, send on only sampled frames.
 
-It wraps the local runner's :class:`CameraReader` (same sampling, pairs, health) around a slot
-of its own, opened inside the actor so the feed is pulled from the node the actor runs on. The
-driver pulls with :meth:`take`, which waits up to a timeout for the next sample and returns it
-encoded for the wire; the driver keeps one ``take`` outstanding per camera, so a camera never
-has more than one frame in transit and a slow cluster drops samples instead of queueing them.
-
-When the actor dies (its process, or its node), Ray starts it again (``max_restarts``), on
-another node if the node is gone; ``__init__`` runs again, reopens the feed and, being a
-restart, starts reading at once (a first start waits for ``start``), so readings
-resume with new wall-clock times: nothing is replayed, so nothing is stored twice.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.runtime.ray.reader``."""
 
 from __future__ import annotations
 

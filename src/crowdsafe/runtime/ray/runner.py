@@ -1,36 +1,6 @@
 """Counting on a Ray cluster: readers and model replicas as actors, measuring and store in the driver.
 
-:class:`RayCounting` is the runner core's counting strategy for a cluster
-(``runtime.core``): its readers are proxies of reader actors, and its ``next`` schedules frames
-onto model replicas instead of counting them. Supervision, measuring, health rows, stale-camera
-alerts, forecasts, retention, live stats for the API and the shutdown order are the core's, so a
-stage added there reaches cluster runs too.
-
-Per sampled frame: the camera's reader actor encodes it (``wire``) and returns it to a
-``take`` the driver keeps outstanding; the driver passes the object reference on to a free
-replica (Ray moves the bytes: frames over its inline limit, 100 KB, go from the reader's node
-straight to the replica's; smaller ones come back inline with the reply and go on from the
-driver) and keeps the frame for the measurement stages, which need it for optical flow and the people-free
-background; the replica returns a 1/8-resolution density map, which ``next`` hands to the
-core as a :class:`CountedFrame`; the core measures it (zones, lines, background: milliseconds)
-exactly as it measures a frame counted in process. So both kinds of run store the same
-readings for the same frames.
-
-Scheduling keeps the local runner's guarantees: one newest pending frame per camera (older ones
-are dropped and counted), one frame per camera in a replica at a time (so a camera's frames are
-measured in order and one busy camera cannot take every replica), round-robin across cameras,
-least-loaded replica first.
-
-Faults:
-
-- a reader actor that dies is restarted by Ray (``max_restarts``), on another node if its node
-  is gone; the driver re-issues its ``take`` and readings resume with new timestamps;
-- a replica that dies mid-frame: the frame goes back to its camera's slot (unless a newer one
-  is waiting) and is counted by another replica, while Ray restarts the dead one; the driver
-  sends it work again once it answers a ping;
-- nothing is stored twice: a frame's readings are written once, when its count returns, and
-  the store ignores a reading whose (key, ts) it already has, whatever a retry sends.
-"""
+Why and how: docs/design-notes.md, ``crowdsafe.runtime.ray.runner``."""
 
 from __future__ import annotations
 
@@ -192,7 +162,7 @@ class RemoteReader:
 
 
 class RayCounting:
-    """The :class:`~crowdsafe.runtime.core.Counting` strategy of a cluster run (module doc)."""
+    """The :class:`~crowdsafe.runtime.core.Counting` strategy of a cluster run (see the design notes)."""
 
     def __init__(self, prepared: PreparedSite, cpu: EngineSpec, ray_config: RayConfig | None = None) -> None:
         self.prepared = prepared
