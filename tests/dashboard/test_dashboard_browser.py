@@ -144,6 +144,7 @@ def test_viewer_sees_no_acknowledge_button_and_bad_token_is_refused(browser, ser
     item = page.locator('#alerts li[data-alert="viewer-check"]')
     sync_api.expect(item).to_be_visible(timeout=10_000)
     sync_api.expect(item.get_by_role("button")).to_have_count(0)
+    sync_api.expect(page.locator("#cameras button.capture")).to_have_count(0)  # operators only
     page.click("#token-btn")
     page.click("#token-forget")
     page.fill("#token-input", "cs_wrong")
@@ -151,6 +152,26 @@ def test_viewer_sees_no_acknowledge_button_and_bad_token_is_refused(browser, ser
     sync_api.expect(page.locator("#token-error")).to_have_text("Token not accepted.")
     page.close()
     assert not [e for e in errors if "401" not in e], errors
+
+
+def test_operator_capture_button_asks_first_and_shows_the_api_answer(browser, server):
+    """The button for an empty site (issue 14): it asks before posting; ``serve`` alone runs no
+    camera, so the API answers 503 and the button says so instead of pretending."""
+    page, errors = open_dashboard(browser, server, "operator")
+    button = page.locator('#cameras .camera[data-camera="view001"] button.capture')
+    sync_api.expect(button).to_have_text("Site empty: capture background")
+    page.once("dialog", lambda d: d.dismiss())
+    button.click()
+    sync_api.expect(button).to_have_text("Site empty: capture background")  # declined: nothing sent
+    page.once("dialog", lambda d: d.accept())
+    button.click()
+    sync_api.expect(button).to_have_text("failed (503)", timeout=10_000)
+    assert "no runner" in (button.get_attribute("title") or "")
+    ARTIFACTS.mkdir(exist_ok=True)
+    card = page.locator('#cameras .camera[data-camera="view001"]')
+    card.screenshot(path=str(ARTIFACTS / "camera-capture.png"))
+    page.close()
+    assert not [e for e in errors if "503" not in e], errors
 
 
 @pytest.mark.parametrize("size", [(390, 844), (2560, 1440)], ids=["phone", "wall"])

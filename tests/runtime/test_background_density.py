@@ -174,12 +174,15 @@ def test_zone_readings_carry_the_count_interval():
 
 
 def test_operator_captures_the_background_through_the_api(tmp_path):
-    """The operator's button: the running pipeline's latest density becomes the background; a
-    frame with a crowd in it is refused, and viewers cannot capture at all."""
+    """The operator's button and ``crowdsafe background capture``: the running pipeline's latest
+    density becomes the background; a frame with a crowd in it is refused, viewers cannot capture."""
     from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
 
     from crowdsafe.api.app import create_app
+    from crowdsafe.api.server import serve_in_thread
     from crowdsafe.api.settings import ApiSettings
+    from crowdsafe.cli.main import app as cli
     from crowdsafe.store import open_store
     from tests.support.api_support import make_tokens
 
@@ -213,6 +216,29 @@ def test_operator_captures_the_background_through_the_api(tmp_path):
         assert c.post("/api/cameras/nope/background/capture", headers=op).status_code == 404
     counter.density = floor + blob((60, 80), (30, 40), 1.0)  # one person on the empty scene
     assert pipeline.process(Sample("cam", ts=2.0, image=frame)).count == pytest.approx(1.0, abs=0.05)
+
+    # The command, against the same API served over HTTP on 127.0.0.1.
+    server = serve_in_thread(ApiSettings(site_file=site_file, state_dir=state, capture_background=capture,
+                                         host="127.0.0.1", port=0))
+    try:
+        def command(*args: str) -> object:
+            return CliRunner().invoke(cli, ["background", "capture", "--url", f"http://127.0.0.1:{server.port}",
+                                            *args])
+        counter.density = floor + 70 * blob((60, 80), (30, 40), 1.0, sigma=5)
+        pipeline.process(Sample("cam", ts=3.0, image=frame))
+        refused = command("--camera", "cam", "--token", tokens["operator"])
+        assert refused.exit_code == 2 and "holds a crowd" in refused.output and "HTTP 409" in refused.output
+        viewer = command("--camera", "cam", "--token", tokens["viewer"])
+        assert viewer.exit_code == 2 and "HTTP 403" in viewer.output
+        counter.density = floor
+        pipeline.process(Sample("cam", ts=4.0, image=frame))
+        done = command("--camera", "cam", "--token", tokens["operator"])
+        assert done.exit_code == 0 and "camera cam: " in done.output and "captured" in done.output
+    finally:
+        server.stop()
+    gone = CliRunner().invoke(cli, ["background", "capture", "--camera", "cam", "--token", "x",
+                                    "--url", f"http://127.0.0.1:{server.port}"])
+    assert gone.exit_code == 2 and "no crowdsafe API at" in gone.output and "Traceback" not in gone.output
     store.close()
     no_runner = create_app(ApiSettings(site_file=site_file, state_dir=state))
     with TestClient(no_runner) as c:

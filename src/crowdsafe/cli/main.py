@@ -9,6 +9,7 @@ import crowdsafe.cli.report as report
 import crowdsafe.cli.simulate as simulate
 import crowdsafe.cli.train as train
 from crowdsafe.cli import (
+    background,
     bench,
     calibrate,
     count,
@@ -44,6 +45,7 @@ app.add_typer(site.app, name="site")
 app.command("run")(run.run)
 app.command("serve")(serve.serve)
 app.add_typer(token.app, name="token")
+app.add_typer(background.app, name="background")
 app.add_typer(forecast.app, name="forecast")
 app.command("simulate")(simulate.simulate)
 app.command("train")(train.train)

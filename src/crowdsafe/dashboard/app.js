@@ -293,6 +293,26 @@ async function acknowledge(id, button, note) {
   }
 }
 
+// An operator who sees the site empty tells the camera so: its latest density becomes the
+// background subtracted from its counts (no picture is taken). The API refuses it while the
+// camera sees a crowd anywhere, so a waiting crowd cannot be captured as "empty".
+function addCaptureButton(node, camId) {
+  const b = el("button", "Site empty: capture background", "capture");
+  b.type = "button";
+  b.title = "Only while this camera sees nobody: its current density becomes the background it subtracts";
+  b.addEventListener("click", async () => {
+    if (!window.confirm(`Camera ${camId}: is the site empty in its view right now?`)) return;
+    b.disabled = true;
+    const resp = await api(`/api/cameras/${encodeURIComponent(camId)}/background/capture`, { method: "POST" });
+    const body = await resp.json().catch(() => ({}));
+    b.textContent = resp.ok ? "background captured" : resp.status === 409 ? "refused: someone is in view"
+      : `failed (${resp.status})`;
+    b.title = resp.ok ? body.status : body.detail || b.title;
+    b.disabled = false;
+  });
+  node.card.querySelector("figcaption").appendChild(b);
+}
+
 function renderCameraHealth(cam) {
   const node = S.cameras[cam.id];
   if (!node) return;
@@ -366,7 +386,10 @@ async function loadSnapshot() {
     S.nodes = CS.drawMap($("map"), site, selectZone);
     $("cameras").replaceChildren();
     S.cameras = {};
-    for (const cam of site.cameras) S.cameras[cam.id] = CS.drawCamera($("cameras"), cam);
+    for (const cam of site.cameras) {
+      S.cameras[cam.id] = CS.drawCamera($("cameras"), cam);
+      if (S.role === "operator" || S.role === "admin") addCaptureButton(S.cameras[cam.id], cam.id);
+    }
     const sel = $("chart-zone");
     sel.replaceChildren(...site.zones.map((z) => { const o = el("option", z.name); o.value = z.id; return o; }));
     if (!S.selected && site.zones.length) S.selected = site.zones[0].id;
