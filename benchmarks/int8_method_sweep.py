@@ -57,8 +57,11 @@ def main() -> None:
     reference = [float(fp32.run(None, {"image": b})[0].sum(dtype=np.float64)) for b in batches]
     core = ov.Core()
     keep = frozenset(k for k in args.keep_float.split(",") if k)
-    results: dict[str, object] = {"model": args.model, "keep_float": sorted(keep),
-                                  "validate": [str(p) for p in held_out], "methods": {}}
+    results: dict[str, object] = {
+        "model": args.model, "keep_float": sorted(keep), "calibration_images": collector.images,
+        "sources": sorted({d.name for d in args.dirs}), "max_side": args.max_side,
+        "engines": {"reference": "onnxruntime fp32", "candidate": "openvino int8"},
+        "validate": [f"{p.parent.name}/{p.name}" for p in held_out], "methods": {}}
     for method in args.methods.split(","):
         plan = Int8Plan(activation_scales=collector.scales(method), keep_float=keep)
         onnx_file = Path(tempfile.mkdtemp()) / f"{args.model}-{method}.onnx"
