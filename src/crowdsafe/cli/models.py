@@ -61,7 +61,7 @@ def calibrate(
     model: Annotated[str, typer.Option(help=f"Model to calibrate: {', '.join(MODELS)} (each ships "
                                        "its own table).")] = "dense",
 ) -> None:
-    """Regenerate the int8 activation-scale plan from crowd images (fp32 run, ONNX Runtime)."""
+    """Regenerate one model's int8 activation-scale plan from crowd images (fp32 run, ONNX Runtime)."""
     from crowdsafe.counting import calibrate as cal
 
     evaluation = [d for d in images_dirs if d.resolve().parent.name == "crowd"]
