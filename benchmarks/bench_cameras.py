@@ -2,7 +2,7 @@
 
     python benchmarks/bench_cameras.py [--every 5] [--seconds 90] [--fps 25] [--precision auto] [--json OUT]
 
-What runs is the real local runner (``LocalRunner``: one reader thread per camera decoding its
+What runs is the real local runner (``runtime.local.local_runner``: one reader thread per camera decoding its
 feed in real time, one inference worker, the store writer, alerts, backgrounds) over a SQLite
 store, with every camera playing a 1280x720 copy of the bundled PETS 2009 clip (written once
 to a temporary folder, MPEG-4 at ``--fps``) looped as a live feed, calibrated like the demo site.
@@ -44,10 +44,11 @@ import numpy as np
 import yaml
 
 from crowdsafe.config.site import load_site
-from crowdsafe.counting.counter import DensityCounter
+from crowdsafe.counting.counter import DensityCounter, EveryCamera
 from crowdsafe.counting.engines import EngineSpec, EngineUnavailable, create_engine
 from crowdsafe.runtime.camera import CameraReader, Sample
-from crowdsafe.runtime.local import LocalRunner, RunnerConfig, RunSummary, prepare_site
+from crowdsafe.runtime.core import RunnerConfig, RunSummary, prepare_site
+from crowdsafe.runtime.local import local_runner
 from crowdsafe.runtime.slots import LatestSlots
 from crowdsafe.store import open_store
 
@@ -152,8 +153,9 @@ def run(folder: Path, clip: Path, cameras: int, every: float, seconds: float,
         latencies.append(time.time() - output.ts)  # type: ignore[attr-defined]
 
     prepared = prepare_site(load_site(site))
-    runner = LocalRunner(prepared, store, counter, RunnerConfig(state_dir=state, duration_s=seconds,
-                                                                health_every_s=10), on_frame=on_frame)
+    runner = local_runner(prepared, store, EveryCamera(counter),
+                          RunnerConfig(state_dir=state, duration_s=seconds, health_every_s=10),
+                          on_frame=on_frame)
     load_before = load_average()
     cpu0 = os.times()
     summary: RunSummary = runner.run()

@@ -13,8 +13,9 @@ frames measured per second between the first and the last frame after a warm-up 
 ``--warmup`` frames, which include engine compilation), so both runners are compared at their
 steady rate.
 
-- local: ``LocalRunner`` with one engine using every core (its default);
-- ray: ``RayRunner`` on a local Ray started here (``ray.init(num_cpus=<cores>)``), one per-core
+- local: the local runner (``local_runner``) with one engine using every core (its default);
+- ray: the runner counting on Ray (``RayCounting``) on a local Ray started here
+  (``ray.init(num_cpus=<cores>)``), one per-core
   replica per CPU (its default), frames over the wire as ``--encoding``.
 
 ``--store-rate`` measures what the store sustains on a real throwaway PostgreSQL cluster
@@ -44,10 +45,11 @@ from pathlib import Path
 import yaml
 
 from crowdsafe.config.site import load_site
-from crowdsafe.counting.counter import DensityCounter
+from crowdsafe.counting.counter import DensityCounter, EveryCamera
 from crowdsafe.counting.engines import EngineSpec, create_engine
 from crowdsafe.runtime.background import BackgroundPolicy
-from crowdsafe.runtime.local import LocalRunner, RunnerConfig, prepare_site
+from crowdsafe.runtime.core import RunnerConfig, prepare_site
+from crowdsafe.runtime.local import local_runner
 from crowdsafe.runtime.pipeline import FrameOutput
 from crowdsafe.store.store import open_store
 
@@ -100,8 +102,8 @@ def config(folder: Path, seconds: float) -> RunnerConfig:
 def run_local(site: Path, folder: Path, spec: EngineSpec, seconds: float, warmup: int) -> dict[str, object]:
     clock = Clock()
     counter = DensityCounter(create_engine(spec))
-    runner = LocalRunner(prepare_site(load_site(site)), open_store(folder / "local.sqlite"), counter,
-                         config(folder, seconds), on_frame=clock)
+    runner = local_runner(prepare_site(load_site(site)), open_store(folder / "local.sqlite"),
+                          EveryCamera(counter), config(folder, seconds), on_frame=clock)
     summary = runner.run()
     return {"frames": summary.frames_total, "fps_steady": clock.rate(warmup), "fps_run": summary.fps,
             "dropped": sum(summary.dropped.values()), "errors": summary.errors}
@@ -111,20 +113,20 @@ def run_ray(site: Path, folder: Path, spec: EngineSpec, seconds: float, warmup: 
             encoding: str, replicas: int | None = None, replica_cpus: float = 1.0) -> dict[str, object]:
     import ray
 
-    from crowdsafe.runtime.ray.runner import RayConfig, RayRunner
+    from crowdsafe.runtime.ray.runner import RayConfig, RayCounting, ray_runner
 
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
     try:
         clock = Clock()
-        runner = RayRunner(prepare_site(load_site(site)), open_store(folder / "ray.sqlite"), spec,
-                           config(folder, seconds),
-                           RayConfig(encoding=encoding, replicas=replicas,  # type: ignore[arg-type]
-                                     replica_cpus=replica_cpus),
-                           on_frame=clock)
+        prepared = prepare_site(load_site(site))
+        counting = RayCounting(prepared, spec, RayConfig(encoding=encoding, replicas=replicas,  # type: ignore[arg-type]
+                                                         replica_cpus=replica_cpus))
+        runner = ray_runner(prepared, open_store(folder / "ray.sqlite"), counting, config(folder, seconds),
+                            on_frame=clock)
         summary = runner.run()
     finally:
         ray.shutdown()
-    st = summary.ray
+    st = counting.stats
     return {"frames": summary.frames_total, "fps_steady": clock.rate(warmup), "fps_run": summary.fps,
             "dropped": sum(summary.dropped.values()), "errors": summary.errors,
             "replicas": len(st.replicas), "bytes_per_frame": round(st.bytes_per_frame),

@@ -1,4 +1,4 @@
-"""Python-level memory of LocalRunner on the demo site: tracemalloc snapshot diffs plus RSS over time.
+"""Python-level memory of the local runner on the demo site: tracemalloc snapshot diffs plus RSS over time.
 
     python benchmarks/memprofile.py --duration 240 [--every 1s] [--snapshot-every 30] [--trim]
 
@@ -37,12 +37,13 @@ def main() -> None:
 
     from crowdsafe.bench.demo_store import demo_site_file
     from crowdsafe.config.site import load_site
-    from crowdsafe.counting.counter import DensityCounter
+    from crowdsafe.counting.counter import DensityCounter, EveryCamera
     from crowdsafe.counting.engines import EngineSpec, EngineUnavailable, create_engine
     from crowdsafe.forecast import fit_site_model
     from crowdsafe.forecast.live import ForecastStep, LiveForecasts
     from crowdsafe.runtime.background import BackgroundPolicy
-    from crowdsafe.runtime.local import LocalRunner, RunnerConfig, prepare_site
+    from crowdsafe.runtime.core import RunnerConfig, prepare_site
+    from crowdsafe.runtime.local import local_runner
     from crowdsafe.store.store import open_store
 
     counter = None
@@ -56,7 +57,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="memprof-"))
     prepared = prepare_site(load_site(demo_site_file(tmp, every=args.every)))
     store = open_store(tmp / "s.sqlite")
-    runner = LocalRunner(prepared, store, counter, RunnerConfig(
+    runner = local_runner(prepared, store, EveryCamera(counter), RunnerConfig(
         state_dir=tmp / "state", duration_s=args.duration, health_every_s=1,
         background=BackgroundPolicy(min_frames=3)))
     model = fit_site_model(prepared.site, "profile", train_days=1, calib_days=3, seed=77)  # a small real fit

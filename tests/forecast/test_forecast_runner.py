@@ -10,10 +10,11 @@ import pytest
 
 import crowdsafe.forecast.live as live_module
 from crowdsafe.config.site import load_site
-from crowdsafe.counting.counter import DensityCounter
+from crowdsafe.counting.counter import DensityCounter, EveryCamera
 from crowdsafe.forecast.live import ForecastStep, LiveForecasts
 from crowdsafe.runtime.background import BackgroundPolicy
-from crowdsafe.runtime.local import LocalRunner, RunnerConfig, RunSummary, prepare_site
+from crowdsafe.runtime.core import RunnerConfig, RunSummary, prepare_site
+from crowdsafe.runtime.local import local_runner
 from crowdsafe.safety.alerts import AlertRule
 from crowdsafe.safety.rules import CLEARANCE_METRIC, FORECAST_CAPACITY_METRIC, default_rules
 from crowdsafe.store.store import open_store
@@ -32,7 +33,7 @@ def test_runner_forecasts_from_its_store_and_alerts(tmp_path: Path, fast_counter
     config = RunnerConfig(state_dir=tmp_path / "state", duration_s=14, health_every_s=1,
                           background=BackgroundPolicy(min_frames=3),
                           rules=(*default_rules(prepared.site), ANY_FORECAST, ANY_CLEARANCE))
-    runner = LocalRunner(prepared, store, fast_counter, config)
+    runner = local_runner(prepared, store, EveryCamera(fast_counter), config)
     assert runner.forecast is None  # off unless asked for (crowdsafe run asks: every 60 s)
     # The step the runner builds with forecast_every_s, with a small fit instead of gbm on 22 days.
     model = quick_fit(prepared.site)
@@ -71,7 +72,7 @@ def test_runner_config_turns_the_step_on(tmp_path: Path, fast_counter: DensityCo
         return model
 
     monkeypatch.setattr(live_module, "cached_site_model", small_fit)
-    runner = LocalRunner(prepared, store, fast_counter,
+    runner = local_runner(prepared, store, EveryCamera(fast_counter),
                          RunnerConfig(state_dir=tmp_path / "state", forecast_every_s=60.0))
     assert isinstance(runner.forecast, ForecastStep) and runner.forecast.every_s == 60.0
     assert runner.forecast.live.wait(30) and fits == [live_module.default_method()]

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 import crowdsafe.runtime.pipeline as pipeline_module
 from crowdsafe.cli.main import app
 from crowdsafe.config.site import SiteError, load_site, parse_site
-from crowdsafe.counting.counter import DensityResult
+from crowdsafe.counting.counter import DensityResult, EveryCamera
 from crowdsafe.evaluation.site import crossing, match_steps, rasterise
 from crowdsafe.geometry.homography import apply
 from crowdsafe.geometry.pose import plane_homography, pose_from_homography
@@ -130,7 +130,7 @@ def walk_through_gate(camera_centre: tuple[float, float, float], direction: int,
         return state["velocity"]  # the person's own image motion over their body, zero elsewhere
 
     monkeypatch.setattr(pipeline_module, "optical_flow", body_flow)
-    pipe = FramePipeline(geo, HeadCounter())
+    pipe = FramePipeline(geo, EveryCamera(HeadCounter()))
     frame = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
     total_in = total_out = 0.0
     for k, y in enumerate(ys):

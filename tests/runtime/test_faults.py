@@ -31,9 +31,10 @@ import cv2
 import pytest
 
 from crowdsafe.config.site import load_site
-from crowdsafe.counting.counter import DensityCounter
+from crowdsafe.counting.counter import DensityCounter, EveryCamera
 from crowdsafe.runtime.background import BackgroundPolicy
-from crowdsafe.runtime.local import LocalRunner, RunnerConfig, RunSummary, prepare_site
+from crowdsafe.runtime.core import RunnerConfig, RunSummary, SiteRunner, prepare_site
+from crowdsafe.runtime.local import local_runner
 from crowdsafe.safety.alerts import AlertRule
 from crowdsafe.safety.rules import default_rules
 from crowdsafe.store.store import open_store
@@ -54,12 +55,13 @@ ANYONE = AlertRule("test_anyone", "count", raise_at=0.5, clear_at=0.1)
 
 def start(site_file: Path, state: Path, counter: DensityCounter, *,
           background: BackgroundPolicy | None = None, store: Path | None = None,
-          **config: object) -> tuple[LocalRunner, threading.Thread, dict[str, RunSummary]]:
+          **config: object) -> tuple[SiteRunner, threading.Thread, dict[str, RunSummary]]:
     state.mkdir(parents=True, exist_ok=True)
     prepared = prepare_site(load_site(site_file))
     policy = background or BackgroundPolicy(min_frames=3, min_spacing_s=0)
     cfg = RunnerConfig(state_dir=state, background=policy, **config)  # type: ignore[arg-type]
-    runner = LocalRunner(prepared, open_store(store or state / "crowdsafe.sqlite"), counter, cfg)
+    store_at = store or state / "crowdsafe.sqlite"
+    runner = local_runner(prepared, open_store(store_at), EveryCamera(counter), cfg)
     result: dict[str, RunSummary] = {}
     thread = threading.Thread(target=lambda: result.setdefault("summary", runner.run()), daemon=True)
     thread.start()
@@ -349,7 +351,7 @@ def test_a_background_that_cannot_be_written_costs_no_reading(tmp_path: Path, fa
         if kind != "tmpfs":
             pytest.skip("needs root to mount a small tmpfs (CROWDSAFE_FULL_DISK=rlimit or not root)")
         fill_up(state)
-        caplog.set_level("ERROR", logger="crowdsafe.runtime.local")
+        caplog.set_level("ERROR", logger="crowdsafe.runtime.core")
         policy = BackgroundPolicy(min_frames=3, min_spacing_s=0, check_every_s=1, retry_s=1, max_people=1e6)
         _, thread, result = start(demo_site(tmp_path, every="0.5s", scale=1 / 3), state, fast_counter,
                                   background=policy, store=db, duration_s=8, health_every_s=2)

@@ -35,10 +35,11 @@ from crowdsafe.api import ApiSettings, serve_in_thread
 from crowdsafe.api.tokens import TokenBook
 from crowdsafe.cli.main import app
 from crowdsafe.config.site import load_site
-from crowdsafe.counting.counter import DensityCounter
+from crowdsafe.counting.counter import DensityCounter, EveryCamera
 from crowdsafe.measure.background import encode_jpeg
 from crowdsafe.runtime.background import BackgroundPolicy
-from crowdsafe.runtime.local import LocalRunner, RunnerConfig, RunSummary, prepare_site
+from crowdsafe.runtime.core import RunnerConfig, RunSummary, prepare_site
+from crowdsafe.runtime.local import local_runner
 from crowdsafe.safety.alerts import AlertRule
 from crowdsafe.safety.rules import default_rules
 from crowdsafe.store.schema import READING_TABLES
@@ -108,7 +109,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory,
                                                               clear_at=0.1)),
                            webhooks=(f"http://127.0.0.1:{hook.server_port}/hook",))
         store = open_store(db)
-        runner = LocalRunner(prepare_site(load_site(site_file)), store, fast_counter, cfg)
+        runner = local_runner(prepare_site(load_site(site_file)), store, EveryCamera(fast_counter), cfg)
         summary: RunSummary = runner.run()
 
         # What the API hands out over the same store, saved as a client would.

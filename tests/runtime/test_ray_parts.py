@@ -218,7 +218,7 @@ def test_cluster_replicas_load_the_models_the_site_calls_for():
     from crowdsafe.counting.tuning import load_tuning
     from crowdsafe.geometry.site import build_site_geometry
     from crowdsafe.runtime.counters import camera_models
-    from crowdsafe.runtime.ray.runner import RayRunner
+    from crowdsafe.runtime.ray.runner import RayCounting
 
     site = Path(str(resources.files("crowdsafe") / "data" / "demo_site.yaml"))
     geometry = build_site_geometry(load_site(site))
@@ -229,7 +229,7 @@ def test_cluster_replicas_load_the_models_the_site_calls_for():
     assert tuned == {"view001": json.loads((site.parent / "view001_tuning.json").read_text())["model"]}
 
     def needed(models: dict[str, str]) -> tuple[str, ...]:
-        return RayRunner.replica_models.fget(SimpleNamespace(models=models))  # type: ignore[attr-defined]
+        return RayCounting.replica_models.fget(SimpleNamespace(models=models))  # type: ignore[attr-defined]
 
     assert needed(models) == ("sparse",)
     assert needed({"a": "dense", "b": "dense"}) == ("dense",)

@@ -16,6 +16,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+import cv2
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -24,9 +25,11 @@ from crowdsafe.cli.main import app
 from crowdsafe.config.site import load_site
 from crowdsafe.counting.engines import EngineSpec
 from crowdsafe.runtime.background import BackgroundPolicy
-from crowdsafe.runtime.local import RunnerConfig, prepare_site
+from crowdsafe.runtime.core import RunnerConfig, prepare_site
+from crowdsafe.runtime.counters import CameraCounters
+from crowdsafe.runtime.local import local_runner
 from crowdsafe.runtime.pipeline import FrameOutput
-from crowdsafe.runtime.ray.runner import RayConfig, RayRunner, RaySummary, summary_line
+from crowdsafe.runtime.ray.runner import RayConfig, RayCounting, RaySummary, ray_runner, summary_line
 from crowdsafe.store.store import open_store
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'crowdsafe[ray]'")
@@ -51,11 +54,11 @@ def local_ray():
     ray.shutdown()
 
 
-def two_camera_site(tmp_path: Path, every: str = "1s") -> Path:
-    """The demo site scaled to 256x192, with a second camera on the same video."""
+def two_camera_site(tmp_path: Path, every: str = "1s", *, source: Path = VIDEO, cameras: int = 2) -> Path:
+    """The demo site scaled to 256x192, with a second camera on the same video (unless ``cameras=1``)."""
     data = yaml.safe_load(DEMO.read_text())
     cam = data["cameras"][0]
-    cam["source"] = str(VIDEO)
+    cam["source"] = str(source)
     cam["sampling"] = {"every": every}
     cal = cam["calibration"]
     cal["image_size"] = [round(v * SCALE) for v in cal["image_size"]]
@@ -64,14 +67,15 @@ def two_camera_site(tmp_path: Path, every: str = "1s") -> Path:
     cal["principal_point"] = [v * SCALE for v in cal["principal_point"]]
     second = yaml.safe_load(yaml.safe_dump(cam))
     second["id"] = "view002"
-    data["cameras"].append(second)
+    if cameras == 2:
+        data["cameras"].append(second)
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 
 class Run:
-    """A RayRunner on its own thread, with every emitted frame recorded."""
+    """A runner counting on Ray, on its own thread, with every emitted frame recorded."""
 
     def __init__(self, tmp_path: Path, duration_s: float, **ray_config: object) -> None:
         """Starts at once; ``ray_config`` goes to :class:`RayConfig`."""
@@ -80,8 +84,9 @@ class Run:
         prepared = prepare_site(load_site(two_camera_site(tmp_path)))
         config = RunnerConfig(state_dir=tmp_path / "state", duration_s=duration_s, health_every_s=2.0,
                               background=BackgroundPolicy(min_frames=3))
-        self.runner = RayRunner(prepared, open_store(self.db), EngineSpec(precision=precision()), config,
-                                RayConfig(**ray_config), on_frame=self.outputs.append)  # type: ignore[arg-type]
+        self.counting = RayCounting(prepared, EngineSpec(precision=precision()), RayConfig(**ray_config))  # type: ignore[arg-type]
+        self.runner = ray_runner(prepared, open_store(self.db), self.counting, config,
+                                 on_frame=self.outputs.append)
         self.result: dict[str, RaySummary] = {}
         self.thread = threading.Thread(target=lambda: self.result.setdefault("s", self.runner.run()),
                                        daemon=True)
@@ -129,7 +134,7 @@ def test_site_on_ray_survives_reader_and_replica_kills_storing_each_reading_once
     live = run.runner.live_stats()  # what the API's /metrics shows, from the driver's own state
     assert sum(live.frames.values()) >= 4 and set(live.camera_fps) == {"view001", "view002"}
 
-    reader = run.runner.remote["view001"].handle
+    reader = run.counting.remote["view001"].handle
     pid_before = ray.get(reader.info.remote()).pid
     killed_at = time.time()
     ray.kill(reader, no_restart=False)  # the process dies; Ray restarts the actor
@@ -142,17 +147,17 @@ def test_site_on_ray_survives_reader_and_replica_kills_storing_each_reading_once
     # Kill a replica while it holds a frame (a few tries: a frame takes ~0.1 s to count): the frame
     # goes back to its camera and is counted by the other replica.
     for _ in range(5):
-        assert run.wait(lambda: bool(run.runner._in_flight), 20)
-        job = next(iter(list(run.runner._in_flight.values())), None)
+        assert run.wait(lambda: bool(run.counting._in_flight), 20)
+        job = next(iter(list(run.counting._in_flight.values())), None)
         if job is None:
             continue
         killed_at = time.time()
-        ray.kill(run.runner.replicas[job.replica], no_restart=False)
-        run.wait(lambda: run.runner.summary.ray.replica_failures > 0, 3)
-        assert run.wait(lambda: all(run.runner._replica_up), 40), "the killed replica did not come back"
-        if run.runner.summary.ray.replica_failures:
+        ray.kill(run.counting.replicas[job.replica], no_restart=False)
+        run.wait(lambda: run.counting.stats.replica_failures > 0, 3)
+        assert run.wait(lambda: all(run.counting._replica_up), 40), "the killed replica did not come back"
+        if run.counting.stats.replica_failures:
             break
-    assert run.runner.summary.ray.replica_failures >= 1, "never caught a replica with a frame in hand"
+    assert run.counting.stats.replica_failures >= 1, "never caught a replica with a frame in hand"
     assert run.wait(lambda: run.frames_after(killed_at + 1) >= 4, 40), "no readings after the replica kill"
     run.runner.request_stop("test done")
     summary = run.finish()
@@ -178,6 +183,64 @@ def test_site_on_ray_survives_reader_and_replica_kills_storing_each_reading_once
         health = {r[0] for r in conn.execute("SELECT camera_id FROM camera_health")}
     assert health == {"view001", "view002"}
     assert "2 replica(s)" in summary_line(stats) and "restarts: readers" in summary_line(stats)
+
+
+def test_ray_and_local_runs_store_the_same_readings_for_the_same_frames(tmp_path: Path, local_ray):
+    """Counting is the only thing a cluster changes (issue 17): the same frames, counted in this
+    process or on a replica, are measured by the same core into the same stored readings.
+
+    The frames are still images shown one per sampling period, so both runs see every one of
+    them whatever their start time; PNG on the wire and fp32 on one thread each, so the replica's
+    density is the in-process one bit for bit and any difference would come from the runners.
+    """
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cap = cv2.VideoCapture(str(VIDEO))
+    for k in range(10):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, 70 * k)
+        ok, frame = cap.read()
+        assert ok
+        cv2.imwrite(str(folder / f"{k:03d}.png"), cv2.resize(frame, (256, 192), interpolation=cv2.INTER_AREA))
+    cap.release()
+    site = load_site(two_camera_site(tmp_path, "1s", source=folder, cameras=1))
+    spec = EngineSpec(precision="fp32", threads=1)
+
+    def run(name: str, make: object) -> dict[int, list[tuple]]:
+        outputs: list[FrameOutput] = []
+        prepared = prepare_site(site, loop=False)
+        config = RunnerConfig(state_dir=tmp_path / name, duration_s=120.0, health_every_s=2.0)
+        runner = make(prepared, open_store(tmp_path / f"{name}.sqlite"), config,  # type: ignore[operator]
+                      outputs.append)
+        runner.counting.open()  # engines loaded and compiled for this size before the first image shows
+        runner.counting.count_camera("view001", cv2.imread(str(folder / "000.png")))
+        summary = runner.run()
+        assert summary.errors == 0 and summary.flushed
+        frame_of = {o.ts: o.frame_index for o in outputs}
+        with sqlite3.connect(tmp_path / f"{name}.sqlite") as conn:
+            conn.row_factory = sqlite3.Row
+            rows = [dict(r) for r in conn.execute("SELECT * FROM zone_readings ORDER BY zone_id")]
+        readings: dict[int, list[tuple]] = {}
+        for row in rows:
+            readings.setdefault(frame_of[row.pop("ts")], []).append(tuple(sorted(row.items())))
+        return readings
+
+    local = run("local", lambda prepared, store, config, on_frame: local_runner(
+        prepared, store, CameraCounters(prepared.geometry, spec), config, on_frame=on_frame))
+    remote = run("ray", lambda prepared, store, config, on_frame: ray_runner(
+        prepared, store, RayCounting(prepared, spec, RayConfig(replicas=1, encoding="png", loop=False)),
+        config, on_frame=on_frame))
+
+    common = sorted(set(local) & set(remote))
+    assert len(common) >= 6, (sorted(local), sorted(remote))  # every frame, but for drops under heavy load
+    for index in common:
+        assert len(local[index]) == len(remote[index]) >= 2
+        for mine, theirs in zip(local[index], remote[index], strict=True):
+            for (key, a), (key_b, b) in zip(mine, theirs, strict=True):
+                assert key == key_b
+                if isinstance(a, float):
+                    assert b == pytest.approx(a, rel=1e-6, abs=1e-6), (index, key)
+                else:
+                    assert a == b, (index, key)
 
 
 def test_cli_runs_a_site_on_the_cluster_and_refuses_a_bad_address(tmp_path: Path, local_ray):
@@ -224,7 +287,7 @@ def test_cameras_move_to_another_node_when_their_node_is_lost(tmp_path: Path):
                   reader_resources={"edge": 1}, cpu_max_batch=4, max_wait_s=0.1)
         assert run.wait(lambda: all(run.runner.summary.frames.get(c, 0) >= 2 for c in ("view001", "view002")),
                         60), "no frames from the edge node"
-        nodes = {cid: ray.get(r.handle.info.remote()).node_id for cid, r in run.runner.remote.items()}
+        nodes = {cid: ray.get(r.handle.info.remote()).node_id for cid, r in run.counting.remote.items()}
         assert set(nodes.values()) == {edge_a.node_id}
         edge_b = cluster.add_node(num_cpus=1, resources={"edge": 10})
         lost_at = time.time()
@@ -233,7 +296,7 @@ def test_cameras_move_to_another_node_when_their_node_is_lost(tmp_path: Path):
             assert run.wait(lambda cid=cid: sum(1 for o in list(run.outputs)
                                                 if o.camera_id == cid and o.ts > lost_at + 1) >= 2, 60), \
                 f"camera {cid} did not resume on the surviving edge node"
-        moved = {cid: ray.get(r.handle.info.remote()) for cid, r in run.runner.remote.items()}
+        moved = {cid: ray.get(r.handle.info.remote()) for cid, r in run.counting.remote.items()}
         assert {m.node_id for m in moved.values()} == {edge_b.node_id}
         assert all(m.restarted for m in moved.values())
         run.runner.request_stop("test done")

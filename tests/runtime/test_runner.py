@@ -27,11 +27,12 @@ from typer.testing import CliRunner
 from crowdsafe.api.tokens import TokenBook
 from crowdsafe.cli.main import app
 from crowdsafe.config.site import load_site
-from crowdsafe.counting.counter import DensityCounter
+from crowdsafe.counting.counter import DensityCounter, EveryCamera
 from crowdsafe.geometry.lines import plan_line
 from crowdsafe.runtime.background import BackgroundPolicy, CameraBackground
 from crowdsafe.runtime.camera import CameraReader, CameraSource, Sample
-from crowdsafe.runtime.local import LocalRunner, RunnerConfig, RunSummary, prepare_site
+from crowdsafe.runtime.core import RunnerConfig, RunSummary, SiteRunner, prepare_site
+from crowdsafe.runtime.local import local_runner
 from crowdsafe.runtime.slots import LatestSlots
 from crowdsafe.safety.alerts import AlertRule
 from crowdsafe.safety.rules import default_rules
@@ -54,13 +55,13 @@ from tests.support.webhooks import webhook_receiver
 
 
 def run_in_thread(site_file: Path, store_target: str, state_dir: Path, counter: DensityCounter,
-                  **config: object) -> tuple[LocalRunner, threading.Thread, dict[str, RunSummary]]:
+                  **config: object) -> tuple[SiteRunner, threading.Thread, dict[str, RunSummary]]:
     prepared = prepare_site(load_site(site_file))
     store = open_store(store_target)
     # every sampled frame may enter the background ring, so a short run publishes one
     policy = BackgroundPolicy(min_frames=3, min_spacing_s=0)
     cfg = RunnerConfig(state_dir=state_dir, background=policy, **config)  # type: ignore[arg-type]
-    runner = LocalRunner(prepared, store, counter, cfg)
+    runner = local_runner(prepared, store, EveryCamera(counter), cfg)
     result: dict[str, RunSummary] = {}
     thread = threading.Thread(target=lambda: result.setdefault("summary", runner.run()), daemon=True)
     thread.start()
@@ -438,10 +439,10 @@ def test_runner_snapshot_keeps_the_newest_row_per_zone():
     from types import SimpleNamespace
 
     holder = SimpleNamespace(_latest_rows={"zone_readings": {}, "line_readings": {}})
-    assert LocalRunner.latest_rows(holder, "zone_readings") is None  # nothing yet: the store answers
+    assert SiteRunner.latest_rows(holder, "zone_readings") is None  # nothing yet: the store answers
     first = [{"zone_id": "walkway", "ts": 10.0, "count": 5}]
-    LocalRunner._remember(holder, "zone_readings", "zone_id", first)
-    LocalRunner._remember(holder, "zone_readings", "zone_id", [{"zone_id": "walkway", "ts": 9.0, "count": 9},
+    SiteRunner._remember(holder, "zone_readings", "zone_id", first)
+    SiteRunner._remember(holder, "zone_readings", "zone_id", [{"zone_id": "walkway", "ts": 9.0, "count": 9},
                                                                {"zone_id": "lawn", "ts": 9.5, "count": 2}])
-    rows = {r["zone_id"]: r for r in LocalRunner.latest_rows(holder, "zone_readings")}
+    rows = {r["zone_id"]: r for r in SiteRunner.latest_rows(holder, "zone_readings")}
     assert rows["walkway"]["count"] == 5 and rows["lawn"]["count"] == 2  # a late, older row loses

@@ -90,7 +90,7 @@ def lower_thread_priority(nice: int) -> int | None:
 
 def serve_in_thread(settings: ApiSettings, *, store: Store | None = None, access_log: bool = False,
                     start_timeout_s: float = 15.0) -> ServerHandle:
-    """Start the API in this process (e.g. beside ``LocalRunner``) and return once it accepts
+    """Start the API in this process (e.g. beside a runner) and return once it accepts
     connections. ``port=0`` picks a free port (see ``handle.port``). Signals stay with the caller:
     uvicorn installs no handlers outside the main thread, so the runner's SIGINT handling is kept.
     Raises RuntimeError if the server cannot start (port taken, bad site)."""

@@ -38,8 +38,9 @@ from crowdsafe.cli.options import (
 )
 from crowdsafe.cli.run import frame_line, install_signals, summary_lines
 from crowdsafe.config.site import Site, load_site
+from crowdsafe.runtime.core import RunnerConfig, SiteRunner, prepare_site
 from crowdsafe.runtime.counters import CameraCounters, engine_name
-from crowdsafe.runtime.local import LocalRunner, RunnerConfig, prepare_site
+from crowdsafe.runtime.local import local_runner
 from crowdsafe.runtime.pipeline import FrameOutput
 from crowdsafe.safety.alerts import AlertRule
 from crowdsafe.safety.rules import default_rules
@@ -158,7 +159,7 @@ def demo(
         tokens = fresh_tokens(state_dir)
     except (StoreError, TokenError, OSError) as exc:
         raise fail(str(exc)) from None
-    holder: list[LocalRunner] = []
+    holder: list[SiteRunner] = []
     api = start_api(site_file, prepared.site, store, state_dir, host=host, port=port,
                     runner_of=lambda: next(iter(holder), None), any_port_if_taken=True)
     try:
@@ -175,7 +176,7 @@ def demo(
 
         config = RunnerConfig(state_dir=state_dir, duration_s=duration, health_every_s=5.0,
                               rules=tuple(demo_rules(prepared.site)))
-        runner = LocalRunner(prepared, store, counter, config, on_frame=on_frame)
+        runner = local_runner(prepared, store, counter, config, on_frame=on_frame)
         holder.append(runner)
         install_signals(runner)
         site = prepared.site

@@ -20,10 +20,8 @@ from crowdsafe.cli.options import (
     engine_spec,
 )
 from crowdsafe.cli.progress import progress_bar
-from crowdsafe.counting.counter import Counts
 from crowdsafe.counting.tuning import load_tuning, site_tunings
 from crowdsafe.evaluation.site import (
-    PointsCounter,
     evaluate_site,
     load_frame_points,
     parse_frames,
@@ -72,9 +70,8 @@ def eval_site(
             tunings[camera] = load_tuning(tuning)
             if tunings[camera].camera != camera:
                 raise fail(f"--tuning {tuning}: tuned for camera {tunings[camera].camera!r}, not {camera!r}")
-        counter: Counts | CameraCounters = (
-            PointsCounter(heads) if heads is not None
-            else CameraCounters(geometry, engine_spec(engine, precision, threads), tunings=tunings))
+        counter = (None if heads is not None
+                   else CameraCounters(geometry, engine_spec(engine, precision, threads), tunings=tunings))
         video = site.resolve_source(site.camera(camera))
         with progress_bar(f"evaluating {camera}", len(span)) as advance:
             result = evaluate_site(geometry, camera, video, truth, span, counter, heads=heads,

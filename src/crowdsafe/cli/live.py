@@ -20,7 +20,7 @@ from crowdsafe.api.settings import TOKENS_FILE, ApiSettings, RuntimeStats
 from crowdsafe.api.tokens import TokenBook, TokenError
 from crowdsafe.cli.errors import err_console, fail
 from crowdsafe.config.site import Site
-from crowdsafe.runtime.local import LocalRunner
+from crowdsafe.runtime.core import SiteRunner
 from crowdsafe.store import Store
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def runtime_stats(runner_of: Callable[[], LocalRunner | None]) -> Callable[[], RuntimeStats]:
+def runtime_stats(runner_of: Callable[[], SiteRunner | None]) -> Callable[[], RuntimeStats]:
     """A provider for ``ApiSettings.runtime_stats``; empty until the runner exists (engine start-up)."""
 
     def provide() -> RuntimeStats:
@@ -71,7 +71,7 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
-def background_capture(runner_of: Callable[[], LocalRunner | None]) -> Callable[[str], str | None]:
+def background_capture(runner_of: Callable[[], SiteRunner | None]) -> Callable[[str], str | None]:
     """A provider for ``ApiSettings.capture_background``: the running pipeline's own capture."""
     def capture(camera_id: str) -> str | None:
         runner = runner_of()
@@ -82,7 +82,7 @@ def background_capture(runner_of: Callable[[], LocalRunner | None]) -> Callable[
 
 
 def start_api(site_file: Path, site: Site, store: Store, state_dir: Path, *, host: str, port: int,
-              cors_origins: tuple[str, ...] = (), runner_of: Callable[[], LocalRunner | None],
+              cors_origins: tuple[str, ...] = (), runner_of: Callable[[], SiteRunner | None],
               any_port_if_taken: bool = False, store_target: str | None = None,
               access_log: bool = False, trusted_proxies: tuple[str, ...] = ()) -> ServerHandle:
     """Serve the API beside the runner; a port that cannot be used is a one-line error (exit 2).

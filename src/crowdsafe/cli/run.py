@@ -35,8 +35,9 @@ from crowdsafe.cli.options import (
 from crowdsafe.cli.serve import checked_proxies
 from crowdsafe.config.site import load_site
 from crowdsafe.runtime.background import BackgroundPolicy
+from crowdsafe.runtime.core import PreparedSite, RunnerConfig, RunSummary, SiteRunner, prepare_site
 from crowdsafe.runtime.counters import CameraCounters, engine_name
-from crowdsafe.runtime.local import LocalRunner, PreparedSite, RunnerConfig, RunSummary, prepare_site
+from crowdsafe.runtime.local import local_runner
 from crowdsafe.runtime.pipeline import FrameOutput
 from crowdsafe.store.store import StoreError, open_store
 
@@ -69,7 +70,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
     return out
 
 
-def install_signals(runner: LocalRunner) -> None:
+def install_signals(runner: SiteRunner) -> None:
     """First SIGINT/SIGTERM: a clean stop (store flushed); a second: the default, immediate end."""
 
     def handler(signum: int, _frame: FrameType | None) -> None:
@@ -138,7 +139,7 @@ def run(
         opened = open_store(target)
     except (StoreError, OSError) as exc:
         raise fail(str(exc)) from None
-    holder: list[LocalRunner] = []
+    holder: list[SiteRunner] = []
     api = None
     if serve:  # before the engine: a taken port fails in milliseconds, not after model start-up
         api = start_api(site_file, prepared.site, opened, state_dir, host=host, port=port,
@@ -168,7 +169,7 @@ def run(
                 raise fail(str(exc)) from None
         else:
             assert counter is not None
-            runner = LocalRunner(prepared, opened, counter, config, on_frame=on_frame)
+            runner = local_runner(prepared, opened, counter, config, on_frame=on_frame)
         holder.append(runner)
         install_signals(runner)
         site = prepared.site

@@ -60,6 +60,26 @@ class Counts(Protocol):
     def count(self, image_bgr: np.ndarray) -> DensityResult: ...
 
 
+class CountsCameras(Protocol):
+    """Counts any camera's image with that camera's own counter (a site mixes models and tunings).
+
+    The runner's counting strategies (in process, or on Ray replicas) and the per-camera
+    counters all answer this, so the measuring stages never ask which kind they were given.
+    """
+
+    def count_camera(self, camera_id: str, image_bgr: np.ndarray) -> DensityResult: ...
+
+
+@dataclass(frozen=True)
+class EveryCamera:
+    """One counter for every camera: single-model evaluation, and tests with a fake counter."""
+
+    counter: Counts
+
+    def count_camera(self, camera_id: str, image_bgr: np.ndarray) -> DensityResult:
+        return self.counter.count(image_bgr)
+
+
 def to_batch(image_bgr: np.ndarray) -> np.ndarray:
     """OpenCV BGR uint8 (H,W,3) -> network input (1,3,H,W) float32 RGB 0..255."""
     rgb = image_bgr[:, :, ::-1]

@@ -37,13 +37,12 @@ import cv2
 import numpy as np
 import shapely
 
-from crowdsafe.counting.counter import Counts, DensityResult
+from crowdsafe.counting.counter import CountsCameras, DensityResult, EveryCamera
 from crowdsafe.counting.tuning import CameraTuning
 from crowdsafe.evaluation.dataset import DatasetError
 from crowdsafe.geometry.homography import apply
 from crowdsafe.geometry.site import SiteGeometry
 from crowdsafe.runtime.camera import Sample
-from crowdsafe.runtime.counters import CameraCounters
 from crowdsafe.runtime.pipeline import FramePipeline
 
 #: Largest ground step (metres) between one frame's annotated foot point and the next frame's
@@ -303,12 +302,12 @@ def read_pairs(path: str, frames: range) -> Iterator[tuple[int, np.ndarray, np.n
 
 
 def evaluate_site(geometry: SiteGeometry, camera_id: str, video: str, feet: FramePoints, frames: range,
-                  counter: Counts | CameraCounters, *, heads: FramePoints | None = None,
+                  counter: CountsCameras | None, *, heads: FramePoints | None = None,
                   on_frame: Callable[[int], None] | None = None,
                   tunings: dict[str, CameraTuning] | None = None) -> SiteEvaluation:
     """Run ``FramePipeline`` on ``frames`` of the camera's video and score it against ``feet``.
 
-    With ``heads``, ``counter`` must be a ``PointsCounter`` over them (``density_from``), and
+    With ``heads`` (``density_from``), the annotated heads replace the counter (give None), and
     no tuning applies. ``tunings`` default: the tuning files the site names.
     """
     if camera_id not in geometry.cameras:
@@ -316,7 +315,11 @@ def evaluate_site(geometry: SiteGeometry, camera_id: str, video: str, feet: Fram
     missing = [k for k in frames if k not in feet]
     if len(missing) == len(frames):
         raise DatasetError(f"no frame of {frames.start}:{frames.stop}:{frames.step} is annotated")
-    pipeline = FramePipeline(geometry, counter, tunings={} if isinstance(counter, PointsCounter) else tunings)
+    points = PointsCounter(heads) if heads is not None else None
+    counting = EveryCamera(points) if points is not None else counter
+    if counting is None:
+        raise ValueError("evaluate_site needs a counter, or heads to count instead")
+    pipeline = FramePipeline(geometry, counting, tunings={} if points is not None else tunings)
     zones = {zid: ZoneScore() for zid in geometry.zones}
     rates: dict[str, list[float]] = {ln.id: [0.0, 0.0] for ln in geometry.site.lines}
     count_t: list[float] = []
@@ -325,8 +328,8 @@ def evaluate_site(geometry: SiteGeometry, camera_id: str, video: str, feet: Fram
     fps = 0.0
     evaluated = 0
     for index, image, pair, fps in read_pairs(video, frames):
-        if isinstance(counter, PointsCounter):
-            counter.frame = index
+        if points is not None:
+            points.frame = index
         sample = Sample(camera_id, ts=index / fps, image=image, pair=pair,
                         pair_dt=1.0 / fps if pair is not None else None, frame_index=index)
         output = pipeline.process(sample)
@@ -353,7 +356,7 @@ def evaluate_site(geometry: SiteGeometry, camera_id: str, video: str, feet: Fram
     for lid, (m_in, m_out) in rates.items():
         lines[lid].update({"measured_in": m_in, "measured_out": m_out})
     describe = getattr(counter, "describe", None)
-    name = "points" if isinstance(counter, PointsCounter) else describe() if describe else "counter"
+    name = "points" if points is not None else describe() if describe else "counter"
     tuning = pipeline.tunings.get(camera_id)
     return SiteEvaluation(camera_id, frames, fps, zones, lines, count_t, count_m, name, count_i,
                           None if tuning is None else tuning.source or "given")

@@ -26,7 +26,7 @@ import numpy as np
 
 from crowdsafe.counting import batch
 from crowdsafe.counting.choice import AutoCounter, choose_from_person_px
-from crowdsafe.counting.counter import Counts
+from crowdsafe.counting.counter import Counts, DensityResult
 from crowdsafe.counting.engines import EngineSpec
 from crowdsafe.counting.scale import ScaleNormalisedCounter, normalised_counter, person_px_per_row
 from crowdsafe.counting.tuning import CameraTuning, site_tunings
@@ -131,6 +131,9 @@ class CameraCounters:
 
     def for_camera(self, camera_id: str) -> Counts:
         return self._counters[camera_id]
+
+    def count_camera(self, camera_id: str, image_bgr: np.ndarray) -> DensityResult:
+        return self._counters[camera_id].count(image_bgr)
 
     @property
     def engine(self) -> object | None:

@@ -1,326 +1,73 @@
-"""The local runner: every camera of a site counted in one process, until stopped.
+"""Counting in this process: one reader thread per camera, the site's engines in the runner's worker.
 
-Threads, and why each exists:
-
-- one **reader** per camera (``runtime.camera``): reads its feed continuously and drops a
-  (frame, next frame) sample into the camera's slot every sampling period; never blocks;
-- one **worker**: takes samples round-robin from :class:`LatestSlots` and runs the stage chain
-  (``runtime.pipeline``) with the one shared engine. CPU inference is the bottleneck and
-  parallel inferences would only fight over the same cores, so one worker is the right number;
-  when it falls behind, older samples are replaced in their slot (counted as drops) rather
-  than queued, so what is measured is always recent and memory stays one sample per camera;
-- one **store writer** (``runtime.writer``): the worker never waits for the database;
-- the **calling thread** supervises: health rows and stale-camera alerts every
-  ``health_every_s``, the duration limit, and shutdown.
-
-Shutdown (``request_stop``, wired to SIGINT/SIGTERM by the CLI, or the duration ending):
-readers are told to stop and released; the worker finishes the frame it is on and takes no
-more; final health rows are queued; the writer flushes (retrying up to a deadline if the store
-is down); webhooks get a few seconds to deliver. Frames never leave memory; the only image
-written is the people-free background.
+The runner core (``runtime.core``) does everything else; this strategy only turns the newest
+sample of each camera into a :class:`CountedFrame`, round-robin across cameras
+(:class:`LatestSlots`), with each camera's own counter (``runtime.counters``).
 """
 
 from __future__ import annotations
 
 import logging
-import resource
 import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from crowdsafe.config.site import Site, SiteError
-from crowdsafe.counting.counter import Counts
-from crowdsafe.forecast.live import ForecastStep
-from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
-from crowdsafe.notify.webhooks import WebhookNotifier
-from crowdsafe.runtime.alerting import AlertSink, site_messages
-from crowdsafe.runtime.background import BackgroundCheck, BackgroundPolicy, write_background
-from crowdsafe.runtime.camera import CameraHealth, CameraReader, CameraSource, Sample, open_camera, probe_size
-from crowdsafe.runtime.counters import CameraCounters
-from crowdsafe.runtime.pipeline import FrameOutput, FramePipeline
+from crowdsafe.counting.counter import CountsCameras, DensityResult
+from crowdsafe.runtime.camera import CameraReader, Sample
+from crowdsafe.runtime.core import PreparedSite, RunnerConfig, SiteRunner
+from crowdsafe.runtime.pipeline import CountedFrame, FrameFit, FrameOutput, count_frame
 from crowdsafe.runtime.slots import LatestSlots
-from crowdsafe.runtime.writer import StoreWriter, WriterStats
-from crowdsafe.safety.alerts import AlertRule
-from crowdsafe.safety.rules import default_rules
 from crowdsafe.store.store import Store
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RunnerConfig:
-    state_dir: Path
-    duration_s: float | None = None
-    health_every_s: float = 10.0
-    background: BackgroundPolicy = field(default_factory=BackgroundPolicy)
-    rules: tuple[AlertRule, ...] | None = None  # None: ``safety.rules.default_rules(site)``
-    forecast_every_s: float | None = None  # forecast every zone this often (``forecast.live``); None: off
-    webhooks: tuple[str, ...] = ()
-    flush_deadline_s: float = 10.0
-    reader_join_s: float = 2.0
-    retention_s: float | None = None  # delete readings older than this (None: keep them all)
-    retention_every_s: float = 3600.0
+class InProcessCounting:
+    """The :class:`~crowdsafe.runtime.core.Counting` strategy of a one-machine run."""
 
-
-@dataclass(frozen=True)
-class PreparedSite:
-    """A site checked for running: sources opened (not started) and geometry built."""
-
-    site: Site
-    geometry: SiteGeometry
-    cameras: list[CameraSource]
-
-
-def prepare_site(site: Site, *, loop: bool = True) -> PreparedSite:
-    """Open every camera's source and build the geometry; SourceError/SiteError say what is wrong.
-
-    Done before the engine starts, so a typo in a path fails in milliseconds. Frame sizes come
-    from the calibration, else from the file; a stream camera must give ``image_size``.
-    """
-    cameras = [open_camera(site, i, cam, loop=loop) for i, cam in enumerate(site.cameras)]
-    sizes = {}
-    problems = []
-    for i, (cam, source) in enumerate(zip(site.cameras, cameras, strict=True)):
-        if cam.calibration.image_size is None:
-            size = probe_size(source)
-            if size is None:
-                problems.append(f"cameras[{i}].calibration.image_size: unknown for this source; give "
-                                "[width, height] of its frames")
-            else:
-                sizes[cam.id] = size
-    if problems:
-        raise SiteError(problems)
-    return PreparedSite(site, build_site_geometry(site, sizes), cameras)
-
-
-@dataclass
-class RunSummary:
-    seconds: float = 0.0
-    frames: dict[str, int] = field(default_factory=dict)
-    dropped: dict[str, int] = field(default_factory=dict)
-    errors: int = 0
-    alert_changes: int = 0
-    backgrounds: int = 0
-    store: WriterStats = field(default_factory=WriterStats)
-    flushed: bool = True
-    peak_rss_mb: float = 0.0
-    health: list[CameraHealth] = field(default_factory=list)
-    retention_deleted: int = 0  # rows deleted for being older than RunnerConfig.retention_s
-
-    @property
-    def frames_total(self) -> int:
-        return sum(self.frames.values())
-
-    @property
-    def fps(self) -> float:
-        return self.frames_total / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class LiveStats:
-    """What only the running process knows, for metrics next to the stored readings."""
-
-    latency_s: dict[str, float]  # camera -> sample time to readings handed to the store, latest frame
-    processing_s: dict[str, float]  # camera -> time spent in the stage chain, latest frame
-    camera_fps: dict[str, float]  # camera -> frames read per second now (not at the last health row)
-    frames: dict[str, int]  # camera -> frames counted so far
-    dropped: dict[str, int]  # camera -> samples replaced before the engine got to them
-    queue_depth: int  # samples waiting for the engine (at most one per camera)
-    errors: int
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-class LocalRunner:
-    """Runs a prepared site with one counter until ``request_stop`` or the duration ends."""
-
-    def __init__(self, prepared: PreparedSite, store: Store, counter: Counts | CameraCounters,
-                 config: RunnerConfig, *,
-                 on_frame: Callable[[FrameOutput], None] | None = None) -> None:
-        self.prepared = prepared
-        self.config = config
-        self.on_frame = on_frame
+    def __init__(self, prepared: PreparedSite, counters: CountsCameras) -> None:
+        self.counters = counters
+        self.fit = FrameFit(prepared.geometry)
         self.slots: LatestSlots[Sample] = LatestSlots()
         self.readers = [CameraReader(cam, self.slots) for cam in prepared.cameras]
-        self.writer = StoreWriter(store)
-        notifier = WebhookNotifier(list(config.webhooks)) if config.webhooks else None
-        rules = list(config.rules) if config.rules is not None else default_rules(prepared.site)
-        self.alerts = AlertSink(rules, self.writer, prepared.site.name, notifier,
-                                describe=site_messages(prepared.site))
-        self.forecast = (ForecastStep(store, prepared.site, every_s=config.forecast_every_s,
-                                      alert=self.alerts.update) if config.forecast_every_s else None)
-        self.backgrounds_dir = config.state_dir / "backgrounds"
-        self.pipeline = FramePipeline(prepared.geometry, counter, background=config.background,
-                                      publish_background=self._publish_background)
-        self.summary = RunSummary()
-        self._stop = threading.Event()
-        self._started_wall = time.time()
-        self._stop_reason = ""
-        self._latency: dict[str, float] = {}
-        self._processing: dict[str, float] = {}
-        # The newest row per zone and line, as written: the API's /api/zones and /api/lines read
-        # this snapshot instead of querying the store, so a request burst costs counting no SQL.
-        self._latest_rows: dict[str, dict[str, dict[str, object]]] = {"zone_readings": {},
-                                                                      "line_readings": {}}
-        self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
+        self.errors = 0
 
-    def request_stop(self, reason: str = "") -> None:
-        """Safe from a signal handler: only sets flags (no logging, no locks); threads wind down."""
-        if not self._stop.is_set():
-            self._stop_reason = reason
-        self._stop.set()
+    def count_camera(self, camera_id: str, image_bgr: np.ndarray) -> DensityResult:
+        return self.counters.count_camera(camera_id, image_bgr)
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
+    def open(self) -> None:
+        """Nothing to start before the run: the engines were built with the counters."""
 
-    def live_stats(self) -> LiveStats:
-        """A snapshot safe to take from any thread (an API request, a metrics scrape)."""
-        return LiveStats(latency_s=dict(self._latency), processing_s=dict(self._processing),
-                         camera_fps={r.camera_id: r.health().fps for r in self.readers},
-                         frames=dict(self.summary.frames),
-                         dropped={cid: st.dropped for cid, st in list(self.slots.stats.items())},
-                         queue_depth=self.slots.depth(), errors=self.summary.errors)
-
-    def latest_rows(self, table: str) -> list[dict[str, object]] | None:
-        """The newest row of each zone or line this run wrote; None before the first (the store
-        then answers, with what an earlier run left). Safe from any thread: a copy of the values."""
-        rows = self._latest_rows.get(table)
-        return list(rows.values()) if rows else None
-
-    def _remember(self, table: str, key: str, rows: list[dict[str, object]]) -> None:
-        latest = self._latest_rows[table]
-        for row in rows:
-            old = latest.get(str(row[key]))
-            if old is None or float(row["ts"]) >= float(old["ts"]):  # type: ignore[arg-type]
-                latest[str(row[key])] = row  # one assignment: readers never see half a row
-
-    # -- worker ---------------------------------------------------------------------------
-    def _work(self) -> None:
-        while not self._stop.is_set():
-            item = self.slots.take(timeout=0.5)
-            if item is None:
-                if all(r.finished for r in self.readers) and self.slots.depth() == 0:
-                    self._stop.set()  # every source ended (files without --loop): the run is done
-                continue
-            camera_id, sample = item
-            item = None
-            ts = sample.ts
-            try:
-                output = self.pipeline.process(sample)
-                del sample  # the pixels go now, not when the next sample replaces the variable
-                self._emit(output)
-            except Exception as exc:  # one bad frame (or a closed stdout) must not stop the site
-                self.summary.errors += 1
-                log.exception("camera %s: frame at %.3f failed: %s", camera_id, ts, exc)
-
-    def _emit(self, output: FrameOutput) -> None:
-        self.summary.frames[output.camera_id] = self.summary.frames.get(output.camera_id, 0) + 1
-        self._latency[output.camera_id] = max(time.time() - output.ts, 0.0)
-        self._processing[output.camera_id] = sum(output.timings.values())
-        zone_rows = [r.as_row() for r in output.zones]
-        self.writer.write("zone_readings", zone_rows)
-        self.writer.write("line_readings", output.line_rows)
-        self._remember("zone_readings", "zone_id", zone_rows)
-        self._remember("line_readings", "line_id", output.line_rows)
-        for metric in output.metrics:
-            self.alerts.update(metric.subject, metric.metric, output.ts, metric.value)
-        if output.background is not None:
-            self._log_background(output.camera_id, output.background)
-        if self.on_frame is not None:
-            self.on_frame(output)
-
-    def _publish_background(self, camera_id: str, image: np.ndarray) -> None:
-        try:
-            write_background(self.backgrounds_dir, camera_id, image)
-        except OSError as exc:  # disk full or read-only: this frame's readings must still be stored
-            log.error("camera %s: background not written: %s", camera_id, exc)
-            return
-        self.summary.backgrounds += 1
-
-    @staticmethod
-    def _log_background(camera_id: str, check: BackgroundCheck) -> None:
-        verdict = "published" if check.published else "not people-free, kept back"
-        reference = "n/a" if check.reference_count is None else f"{check.reference_count:.1f}"
-        log.info("camera %s: background %s (median counts %.1f, emptiest frame %s)", camera_id, verdict,
-                 check.median_count, reference)
-
-    # -- supervision ----------------------------------------------------------------------
-    def _health(self, now: float) -> list[CameraHealth]:
-        snapshots = [r.health() for r in self.readers]
-        self.writer.write("camera_health", [
-            {"camera_id": h.camera_id, "ts": now, "status": h.status, "fps": h.fps,
-             "last_frame_ts": h.last_frame_ts, "errors": h.errors,
-             "message": f"{h.message()}; {self.pipeline.background_status(h.camera_id)}"}
-            for h in snapshots])
-        for h in snapshots:
-            if h.status not in ("ended", "stopped"):
-                since = h.last_frame_ts if h.last_frame_ts is not None else self._started_wall
-                self.alerts.update(h.camera_id, "stale_s", now, max(now - since, 0.0))
-        return snapshots
-
-    def _apply_retention(self, cutoff_ts: float) -> None:
-        """Keep only the configured age of readings: old data are deleted, not left to pile up.
-
-        Runs on the supervising thread (one short DELETE per table); a busy or unreachable store
-        is logged and retried at the next period, since counting must go on either way.
-        """
-        try:
-            removed = self.writer.store.delete_older_than(cutoff_ts)
-        except Exception as exc:
-            log.warning("retention: could not delete readings before %.0f: %s", cutoff_ts, exc)
-            return
-        self.summary.retention_deleted += sum(removed.values())
-        if any(removed.values()):
-            log.info("retention: deleted %s", ", ".join(f"{n} {t}" for t, n in removed.items() if n))
-
-    def run(self) -> RunSummary:
-        """Block until stopped; then shut down in order and return what happened."""
-        started = time.monotonic()
-        self._started_wall = time.time()
+    def start(self, stop: threading.Event) -> None:
         for reader in self.readers:
             reader.start()
-        self._worker.start()
-        next_health = next_retention = started
-        deadline = started + self.config.duration_s if self.config.duration_s is not None else None
-        while not self._stop.is_set():
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                self.request_stop("duration reached")
-                break
-            if now >= next_health:
-                self._health(time.time())
-                next_health = now + self.config.health_every_s
-            if self.forecast is not None:  # cheap unless due; the model fits in its own thread
-                self.forecast.maybe_run(time.time())
-            if self.config.retention_s is not None and now >= next_retention:
-                self._apply_retention(time.time() - self.config.retention_s)
-                next_retention = now + self.config.retention_every_s
-            wake = min(next_health, deadline) if deadline is not None else next_health
-            self._stop.wait(max(min(wake - now, 0.5), 0.01))
-        log.info("stopping: %s", self._stop_reason or "all sources ended")
-        return self._shutdown(started)
 
-    def _shutdown(self, started: float) -> RunSummary:
-        for reader in self.readers:
-            reader.stop()
-        for reader in self.readers:
-            if not reader.join(self.config.reader_join_s):
-                log.warning("camera %s: reader still blocked on its source; abandoning it", reader.camera_id)
-        self.slots.close()
-        self._worker.join()  # finishes the frame in hand (one inference at most)
-        self.summary.seconds = time.monotonic() - started
-        self.summary.health = self._health(time.time())
-        self.summary.flushed = self.writer.close(self.config.flush_deadline_s)
-        self.alerts.close()
-        self.summary.store = self.writer.stats
-        self.summary.alert_changes = self.alerts.changes
-        self.summary.dropped = {cid: s.dropped for cid, s in self.slots.stats.items()}
-        self.summary.peak_rss_mb = peak_rss_mb()
-        return self.summary
+    def next(self, timeout: float) -> CountedFrame | None:
+        item = self.slots.take(timeout=timeout)
+        if item is None:
+            return None
+        sample = item[1]
+        del item
+        try:
+            return count_frame(self.counters, self.fit, sample)
+        except Exception as exc:  # one bad frame must not stop the site
+            self.errors += 1
+            log.exception("camera %s: frame at %.3f failed: %s", sample.camera_id, sample.ts, exc)
+            return None
+
+    @property
+    def finished(self) -> bool:
+        return all(r.finished for r in self.readers) and self.slots.depth() == 0
+
+    def drain(self) -> Iterator[CountedFrame]:
+        return iter(())  # the worker counts one frame at a time and measures it before the next
+
+    def close(self) -> None:
+        """Nothing to release: reader threads were stopped and joined by the core."""
+
+
+def local_runner(prepared: PreparedSite, store: Store, counters: CountsCameras, config: RunnerConfig, *,
+                 on_frame: Callable[[FrameOutput], None] | None = None) -> SiteRunner:
+    """The runner core with every frame counted in this process."""
+    return SiteRunner(prepared, store, InProcessCounting(prepared, counters), config, on_frame=on_frame)

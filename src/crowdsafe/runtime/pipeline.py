@@ -1,7 +1,9 @@
-"""The per-frame stage chain: count → zones → lines → background, with no threads and no I/O.
+"""The per-frame steps: counting (image → density map) apart from measuring (density → readings).
 
-Everything a runner does per sampled frame lives here, so the local runner and the Ray runner
-(``runtime.ray``) compute identical readings. What this keeps
+Counting is the costly step and happens wherever the runner's counting strategy puts it (this
+process, or a Ray replica: ``runtime.core``); measuring (zones → lines → background) runs in the
+runner's own process on the :class:`CountedFrame` that comes back, with no threads and no I/O,
+so every strategy computes identical readings from the same frames. What measuring keeps
 between frames is small and pixel-free except for the background ring: the newest density map
 of each camera (zones seen by several cameras combine the newest map of each, so a reading is
 not half a zone) and the time of each camera's previous frame (the period a line flow covers).
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from crowdsafe.counting.counter import Counts, DensityResult
+from crowdsafe.counting.counter import CountsCameras, DensityResult
 from crowdsafe.counting.tuning import CameraTuning, site_tunings
 from crowdsafe.geometry.body import BodyMotion, body_motion
 from crowdsafe.geometry.lines import plan_lines
@@ -43,7 +45,6 @@ from crowdsafe.runtime.background import (
     DensityBackground,
 )
 from crowdsafe.runtime.camera import Sample
-from crowdsafe.runtime.counters import CameraCounters
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,62 @@ class FrameOutput:
     interval: tuple[float, float] | None = None  # (low, high) of ``count``, when known
 
 
-class FramePipeline:
-    """Runs the stages for one sampled frame; holds only per-camera density maps and timings."""
+@dataclass(frozen=True)
+class CountedFrame:
+    """The counting step's result: the sample (at the calibration's size) and its raw density.
 
-    def __init__(self, geometry: SiteGeometry, counter: Counts | CameraCounters, *,
+    Where it was counted (this process, a Ray replica) does not matter to the measuring step.
+    """
+
+    sample: Sample
+    raw: DensityResult
+    count_s: float = 0.0
+
+
+class FrameFit:
+    """Frames at another resolution than the calibration are resized to it (same view assumed)."""
+
+    def __init__(self, geometry: SiteGeometry) -> None:
+        self.sizes = {cid: cam.ground_map.image_size for cid, cam in geometry.cameras.items()}
+        self._warned: set[str] = set()
+
+    def __call__(self, camera_id: str, image: np.ndarray) -> np.ndarray:
+        width, height = self.sizes[camera_id]
+        if image.shape[1] == width and image.shape[0] == height:
+            return image
+        if camera_id not in self._warned:
+            self._warned.add(camera_id)
+            log.warning("camera %s: frames are %dx%d but the calibration is for %dx%d; resizing",
+                        camera_id, image.shape[1], image.shape[0], width, height)
+        return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+    def sample(self, sample: Sample) -> Sample:
+        image = self(sample.camera_id, sample.image)
+        return sample if image is sample.image else replace(sample, image=image)
+
+
+def count_frame(counting: CountsCameras, fit: FrameFit, sample: Sample) -> CountedFrame:
+    """The counting step in this process: the frame at the calibration's size, and its density."""
+    t0 = time.perf_counter()
+    fitted = fit.sample(sample)
+    raw = counting.count_camera(fitted.camera_id, fitted.image)
+    return CountedFrame(fitted, raw, time.perf_counter() - t0)
+
+
+class FramePipeline:
+    """The measuring step: from a counted frame to readings; holds per-camera maps and timings.
+
+    ``counting`` is asked only for the rare image that is not a sampled frame (the background
+    check's median), with the camera's own model, so its empty-scene level is the reference.
+    """
+
+    def __init__(self, geometry: SiteGeometry, counting: CountsCameras, *,
                  background: BackgroundPolicy | None = None,
                  publish_background: Callable[[str, np.ndarray], None] | None = None,
                  tunings: dict[str, CameraTuning] | None = None) -> None:
         self.geometry = geometry
-        self.counter = counter
+        self.counting = counting
+        self.fit = FrameFit(geometry)
         self.book = profile_book(geometry)
         self.lines = plan_lines(geometry)
         self.every = {cam.id: cam.sampling.seconds for cam in geometry.site.cameras}
@@ -93,25 +141,7 @@ class FramePipeline:
                 self._densities[cid].capture(tuning.background_density)
         self._raw: dict[str, np.ndarray] = {}
         self._publish = publish_background
-        self._resize_warned: set[str] = set()
         self._bodies: dict[str, BodyMotion | None] = {}
-
-    def _counter(self, camera_id: str) -> Counts:
-        """One counter for every camera, or each camera's own (its ``model`` setting)."""
-        if isinstance(self.counter, CameraCounters):
-            return self.counter.for_camera(camera_id)
-        return self.counter
-
-    def _fit_to_calibration(self, camera_id: str, image: np.ndarray) -> np.ndarray:
-        """Frames at another resolution than the calibration are resized to it (same view assumed)."""
-        width, height = self.geometry.cameras[camera_id].ground_map.image_size
-        if image.shape[1] == width and image.shape[0] == height:
-            return image
-        if camera_id not in self._resize_warned:
-            self._resize_warned.add(camera_id)
-            log.warning("camera %s: frames are %dx%d but the calibration is for %dx%d; resizing",
-                        camera_id, image.shape[1], image.shape[0], width, height)
-        return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
     def _fresh_results(self, ts: float) -> dict[str, DensityResult]:
         """Newest density map of each camera not older than a few of its sampling periods."""
@@ -126,15 +156,16 @@ class FramePipeline:
         return ts - previous
 
     def process(self, sample: Sample) -> FrameOutput:
-        cid, ts = sample.camera_id, sample.ts
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        image = self._fit_to_calibration(cid, sample.image)
-        result = self._corrected(cid, ts, self._counter(cid).count(image))
-        timings["count_s"] = time.perf_counter() - t0
-        self._latest[cid] = (ts, result)
+        """Count the sample here, then measure it (evaluation, and tests of both steps together)."""
+        return self.measure(count_frame(self.counting, self.fit, sample))
 
+    def measure(self, counted: CountedFrame) -> FrameOutput:
+        sample = self.fit.sample(counted.sample)
+        cid, ts, image = sample.camera_id, sample.ts, sample.image
+        timings = {"count_s": counted.count_s}
         t1 = time.perf_counter()
+        result = self._corrected(cid, ts, counted.raw)
+        self._latest[cid] = (ts, result)
         cam = self.geometry.cameras[cid]
         fresh = self._fresh_results(ts)
         intervals = {c: r.interval for c, r in fresh.items() if r.interval is not None}
@@ -200,7 +231,7 @@ class FramePipeline:
         plans = [p for p in self.lines.values() if p.camera_id == cid]
         if not plans or sample.pair is None or not sample.pair_dt:
             return [], []
-        pair = self._fit_to_calibration(cid, sample.pair)
+        pair = self.fit(cid, sample.pair)
         velocity = optical_flow(image, pair, sample.pair_dt)
         rows: list[dict[str, object]] = []
         metrics = []
@@ -226,8 +257,7 @@ class FramePipeline:
         model.add_counted(image, count, ts)
         if not model.due(ts):
             return None
-        counter = self._counter(cid)  # the camera's own model: its empty-scene level is the reference
-        check = model.check(lambda img: counter.count(img).count, ts)
+        check = model.check(lambda img: self.counting.count_camera(cid, img).count, ts)
         if check.image is not None and self._publish is not None:
             self._publish(cid, check.image)
         return check

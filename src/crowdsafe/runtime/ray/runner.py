@@ -1,20 +1,20 @@
-"""The Ray runner: readers and model replicas as actors, measurement and store in the driver.
+"""Counting on a Ray cluster: readers and model replicas as actors, measuring and store in the driver.
 
-It *is* the local runner (a subclass) with two parts swapped: its readers are proxies of
-reader actors, and its inference worker schedules frames onto model replicas instead of
-counting them itself. Supervision, health rows, stale-camera alerts, forecasts, retention,
-live stats for the API and the shutdown order are the local runner's own code, so a feature
-added there reaches cluster runs too.
+:class:`RayCounting` is the runner core's counting strategy for a cluster
+(``runtime.core``): its readers are proxies of reader actors, and its ``next`` schedules frames
+onto model replicas instead of counting them. Supervision, measuring, health rows, stale-camera
+alerts, forecasts, retention, live stats for the API and the shutdown order are the core's, so a
+stage added there reaches cluster runs too.
 
 Per sampled frame: the camera's reader actor encodes it (``wire``) and returns it to a
 ``take`` the driver keeps outstanding; the driver passes the object reference on to a free
 replica (Ray moves the bytes: frames over its inline limit, 100 KB, go from the reader's node
 straight to the replica's; smaller ones come back inline with the reply and go on from the
 driver) and keeps the frame for the measurement stages, which need it for optical flow and the people-free
-background; the replica returns a 1/8-resolution density map; the driver runs the local
-runner's :class:`FramePipeline` on it (zones, lines, background: milliseconds) and queues the
-readings to the same :class:`StoreWriter` and alert sink as the local runner. So both runners
-produce the same readings from the same frames.
+background; the replica returns a 1/8-resolution density map, which ``next`` hands to the
+core as a :class:`CountedFrame`; the core measures it (zones, lines, background: milliseconds)
+exactly as it measures a frame counted in process. So both kinds of run store the same
+readings for the same frames.
 
 Scheduling keeps the local runner's guarantees: one newest pending frame per camera (older ones
 are dropped and counted), one frame per camera in a replica at a time (so a camera's frames are
@@ -35,8 +35,10 @@ Faults:
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,16 +46,19 @@ import numpy as np
 
 from crowdsafe.counting.counter import DensityResult, validate_image
 from crowdsafe.counting.engines import EngineSpec
+from crowdsafe.counting.intervals import load_tables
 from crowdsafe.counting.variants import MODELS, ModelName
+from crowdsafe.geometry.lines import plan_lines
 from crowdsafe.runtime.camera import CameraHealth
+from crowdsafe.runtime.core import PreparedSite, RunnerConfig, RunSummary, SiteRunner
 from crowdsafe.runtime.counters import camera_models
-from crowdsafe.runtime.local import LocalRunner, PreparedSite, RunnerConfig, RunSummary
-from crowdsafe.runtime.pipeline import FrameOutput
+from crowdsafe.runtime.pipeline import CountedFrame, FrameOutput
 from crowdsafe.runtime.ray.cluster import ClusterError, ClusterInfo, disconnect
 from crowdsafe.runtime.ray.gpu import Device, GpuPrecision, cpu_spec
 from crowdsafe.runtime.ray.reader import ENDED, ReaderActor, ReaderOptions
 from crowdsafe.runtime.ray.replica import Counted, CountReplica, ReplicaInfo, ReplicaSpec
 from crowdsafe.runtime.ray.wire import Encoding, WireSample, decode_sample
+from crowdsafe.runtime.slots import LatestSlots
 from crowdsafe.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -93,7 +98,6 @@ class RayStats:
     infer_s: float = 0.0  # inside replicas
     decode_s: float = 0.0
     round_trip_s: float = 0.0  # dispatch -> density back in the driver
-    measure_s: float = 0.0  # the driver's stages after counting
     reader_failures: int = 0
     replica_failures: int = 0
     requeued: int = 0
@@ -113,30 +117,6 @@ class RayStats:
 @dataclass
 class RaySummary(RunSummary):
     ray: RayStats = field(default_factory=RayStats)
-
-
-class _PrimedCounter:
-    """Gives the pipeline the density a replica computed; other images go to a replica now.
-
-    The pipeline calls ``count`` on the sampled frame (answered from the replica's result) and,
-    rarely, on a background median (counted synchronously by a replica).
-    """
-
-    def __init__(self, fallback: Callable[[np.ndarray, str], DensityResult]) -> None:
-        self._fallback = fallback
-        self._image: np.ndarray | None = None
-        self._result: DensityResult | None = None
-        self._camera = ""
-
-    def prime(self, image: np.ndarray, result: DensityResult, camera_id: str) -> None:
-        """The next frame processed is ``camera_id``'s; its other images use that camera's model."""
-        self._image, self._result, self._camera = image, result, camera_id
-
-    def count(self, image_bgr: np.ndarray) -> DensityResult:
-        if image_bgr is self._image and self._result is not None:
-            result, self._image, self._result = self._result, None, None
-            return result
-        return self._fallback(validate_image(image_bgr), self._camera)
 
 
 @dataclass
@@ -211,26 +191,27 @@ class RemoteReader:
                                     last.last_gap_s, "reader actor lost; Ray is restarting it")
 
 
-class RayRunner(LocalRunner):
-    """Runs a prepared site on the connected Ray cluster until ``request_stop`` or the duration ends."""
+class RayCounting:
+    """The :class:`~crowdsafe.runtime.core.Counting` strategy of a cluster run (module doc)."""
 
-    def __init__(self, prepared: PreparedSite, store: Store, cpu: EngineSpec, config: RunnerConfig,
-                 ray_config: RayConfig | None = None, *,
-                 on_frame: Callable[[FrameOutput], None] | None = None) -> None:
-        self._primed = _PrimedCounter(self._count_now)
-        super().__init__(prepared, store, self._primed, config, on_frame=on_frame)
+    def __init__(self, prepared: PreparedSite, cpu: EngineSpec, ray_config: RayConfig | None = None) -> None:
+        self.prepared = prepared
         self.ray_config = ray_config or RayConfig()
         self.cpu = cpu
-        self.summary: RaySummary = RaySummary()
+        self.stats = RayStats()
+        self.errors = 0
+        self.slots: LatestSlots[tuple[WireSample, Any]] = LatestSlots()
         self.camera_ids = [c.camera_id for c in prepared.cameras]
         #: Each camera's model (``auto`` resolved from its calibration where it can be), as the
         #: local runner's ``CameraCounters`` would choose it.
         self.models = camera_models(prepared.geometry)
+        self._intervals = load_tables()  # each model's count interval, as ``DensityCounter`` adds it
         scaled = [cam.id for cam in prepared.geometry.site.cameras if cam.scale_normalise]
         if scaled:
             log.warning("scale_normalise is not applied on a Ray cluster (cameras %s count at "
                         "native scale)", ", ".join(scaled))
         self.remote: dict[str, RemoteReader] = {}
+        self.readers: list[RemoteReader] = []
         self.replicas: list[Any] = []
         self._replica_up: list[bool] = []
         self._replica_load: list[int] = []
@@ -239,11 +220,13 @@ class RayRunner(LocalRunner):
         self._held: dict[str, tuple[WireSample, Any]] = {}  # taken from the slots, camera still busy
         self._busy: set[str] = set()
         self._in_flight: dict[Any, _InFlight] = {}
+        self._done: deque[CountedFrame] = deque()  # counts back, waiting for the core's worker
         self._pings: dict[Any, int] = {}
         self._health_refs: dict[Any, str] = {}
         self._next_health = 0.0
         self._retake_at: dict[str, float] = {}
         self._started_actors = False
+        self._stop = threading.Event()
         self.cluster: ClusterInfo | None = None  # set by ``launch``: disconnected when the run ends
 
     # -- actors ----------------------------------------------------------------------------
@@ -276,6 +259,11 @@ class RayRunner(LocalRunner):
                            "cpu", rc.gpu_precision, rc.cpu_max_batch, rc.max_wait_s, self.replica_models)
         return [(spec, {"num_cpus": rc.replica_cpus, "max_concurrency": 2 * rc.cpu_max_batch + 2})] * n
 
+    def open(self) -> None:
+        """Start the actors, unless ``launch`` already did (to fail before the run starts)."""
+        if not self._started_actors:
+            self.start_actors()
+
     def start_actors(self) -> None:
         """Create the replicas and readers and wait until every engine is loaded (ClusterError if not)."""
         ray = _ray()
@@ -290,7 +278,7 @@ class RayRunner(LocalRunner):
                                                         **options).remote(spec))
         self._replica_up = [True] * len(self.replicas)
         self._replica_load = [0] * len(self.replicas)
-        with_lines = {plan.camera_id for plan in self.pipeline.lines.values()}
+        with_lines = {plan.camera_id for plan in plan_lines(self.prepared.geometry).values()}
         remote_reader = ray.remote(ReaderActor)
         for index, cam in enumerate(self.prepared.cameras):
             size = self.prepared.geometry.cameras[cam.camera_id].ground_map.image_size
@@ -300,15 +288,15 @@ class RayRunner(LocalRunner):
                                            resources=dict(rc.reader_resources), max_restarts=rc.max_restarts,
                                            max_task_retries=0).remote(self.prepared.site, index, options)
             self.remote[cam.camera_id] = RemoteReader(cam.camera_id, handle)
-        self.readers = list(self.remote.values())  # type: ignore[assignment]  # the runner's readers now
+        self.readers = list(self.remote.values())
         # Engines take seconds to start; wait for them so the run's clock starts with the model ready.
         try:
-            self.summary.ray.replicas = ray.get([r.info.remote() for r in self.replicas])
+            self.stats.replicas = ray.get([r.info.remote() for r in self.replicas])
             ray.get([r.handle.info.remote() for r in self.remote.values()])
         except ray.exceptions.RayError as exc:
             self._kill_actors()
             raise ClusterError(f"the site's actors could not start: {_cause(exc)}") from None
-        for info in self.summary.ray.replicas:
+        for info in self.stats.replicas:
             if info.fallback:
                 log.warning("replica %d: %s", info.pid, info.fallback)
 
@@ -324,7 +312,7 @@ class RayRunner(LocalRunner):
                         sizes[k] = sizes.get(k, 0) + v
                 except ray.exceptions.RayError:
                     continue
-            self.summary.ray.batch_sizes = sizes
+            self.stats.batch_sizes = sizes
         for actor in [*(r.handle for r in self.remote.values()), *self.replicas]:
             ray.kill(actor, no_restart=True)
 
@@ -338,13 +326,13 @@ class RayRunner(LocalRunner):
         try:
             value = ray.get(ref)
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
-            self.summary.ray.reader_failures += 1
+            self.stats.reader_failures += 1
             self.remote[camera_id].set_lost()
             log.warning("camera %s: reader actor lost (%s); Ray restarts it", camera_id, type(exc).__name__)
             self._retake_at[camera_id] = time.monotonic() + self.ray_config.retry_after_s
             return
         except ray.exceptions.RayError as exc:
-            self.summary.errors += 1
+            self.errors += 1
             log.error("camera %s: reader failed: %s", camera_id, _cause(exc))
             self._retake_at[camera_id] = time.monotonic() + self.ray_config.retry_after_s
             return
@@ -396,39 +384,33 @@ class RayRunner(LocalRunner):
         try:
             counted: Counted = ray.get(ref)
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
-            self.summary.ray.replica_failures += 1
+            self.stats.replica_failures += 1
             log.warning("replica %d lost (%s); its frame of camera %s goes to another replica",
                         job.replica, type(exc).__name__, job.camera_id)
             self._mark_down(job.replica)
             if job.camera_id not in self._held:  # before any newer frame of the camera: order kept
                 self._held[job.camera_id] = (job.wire, job.wire_ref)
-                self.summary.ray.requeued += 1
+                self.stats.requeued += 1
             return
         except ray.exceptions.RayError as exc:  # the frame's own error, or its pixels lost with a node
-            self.summary.errors += 1
+            self.errors += 1
             log.error("camera %s: frame at %.3f failed: %s", job.camera_id, job.wire.ts, _cause(exc))
             return
-        stats = self.summary.ray
+        stats = self.stats
         stats.frames += 1
         stats.wire_bytes += job.wire.nbytes
         stats.density_bytes += counted.density.nbytes
         stats.infer_s += counted.infer_s
         stats.decode_s += counted.decode_s
         stats.round_trip_s += time.perf_counter() - job.sent
-        t0 = time.perf_counter()
         try:
             sample = decode_sample(job.wire)
-            self._primed.prime(sample.image, DensityResult(counted.density, counted.height, counted.width,
-                                                           model=self.models[job.camera_id]),
-                               job.camera_id)
-            output = self.pipeline.process(sample)
-            del sample
-            output.timings["count_s"] = counted.infer_s
-            self._emit(output)
         except Exception as exc:  # one bad frame must not stop the site
-            self.summary.errors += 1
+            self.errors += 1
             log.exception("camera %s: frame at %.3f failed: %s", job.camera_id, job.wire.ts, exc)
-        stats.measure_s += time.perf_counter() - t0
+            return
+        self._done.append(CountedFrame(sample, self._result(job.camera_id, counted.density, counted.height,
+                                                            counted.width), counted.infer_s))
 
     def _mark_down(self, replica: int) -> None:
         if self._replica_up[replica]:
@@ -454,9 +436,17 @@ class RayRunner(LocalRunner):
         except ray.exceptions.RayError:
             self.remote[camera_id].set_lost()
 
-    def _count_now(self, image: np.ndarray, camera_id: str) -> DensityResult:
+    def _result(self, camera_id: str, density: np.ndarray, height: int, width: int) -> DensityResult:
+        """A replica's map as the in-process counter would give it: with its model's interval."""
+        model = self.models.get(camera_id, "dense")
+        table = self._intervals.get(model)
+        interval = table.interval(float(density.sum(dtype=np.float64))) if table is not None else None
+        return DensityResult(density, height, width, model=model, interval=interval)
+
+    def count_camera(self, camera_id: str, image_bgr: np.ndarray) -> DensityResult:
         """A synchronous count for the rare image that is not a sampled frame (a background median)."""
         ray = _ray()
+        image = validate_image(image_bgr)
         model = self.models.get(camera_id, "dense")
         for i, up in enumerate(self._replica_up):
             if up:
@@ -465,7 +455,7 @@ class RayRunner(LocalRunner):
                 except ray.exceptions.RayActorError:
                     self._mark_down(i)
                     continue
-                return DensityResult(density, image.shape[0], image.shape[1], model=model)
+                return self._result(camera_id, density, image.shape[0], image.shape[1])
         raise RuntimeError("no model replica is available to count this image")
 
     # -- the worker: scheduling instead of counting ------------------------------------------
@@ -499,35 +489,47 @@ class RayRunner(LocalRunner):
         if not self._stop.is_set():
             self._dispatch()
 
-    def _work(self) -> None:
-        try:
-            for cid in self.camera_ids:
-                self._take(cid)
-            while not self._stop.is_set():
-                self._step(0.1)
-                if (all(r.ended for r in self.remote.values()) and self.slots.depth() == 0
-                        and not self._held and not self._in_flight):
-                    self._stop.set()  # every source ended (files without --loop): the run is done
-            deadline = time.monotonic() + 60.0  # finish the frames the replicas hold (one each)
-            while self._in_flight and time.monotonic() < deadline:
-                self._step(0.5)
-        except Exception as exc:  # the scheduler must not die silently: stop the run and say why
-            log.exception("cluster scheduler failed: %s", exc)
-            self.summary.errors += 1
-            self.request_stop(f"cluster scheduler failed: {exc}")
+    def start(self, stop: threading.Event) -> None:
+        self._stop = stop
+        for reader in self.readers:
+            reader.start()
+        for cid in self.camera_ids:
+            self._take(cid)
 
-    def run(self) -> RaySummary:
-        """Start the actors, then the local runner's loop; the actors are removed whatever happens."""
-        if not self._started_actors:
-            self.start_actors()
-        try:
-            super().run()
-        finally:
+    def next(self, timeout: float) -> CountedFrame | None:
+        end = time.monotonic() + timeout
+        while not self._done and not self._stop.is_set() and time.monotonic() < end:
+            self._step(min(0.1, max(end - time.monotonic(), 0.0)))
+        return self._done.popleft() if self._done else None
+
+    @property
+    def finished(self) -> bool:
+        return (all(r.ended for r in self.remote.values()) and self.slots.depth() == 0
+                and not self._held and not self._in_flight and not self._done)
+
+    def drain(self) -> Iterator[CountedFrame]:
+        """The frames the replicas hold when the run stops (one per camera at most), as they return."""
+        deadline = time.monotonic() + 60.0
+        while self._done or (self._in_flight and time.monotonic() < deadline):
+            if self._done:
+                yield self._done.popleft()
+            else:
+                self._step(0.5)
+
+    def close(self) -> None:
+        """Remove the actors and leave the cluster, whatever happened in the run."""
+        if self._started_actors:
             self._kill_actors()
-            if self.cluster is not None:
-                disconnect(self.cluster)
-        log.info("%s", summary_line(self.summary.ray))
-        return self.summary
+        if self.cluster is not None:
+            disconnect(self.cluster)
+        log.info("%s", summary_line(self.stats))
+
+
+def ray_runner(prepared: PreparedSite, store: Store, counting: RayCounting, config: RunnerConfig, *,
+               on_frame: Callable[[FrameOutput], None] | None = None) -> SiteRunner:
+    """The runner core with frames counted on the cluster's replicas; ``summary.ray`` says what it cost."""
+    summary = RaySummary(ray=counting.stats)
+    return SiteRunner(prepared, store, counting, config, on_frame=on_frame, summary=summary)
 
 
 def summary_line(stats: RayStats) -> str:
@@ -544,4 +546,4 @@ def summary_line(stats: RayStats) -> str:
             f"{stats.reader_failures}, replicas {stats.replica_failures}")
 
 
-__all__ = ["RayConfig", "RayRunner", "RayStats", "RaySummary", "summary_line"]
+__all__ = ["RayConfig", "RayCounting", "RayStats", "RaySummary", "ray_runner", "summary_line"]
