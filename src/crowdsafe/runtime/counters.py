@@ -142,7 +142,7 @@ class CameraCounters:
         return getattr(first, "engine", None)
 
     def describe(self) -> str:
-        """``view001 sparse (bf16)``-style summary for the start banner."""
+        """``view001 sparse (int8)``-style summary for the start banner."""
         parts = []
         for camera_id, model in self.models.items():
             precision = "per frame" if model == "auto" else precision_for(model, self._spec).precision
