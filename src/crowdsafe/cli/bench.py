@@ -1,4 +1,4 @@
-"""``crowdsafe bench``: frames/s, GFLOP/s, % of peak and count drift per engine x precision."""
+"""``crowdsafe bench``: frames/s, GFLOP/s, % of peak and count drift per model x engine x precision."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rich.table import Table
 from crowdsafe.bench.runner import SIZES, BenchConfig, BenchReport, run_bench
 from crowdsafe.cli.errors import fail, user_errors
 from crowdsafe.counting.engines import ENGINES, PRECISIONS, EngineName, Precision
+from crowdsafe.counting.variants import MODELS, ModelName
 
 #: The public dev set, when this runs inside a checkout that has the shared data next to it.
 DEFAULT_DRIFT_DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "crowd"
@@ -42,23 +43,23 @@ def _choices(values: list[str] | None, allowed: tuple[str, ...], what: str) -> l
 def render(report: BenchReport, console: Console) -> None:
     table = Table(title="crowdsafe bench (CSRNet, batch 1)")
     notes: list[str] = []
-    for col in ("engine", "precision", "size", "frames/s", "s/frame (min-max)", "GFLOP/s",
+    for col in ("model", "engine", "precision", "size", "frames/s", "s/frame (min-max)", "GFLOP/s",
                 "% fp32 peak", "count drift"):
-        left = col in ("engine", "precision")
+        left = col in ("model", "engine", "precision")
         table.add_column(col, justify="left" if left else "right", no_wrap=True)
     for r in report.rows:
         size = f"{r.width}x{r.height}"
         if not r.available:
-            note = f"{r.engine} {r.precision}: {r.reason}"
+            note = f"{r.model} {r.engine} {r.precision}: {r.reason}"
             if note not in notes:
                 notes.append(note)
-            table.add_row(r.engine, r.precision, size, "[yellow]unavailable[/]",
+            table.add_row(r.model, r.engine, r.precision, size, "[yellow]unavailable[/]",
                           f"see note {notes.index(note) + 1}", "", "", "")
             continue
         spread = f"{r.seconds_median:.2f} ({r.seconds_min:.2f}-{r.seconds_max:.2f})"
         drift = "fp32 ref" if r.precision == "fp32" else (
             f"{r.drift_pct:.2f} %" if r.drift_pct is not None else "n/a (no dev data)")
-        table.add_row(r.engine, r.precision, size, f"{r.fps:.2f}", spread, f"{r.gflops:.0f}",
+        table.add_row(r.model, r.engine, r.precision, size, f"{r.fps:.2f}", spread, f"{r.gflops:.0f}",
                       f"{r.pct_of_peak:.0f} %" if r.pct_of_peak is not None else "", drift)
     console.print(table)
     for i, note in enumerate(notes, 1):
@@ -67,12 +68,15 @@ def render(report: BenchReport, console: Console) -> None:
     console.print(f"machine: {m['cpu']}, {m['cores']} logical cores, load {m['load_avg_1m_at_start']}"
                   f" at start; fp32 peak {report.peak_gflops:.0f} GFLOP/s ({report.peak_method})")
     console.print("GFLOP/s = analytic conv FLOPs (2 x MACs) / median s/frame; drift = "
-                  "|sum reduced - sum fp32| / sum fp32 over the dev images, same engine")
+                  "|sum reduced - sum fp32| / sum fp32 over the dev images, same model and engine")
 
 
 def bench(
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Also write the report here as JSON.")] = None,
+    models: Annotated[list[str] | None, typer.Option("--model", "-m",
+                      help=f"Models (repeat or comma-separate): {', '.join(MODELS)}; "
+                      "default both.")] = None,
     engines: Annotated[list[str] | None, typer.Option("--engine", "-e",
                        help=f"Engines to run (repeat or comma-separate): {', '.join(ENGINES)}.")] = None,
     precisions: Annotated[list[str] | None, typer.Option("--precision", "-p",
@@ -90,16 +94,17 @@ def bench(
     quick: Annotated[bool, typer.Option(help="640x360 only, 1 timed run, 2 drift images per "
                                         "dataset at <=512 px: a smoke test, not a measurement.")] = False,
 ) -> None:
-    """Measure speed and int8/bf16 count drift of every engine x precision on this machine."""
+    """Measure speed and int8/bf16 count drift of every model x engine x precision on this machine."""
     size_list = [_parse_size(s) for s in sizes] if sizes else list(SIZES)
     if quick:
         size_list, repeats = [(640, 360)], 1
         drift_images, drift_max_side = min(drift_images or 2, 2), min(drift_max_side, 512)
+    model_list: list[ModelName] = _choices(models, MODELS, "model")  # type: ignore[assignment]
     engine_list: list[EngineName] = _choices(engines, ENGINES, "engine")  # type: ignore[assignment]
     precision_list: list[Precision] = _choices(precisions, PRECISIONS, "precision")  # type: ignore[assignment]
     # a pipe or CI log is 80 columns by default, too narrow for the table
     console = Console(width=None if Console().is_terminal else 130)
-    config = BenchConfig(engines=engine_list, precisions=precision_list, sizes=size_list,
+    config = BenchConfig(models=model_list, engines=engine_list, precisions=precision_list, sizes=size_list,
                          repeats=repeats, threads=threads, drift_data=drift_data,
                          drift_images=drift_images or None, drift_max_side=drift_max_side)
     with user_errors(), console.status("benchmarking") as status:

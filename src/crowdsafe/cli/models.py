@@ -9,6 +9,8 @@ import typer
 
 from crowdsafe.cli.errors import fail, user_errors
 from crowdsafe.counting import weights
+from crowdsafe.counting.engines import INT8_PLAN_RESOURCES
+from crowdsafe.counting.variants import MODELS
 
 app = typer.Typer(help="Fetch, verify and inspect model weights.", no_args_is_help=True)
 
@@ -36,6 +38,9 @@ def path() -> None:
 
 #: Where the plan lives in a source checkout; installed copies are read-only package data.
 SHIPPED_PLAN = Path(__file__).resolve().parents[1] / "counting" / "int8_plan.json"
+#: The shipped plan of each model (``--out`` default follows ``--model``).
+SHIPPED_PLANS: dict[str, Path] = {model: SHIPPED_PLAN.with_name(resource)
+                                  for model, resource in INT8_PLAN_RESOURCES.items()}
 
 
 @app.command("calibrate")
@@ -43,7 +48,8 @@ def calibrate(
     images_dirs: Annotated[list[Path], typer.Argument(
         help="Folders of crowd TRAIN images (never the evaluation images).", exists=True,
         file_okay=False, dir_okay=True)],
-    out: Annotated[Path, typer.Option(help="Where to write the int8 plan JSON.")] = SHIPPED_PLAN,
+    out: Annotated[Path | None, typer.Option(help="Where to write the int8 plan JSON (default: "
+                                             "the shipped plan of --model).")] = None,
     images: Annotated[int, typer.Option(min=1, help="Images to calibrate on, spread evenly "
                                         "over the folders.")] = 48,
     method: Annotated[str, typer.Option(help="Clip value per tensor: max (shipped), pNN.NNN "
@@ -52,17 +58,22 @@ def calibrate(
         "--keep-float", help="Conv to leave in fp32 (repeatable; default: the shipped choice).")] = None,
     max_side: Annotated[int, typer.Option(min=64, help="Downscale images to this longer side "
                                           "(keeps calibration to minutes on a laptop).")] = 768,
+    model: Annotated[str, typer.Option(help=f"Model to calibrate: {', '.join(MODELS)} (each ships "
+                                       "its own table).")] = "dense",
 ) -> None:
-    """Regenerate the int8 activation-scale plan from crowd images (fp32 run, ONNX Runtime)."""
+    """Regenerate one model's int8 activation-scale plan from crowd images (fp32 run, ONNX Runtime)."""
     from crowdsafe.counting import calibrate as cal
 
     evaluation = [d for d in images_dirs if d.resolve().parent.name == "crowd"]
     if evaluation:  # shared/data/crowd is the dev/test set; tuning on it inflates our drift claims
         raise fail(f"{', '.join(map(str, evaluation))} is evaluation data (shared/data/crowd); "
                    "calibrate on the TRAIN splits in shared/data/crowd-train instead")
+    if model not in MODELS:
+        raise fail(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    out = out or SHIPPED_PLANS[model]
     keep = keep_float or list(cal.DEFAULT_KEEP_FLOAT)
     with user_errors():
         plan = cal.calibrate(images_dirs, out, images=images, method=method, keep_float=keep,
-                             max_side=max_side)
+                             max_side=max_side, model=model)  # type: ignore[arg-type]
     quantised = sum(plan.quantised(n) for n in plan.activation_scales)
     typer.echo(f"wrote {out}: {quantised} convs int8, fp32: {', '.join(sorted(plan.keep_float))}")

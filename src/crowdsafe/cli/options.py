@@ -40,7 +40,7 @@ class PrecisionChoice(StrEnum):
 EngineOption = Annotated[EngineChoice, typer.Option(
     help="Inference engine; auto picks the fastest installed one.")]
 PrecisionOption = Annotated[PrecisionChoice, typer.Option(
-    help="Numeric precision; bf16 needs a CPU with AVX-512-BF16/AMX, int8 the shipped "
+    help="Numeric precision; bf16 needs a CPU with AVX-512-BF16/AMX, int8 each model's shipped "
          "calibration table.")]
 ThreadsOption = Annotated[int | None, typer.Option(
     min=1, help="CPU threads for inference. Default: all cores.", show_default=False)]

@@ -6,6 +6,9 @@ by crowds. We therefore run the fp32 graph on crowd TRAIN images with every conv
 exposed as an extra output, keep a histogram of each, and pick one per-tensor scale from
 it. Test/dev images must never be used here, or the drift we report would be tuned on the
 very images we report it on.
+
+Each model gets its own table (``--model``): the sparse model's fine-tuned backend produces
+other activation ranges than the dense one, so it is calibrated through its own fp32 graph.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from crowdsafe.counting.graph import INPUT_NAME, Int8Plan, build_model, conv_names
-from crowdsafe.counting.weights import load_weights
+from crowdsafe.counting.variants import ModelName, model_weights
 
 #: Histogram resolution; the range doubles (merging bin pairs) whenever a larger value shows up.
 BINS = 4096
@@ -105,13 +108,13 @@ class ActivationHistogram:
 
 
 class StatisticsCollector:
-    """Runs fp32 CSRNet in ONNX Runtime with every conv input as an extra output."""
+    """Runs one model's fp32 CSRNet in ONNX Runtime with every conv input as an extra output."""
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, model_name: ModelName = "dense") -> None:
         import onnx
         import onnxruntime as ort
 
-        model = build_model(load_weights())
+        model = build_model(model_weights(model_name))
         names = set(conv_names())
         self.tensors = {n.name: n.input[0] for n in model.graph.node
                         if n.op_type == "Conv" and n.name in names}
@@ -204,15 +207,17 @@ def write_plan(path: Path, scales: dict[str, float], keep_float: Iterable[str],
 
 def calibrate(directories: Sequence[Path], out: Path, images: int = 48,
               method: str = DEFAULT_METHOD, keep_float: Iterable[str] = DEFAULT_KEEP_FLOAT,
-              max_side: int | None = 768, threads: int | None = None) -> Int8Plan:
-    """Collect statistics on ``images`` files from ``directories`` and write the plan to ``out``."""
+              max_side: int | None = 768, threads: int | None = None,
+              model: ModelName = "dense") -> Int8Plan:
+    """Collect ``model``'s statistics on ``images`` files from ``directories``; write the plan to ``out``."""
     if method not in METHODS and not re.fullmatch(r"p\d+(\.\d+)?", method):
         raise ValueError(f"unknown calibration method {method!r}; choose from {', '.join(METHODS)}")
     paths = select_images(directories, images)
-    collector = StatisticsCollector(threads)
+    collector = StatisticsCollector(threads, model)
     for p in paths:
         collector.add(load_batch(p, max_side))
     meta: dict[str, object] = {
+        "model": model,
         "method": method, "images": len(paths), "max_side": max_side,
         "sources": sorted({p.parent.name for p in paths}),
     }

@@ -41,6 +41,10 @@ AUTO_ORDER: dict[Precision, tuple[EngineName, ...]] = {
     "fp32": ("onnxruntime", "openvino"), "bf16": ("openvino", "onnxruntime"),
     "int8": ("openvino", "onnxruntime")}
 INT8_PLAN_RESOURCE = "int8_plan.json"
+#: One activation table per model: the sparse model's fine-tuned layers see other activations
+#: than the dense ones, so the dense scales would clip or waste its int8 range.
+INT8_PLAN_RESOURCES: dict[ModelName, str] = {"dense": INT8_PLAN_RESOURCE,
+                                              "sparse": "int8_plan_sparse.json"}
 
 
 class EngineUnavailable(RuntimeError):
@@ -82,14 +86,19 @@ def cpu_has_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
-def load_int8_plan() -> Int8Plan:
-    """The shipped activation-scale table for int8 (calibrated on ShanghaiTech train images)."""
+def load_int8_plan(model: ModelName = "dense") -> Int8Plan:
+    """The shipped activation-scale table for int8 of ``model`` (calibrated on ShanghaiTech train images)."""
+    resource = INT8_PLAN_RESOURCES.get(model)
+    if resource is None:
+        raise EngineUnavailable(f"no int8 calibration table is defined for the {model} model")
     try:
-        text = resources.files("crowdsafe.counting").joinpath(INT8_PLAN_RESOURCE).read_text()
+        text = resources.files("crowdsafe.counting").joinpath(resource).read_text()
     except FileNotFoundError as exc:
+        hint = "" if model == "dense" else f" --model {model}"
         raise EngineUnavailable(
-            "int8 calibration table is missing from this install; reinstall crowdsafe or "
-            "run `crowdsafe models calibrate` from a source checkout"
+            f"int8 calibration table for the {model} model ({resource}) is missing from this "
+            f"install; reinstall crowdsafe or run `crowdsafe models calibrate{hint}` from a "
+            "source checkout"
         ) from exc
     data = json.loads(text)
     return Int8Plan(activation_scales={k: float(v) for k, v in data["activation_scales"].items()},
@@ -99,11 +108,8 @@ def load_int8_plan() -> Int8Plan:
 def model_path(precision: Precision, plan: Int8Plan | None = None,
                model: ModelName = "dense") -> Path:
     """Build (once) and cache the ONNX file for a precision and model; later runs start fast."""
-    if precision == "int8" and model != "dense":
-        raise EngineUnavailable(f"int8 is calibrated for the dense model only; run the {model} "
-                                "model in fp32 or bf16")
     if precision == "int8":
-        plan = plan or load_int8_plan()
+        plan = plan or load_int8_plan(model)
         key = json.dumps({"s": plan.activation_scales, "k": sorted(plan.keep_float)}, sort_keys=True)
         tag = "int8-" + hashlib.sha256(key.encode()).hexdigest()[:12]
     else:

@@ -6,9 +6,11 @@ best), a wide overview of a packed square sees tiny ones (the dense model). Each
 use it (``counting.choice`` rule 1); engines are built once per model and shared, so ten
 sparse cameras cost one engine.
 
-The sparse model has no int8 calibration table. Asked for int8, its cameras run in bf16 where
-the CPU has it (its count drift against fp32 is in README "Speed"), else fp32, and the log says so:
-the precision stays explicit, it is just not the same for both models.
+Both models ship an int8 calibration table of their own (calibrated on train images through
+that model's graph), so a site asked for int8 runs every camera in int8, whichever model it
+uses: the precision asked for is the precision run. A model without a table (a source checkout
+that has not run ``crowdsafe models calibrate --model ...``) fails when its engine is built,
+with the command to run, rather than quietly switching precision.
 
 A camera with a tuning (``cameras[i].tuning``, from ``crowdsafe tune``) runs the model its
 tuning chose, whatever its ``model`` setting says: the gain and interval were fitted to it.
@@ -25,7 +27,7 @@ import numpy as np
 from crowdsafe.counting import batch
 from crowdsafe.counting.choice import AutoCounter, choose_from_person_px
 from crowdsafe.counting.counter import Counts, DensityResult
-from crowdsafe.counting.engines import EngineSpec, cpu_has_bf16
+from crowdsafe.counting.engines import EngineSpec
 from crowdsafe.counting.scale import ScaleNormalisedCounter, normalised_counter, person_px_per_row
 from crowdsafe.counting.tuning import CameraTuning, site_tunings
 from crowdsafe.counting.variants import ModelChoice, ModelName
@@ -64,9 +66,11 @@ def camera_models(geometry: SiteGeometry,
 
 
 def precision_for(model: ModelName, spec: EngineSpec) -> EngineSpec:
-    """The spec one model runs with: int8 exists only for the dense model."""
-    if spec.precision == "int8" and model != "dense":
-        return replace(spec, model=model, precision="bf16" if cpu_has_bf16() else "fp32")
+    """The spec one model runs with: the site's precision, since every model has an int8 table.
+
+    Kept as the one place that maps (model, site spec) to an engine spec, so that a precision a
+    future model lacks is decided here for the local runner and the Ray replicas alike.
+    """
     return replace(spec, model=model)
 
 
@@ -138,7 +142,7 @@ class CameraCounters:
         return getattr(first, "engine", None)
 
     def describe(self) -> str:
-        """``view001 sparse (bf16)``-style summary for the start banner."""
+        """``view001 sparse (int8)``-style summary for the start banner."""
         parts = []
         for camera_id, model in self.models.items():
             precision = "per frame" if model == "auto" else precision_for(model, self._spec).precision
