@@ -30,6 +30,7 @@ from crowdsafe.cli.options import (
 )
 from crowdsafe.cli.run import frame_line, install_signals, summary_lines
 from crowdsafe.config.site import Site, load_site
+from crowdsafe.runtime.allocator import tune_malloc
 from crowdsafe.runtime.core import RunnerConfig, SiteRunner, prepare_site
 from crowdsafe.runtime.counters import CameraCounters, engine_name
 from crowdsafe.runtime.local import local_runner
@@ -143,6 +144,7 @@ def demo(
 ) -> None:
     """Run the demo site (sample video as a live camera, 3 zones, a gate) with its dashboard."""
     log_to_stderr(logging.WARNING)
+    tune_malloc()  # before any thread: bounded RSS over hours (runtime.allocator)
     site_file = demo_site_file()
     with user_errors():
         prepared = prepare_site(load_site(site_file), loop=True)

@@ -35,6 +35,7 @@ from crowdsafe.cli.options import (
 )
 from crowdsafe.cli.serve import checked_proxies
 from crowdsafe.config.site import load_site
+from crowdsafe.runtime.allocator import tune_malloc
 from crowdsafe.runtime.background import BackgroundPolicy
 from crowdsafe.runtime.core import PreparedSite, RunnerConfig, RunSummary, SiteRunner, prepare_site
 from crowdsafe.runtime.counters import CameraCounters, engine_name
@@ -130,6 +131,7 @@ def run(
     """Count every camera of a site, store zone and line readings, raise alerts, serve the dashboard;
     until stopped."""
     log_to_stderr()
+    tune_malloc()  # before any thread: bounded RSS over hours (runtime.allocator)
     prepared = _prepare(site_file, loop)
     proxies = checked_proxies(trusted_proxy)
     for url in webhook or []:
