@@ -16,19 +16,9 @@ import cv2
 import numpy as np
 import typer
 
+from crowdsafe.cli import options as opt
 from crowdsafe.cli.console import stdout_console
 from crowdsafe.cli.errors import check_out_folder, fail, user_errors
-from crowdsafe.cli.options import (
-    EngineChoice,
-    EngineOption,
-    PrecisionChoice,
-    PrecisionOption,
-    SiteFileArg,
-    ThreadsOption,
-    VideoCameraOption,
-    counter_factory,
-    engine_spec,
-)
 from crowdsafe.cli.progress import progress_bar
 from crowdsafe.counting.tuning import fit_tuning, save_tuning
 from crowdsafe.evaluation.dataset import DatasetError
@@ -46,8 +36,8 @@ def spread(frames: list[int], at_most: int) -> list[int]:
 
 def tune(
     ctx: typer.Context,
-    site_file: SiteFileArg,
-    camera: VideoCameraOption,
+    site_file: opt.SiteFileArg,
+    camera: opt.VideoCameraOption,
     labels: Annotated[Path, typer.Option(
         help="Annotated head points per frame of the camera's source: "
              "{\"<frame>\": {\"points\": [[x, y], ...]}} (the crowd sets' point format).", exists=True,
@@ -62,9 +52,9 @@ def tune(
                     "video frames are near copies, so more frames add time, not information.")] = 40,
     folds: Annotated[int, typer.Option(min=2, max=20, help="Cross-validation blocks.")] = 5,
     level: Annotated[float, typer.Option(min=0.5, max=0.99, help="Interval level.")] = 0.9,
-    engine: EngineOption = EngineChoice.auto,
-    precision: PrecisionOption = PrecisionChoice.fp32,
-    threads: ThreadsOption = None,
+    engine: opt.EngineOption = opt.EngineChoice.auto,
+    precision: opt.PrecisionOption = opt.PrecisionChoice.fp32,
+    threads: opt.ThreadsOption = None,
 ) -> None:
     """Choose model, background subtraction and gain for one camera from annotated frames."""
     check_out_folder("--out", out)
@@ -77,8 +67,8 @@ def tune(
             raise DatasetError(f"--frames {frames}: no frame in that range is annotated in {labels}")
         chosen = spread(annotated, max_frames)
         width, height = geometry.cameras[camera].ground_map.image_size
-        spec = engine_spec(engine, precision, threads)
-        make = counter_factory(ctx)
+        spec = opt.engine_spec(engine, precision, threads)
+        make = opt.counter_factory(ctx)
         counters = {m: make(replace(spec, model=m)) for m in MODELS}
         video = site.resolve_source(site.camera(camera))
         maps: dict[str, list[np.ndarray]] = {m: [] for m in MODELS}
