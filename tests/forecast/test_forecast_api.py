@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from crowdsafe.api import ApiSettings, serve_in_thread
-from crowdsafe.api.routes import forecast as forecast_routes
 from crowdsafe.forecast.live import LiveForecasts
 from crowdsafe.forecast.staffing import zone_stewards
 from crowdsafe.store import open_store
@@ -48,7 +47,7 @@ def env(tmp_path):
     http = {role: httpx.Client(base_url=handle.url, timeout=30, headers={"Authorization": "Bearer " + token})
             for role, token in tokens.items()}
     yield {"handle": handle, "store": store, "site": site, "rows": rows, "http": http, "use": use,
-           "url": handle.url}
+           "url": handle.url, "site_file": site_file, "state": state, "tokens": tokens}
     for c in http.values():
         c.close()
     handle.stop()
@@ -146,24 +145,35 @@ def test_503_with_retry_after_while_the_model_fits(env):
     assert viewer.get("/api/forecast").status_code == 200
 
 
-def test_the_app_makes_its_own_forecaster_and_a_new_one_after_a_site_reload(env, monkeypatch):
-    made: list[LiveForecasts] = []
+def test_the_app_makes_its_own_forecaster_and_a_new_one_after_a_site_reload(env):
+    fitted: list[object] = []
 
-    def small(site, **_):  # the route's own construction, with a small fit instead of gbm on 22 days
-        model = quick_fit(site)
-        made.append(LiveForecasts(site, "profile", fit=lambda *_: model))
-        return made[-1]
+    def small_fit(site, method, seed):  # the app's own forecaster, fitting a small model, not gbm on 22 days
+        fitted.append(site)
+        return quick_fit(site)
 
-    monkeypatch.setattr(forecast_routes, "LiveForecasts", small)
-    env["handle"].app.state.crowdsafe_forecasts = None
-    viewer = env["http"]["viewer"]
-    assert viewer.get("/api/forecast/status").status_code == 200
-    assert made[0].wait(30) and viewer.get("/api/forecast").status_code == 200
-    assert len(made) == 1 and made[0].site is env["handle"].app.state.crowdsafe.site_view.site
-    r = env["http"]["admin"].post("/api/site/reload")
-    assert r.status_code == 200, r.text
-    assert viewer.get("/api/forecast/status").status_code == 200
-    assert len(made) == 2 and made[1].site is env["handle"].app.state.crowdsafe.site_view.site
+    settings = ApiSettings(site_file=env["site_file"], state_dir=env["state"], site=env["site"], port=0,
+                           forecast_fit=small_fit)
+    handle = serve_in_thread(settings, store=env["store"])
+    clients = {role: httpx.Client(base_url=handle.url, timeout=30,
+                                  headers={"Authorization": "Bearer " + token})
+               for role, token in env["tokens"].items()}
+    try:
+        state = handle.app.state
+        assert clients["viewer"].get("/api/forecast/status").status_code == 200
+        first = state.crowdsafe_forecasts
+        assert first.wait(30) and clients["viewer"].get("/api/forecast").status_code == 200
+        assert fitted == [state.crowdsafe.site_view.site] and first.site is fitted[0]
+        r = clients["admin"].post("/api/site/reload")
+        assert r.status_code == 200, r.text
+        assert clients["viewer"].get("/api/forecast/status").status_code == 200
+        second = state.crowdsafe_forecasts
+        assert second is not first and second.site is state.crowdsafe.site_view.site
+        assert second.wait(30) and fitted[-1] is second.site
+    finally:
+        for c in clients.values():
+            c.close()
+        handle.stop()
 
 
 def test_zone_readings_carry_clearance_time(env):

@@ -6,8 +6,6 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import pytest
-
 import crowdsafe.forecast.live as live_module
 from crowdsafe.config.site import load_site
 from crowdsafe.counting.counter import DensityCounter, EveryCamera
@@ -60,8 +58,7 @@ def test_runner_forecasts_from_its_store_and_alerts(tmp_path: Path, fast_counter
     store.close()
 
 
-def test_runner_config_turns_the_step_on(tmp_path: Path, fast_counter: DensityCounter,
-                                        monkeypatch: pytest.MonkeyPatch):
+def test_runner_config_turns_the_step_on(tmp_path: Path, fast_counter: DensityCounter):
     prepared = prepare_site(load_site(demo_site(tmp_path)))
     store = open_store(tmp_path / "s.sqlite")
     model = quick_fit(prepared.site)
@@ -71,9 +68,9 @@ def test_runner_config_turns_the_step_on(tmp_path: Path, fast_counter: DensityCo
         fits.append(method)
         return model
 
-    monkeypatch.setattr(live_module, "cached_site_model", small_fit)
     runner = local_runner(prepared, store, EveryCamera(fast_counter),
-                         RunnerConfig(state_dir=tmp_path / "state", forecast_every_s=60.0))
+                          RunnerConfig(state_dir=tmp_path / "state", forecast_every_s=60.0,
+                                       forecast_fit=small_fit))
     assert isinstance(runner.forecast, ForecastStep) and runner.forecast.every_s == 60.0
     assert runner.forecast.live.wait(30) and fits == [live_module.default_method()]
     rules = {r.name for r in runner.alerts.engine.rules}

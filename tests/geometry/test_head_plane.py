@@ -18,7 +18,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import crowdsafe.runtime.pipeline as pipeline_module
 from crowdsafe.cli.main import app
 from crowdsafe.config.site import SiteError, load_site, parse_site
 from crowdsafe.counting.counter import DensityResult, EveryCamera
@@ -129,8 +128,7 @@ def walk_through_gate(camera_centre: tuple[float, float, float], direction: int,
     def body_flow(prev: np.ndarray, nxt: np.ndarray, dt_s: float) -> np.ndarray:
         return state["velocity"]  # the person's own image motion over their body, zero elsewhere
 
-    monkeypatch.setattr(pipeline_module, "optical_flow", body_flow)
-    pipe = FramePipeline(geo, EveryCamera(HeadCounter()))
+    pipe = FramePipeline(geo, EveryCamera(HeadCounter()), flow=body_flow)
     frame = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
     total_in = total_out = 0.0
     for k, y in enumerate(ys):

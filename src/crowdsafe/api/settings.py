@@ -60,6 +60,7 @@ class ApiSettings:
     #: None when no runner runs in this process. Returns the camera's background status, or None
     #: when the capture was refused (no frame yet, or the frame holds a crowd).
     capture_background: Callable[[str], str | None] | None = None
+    forecast_fit: Callable[..., Any] | None = None  # the forecaster's model fit; None: its own
     log_level: str = "info"
 
     @property

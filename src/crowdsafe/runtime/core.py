@@ -17,7 +17,8 @@ import numpy as np
 
 from crowdsafe.config.site import Site, SiteError
 from crowdsafe.counting.counter import DensityResult
-from crowdsafe.forecast.live import ForecastStep
+from crowdsafe.forecast.live import ForecastStep, LiveForecasts
+from crowdsafe.forecast.model import SiteForecastModel
 from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
 from crowdsafe.notify.webhooks import WebhookNotifier
 from crowdsafe.runtime.alerting import AlertSink, site_messages
@@ -41,6 +42,7 @@ class RunnerConfig:
     background: BackgroundPolicy = field(default_factory=BackgroundPolicy)
     rules: tuple[AlertRule, ...] | None = None  # None: ``safety.rules.default_rules(site)``
     forecast_every_s: float | None = None  # forecast every zone this often (``forecast.live``); None: off
+    forecast_fit: Callable[[Site, str, int], SiteForecastModel] | None = None  # None: ``LiveForecasts``'s own
     webhooks: tuple[str, ...] = ()
     flush_deadline_s: float = 10.0
     reader_join_s: float = 2.0
@@ -183,7 +185,9 @@ class SiteRunner:
         self.alerts = AlertSink(rules, self.writer, prepared.site.name, notifier,
                                 describe=site_messages(prepared.site))
         self.forecast = (ForecastStep(store, prepared.site, every_s=config.forecast_every_s,
-                                      alert=self.alerts.update) if config.forecast_every_s else None)
+                                      alert=self.alerts.update,
+                                      live=LiveForecasts(prepared.site, store=store, fit=config.forecast_fit))
+                         if config.forecast_every_s else None)
         self.backgrounds_dir = config.state_dir / "backgrounds"
         self.pipeline = FramePipeline(prepared.geometry, counting, background=config.background,
                                       publish_background=self._publish_background)

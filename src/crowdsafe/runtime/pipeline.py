@@ -104,8 +104,10 @@ class FramePipeline:
     def __init__(self, geometry: SiteGeometry, counting: CountsCameras, *,
                  background: BackgroundPolicy | None = None,
                  publish_background: Callable[[str, np.ndarray], None] | None = None,
-                 tunings: dict[str, CameraTuning] | None = None) -> None:
+                 tunings: dict[str, CameraTuning] | None = None,
+                 flow: Callable[[np.ndarray, np.ndarray, float], np.ndarray] = optical_flow) -> None:
         self.geometry = geometry
+        self.flow = flow  # image velocity between a frame and its pair (a parameter: tests give one)
         self.counting = counting
         self.fit = FrameFit(geometry)
         self.book = profile_book(geometry)
@@ -214,7 +216,7 @@ class FramePipeline:
         if not plans or sample.pair is None or not sample.pair_dt:
             return [], []
         pair = self.fit(cid, sample.pair)
-        velocity = optical_flow(image, pair, sample.pair_dt)
+        velocity = self.flow(image, pair, sample.pair_dt)
         rows: list[dict[str, object]] = []
         metrics = []
         body = self._body(cid) if result.cell == self.geometry.cameras[cid].ground_map.cell else None

@@ -38,7 +38,8 @@ def live_forecasts(request: Request) -> LiveForecasts:
     with _LOCK:
         live: LiveForecasts | None = getattr(request.app.state, "crowdsafe_forecasts", None)
         if live is None or live.site is not site:
-            live = LiveForecasts(site, store=api_state(request).store).start()
+            state = api_state(request)
+            live = LiveForecasts(site, store=state.store, fit=state.settings.forecast_fit).start()
             request.app.state.crowdsafe_forecasts = live
     return live
 
