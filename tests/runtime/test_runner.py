@@ -418,6 +418,14 @@ def test_sqlite_lock_delays_writes_without_losing_rows(tmp_path: Path, fast_coun
     assert os.path.getsize(db) > 0
 
 
+def test_a_bare_counter_is_refused_when_the_runner_is_built(tmp_path: Path, fast_counter: DensityCounter):
+    """The runner counts each camera with its own counter; a single one must say so (EveryCamera)."""
+    prepared = prepare_site(load_site(demo_site(tmp_path, scale=1 / 3)))
+    with pytest.raises(TypeError, match="EveryCamera"):
+        local_runner(prepared, open_store(tmp_path / "s.sqlite"), fast_counter,  # type: ignore[arg-type]
+                     RunnerConfig(state_dir=tmp_path / "state"))
+
+
 def test_runner_snapshot_keeps_the_newest_row_per_zone():
     """What /api/zones reads beside a runner (issue 16): newest by ts, whichever camera wrote it."""
     from types import SimpleNamespace

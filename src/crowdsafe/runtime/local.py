@@ -27,6 +27,8 @@ class InProcessCounting:
     """The :class:`~crowdsafe.runtime.core.Counting` strategy of a one-machine run."""
 
     def __init__(self, prepared: PreparedSite, counters: CountsCameras) -> None:
+        if not callable(getattr(counters, "count_camera", None)):  # a bare counter: say so now, not per frame
+            raise TypeError("counters must count per camera: CameraCounters, or EveryCamera(counter)")
         self.counters = counters
         self.fit = FrameFit(prepared.geometry)
         self.slots: LatestSlots[Sample] = LatestSlots()
