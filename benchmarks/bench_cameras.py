@@ -43,6 +43,7 @@ import cv2
 import numpy as np
 import yaml
 
+from crowdsafe.bench.machine import rss_mb
 from crowdsafe.config.site import load_site
 from crowdsafe.counting.counter import DensityCounter, EveryCamera
 from crowdsafe.counting.engines import EngineSpec, EngineUnavailable, create_engine
@@ -56,12 +57,6 @@ DEMO = Path(str(resources.files("crowdsafe") / "data" / "demo_site.yaml"))
 VIDEO = DEMO.parent / "vtest.avi"
 SIZE = (1280, 720)
 
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def load_average() -> list[float]:

@@ -19,12 +19,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
+from crowdsafe.bench.machine import rss_mb
 
 
 def main() -> None:

@@ -10,19 +10,11 @@ second size costs a second compiled network once. This isolates that step from t
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
+from crowdsafe.bench.machine import rss_mb
 from crowdsafe.counting.batch import make_counter
 from crowdsafe.counting.engines import EngineSpec
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -34,19 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
+from crowdsafe.bench.machine import rss_mb
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "src" / "crowdsafe" / "data" / "demo_site.yaml"
 ENDPOINTS = ("/api/zones", "/api/zones/walkway/history", "/metrics")
 
-
-def rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
 
 
 def fit_slope_mb_per_h(samples: list[tuple[float, float]], warmup_s: float) -> dict[str, float]:
@@ -161,7 +155,7 @@ def main() -> int:
         try:
             while proc.poll() is None:
                 now = time.monotonic()
-                if (mb := rss_mb(proc.pid)) is not None:
+                if math.isfinite(mb := rss_mb(proc.pid)):
                     samples.append((now - started, mb))
                 if url is None and (m := err.find(r"dashboard and API: (http://[\d.:\[\]]+)/")):
                     url = m.group(1)

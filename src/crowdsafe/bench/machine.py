@@ -45,3 +45,14 @@ def machine_info() -> dict[str, object]:
         "numpy": _version("numpy"),
         "load_avg_1m_at_start": round(load[0], 2) if load else None,
     }
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory now (VmRSS, not the peak), in MB; NaN when the process is gone or not Linux."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
