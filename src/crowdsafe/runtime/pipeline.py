@@ -82,8 +82,12 @@ class FrameFit:
         return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
     def sample(self, sample: Sample) -> Sample:
+        """The sample with its frame and its flow pair at the calibration's size."""
         image = self(sample.camera_id, sample.image)
-        return sample if image is sample.image else replace(sample, image=image)
+        pair = None if sample.pair is None else self(sample.camera_id, sample.pair)
+        if image is sample.image and pair is sample.pair:
+            return sample
+        return replace(sample, image=image, pair=pair)
 
 
 def count_frame(counting: CountsCameras, fit: FrameFit, sample: Sample) -> CountedFrame:
@@ -215,7 +219,7 @@ class FramePipeline:
         plans = [p for p in self.lines.values() if p.camera_id == cid]
         if not plans or sample.pair is None or not sample.pair_dt:
             return [], []
-        pair = self.fit(cid, sample.pair)
+        pair = sample.pair  # at the calibration's size, as the frame (FrameFit.sample)
         velocity = self.flow(image, pair, sample.pair_dt)
         rows: list[dict[str, object]] = []
         metrics = []
