@@ -16,6 +16,7 @@ from crowdsafe.counting.intervals import coverage
 from crowdsafe.counting.tuning import (
     CameraTuning,
     TuningError,
+    calibrate_interval,
     fit_tuning,
     load_tuning,
     save_tuning,
@@ -60,6 +61,52 @@ def test_cross_validation_picks_the_better_model_and_a_gain_that_removes_bias():
     assert 0.8 <= coverage(tuning.interval, pred, new_truth) <= 1.0
 
 
+def walkers(n_frames: int, seed: int, response: float,
+            unseen_from: int = -1) -> tuple[list[np.ndarray], list[float]]:
+    """One model seeing 2-9 walkers at ``response`` per person; from frame ``unseen_from`` on,
+    the labels also hold 2 people no camera sees (far away, occluded), as in the sample video's
+    frames 147-244."""
+    rng = np.random.default_rng(seed)
+    maps, truth = [], []
+    for i in range(n_frames):
+        n = int(rng.integers(2, 10))
+        people = sum((blob((60, 80), (int(rng.integers(5, 55)), int(rng.integers(5, 75))), response)
+                      for _ in range(n)), np.zeros((60, 80), np.float32))
+        maps.append(people)
+        truth.append(float(n + (2 if 0 <= unseen_from <= i else 0)))
+    return maps, truth
+
+
+@pytest.mark.parametrize(("response", "unseen_from", "gain_fitted", "gain"), [
+    (0.5, -1, True, 2.0),  # the model counts half of everyone: a gain generalises
+    (1.0, 24, False, 1.0),  # it counts everyone it can see: a gain would learn the unseen people
+])
+def test_gain_is_fitted_only_when_it_generalises_across_blocks(response, unseen_from, gain_fitted, gain):
+    maps, truth = walkers(40, seed=4, response=response, unseen_from=unseen_from)
+    tuning = fit_tuning("cam", {"sparse": maps}, truth, list(range(40)))
+    chosen = next(c for c in tuning.candidates if c.gain == tuning.gain)
+    assert chosen.gain_fitted is gain_fitted
+    assert tuning.gain == pytest.approx(gain, rel=0.05)
+    new_maps, new_truth = walkers(100, seed=5, response=response)
+    pred = [float(tuning.apply(m).sum()) for m in new_maps]
+    assert abs(np.mean(pred) - np.mean(new_truth)) < 0.05 * np.mean(new_truth)
+
+
+def test_interval_refitted_on_more_frames_keeps_the_choice_and_records_the_frames():
+    maps, truth = walkers(40, seed=6, response=1.0, unseen_from=30)
+    tuning = fit_tuning("cam", {"sparse": maps}, truth, list(range(40)))
+    assert len(tuning.calibration) == 40
+    # 160 more frames of the same camera with nobody unseen: the upper tail comes from 10 of 200
+    new_maps, new_truth = walkers(160, seed=7, response=1.0)
+    pairs = [(float(tuning.apply(m).sum()), t) for m, t in zip(new_maps, new_truth, strict=True)]
+    wider = calibrate_interval(tuning, pairs, list(range(40, 200)))
+    assert (wider.model, wider.gain, wider.background) == (tuning.model, tuning.gain, tuning.background)
+    assert wider.frames == list(range(200)) and len(wider.calibration) == 200
+    assert wider.interval.hi[0] < tuning.interval.hi[0]
+    predicted, annotated = zip(*wider.calibration, strict=True)
+    assert 0.85 <= coverage(wider.interval, list(predicted), list(annotated)) <= 0.95
+
+
 def test_tuning_round_trip_and_site_file(tmp_path: Path):
     maps, truth = scene(30, seed=3)
     tuning = fit_tuning("view001", maps, truth, list(range(30)))
@@ -98,11 +145,13 @@ def test_tune_cli_on_the_sample_video(tmp_path: Path, counter):
     out = tmp_path / "t.json"
     result = CliRunner().invoke(app, ["tune", str(DEMO_SITE), "--camera", "view001", "--labels", str(HEADS),
                                       "--frames", "0:200", "--max-frames", "6", "--folds", "3",
-                                      "--out", str(out)], obj=uses(MemoCounter(counter)))
+                                      "--interval-frames", "10", "--out", str(out)],
+                             obj=uses(MemoCounter(counter)))
     assert result.exit_code == 0, result.output
     assert "chosen:" in result.output and "expected error" in result.output
+    assert "fitted on 10 frames, 6 of them out-of-block" in " ".join(result.output.split())
     tuning = load_tuning(out)
-    assert len(tuning.frames) == 6 and all(0 <= f < 200 for f in tuning.frames)
+    assert len(tuning.frames) == 10 and all(0 <= f < 200 for f in tuning.frames)
     assert 0.1 <= tuning.gain <= 10
     bad = CliRunner().invoke(app, ["tune", str(DEMO_SITE), "--camera", "nope", "--labels", str(HEADS),
                                    "--frames", "0:200", "--out", str(out)])

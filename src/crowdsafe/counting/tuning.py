@@ -9,7 +9,7 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,12 @@ class TuningError(ValueError):
 
 @dataclass(frozen=True)
 class Candidate:
-    """One (model, background) setting with its cross-validated error."""
+    """One (model, background, gain fitted or not) setting with its cross-validated error.
+
+    The unfitted gain (1) competes with the fitted one because a gain fitted on a few seconds of
+    video also learns what is peculiar to them (people the labels hold but no camera sees);
+    cross-validation across blocks is what tells whether it generalises.
+    """
 
     model: str
     background: bool
@@ -46,9 +51,11 @@ class Candidate:
     cv_mae: float
     cv_bias: float
     cv_game: float = math.nan
+    gain_fitted: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {"model": self.model, "background": self.background, "gain": self.gain,
+                "gain_fitted": self.gain_fitted,
                 "cv_mae": self.cv_mae, "cv_bias": self.cv_bias, "cv_game": self.cv_game}
 
 
@@ -67,6 +74,8 @@ class CameraTuning:
     frames: list[int] = field(default_factory=list)
     candidates: list[Candidate] = field(default_factory=list)
     source: str = ""
+    #: (predicted, annotated) pairs the interval was fitted on; not written to the file.
+    calibration: tuple[tuple[float, float], ...] = field(default=(), compare=False, repr=False)
 
     def apply(self, density: np.ndarray) -> np.ndarray:
         """The frame's density with this camera's background removed (if chosen) and its gain."""
@@ -288,16 +297,17 @@ def fit_tuning(camera: str, maps: Mapping[str, Sequence[np.ndarray]], truth: Seq
             corrected = [subtract_background(m, background) if use_bg and background is not None else m
                          for m in model_maps]
             raw = np.array([float(m.sum(dtype=np.float64)) for m in corrected])
-            pred, gain = cross_validate(raw, t, folds)
-            game = math.nan
-            if labelled:
-                # The out-of-block gain of each frame is pred / raw (same gain for every region).
-                fold_gain = np.divide(pred, raw, out=np.ones_like(raw), where=raw > 0)
-                regions = np.stack([region_sums(m) for m in corrected]) * fold_gain[:, None]
-                game = float(np.abs(regions - regions_truth).sum(axis=1).mean())
-            cand = Candidate(model, use_bg, gain, float(np.abs(pred - t).mean()), float((pred - t).mean()),
-                             game)
-            candidates.append((cand, pred, background if use_bg else None))
+            regions = np.stack([region_sums(m) for m in corrected]) if labelled else None
+            for fitted in (True, False):
+                pred, gain = cross_validate(raw, t, folds) if fitted else (raw.copy(), 1.0)
+                game = math.nan
+                if regions is not None:
+                    # The out-of-block gain of each frame is pred / raw (same gain for every region).
+                    fold_gain = np.divide(pred, raw, out=np.ones_like(raw), where=raw > 0)
+                    game = float(np.abs(regions * fold_gain[:, None] - regions_truth).sum(axis=1).mean())
+                cand = Candidate(model, use_bg, gain, float(np.abs(pred - t).mean()),
+                                 float((pred - t).mean()), game, gain_fitted=fitted)
+                candidates.append((cand, pred, background if use_bg else None))
     if not candidates:
         raise TuningError("no model counted the frames")
     best, pred, background = min(candidates, key=lambda c: c[0].cv_game if labelled else c[0].cv_mae)
@@ -306,4 +316,23 @@ def fit_tuning(camera: str, maps: Mapping[str, Sequence[np.ndarray]], truth: Seq
     return CameraTuning(camera=camera, model=best.model, background=best.background, gain=best.gain,
                         interval=table, background_density=background, cv_mae=best.cv_mae,
                         cv_coverage=coverage(table, pred.tolist(), t.tolist()), frames=list(frames),
-                        candidates=[c for c, _, _ in candidates])
+                        candidates=[c for c, _, _ in candidates],
+                        calibration=tuple(zip(pred.tolist(), t.tolist(), strict=True)))
+
+
+def calibrate_interval(tuning: CameraTuning, pairs: Sequence[tuple[float, float]], frames: Sequence[int],
+                       *, level: float = 0.9) -> CameraTuning:
+    """The tuning with its interval refitted on its own out-of-block pairs plus ``pairs``.
+
+    ``pairs`` are (count with the chosen setting, annotated people) of further annotated frames
+    that took no part in the choice. Choosing costs every model on every frame; an interval only
+    needs the chosen one, and its split-conformal quantile (rank ceil((n+1)(1 - alpha/2)) of n)
+    is less conservative with more frames: at 40 frames each tail sits at the 97.5th percentile.
+    """
+    joined = [*tuning.calibration, *pairs]
+    predicted, truth = [p for p, _ in joined], [t for _, t in joined]
+    table = fit_table(tuning.model, predicted, truth, level=level, min_per_bin=len(joined) + 1,
+                      fitted_on=f"camera {tuning.camera}: {len(tuning.calibration)} out-of-block predictions "
+                                f"and {len(pairs)} more annotated frames with the chosen setting")
+    return replace(tuning, interval=table, cv_coverage=coverage(table, predicted, truth),
+                   frames=sorted({*tuning.frames, *frames}), calibration=tuple(joined))
