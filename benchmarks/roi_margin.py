@@ -29,7 +29,7 @@ from crowdsafe.counting.graph import STRIDE
 from crowdsafe.counting.region import Box, RegionCounter, with_margin
 
 TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "crowd-train"
-MARGINS = (32, 64, 96, 128)
+MARGINS = (32, 64, 96, 112, 128)
 DEMO_FRAMES = (0, 200, 400, 600)
 TRAIN_IMAGES = ("shanghaitech_b_train/IMG_1.jpg", "shanghaitech_b_train/IMG_50.jpg",
                 "shanghaitech_a_train/IMG_1.jpg", "shanghaitech_a_train/IMG_50.jpg")

@@ -61,7 +61,7 @@ def test_margin_off_the_grid_is_refused():
     (mask((72, 96), slice(20, 40), slice(30, 60)), (768, 576), (Box(240, 160, 480, 320), None)),
     (np.zeros((72, 96), bool), (768, 576), None),  # serves no zone or line: the whole frame
     (mask((72, 96), slice(8, 72), slice(0, 96)), (768, 576), None),  # nearly all of it: whole frame
-    (mask((11, 12), slice(0, 11), slice(10, 12)), (100, 90), (Box(80, 0, 96, 88), None)),  # off the grid
+    (mask((72, 95), slice(60, 72), slice(85, 95)), (763, 581), (Box(680, 480, 760, 576), None)),  # off grid
 ])
 def test_plan_region(needed, size, region):
     planned = plan_region(needed, size)

@@ -23,9 +23,10 @@ from crowdsafe.counting.counter import Counts, DensityResult, validate_image
 from crowdsafe.counting.graph import STRIDE
 
 #: Context kept around the needed cells and discarded after inference (multiple of STRIDE):
-#: the smallest margin whose region counts stayed within 0.5 % of full-frame ones on real
-#: frames (benchmarks/results/roi-margin-2026-12-06.json).
-REGION_MARGIN = 64
+#: the smallest margin measured whose region counts stayed within 0.5 % of full-frame ones on
+#: real frames, for both models (benchmarks/results/roi-margin-2026-12-06.json). Twice the
+#: tiles' ``TILE_MARGIN``: 64 px was up to 2.9 % off for a core on its own.
+REGION_MARGIN = 128
 #: A crop with at least this share of the frame's pixels saves too little for the lost
 #: context at its edges: the whole frame is inferred instead.
 FULL_FRAME_SHARE = 0.9
