@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -137,9 +136,11 @@ def bench(
         with user_errors(), console.status(f"timing regions of {site}"):
             region_rows = region_bench(site, spec, repeats)
         render_regions(region_rows, spec, console)
+        command = ["crowdsafe", "bench", "--regions", "--site", str(site), "-e", spec.engine, "-p",
+                   spec.precision, *(["--quick"] if quick else ["--repeats", str(repeats)]),
+                   *(["--threads", str(threads)] if threads else [])]
         data["regions"] = {"site": str(site), "engine": spec.engine, "precision": spec.precision,
-                           "command": shlex.join(["crowdsafe", *sys.argv[1:]]),
-                           "cameras": as_dicts(region_rows)}
+                           "command": shlex.join(command), "cameras": as_dicts(region_rows)}
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(data, indent=2) + "\n")
