@@ -9,7 +9,6 @@ site would run. A camera whose region is (nearly) its whole frame infers the ful
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import cv2
 import numpy as np
 
 from crowdsafe.bench.frames import video_frame
+from crowdsafe.bench.runner import time_calls
 from crowdsafe.config.site import Site, load_site
 from crowdsafe.counting import batch
 from crowdsafe.counting.counter import Counts
@@ -53,13 +53,7 @@ def camera_frame(site: Site, index: int, size: tuple[int, int]) -> np.ndarray:
 
 def seconds_per_frame(counter: Counts, frame: np.ndarray, repeats: int) -> float:
     """Median wall seconds of ``counter.count`` after one untimed call (engine compile, caches)."""
-    counter.count(frame)
-    times = []
-    for _ in range(max(repeats, 1)):
-        start = time.perf_counter()
-        counter.count(frame)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(time_calls(lambda: counter.count(frame), repeats, warmup=1))
 
 
 def region_bench(site_path: Path, spec: EngineSpec, repeats: int = 3,
