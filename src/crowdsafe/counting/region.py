@@ -24,9 +24,10 @@ from crowdsafe.counting.graph import STRIDE
 
 #: Context kept around the needed cells and discarded after inference (multiple of STRIDE):
 #: the smallest margin measured whose region counts stayed within 0.5 % of full-frame ones on
-#: real frames, for both models (benchmarks/results/roi-margin-2026-12-06.json). Twice the
-#: tiles' ``TILE_MARGIN``: 64 px was up to 2.9 % off for a core on its own.
-REGION_MARGIN = 128
+#: real frames for both models (largest difference 0.11 % sparse, 0.02 % dense; 96 px: 0.62 %
+#: sparse), benchmarks/results/roi-margin-2026-12-06.json. The tiles' 64 px ``TILE_MARGIN``
+#: was up to 2.9 % off there.
+REGION_MARGIN = 112
 #: A crop with at least this share of the frame's pixels saves too little for the lost
 #: context at its edges: the whole frame is inferred instead.
 FULL_FRAME_SHARE = 0.9
