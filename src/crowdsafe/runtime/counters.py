@@ -98,6 +98,8 @@ class CameraCounters:
         self._counters: dict[str, Counts] = {}
         #: Each camera's (core, crop) region; absent where the whole frame is inferred.
         self.regions: dict[str, tuple[Box, Box]] = {}
+        self._frame_px = {cid: int(np.prod(cam.ground_map.image_size)) for cid, cam in
+                          geometry.cameras.items()}
         plans = list(plan_lines(geometry).values()) if regions else []
         for camera in geometry.site.cameras:
             model = self.models[camera.id]
@@ -163,7 +165,11 @@ class CameraCounters:
         parts = []
         for camera_id, model in self.models.items():
             precision = "per frame" if model == "auto" else precision_for(model, self._spec).precision
-            parts.append(f"{camera_id} {model} ({precision}{', tuned' if camera_id in self.tuned else ''})")
+            tuned = ", tuned" if camera_id in self.tuned else ""
+            region = self.regions.get(camera_id)
+            share = "" if region is None else \
+                f", region {100 * region[1].pixels / self._frame_px[camera_id]:.0f} %"
+            parts.append(f"{camera_id} {model} ({precision}{tuned}{share})")
         return ", ".join(parts)
 
 
