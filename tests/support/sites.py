@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from importlib import resources
+from pathlib import Path
+
 import numpy as np
+import yaml
 
 from crowdsafe.geometry.homography import apply
 from tests.support.geometry import SIZE
@@ -24,3 +28,21 @@ def site(*cameras: dict, **extra: object) -> dict:
     return {"name": "synthetic", "cameras": list(cameras),
             "zones": [{"id": "plaza", "polygon": PLAZA, "type": "walkway"},
                       {"id": "south", "polygon": SOUTH, "type": "queue"}], **extra}
+
+
+def demo_part(tmp_path: Path, zones: list[dict], lines: list[dict] | None = None,
+              **camera_extra: object) -> Path:
+    """The demo camera (no tuning, absolute source) watching only ``zones`` and ``lines``.
+
+    For region tests: a site whose zones cover part of the frame, on the real demo view.
+    """
+    demo = Path(str(resources.files("crowdsafe") / "data" / "demo_site.yaml"))
+    data = yaml.safe_load(demo.read_text())
+    cam = data["cameras"][0]
+    cam.pop("tuning", None)
+    cam.update(source=str(demo.parent / cam["source"]), **camera_extra)
+    data.update(zones=zones, lines=lines or [])
+    data.pop("staffing", None)
+    path = tmp_path / "part_site.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path

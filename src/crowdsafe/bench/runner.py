@@ -87,16 +87,21 @@ class BenchReport:
                 "peak_method": self.peak_method, "rows": [asdict(r) for r in self.rows]}
 
 
-def time_inference(engine: Engine, batch: np.ndarray, repeats: int, warmup: int) -> list[float]:
-    """Wall seconds of ``repeats`` inferences after ``warmup`` untimed ones (compile, caches)."""
+def time_calls(call: Callable[[], object], repeats: int, warmup: int) -> list[float]:
+    """Wall seconds of ``repeats`` calls after ``warmup`` untimed ones (compile, caches)."""
     for _ in range(warmup):
-        engine.infer(batch)
+        call()
     seconds = []
     for _ in range(max(repeats, 1)):
         start = time.perf_counter()
-        engine.infer(batch)
+        call()
         seconds.append(time.perf_counter() - start)
     return seconds
+
+
+def time_inference(engine: Engine, batch: np.ndarray, repeats: int, warmup: int) -> list[float]:
+    """Wall seconds of ``repeats`` inferences after ``warmup`` untimed ones."""
+    return time_calls(lambda: engine.infer(batch), repeats, warmup)
 
 
 def openvino_exec_precisions(engine: Engine) -> dict[str, int] | None:

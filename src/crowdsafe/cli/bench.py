@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -10,14 +12,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from crowdsafe.bench.regions import RegionRow, as_dicts, region_bench
 from crowdsafe.bench.runner import SIZES, BenchConfig, BenchReport, run_bench
 from crowdsafe.cli.errors import fail, user_errors
-from crowdsafe.counting.engines import ENGINES, PRECISIONS, EngineName, Precision
+from crowdsafe.counting.engines import ENGINES, PRECISIONS, EngineName, EngineSpec, Precision
 from crowdsafe.counting.variants import MODELS, ModelName
 
 #: The public dev set, when this runs inside a checkout that has the shared data next to it.
 DEFAULT_DRIFT_DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "crowd"
 _DRIFT_DEFAULT = DEFAULT_DRIFT_DATA if DEFAULT_DRIFT_DATA.is_dir() else None
+DEMO_SITE = Path(str(resources.files("crowdsafe") / "data" / "demo_site.yaml"))
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -71,6 +75,18 @@ def render(report: BenchReport, console: Console) -> None:
                   "|sum reduced - sum fp32| / sum fp32 over the dev images, same model and engine")
 
 
+def render_regions(rows: list[RegionRow], spec: EngineSpec, console: Console) -> None:
+    table = Table(title=f"region-only inference ({spec.engine} {spec.precision}, batch 1)")
+    for col in ("camera", "frame", "inferred crop", "region / frame", "frames/s full", "frames/s region",
+                "saving"):
+        table.add_column(col, justify="left" if col in ("camera", "inferred crop") else "right", no_wrap=True)
+    for r in rows:
+        crop = "whole frame" if r.crop is None else "{},{}-{},{}".format(*r.crop)
+        table.add_row(r.camera, f"{r.width}x{r.height}", crop, f"{100 * r.region_share:.0f} %",
+                      f"{r.fps_full:.2f}", f"{r.fps_region:.2f}", f"{r.saving_pct:.0f} %")
+    console.print(table)
+
+
 def bench(
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Also write the report here as JSON.")] = None,
@@ -93,6 +109,10 @@ def bench(
         help="Downscale drift images to this longer side.", min=64)] = 1024,
     quick: Annotated[bool, typer.Option(help="640x360 only, 1 timed run, 2 drift images per "
                                         "dataset at <=512 px: a smoke test, not a measurement.")] = False,
+    regions: Annotated[bool, typer.Option(
+        "--regions", help="Also time each camera of --site inferring only the region its zones and "
+        "lines need vs its full frame (first engine and precision asked).")] = False,
+    site: Annotated[Path, typer.Option(help="Site file for --regions.")] = DEMO_SITE,
 ) -> None:
     """Measure speed and int8/bf16 count drift of every model x engine x precision on this machine."""
     size_list = [_parse_size(s) for s in sizes] if sizes else list(SIZES)
@@ -110,7 +130,18 @@ def bench(
     with user_errors(), console.status("benchmarking") as status:
         report = run_bench(config, progress=lambda msg: status.update(msg))
     render(report, console)
+    data = report.as_dict()
+    if regions:
+        spec = EngineSpec(engine=engine_list[0], precision=precision_list[0], threads=threads)
+        with user_errors(), console.status(f"timing regions of {site}"):
+            region_rows = region_bench(site, spec, repeats)
+        render_regions(region_rows, spec, console)
+        command = ["crowdsafe", "bench", "--regions", "--site", str(site), "-e", spec.engine, "-p",
+                   spec.precision, *(["--quick"] if quick else ["--repeats", str(repeats)]),
+                   *(["--threads", str(threads)] if threads else [])]
+        data["regions"] = {"site": str(site), "engine": spec.engine, "precision": spec.precision,
+                           "command": shlex.join(command), "cameras": as_dicts(region_rows)}
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+        json_out.write_text(json.dumps(data, indent=2) + "\n")
         console.print(f"wrote {json_out}")

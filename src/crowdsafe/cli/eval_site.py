@@ -65,7 +65,8 @@ def eval_site(
             if tunings[camera].camera != camera:
                 raise fail(f"--tuning {tuning}: tuned for camera {tunings[camera].camera!r}, not {camera!r}")
         spec, factory = engine_spec(engine, precision, threads), counter_factory(ctx)
-        counter = None if heads is not None else CameraCounters(geometry, spec, factory, tunings=tunings)
+        counter = None if heads is not None else CameraCounters(geometry, spec, factory, tunings=tunings,
+                                                                   regions=False)  # whole-frame truth
         video = site.resolve_source(site.camera(camera))
         with progress_bar(f"evaluating {camera}", len(span)) as advance:
             result = evaluate_site(geometry, camera, video, truth, span, counter, heads=heads,

@@ -114,6 +114,10 @@ class Camera(_Strict):
     tuning: str | None = Field(
         None, description="this camera's tuning file from `crowdsafe tune` (model, background, gain, "
                           "interval); relative paths are relative to the site file")
+    full_frame: bool = Field(
+        False, description="infer the whole frame; by default only the region this camera's zones "
+                           "and lines read (plus the network's context margin) is inferred, and its "
+                           "frame total counts the people in that region only")
     accept_floor_mapping: bool = Field(
         False, description="when this camera's pose cannot be known (no focal_px and none can be "
                            "estimated), map its density at the floor anyway; people then land metres "

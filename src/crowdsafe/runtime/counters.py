@@ -12,6 +12,10 @@ uses: the precision asked for is the precision run. A model without a table (a s
 that has not run ``crowdsafe models calibrate --model ...``) fails when its engine is built,
 with the command to run, rather than quietly switching precision.
 
+Each camera infers only the region its zones and lines read (``counting.region``), unless its
+``full_frame`` says otherwise or the counters are built with ``regions=False`` (a whole-frame
+evaluation); a scale-normalised camera infers the whole frame, since its bands are rows of it.
+
 A camera with a tuning (``cameras[i].tuning``, from ``crowdsafe tune``) runs the model its
 tuning chose, whatever its ``model`` setting says: the gain and interval were fitted to it.
 """
@@ -28,10 +32,13 @@ from crowdsafe.counting import batch
 from crowdsafe.counting.choice import AutoCounter, choose_from_person_px
 from crowdsafe.counting.counter import Counts, DensityResult
 from crowdsafe.counting.engines import EngineSpec
+from crowdsafe.counting.region import Box, RegionCounter, plan_region
 from crowdsafe.counting.scale import ScaleNormalisedCounter, normalised_counter, person_px_per_row
 from crowdsafe.counting.tuning import CameraTuning, site_tunings
 from crowdsafe.counting.variants import ModelChoice, ModelName
 from crowdsafe.geometry.ground_map import GroundMap
+from crowdsafe.geometry.lines import plan_lines
+from crowdsafe.geometry.region import needed_cells
 from crowdsafe.geometry.site import SiteGeometry
 
 log = logging.getLogger(__name__)
@@ -79,7 +86,7 @@ class CameraCounters:
 
     def __init__(self, geometry: SiteGeometry, spec: EngineSpec,
                  factory: Callable[[EngineSpec], Counts] = batch.make_counter, *,
-                 tunings: dict[str, CameraTuning] | None = None) -> None:
+                 tunings: dict[str, CameraTuning] | None = None, regions: bool = True) -> None:
         self._spec = spec
         self._factory = factory
         self._by_model: dict[ModelName, Counts] = {}
@@ -89,6 +96,11 @@ class CameraCounters:
         self.scaled: dict[str, bool] = {}
         grounds = {camera.id: geometry.cameras[camera.id].ground_map for camera in geometry.site.cameras}
         self._counters: dict[str, Counts] = {}
+        #: Each camera's (core, crop) region; absent where the whole frame is inferred.
+        self.regions: dict[str, tuple[Box, Box]] = {}
+        self._frame_px = {cid: int(np.prod(cam.ground_map.image_size)) for cid, cam in
+                          geometry.cameras.items()}
+        plans = list(plan_lines(geometry).values()) if regions else []
         for camera in geometry.site.cameras:
             model = self.models[camera.id]
             if model == "auto":
@@ -99,6 +111,13 @@ class CameraCounters:
             if camera.scale_normalise:
                 counter = self._normalised(camera.id, model, counter, grounds[camera.id])
             self.scaled[camera.id] = isinstance(counter, ScaleNormalisedCounter)
+            region = None
+            if regions and not camera.full_frame and not self.scaled[camera.id]:
+                cam = geometry.cameras[camera.id]
+                region = plan_region(needed_cells(cam, plans), cam.ground_map.image_size)
+            if region is not None:
+                self.regions[camera.id] = region
+                counter = RegionCounter(counter, *region)
             self._counters[camera.id] = counter
 
     @staticmethod
@@ -146,7 +165,11 @@ class CameraCounters:
         parts = []
         for camera_id, model in self.models.items():
             precision = "per frame" if model == "auto" else precision_for(model, self._spec).precision
-            parts.append(f"{camera_id} {model} ({precision}{', tuned' if camera_id in self.tuned else ''})")
+            tuned = ", tuned" if camera_id in self.tuned else ""
+            region = self.regions.get(camera_id)
+            share = "" if region is None else \
+                f", region {100 * region[1].pixels / self._frame_px[camera_id]:.0f} %"
+            parts.append(f"{camera_id} {model} ({precision}{tuned}{share})")
         return ", ".join(parts)
 
 
