@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -145,13 +146,28 @@ def test_tune_cli_on_the_sample_video(tmp_path: Path, counter):
     out = tmp_path / "t.json"
     result = CliRunner().invoke(app, ["tune", str(DEMO_SITE), "--camera", "view001", "--labels", str(HEADS),
                                       "--frames", "0:200", "--max-frames", "6", "--folds", "3",
-                                      "--interval-frames", "10", "--out", str(out)],
+                                      "--interval-frames", "10", "--out", str(out),
+                                      "--keep-frames", str(tmp_path / "kept")],
                              obj=uses(MemoCounter(counter)))
     assert result.exit_code == 0, result.output
     assert "chosen:" in result.output and "expected error" in result.output
     assert "fitted on 10 frames, 6 of them out-of-block" in " ".join(result.output.split())
     tuning = load_tuning(out)
     assert len(tuning.frames) == 10 and all(0 <= f < 200 for f in tuning.frames)
+    # asked to keep them: exactly the frames it counted, readable, at the calibrated size
+    kept = sorted((tmp_path / "kept").glob("*.jpg"))
+    assert [p.name for p in kept] == [f"view001-{f:06d}.jpg" for f in tuning.frames]
+    assert cv2.imread(str(kept[0])).shape == (576, 768, 3)
+    assert list(tmp_path.glob("*.jpg")) == []
+    memo = MemoCounter(counter)  # not asked: the tuning file is all it writes
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    again = CliRunner().invoke(app, ["tune", str(DEMO_SITE), "--camera", "view001", "--labels", str(HEADS),
+                                     "--frames", "0:200", "--max-frames", "6", "--folds", "3",
+                                     "--interval-frames", "6", "--out", str(plain / "t.json")],
+                               obj=uses(memo))
+    assert again.exit_code == 0, again.output
+    assert [p.name for p in plain.iterdir()] == ["t.json"]
     assert 0.1 <= tuning.gain <= 10
     bad = CliRunner().invoke(app, ["tune", str(DEMO_SITE), "--camera", "nope", "--labels", str(HEADS),
                                    "--frames", "0:200", "--out", str(out)])

@@ -25,6 +25,7 @@ from crowdsafe.cli.errors import check_out_folder, fail, user_errors
 from crowdsafe.cli.progress import progress_bar
 from crowdsafe.counting.tuning import calibrate_interval, fit_tuning, save_tuning
 from crowdsafe.evaluation.dataset import DatasetError
+from crowdsafe.measure.background import encode_jpeg
 
 MODELS = ("dense", "sparse")
 
@@ -59,6 +60,17 @@ def decoded(video: str, wanted: list[int],
         cap.release()
 
 
+def keep(folder: Path | None, camera: str, index: int, image: np.ndarray) -> None:
+    """Write one counted frame where ``--keep-frames`` asked for it (nowhere otherwise)."""
+    if folder is None:
+        return
+    path = folder / f"{camera}-{index:06d}.jpg"
+    try:
+        path.write_bytes(encode_jpeg(image, quality=90))
+    except OSError as exc:
+        raise fail(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
 def tune(
     ctx: typer.Context,
     site_file: opt.SiteFileArg,
@@ -79,6 +91,10 @@ def tune(
         min=0, help="Fit the interval on at most this many annotated frames of the range (0: all), "
                     "the ones beyond --max-frames counted once more with the chosen setting only. "
                     "The conformal quantile's finite-sample margin shrinks as frames are added.")] = 0,
+    keep_frames: Annotated[Path | None, typer.Option(
+        help="Also write every frame it counts, as JPEG, into this folder (to check the labels "
+             "against). Off by default: the frames show people; keep and delete them under your "
+             "data-protection rules.", file_okay=False, show_default=False)] = None,
     folds: Annotated[int, typer.Option(min=2, max=20, help="Cross-validation blocks.")] = 5,
     level: Annotated[float, typer.Option(min=0.5, max=0.99, help="Interval level.")] = 0.9,
     engine: opt.EngineOption = opt.EngineChoice.auto,
@@ -87,6 +103,11 @@ def tune(
 ) -> None:
     """Choose model, background subtraction and gain for one camera from annotated frames."""
     check_out_folder("--out", out)
+    if keep_frames is not None:
+        try:
+            keep_frames.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise fail(f"--keep-frames {keep_frames}: cannot create ({exc.strerror or exc})") from None
     from crowdsafe.cli.site import annotated_camera
 
     with user_errors():
@@ -108,7 +129,8 @@ def tune(
                 source_size = size
                 for m in MODELS:
                     maps[m].append(counters[m].count(image).density)
-                del image  # frames are never kept
+                keep(keep_frames, camera, index, image)
+                del image  # frames are never kept unless asked
                 counted.append(index)
                 advance()
         if len(counted) < len(chosen):
@@ -124,7 +146,8 @@ def tune(
             with progress_bar(f"counting {len(more)} more frames for the interval", len(more)) as advance:
                 for index, image, _ in decoded(video, more, (width, height)):
                     density = counters[tuning.model].count(image).density
-                    del image  # frames are never kept
+                    keep(keep_frames, camera, index, image)
+                    del image  # frames are never kept unless asked
                     pairs.append((float(tuning.apply(density).sum(dtype=np.float64)),
                                   float(len(truth[index]))))
                     advance()
