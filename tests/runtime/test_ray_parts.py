@@ -234,3 +234,32 @@ def test_cluster_replicas_load_the_models_the_site_calls_for():
     assert needed(models) == ("sparse",)
     assert needed({"a": "dense", "b": "dense"}) == ("dense",)
     assert needed({"a": "auto", "b": "sparse"}) == ("dense", "sparse")  # per-frame rule needs both
+
+
+@pytest.mark.parametrize("max_batch", [1, 4])  # a CPU replica, and a batching ("GPU") one
+def test_a_replica_infers_the_cameras_region_as_in_process(tmp_path, frames: list[np.ndarray],
+                                                           small_counter: DensityCounter, max_batch: int):
+    """On a cluster a camera infers the same region as in-process, and its map equals the local one."""
+    from crowdsafe.config.site import load_site
+    from crowdsafe.counting.region import RegionCounter
+    from crowdsafe.runtime.core import prepare_site
+    from crowdsafe.runtime.counters import CameraCounters
+    from crowdsafe.runtime.ray.runner import RayCounting
+    from tests.runtime.test_camera_counters import SQUARE
+    from tests.support.sites import demo_part
+
+    prepared = prepare_site(load_site(demo_part(tmp_path, [{"id": "square", "polygon": SQUARE}])))
+    local = CameraCounters(prepared.geometry, EngineSpec("auto", "fp32"), factory=lambda spec: small_counter)
+    counting = RayCounting(prepared, EngineSpec(precision="fp32"))  # builds no actor until it opens
+    assert counting.regions == local.regions and "view001" in counting.regions
+    region = counting.regions["view001"]
+    replica = CountReplica(ReplicaSpec(cpu_spec(small_counter.engine.precision, threads=1),
+                                       "cuda" if max_batch > 1 else "cpu", max_batch=max_batch))
+    counted = replica.count(encode_sample(Sample("view001", 1.0, frames[1]), "raw"), "dense", region)
+    expected = RegionCounter(small_counter, *region).count(frames[1]).density
+    assert counted.density.shape == (72, 96) and counted.batch == 1
+    np.testing.assert_allclose(counted.density, expected, rtol=1e-4, atol=1e-7)
+    assert float(counted.density.sum()) > 0 and (counted.density == 0).mean() > 0.5  # only the core
+    # the background check's median is counted over the same region as the frames
+    median = replica.count_image(frames[1], "dense", region)
+    np.testing.assert_allclose(median, expected, rtol=1e-4, atol=1e-7)

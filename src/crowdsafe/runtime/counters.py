@@ -37,7 +37,7 @@ from crowdsafe.counting.scale import ScaleNormalisedCounter, normalised_counter,
 from crowdsafe.counting.tuning import CameraTuning, site_tunings
 from crowdsafe.counting.variants import ModelChoice, ModelName
 from crowdsafe.geometry.ground_map import GroundMap
-from crowdsafe.geometry.lines import plan_lines
+from crowdsafe.geometry.lines import LinePlan, plan_lines
 from crowdsafe.geometry.region import needed_cells
 from crowdsafe.geometry.site import SiteGeometry
 
@@ -81,6 +81,15 @@ def precision_for(model: ModelName, spec: EngineSpec) -> EngineSpec:
     return replace(spec, model=model)
 
 
+def camera_region(geometry: SiteGeometry, camera_id: str, plans: list[LinePlan]) -> tuple[Box, Box] | None:
+    """(core, crop) the camera infers, or None for the whole frame (``full_frame``, or no saving);
+    the same for in-process and Ray counting."""
+    if geometry.site.camera(camera_id).full_frame:
+        return None
+    cam = geometry.cameras[camera_id]
+    return plan_region(needed_cells(cam, plans), cam.ground_map.image_size)
+
+
 class CameraCounters:
     """The counter of each camera of a site; what :class:`FramePipeline` asks per frame."""
 
@@ -111,10 +120,8 @@ class CameraCounters:
             if camera.scale_normalise:
                 counter = self._normalised(camera.id, model, counter, grounds[camera.id])
             self.scaled[camera.id] = isinstance(counter, ScaleNormalisedCounter)
-            region = None
-            if regions and not camera.full_frame and not self.scaled[camera.id]:
-                cam = geometry.cameras[camera.id]
-                region = plan_region(needed_cells(cam, plans), cam.ground_map.image_size)
+            region = camera_region(geometry, camera.id, plans) if regions and not self.scaled[camera.id] \
+                else None
             if region is not None:
                 self.regions[camera.id] = region
                 counter = RegionCounter(counter, *region)

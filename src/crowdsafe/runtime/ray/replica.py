@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from crowdsafe.counting.choice import AutoCounter
-from crowdsafe.counting.counter import DensityCounter
+from crowdsafe.counting.counter import Counts, DensityCounter, DensityResult
 from crowdsafe.counting.engines import EngineSpec
+from crowdsafe.counting.region import Box, RegionCounter
 from crowdsafe.counting.variants import ModelName
 from crowdsafe.runtime.counters import precision_for
 from crowdsafe.runtime.ray.batching import DynamicBatcher
@@ -65,6 +66,19 @@ class Counted:
     batch: int
 
 
+class _Batched:
+    """One call's view of a batcher as a plain counter (what ``RegionCounter`` wraps), keeping the
+    size of the batch the frame ran in; one per call, since replicas count concurrently."""
+
+    def __init__(self, batcher: DynamicBatcher) -> None:
+        self.batcher = batcher
+        self.batch = 1
+
+    def count(self, image_bgr: np.ndarray) -> DensityResult:
+        result, self.batch = self.batcher.count(image_bgr)
+        return result
+
+
 class CountReplica:
     def __init__(self, spec: ReplicaSpec) -> None:
         if not spec.models:
@@ -98,22 +112,25 @@ class CountReplica:
         return ReplicaInfo(os.getpid(), node_id(), engine.name, engine.device, str(engine.precision),
                            self.spec.max_batch, self.fallback)
 
-    def count(self, wire: WireSample, model: str = "dense") -> Counted:
+    def count(self, wire: WireSample, model: str = "dense", region: tuple[Box, Box] | None = None) -> Counted:
+        """``region``: the camera's (core, crop), inferred as ``CameraCounters`` does in-process."""
         t0 = time.perf_counter()
         image = decode_image(wire.image, wire.encoding)
         t1 = time.perf_counter()
         batcher = self.batchers.get(model)
-        if batcher is not None:
-            result, batch = batcher.count(image)
-        else:
-            result, batch = self._counter_for(model).count(image), 1
+        inner: Counts = _Batched(batcher) if batcher is not None else self._counter_for(model)
+        result = (inner if region is None else RegionCounter(inner, *region)).count(image)
+        batch = inner.batch if isinstance(inner, _Batched) else 1
         t2 = time.perf_counter()
         return Counted(wire.camera_id, wire.ts, result.density, result.image_height, result.image_width,
                        t1 - t0, t2 - t1, batch)
 
-    def count_image(self, image: np.ndarray, model: str = "dense") -> np.ndarray:
-        """A full density map for an image the driver holds (the background check's median)."""
-        return self._counter_for(model).count(image).density
+    def count_image(self, image: np.ndarray, model: str = "dense",
+                    region: tuple[Box, Box] | None = None) -> np.ndarray:
+        """A full-size density map for an image the driver holds (the background check's median),
+        inferred over the camera's region like its frames, so the two counts compare."""
+        counter: Counts = self._counter_for(model)
+        return (counter if region is None else RegionCounter(counter, *region)).count(image).density
 
     def batch_sizes(self) -> dict[int, int]:
         sizes: dict[int, int] = {}

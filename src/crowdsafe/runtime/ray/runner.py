@@ -21,7 +21,7 @@ from crowdsafe.counting.variants import MODELS, ModelName
 from crowdsafe.geometry.lines import plan_lines
 from crowdsafe.runtime.camera import CameraHealth
 from crowdsafe.runtime.core import PreparedSite, RunnerConfig, RunSummary, SiteRunner
-from crowdsafe.runtime.counters import camera_models
+from crowdsafe.runtime.counters import camera_models, camera_region
 from crowdsafe.runtime.pipeline import CountedFrame, FrameOutput
 from crowdsafe.runtime.ray.cluster import ClusterError, ClusterInfo, disconnect
 from crowdsafe.runtime.ray.gpu import Device, GpuPrecision, cpu_spec
@@ -176,6 +176,10 @@ class RayCounting:
         #: local runner's ``CameraCounters`` would choose it.
         self.models = camera_models(prepared.geometry)
         self._intervals = load_tables()  # each model's count interval, as ``DensityCounter`` adds it
+        plans = list(plan_lines(prepared.geometry).values())
+        #: Each camera's (core, crop) where it infers only part of its frame, as in-process.
+        self.regions = {cid: region for cid in self.camera_ids
+                        if (region := camera_region(prepared.geometry, cid, plans)) is not None}
         scaled = [cam.id for cam in prepared.geometry.site.cameras if cam.scale_normalise]
         if scaled:
             log.warning("scale_normalise is not applied on a Ray cluster (cameras %s count at "
@@ -323,7 +327,8 @@ class RayCounting:
         return best
 
     def _send(self, camera_id: str, wire: WireSample, ref: Any, replica: int) -> None:
-        count_ref = self.replicas[replica].count.remote(ref, self.models[camera_id])
+        count_ref = self.replicas[replica].count.remote(ref, self.models[camera_id],
+                                                        self.regions.get(camera_id))
         self._in_flight[count_ref] = _InFlight(camera_id, wire, ref, replica, time.perf_counter())
         self._busy.add(camera_id)
         self._replica_load[replica] += 1
@@ -421,7 +426,8 @@ class RayCounting:
         for i, up in enumerate(self._replica_up):
             if up:
                 try:
-                    density = ray.get(self.replicas[i].count_image.remote(image, model), timeout=300)
+                    ref = self.replicas[i].count_image.remote(image, model, self.regions.get(camera_id))
+                    density = ray.get(ref, timeout=300)
                 except ray.exceptions.RayActorError:
                     self._mark_down(i)
                     continue
