@@ -14,7 +14,7 @@ from crowdsafe.counting.region import RegionCounter
 from crowdsafe.geometry.site import build_site_geometry
 from crowdsafe.runtime.counters import CameraCounters, precision_for, resolve_model
 from crowdsafe.runtime.pipeline import FramePipeline
-from tests.support.sites import demo_part
+from tests.support.sites import SQUARE, demo_part
 
 DEMO_SITE = Path(__file__).resolve().parents[2] / "src" / "crowdsafe" / "data" / "demo_site.yaml"
 
@@ -122,7 +122,6 @@ def test_scale_normalise_leaves_a_dense_camera_at_native_scale(tmp_path):
     assert counters.for_camera("view001") is built[0]
 
 
-SQUARE = [[-14.8, -11.4], [-10.8, -11.4], [-10.8, -7.4], [-14.8, -7.4]]  # 4 m around image (400, 360)
 WALKWAY = [[-6.5, 8.0], [-11.5, 2.5], [-13.5, -10.5], [-14.0, -16.5], [10.0, -10.0], [7.5, -8.0]]
 
 

@@ -245,8 +245,7 @@ def test_a_replica_infers_the_cameras_region_as_in_process(tmp_path, frames: lis
     from crowdsafe.runtime.core import prepare_site
     from crowdsafe.runtime.counters import CameraCounters
     from crowdsafe.runtime.ray.runner import RayCounting
-    from tests.runtime.test_camera_counters import SQUARE
-    from tests.support.sites import demo_part
+    from tests.support.sites import SQUARE, demo_part
 
     prepared = prepare_site(load_site(demo_part(tmp_path, [{"id": "square", "polygon": SQUARE}])))
     local = CameraCounters(prepared.geometry, EngineSpec("auto", "fp32"), factory=lambda spec: small_counter)

@@ -30,6 +30,10 @@ def site(*cameras: dict, **extra: object) -> dict:
                       {"id": "south", "polygon": SOUTH, "type": "queue"}], **extra}
 
 
+#: A 4 m square on the demo camera's floor, around image point (400, 360): part of the frame.
+SQUARE = [[-14.8, -11.4], [-10.8, -11.4], [-10.8, -7.4], [-14.8, -7.4]]
+
+
 def demo_part(tmp_path: Path, zones: list[dict], lines: list[dict] | None = None,
               **camera_extra: object) -> Path:
     """The demo camera (no tuning, absolute source) watching only ``zones`` and ``lines``.
