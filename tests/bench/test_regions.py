@@ -6,15 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from crowdsafe.bench.regions import region_bench
 from crowdsafe.counting.counter import DensityCounter
 from crowdsafe.counting.engines import EngineSpec
-from tests.support.sites import demo_part
+from tests.support.sites import SQUARE, demo_part
 
 DEMO_SITE = Path(__file__).resolve().parents[2] / "src" / "crowdsafe" / "data" / "demo_site.yaml"
-SQUARE = [[-14.8, -11.4], [-10.8, -11.4], [-10.8, -7.4], [-14.8, -7.4]]  # 4 m around image (400, 360)
 KEYS = {"camera", "width", "height", "crop", "region_share", "fps_full", "fps_region", "saving_pct"}
 
 
@@ -27,6 +27,16 @@ def test_a_partial_zone_is_timed_both_ways_and_saves(tmp_path, fast_counter: Den
     assert row.region_share < 0.5
     assert row.fps_region > row.fps_full > 0
     assert row.saving_pct == pytest.approx(100 * (1 - row.fps_full / row.fps_region))
+
+
+def test_a_camera_without_a_calibrated_size_is_timed_at_its_frames_size(tmp_path,
+                                                                       fast_counter: DensityCounter):
+    site = demo_part(tmp_path, [{"id": "square", "polygon": SQUARE}])
+    data = yaml.safe_load(site.read_text())
+    del data["cameras"][0]["calibration"]["image_size"]
+    site.write_text(yaml.safe_dump(data))
+    [row] = region_bench(site, EngineSpec(), repeats=1, factory=lambda spec: fast_counter)
+    assert (row.width, row.height) == (768, 576) and row.crop is not None
 
 
 def test_the_demo_site_reports_no_saving(fast_counter: DensityCounter):

@@ -40,15 +40,18 @@ class RegionRow:
     saving_pct: float  # 100 x (1 - region s/frame / full s/frame)
 
 
-def camera_frame(site: Site, index: int, size: tuple[int, int]) -> np.ndarray:
-    """The camera's first frame at its calibrated size; the bundled video's where it cannot be read."""
+def camera_frame(site: Site, index: int, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The camera's first frame at ``size`` (its own size when None); the bundled video's where it
+    cannot be read."""
     capture = cv2.VideoCapture(str(site.resolve_source(site.cameras[index])))
     try:
         ok, frame = capture.read()
     finally:
         capture.release()
     frame = frame if ok and frame is not None else video_frame()
-    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA) if frame.shape[1::-1] != size else frame
+    if size is None or frame.shape[1::-1] == size:
+        return frame
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
 def seconds_per_frame(counter: Counts, frame: np.ndarray, repeats: int) -> float:
@@ -60,7 +63,7 @@ def region_bench(site_path: Path, spec: EngineSpec, repeats: int = 3,
                  factory: Callable[[EngineSpec], Counts] = batch.make_counter) -> list[RegionRow]:
     """One row per camera of the site (frame sizes from the calibration, else the camera's frame)."""
     site = load_site(site_path)
-    sizes = {cam.id: cam.calibration.image_size or camera_frame(site, i, (0, 0)).shape[1::-1]
+    sizes = {cam.id: cam.calibration.image_size or camera_frame(site, i).shape[1::-1]
              for i, cam in enumerate(site.cameras)}
     geometry = build_site_geometry(site, sizes)
     counters = CameraCounters(geometry, spec, factory)

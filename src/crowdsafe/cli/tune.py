@@ -138,7 +138,8 @@ def tune(
         people = [float(len(truth[k])) for k in counted]
         tuning = fit_tuning(camera, maps, people, counted, folds=folds, level=level,
                             points=[truth[k] for k in counted], image_size=source_size)
-        rest = [k for k in annotated if k not in set(counted)]
+        done = set(counted)
+        rest = [k for k in annotated if k not in done]
         room = interval_frames - len(counted) if interval_frames else len(rest)
         more = spread(rest, room) if room > 0 else []
         pairs: list[tuple[float, float]] = []
