@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Integer, and_, cast, create_engine, event, func, inspect, select, text, update
+from sqlalchemy import Engine, Integer, and_, case, cast, create_engine, event, func, inspect, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
@@ -135,10 +135,15 @@ class Store:
         row = dict(alert)
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         stmt = insert(alerts).values(row)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["alert_id"],
-            set_={k: (func.coalesce(stmt.excluded[k], alerts.c[k]) if k in self._OPERATOR_COLUMNS
-                      else stmt.excluded[k]) for k in row if k != "alert_id"})
+        set_ = {k: (func.coalesce(stmt.excluded[k], alerts.c[k]) if k in self._OPERATOR_COLUMNS
+                    else stmt.excluded[k]) for k in row if k != "alert_id"}
+        if "state" in row:
+            # The engine re-saves an open alert as its message changes; "raised" from it must not undo
+            # an operator's acknowledgement of the same occurrence (a new occurrence is raised again).
+            same = alerts.c.occurrences == func.coalesce(stmt.excluded.occurrences, alerts.c.occurrences)
+            set_["state"] = case((and_(stmt.excluded.state == "raised", alerts.c.state == "acknowledged", same),
+                                  alerts.c.state), else_=stmt.excluded.state)
+        stmt = stmt.on_conflict_do_update(index_elements=["alert_id"], set_=set_)
         with self.engine.begin() as conn:
             conn.execute(stmt)
 
