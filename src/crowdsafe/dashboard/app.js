@@ -395,6 +395,27 @@ async function downloadReport(button) {
   }
 }
 
+// Admins re-read the site file after editing it (names, capacities, polygons): the API answers with
+// what it now shows, or 422 with every problem of the file, which then changes nothing.
+async function reloadSite(button) {
+  button.disabled = true;
+  try {
+    const resp = await api("/api/site/reload", { method: "POST" });
+    const body = await resp.json().catch(() => ({}));
+    if (resp.ok) {
+      button.textContent = `Site reloaded (${body.zones} zones)`;
+      button.title = "";
+      await loadSnapshot();
+    } else {
+      const problems = body.detail && body.detail.problems ? body.detail.problems : [body.detail || resp.status];
+      button.textContent = `Reload refused (${resp.status})`;
+      button.title = problems.join("\n");
+    }
+  } finally {
+    button.disabled = false;
+  }
+}
+
 async function loadBackground(camId) {
   const resp = await api(`/api/cameras/${encodeURIComponent(camId)}/background.jpg`);
   if (resp.ok) CS.setCameraBackground(S.cameras[camId], await resp.blob());
@@ -406,6 +427,7 @@ async function loadSnapshot() {
   S.role = me.role;
   $("who").textContent = `${me.name} (${me.role})`;
   $("report-btn").hidden = !(S.role === "operator" || S.role === "admin");
+  $("reload-btn").hidden = S.role !== "admin";
   if (!S.site || JSON.stringify(S.site) !== JSON.stringify(site)) {
     S.site = site;
     $("site-name").textContent = site.name;
@@ -501,6 +523,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("token-form").addEventListener("submit", saveToken);
   $("token-btn").addEventListener("click", () => askToken());
   $("report-btn").addEventListener("click", (e) => downloadReport(e.currentTarget).catch(console.error));
+  $("reload-btn").addEventListener("click", (e) => reloadSite(e.currentTarget).catch(console.error));
   $("token-forget").addEventListener("click", () => {
     localStorage.removeItem(TOKEN_KEY);
     S.token = null;
