@@ -67,7 +67,8 @@ def fill_hour(source: Path, target: Path, hour_end: float) -> dict[str, int]:
                 if t == "alerts":
                     row[names.index("alert_id")] = f"{row[names.index('alert_id')]}-{k}"
                 rows.append(row)
-            db.executemany(f"INSERT INTO {t} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", rows)
+            marks = ", ".join("?" * len(names))
+            db.executemany(f"INSERT INTO {t} ({', '.join(names)}) VALUES ({marks})", rows)
     db.commit()
     counts = {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in cols}
     db.close()
@@ -137,7 +138,8 @@ def through_api(state: Path, start: float, end: float) -> dict[str, object]:
     finally:
         handle.stop()
         store.close()
-    return {"forecast_status": fitted, "one_s": round(single, 3), "two_at_once_s": [round(x, 3) for x in results],
+    return {"forecast_status": fitted, "one_s": round(single, 3),
+            "two_at_once_s": [round(x, 3) for x in results],
             "two_at_once_wall_s": round(both, 3), "forecast_in_report": "Forecast 15 min ahead" in one.text}
 
 
@@ -161,8 +163,8 @@ def main() -> None:
             "benchmark": "report_speed",
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
             "code": str(Path(crowdsafe.__file__).parent),
-            "commit": subprocess.run(["git", "-C", str(Path(crowdsafe.__file__).parent), "rev-parse", "--short",
-                                      "HEAD"], capture_output=True, text=True).stdout.strip(),
+            "commit": subprocess.run(["git", "-C", str(Path(crowdsafe.__file__).parent), "rev-parse",
+                                      "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                         "loadavg_before": os.getloadavg()},
             "period_s": 3600.0,

@@ -266,13 +266,14 @@ def test_bodies_over_the_limit_get_413_and_under_it_never_5xx(live: dict[str, An
 MALFORMED = ['{"note":"\\ud800"}', '{"a":' * 5000, "[" * 1000 + "]" * 1000, '{"note": 1e999999}',
              '"\\udfff"', '{"\\ud800": 1}', '{"note": NaN}', '{"note": -Infinity}', "[" * 100_000,
              '{"note": ' + "9" * 5000 + "}", '{"note": "x"', b"\xff\xfe\x00{", b'{"note": "\xed\xa0\x80"}',
-             '"' + '\\"' * 2000, "{" * 20 + "}" * 20, '{"note": {"note": {"note": "x"}}}', "null", "[]", "1e-999999"]
+             '"' + '\\"' * 2000, "{" * 20 + "}" * 20, '{"note": {"note": {"note": "x"}}}', "null", "[]",
+             "1e-999999"]
 
 
 def post_operations(live: dict[str, Any]) -> list[tuple[str, bool]]:
     """(path template, takes a body) for every POST in the API's own OpenAPI document."""
-    doc = httpx.get(live["url"] + "/openapi.json", headers={"Authorization": "Bearer " + live["tokens"]["admin"]},
-                    timeout=REQUEST_TIMEOUT_S).json()
+    headers = {"Authorization": "Bearer " + live["tokens"]["admin"]}
+    doc = httpx.get(live["url"] + "/openapi.json", headers=headers, timeout=REQUEST_TIMEOUT_S).json()
     ops = [(path, "requestBody" in item["post"]) for path, item in doc["paths"].items() if "post" in item]
     assert any(takes for _, takes in ops), ops  # the acknowledgement takes one
     return ops
@@ -323,11 +324,11 @@ def hostile_bodies(draw: st.DrawFn) -> bytes:
     if kind == "nested":
         depth = draw(st.integers(1, 3000))
         opener, closer = draw(st.sampled_from([("[", "]"), ('{"a":', "}"), ('{"note":[', "]}")]))
-        return (opener * depth + draw(st.sampled_from(["", "1", '"x"'])) + closer * draw(st.integers(0, depth))
-                ).encode()
+        middle = draw(st.sampled_from(["", "1", '"x"']))
+        return (opener * depth + middle + closer * draw(st.integers(0, depth))).encode()
     if kind == "escape":
         code = draw(st.integers(0, 0xFFFF))
-        return ('{"note": "x\\u%04x"}' % code).encode()
+        return ('{"note": "x\\u' + f"{code:04x}" + '"}').encode()
     if kind == "bytes":
         return draw(st.binary(max_size=300))
     text = json.dumps(draw(json_values), allow_nan=True)

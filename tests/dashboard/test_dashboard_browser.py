@@ -273,7 +273,8 @@ CLOCK_24H = re.compile(r"^([01]\d|2[0-3]):[0-5]\d:[0-5]\d$")
 
 
 def zone_counts(page) -> list[int]:
-    return [int(t) for t in page.locator("#zones-table tbody td[data-count]").all_text_contents() if t.isdigit()]
+    cells = page.locator("#zones-table tbody td[data-count]").all_text_contents()
+    return [int(t) for t in cells if t.isdigit()]
 
 
 def fetch_status(page, method: str, path: str) -> int:
@@ -293,8 +294,8 @@ def test_a_viewers_day(browser, server):
     assert total == sum(zone_counts(page))
     sync_api.expect(page.locator("#zones-total")).to_contain_text("Site total")
     sync_api.expect(page.locator("#lines-since")).to_contain_text("totals over the last 24 h")
-    assert "people in over the last 24 h" in (page.locator("#lines-table th[data-totals=in]").get_attribute("title")
-                                              or "")
+    title = page.locator("#lines-table th[data-totals=in]").get_attribute("title") or ""
+    assert "people in over the last 24 h" in title
     sync_api.expect(page.locator("#cameras img")).to_have_count(1)  # the people-free background, no frame
     # nothing to act on
     for hidden in ("#report-btn", "#reload-btn"):
@@ -321,7 +322,8 @@ def test_an_operators_day(browser, server, tmp_path):
     debrief, in which the note stands next to the alert and the sign-off block is there to sign."""
     now = time.time()
     server["store"].save_alert({"alert_id": "operator-day", "rule": "capacity_90", "subject": "lawn",
-                                "severity": "warning", "state": "raised", "raised_ts": now - 120, "value": 91.0,
+                                "severity": "warning", "state": "raised", "raised_ts": now - 120,
+                                "value": 91.0,
                                 "message": "Front lawn: 366 people, 92 % of capacity for 2 min (limit 90 %)"})
     page, errors = open_dashboard(browser, server, "operator")
     sync_api.expect(page.locator("#who")).to_contain_text("(operator)")

@@ -292,7 +292,8 @@ def test_every_printed_number_is_asserted(known):
     assert f"{at(T0)} to {at(END)} (0:10:00)" in page
     assert at(T0) == "2026-05-28 20:26:40 UTC"  # a site without a timezone is in UTC
     (sign,) = tables["signoff"]
-    assert sign[1:] == [["Prepared by", "", ""], ["Reviewed by", "", ""], ["Date", "", ""]]  # to sign on paper
+    # blank, to sign on paper
+    assert sign[1:] == [["Prepared by", "", ""], ["Reviewed by", "", ""], ["Date", "", ""]]
 
 
 def test_times_are_local_with_utc_alongside_and_charts_in_24_hours(known):
@@ -309,8 +310,9 @@ def test_times_are_local_with_utc_alongside_and_charts_in_24_hours(known):
 def test_issue_26_findings_in_the_debrief(known):
     """One staffing slot is drawn; a zone with readings gets min_stewards however empty; a camera
     that started inside the period is not 'down' before it started."""
-    known.write("zone_readings", [{"zone_id": "forecourt", "ts": T0 + 10 * i, "count": 0.28, "count_high": 0.45,
-                                   "los": "A", "risk": "normal", "density": 0.001} for i in range(60)])
+    known.write("zone_readings", [{"zone_id": "forecourt", "ts": T0 + 10 * i, "count": 0.28,
+                                   "count_high": 0.45, "los": "A", "risk": "normal", "density": 0.001}
+                                  for i in range(60)])
     report = build_report(known, demo_site_with(**STAFFED), T0 - 600, END, forecast=False)
     forecourt = [s for s in report.staffing if s.zone_id == "forecourt"]
     assert forecourt and all(s.recommended == 1 for s in forecourt)  # min_stewards: 1, as on the dashboard
@@ -421,7 +423,8 @@ def test_api_report_is_for_operators(known, tmp_path):
             r = client.get("/api/report", params=params, headers={"Authorization": f"Bearer {tokens[role]}"})
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
             assert '<td>Main walkway</td><td class="n">120.0</td>' in r.text
-        signed = client.get("/api/report", params={**params, "prepared_by": "A. Officer", "date": "2026-05-29"},
+        sign_params = {**params, "prepared_by": "A. Officer", "date": "2026-05-29"}
+        signed = client.get("/api/report", params=sign_params,
                             headers={"Authorization": f"Bearer {tokens['operator']}"})
         (sign,) = tables_of(signed.text)["signoff"]
         assert [row[:2] for row in sign[1:]] == [["Prepared by", "A. Officer"], ["Reviewed by", ""],

@@ -65,7 +65,8 @@ def _check_text(value: Any, where: str = "body") -> None:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise BadBody(f"{where} holds a lone surrogate escape (\\ud800-\\udfff): not valid Unicode") from None
+            raise BadBody(f"{where} holds a lone surrogate escape (\\ud800-\\udfff): "
+                          "not valid Unicode") from None
     elif isinstance(value, dict):
         for key, item in value.items():
             _check_text(key, where)

@@ -71,9 +71,9 @@ def report(
     backgrounds: Annotated[Path | None, typer.Option(
         help="Folder of people-free backgrounds (<camera>.jpg). Default: backgrounds/ next to a "
         "SQLite store.", show_default=False)] = None,
-    prepared_by: Annotated[str, typer.Option(help="Name in the sign-off block (blank: signed on paper).")] = "",
-    reviewed_by: Annotated[str, typer.Option(help="Name in the sign-off block (blank: signed on paper).")] = "",
-    signed_date: Annotated[str, typer.Option("--date", help="Date in the sign-off block (blank: on paper).")] = "",
+    prepared_by: Annotated[str, typer.Option(help="Name in the sign-off block (blank: on paper).")] = "",
+    reviewed_by: Annotated[str, typer.Option(help="Name in the sign-off block (blank: on paper).")] = "",
+    signed_date: Annotated[str, typer.Option("--date", help="Date in the sign-off block.")] = "",
 ) -> None:
     """Write the event debrief: peaks, time in bands, gates, alerts, staffing, egress, data quality."""
     with user_errors():

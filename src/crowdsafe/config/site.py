@@ -546,7 +546,7 @@ def load_site(path: str | Path) -> Site:
     except OSError as exc:
         raise SiteError([f"cannot read: {exc.strerror or exc}"], str(path)) from None
     try:
-        data = yaml.load(text, Loader=_SiteLoader)  # noqa: S506 (a SafeLoader)
+        data = yaml.load(text, Loader=_SiteLoader)
         return parse_site(data, str(path), path.resolve().parent)
     except yaml.YAMLError as exc:
         raise SiteError([_yaml_problem(exc, text)], str(path)) from None

@@ -123,7 +123,8 @@ def time_in_bands(report: Report) -> Chart | None:
             x += 22 + 6.2 * len(label)
         p.frame()
         panels.append(p.svg())
-    return Chart("bands", "Time in each band", document(WIDTH, height + 12, "Time in each band", "".join(panels)))
+    title = "Time in each band"
+    return Chart("bands", title, document(WIDTH, height + 12, title, "".join(panels)))
 
 
 def zone_chart(z: ZoneSummary, report: Report, clock: Clock) -> Chart | None:
@@ -229,7 +230,8 @@ def alerts_chart(report: Report, clock: Clock) -> Chart | None:
         return None
     rows = list(dict.fromkeys(f"{a.subject} · {a.rule}" for a in report.alerts))
     left = 190.0
-    p = Panel(left, 34, WIDTH - left - RIGHT, 22 * len(rows), (report.start, report.end), (0.0, float(len(rows))))
+    p = Panel(left, 34, WIDTH - left - RIGHT, 22 * len(rows), (report.start, report.end),
+              (0.0, float(len(rows))))
     p.time_axis(clock)
     for i, name in enumerate(rows):
         p.text(left - 6, p.y(len(rows) - i - 0.5) + 4, name, "end", 10)
@@ -241,7 +243,8 @@ def alerts_chart(report: Report, clock: Clock) -> Chart | None:
                SEVERITY_COLOURS.get(a.severity, "#666"), f"{a.severity}: {a.message or a.rule}")
         if a.acknowledged_ts is not None:
             x = p.x(a.acknowledged_ts)
-            p.parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{p.y(yc + 0.4):.1f}" y2="{p.y(yc - 0.4):.1f}" '
+            y0, y1 = p.y(yc + 0.4), p.y(yc - 0.4)
+            p.parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y0:.1f}" y2="{y1:.1f}" '
                            'stroke="black" stroke-width="2"/>')
     for sev, colour in SEVERITY_COLOURS.items():
         p.legend.append((sev, colour, "box"))
@@ -352,7 +355,8 @@ def overlay_chart(overlay: CameraOverlay) -> Chart | None:
         v = top * k / 4
         parts.append(f'<text x="{bx + 18:.0f}" y="{30 + height * (1 - k / 4) + 4:.1f}" font-size="10">'
                      f"{v:.2f}</text>")
-    parts.append(f'<text x="{bx:.0f}" y="{30 + height + 16:.0f}" font-size="10">mean p/m² over the period</text>')
+    parts.append(f'<text x="{bx:.0f}" y="{30 + height + 16:.0f}" font-size="10">'
+                 "mean p/m² over the period</text>")
     title = f"Camera {overlay.camera_id}"
     head = f'<text x="{width / 2:.0f}" y="18" font-size="13" text-anchor="middle" font-weight="600">' \
            f"{esc(title)}</text>"

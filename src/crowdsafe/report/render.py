@@ -12,8 +12,8 @@ from __future__ import annotations
 import html
 import math
 import statistics
-from contextvars import ContextVar
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 
 from crowdsafe.report.charts import Chart, charts
@@ -40,7 +40,8 @@ SECTIONS = (("summary", "Summary"), ("zones", "Per zone"), ("gates", "Per gate")
 
 #: The clock of the report being rendered (set by ``render_html``; UTC outside it). A context
 #: variable, so reports rendered side by side in threads each keep their own.
-_CLOCK: ContextVar[Clock] = ContextVar("report_clock", default=Clock())
+_UTC = Clock()
+_CLOCK: ContextVar[Clock] = ContextVar("report_clock", default=_UTC)
 
 
 def fmt_ts(ts: float | None, clock: Clock | None = None) -> str:
@@ -230,7 +231,8 @@ def _signoff(r: Report, drawn: dict[str, Chart]) -> str:
     body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td><td></td></tr>" for k, v in rows)
     return ('<table class="sign"><thead><tr><th></th><th>Name / date</th><th>Signature</th></tr></thead>'
             f"<tbody>{body}</tbody></table>"
-            '<p class="note">The reviewer confirms the period, the findings above and any actions agreed.</p>')
+            '<p class="note">The reviewer confirms the period, the findings above and any actions '
+            "agreed.</p>")
 
 
 BUILDERS = {"summary": _summary, "zones": _zones, "gates": _gates, "alerts": _alerts, "staffing": _staffing,
@@ -243,8 +245,8 @@ def render_html(report: Report, generated_ts: float | None = None) -> str:
     drawn = charts(report, clock)
     token = _CLOCK.set(clock)
     try:
-        sections = "".join(f'<section id="{key}"><h2>{i}. {title}</h2>{BUILDERS[key](report, drawn)}</section>'
-                           for i, (key, title) in enumerate(SECTIONS, 1))
+        sections = "".join(f'<section id="{key}"><h2>{i}. {title}</h2>{BUILDERS[key](report, drawn)}'
+                           "</section>" for i, (key, title) in enumerate(SECTIONS, 1))
     finally:
         _CLOCK.reset(token)
     nav = "".join(f'<li><a href="#{key}">{title}</a></li>' for key, title in SECTIONS)

@@ -94,8 +94,8 @@ class Panel:
         if label:
             self.legend.append((label, colour, f"line:{dash or ''}"))
 
-    def step(self, xs: Sequence[float], ys: Sequence[float], end: float, colour: str, label: str | None = None,
-             dash: str | None = None) -> None:
+    def step(self, xs: Sequence[float], ys: Sequence[float], end: float, colour: str,
+             label: str | None = None, dash: str | None = None) -> None:
         """Each value holds until the next x, the last until ``end`` (so one slot is drawn too)."""
         px: list[float] = []
         py: list[float] = []
@@ -155,7 +155,7 @@ class Panel:
         if ticks is None:
             lo, hi = self.ylim
             step = nice_step(hi - lo)
-            ticks = [(v, num(v)) for k in range(int(math.floor(lo / step)), int(math.ceil(hi / step)) + 1)
+            ticks = [(v, num(v)) for k in range(math.floor(lo / step), math.ceil(hi / step) + 1)
                      if lo - 1e-9 <= (v := k * step) <= hi + 1e-9]
         for v, text in ticks:
             y = self.y(v)
@@ -164,7 +164,8 @@ class Panel:
             self.text(self.left - 5, y + 4, text, "end", 10)
         cy = self.top + self.height / 2
         self.parts.append(f'<text x="{self.left - 40:.1f}" y="{cy:.1f}" font-size="11" text-anchor="middle" '
-                          f'fill="#333" transform="rotate(-90 {self.left - 40:.1f} {cy:.1f})">{esc(label)}</text>')
+                          f'fill="#333" transform="rotate(-90 {self.left - 40:.1f} {cy:.1f})">'
+                          f"{esc(label)}</text>")
 
     def time_axis(self, clock: Clock, labels: bool = True) -> None:
         for t, text in time_ticks(self.xlim[0], self.xlim[1], clock):

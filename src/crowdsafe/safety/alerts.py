@@ -173,7 +173,8 @@ class AlertEngine:
         open_alert.value = max(open_alert.value, value) if value >= rule.clear_at else open_alert.value
         if value >= rule.clear_at and track.above_since is not None and (
                 track.refreshed_ts is None or ts - track.refreshed_ts >= MESSAGE_REFRESH_S):
-            message = self.describe(rule, subject, value, ts - track.above_since, self._latest.get(subject, {}))
+            held = ts - track.above_since
+            message = self.describe(rule, subject, value, held, self._latest.get(subject, {}))
             track.refreshed_ts = ts
             if message != open_alert.message:
                 open_alert.message = message
