@@ -170,10 +170,18 @@ def zone_chart(z: ZoneSummary, report: Report, clock: Clock) -> Chart | None:
     colours = band_colours(labels)
     p = _panel(y, 22, start, end, 1.0)
     if z.density is not None and z.density.ts:
+        runs: list[list[float | str]] = []  # [start, end, colour]: one rectangle per run of a band
         for ts, held, value in zip(z.density.ts, holds(z.density.ts, end), z.density.mean, strict=True):
             label = _classify(value, z.los_bands)
-            if label is not None:
-                p.rect(ts, ts + max(held, report.resolution_s), 0, 1, colours.get(label, "#999999"))
+            if label is None:
+                continue
+            colour, stop = colours.get(label, "#999999"), ts + max(held, report.resolution_s)
+            if runs and runs[-1][2] == colour and ts <= float(runs[-1][1]) + 1e-6:
+                runs[-1][1] = stop
+            else:
+                runs.append([ts, stop, colour])
+        for a, b, colour in runs:
+            p.rect(float(a), float(b), 0, 1, str(colour))
     p.text(LEFT - 6, y + 15, "LoS", "end", 11)
     x = LEFT + PLOT_W + 10
     for label in labels:

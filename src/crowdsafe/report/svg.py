@@ -144,7 +144,7 @@ class Panel:
             return
         tip = f"<title>{esc(title)}</title>" if title else ""
         self.parts.append(f'<rect x="{a:.1f}" y="{c:.1f}" width="{b - a:.1f}" height="{d - c:.1f}" '
-                          f'fill="{colour}">{tip}</rect>')
+                          f'fill="{colour}" shape-rendering="crispEdges">{tip}</rect>')
 
     def text(self, x: float, y: float, text: str, anchor: str = "start", size: int = 11,
              colour: str = "#333", weight: str = "normal") -> None:
