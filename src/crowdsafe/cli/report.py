@@ -10,7 +10,7 @@ import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,8 +18,10 @@ import crowdsafe.api.queries as queries
 from crowdsafe.api.settings import BACKGROUNDS_DIR
 from crowdsafe.cli.errors import fail, user_errors
 from crowdsafe.config.site import Site, load_site
-from crowdsafe.report.compute import SignOff
 from crowdsafe.store import Store, StoreError, open_store
+
+if TYPE_CHECKING:  # the report modules load numpy and the forecaster: only when a report is made
+    from crowdsafe.report.compute import SignOff
 
 
 def parse_time(text: str) -> float:
@@ -96,6 +98,8 @@ def report(
                 t1 = span[1] if t1 is None else t1
             if not t1 > t0:
                 raise fail("--to must be after --from")
+            from crowdsafe.report.compute import SignOff
+
             with user_errors():
                 size = make_report(db, site, t0, t1, out, pdf, backgrounds,
                                    SignOff(prepared_by.strip(), reviewed_by.strip(), signed_date.strip()))
