@@ -467,33 +467,70 @@ def test_sse_needs_a_token_and_limits_clients(env):
         assert r.status_code == 503 and "retry-after" in r.headers
 
 
+def _hub(settings: ApiSettings) -> EventHub:
+    return EventHub(lambda: type("S", (), {"settings": settings})())  # type: ignore[arg-type, return-value]
+
+
+def _refused(hub: EventHub, token: str, client: str, role: str) -> HTTPException:
+    with pytest.raises(HTTPException) as exc:
+        hub.subscribe(token, client, role)
+    return exc.value
+
+
 def test_sse_streams_are_shared_out_per_token_client_and_role():
-    """One token cannot take the pool, and operators keep a reserved share (issue 16)."""
+    """One token cannot take the pool, and the operator reserve applies to every cap (issues 16, 26)."""
     settings = ApiSettings(site_file=Path("x.yaml"), sse_max_clients=8, sse_max_per_token=3,
                            sse_max_per_client=5, sse_operator_reserve=0.25)
-    hub = EventHub(lambda: type("S", (), {"settings": settings})())  # type: ignore[arg-type, return-value]
-    for _ in range(3):
+    hub = _hub(settings)
+    for _ in range(2):
         hub.subscribe("kiosk", "10.0.0.1", "viewer")
-    with pytest.raises(HTTPException) as exc:
-        hub.subscribe("kiosk", "10.0.0.1", "viewer")
-    assert exc.value.status_code == 429 and "this token" in exc.value.detail
+    exc = _refused(hub, "kiosk", "10.0.0.1", "viewer")  # a viewer token: 2 of its 3 (one reserved)
+    assert exc.status_code == 429 and "this token" in exc.detail and " 2 " in exc.detail
     hub.subscribe("wall", "10.0.0.1", "viewer")
-    hub.subscribe("wall", "10.0.0.1", "viewer")
-    with pytest.raises(HTTPException) as exc:  # six streams from one address: its share is 5
-        hub.subscribe("wall", "10.0.0.1", "viewer")
-    assert exc.value.status_code == 429 and "this address" in exc.value.detail
+    exc = _refused(hub, "wall", "10.0.0.1", "viewer")  # viewers at one address: 3 of its 5
+    assert exc.status_code == 429 and "this address" in exc.detail and " 3 " in exc.detail
+    hub.subscribe("control-room", "10.0.0.1", "operator")  # the operator behind the same address
     hub.subscribe("wall", "10.0.0.2", "viewer")
-    with pytest.raises(HTTPException) as exc:  # viewers have used their 6 of 8; 2 are reserved
-        hub.subscribe("phone", "10.0.0.3", "viewer")
-    assert exc.value.status_code == 503
-    hub.subscribe("control-room", "10.0.0.9", "operator")  # the operator still connects
-    hub.subscribe("admin", "10.0.0.9", "admin")
-    with pytest.raises(HTTPException) as exc:  # now the whole pool is used
-        hub.subscribe("control-room", "10.0.0.9", "operator")
-    assert exc.value.status_code == 503
+    hub.subscribe("phone", "10.0.0.3", "viewer")
+    hub.subscribe("phone", "10.0.0.3", "viewer")
+    exc = _refused(hub, "tv", "10.0.0.4", "viewer")  # viewers have used their 6 of 8; 2 are reserved
+    assert exc.status_code == 503
+    hub.subscribe("admin", "10.0.0.9", "admin")  # operators and admins still connect
+    exc = _refused(hub, "control-room", "10.0.0.9", "operator")  # now the whole pool is used
+    assert exc.status_code == 503
     for sub in [s for s in hub.subscribers if s.token == "kiosk"]:
         hub.unsubscribe(sub)
-    hub.subscribe("phone", "10.0.0.3", "viewer")  # a freed slot is usable again
+    hub.subscribe("tv", "10.0.0.4", "viewer")  # a freed slot is usable again
+
+
+def test_no_mix_of_viewer_tokens_at_one_address_locks_the_operator_out():
+    """Issue 26: two (or five) viewer tokens from one address, behind a proxy, filled its 16 streams."""
+    settings = ApiSettings(site_file=Path("x.yaml"))  # the shipped caps and reserve
+    hub = _hub(settings)
+    held = 0
+    for token in ("viewer-1", "viewer-2", "viewer-3", "viewer-4", "viewer-5"):
+        for _ in range(settings.sse_max_per_token):
+            try:
+                hub.subscribe(token, "203.0.113.7", "viewer")
+                held += 1
+            except HTTPException as exc:
+                assert exc.status_code == 429
+                break
+    assert held == 12  # three quarters of the address's 16
+    for _ in range(4):  # the reserved quarter is the operators'
+        hub.subscribe("control-room", "203.0.113.7", "operator")
+    exc = _refused(hub, "control-room", "203.0.113.7", "operator")
+    assert exc.status_code == 429 and "16" in exc.detail
+    # viewers from many addresses stop at three quarters of the pool; an operator still connects
+    hub = _hub(settings)
+    for i in range(settings.sse_max_clients):
+        try:
+            hub.subscribe(f"viewer-{i}", f"10.0.{i // 250}.{i % 250}", "viewer")
+        except HTTPException as exc:
+            assert exc.status_code == 503
+            break
+    assert len(hub.subscribers) == 192
+    hub.subscribe("control-room", "10.9.9.9", "operator")
 
 
 def test_api_worker_threads_are_bounded(env):

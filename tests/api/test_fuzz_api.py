@@ -18,6 +18,7 @@ Case counts: tests/support/fuzzing.py (CI: a small derandomised number; ``tools/
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -42,7 +43,7 @@ from tests.support.fuzzing import fuzz_settings, tally
 #: A hang, not a slow answer: the debrief (GET /api/report) renders its plots and a site reload
 #: rebuilds the geometry, which took over 10 s on the shared 2-core CI machine under load.
 REQUEST_TIMEOUT_S = 45.0
-BODY_LIMIT = 4096
+BODY_LIMIT = 64 * 1024  # the shipped default, so the malformed-JSON corpus reaches the parser
 SECRET = b"crowdsafe-fuzz-secret-marker"
 
 
@@ -256,3 +257,97 @@ def test_bodies_over_the_limit_get_413_and_under_it_never_5xx(live: dict[str, An
 
         prop()
 
+
+
+# -- malformed JSON --------------------------------------------------------------------------------
+
+#: Bodies that once answered 500 (issue 26) and their relatives: lone surrogates, nesting deeper than
+#: the recursion limit, numbers that overflow or are not JSON, bytes that are not UTF-8.
+MALFORMED = ['{"note":"\\ud800"}', '{"a":' * 5000, "[" * 1000 + "]" * 1000, '{"note": 1e999999}',
+             '"\\udfff"', '{"\\ud800": 1}', '{"note": NaN}', '{"note": -Infinity}', "[" * 100_000,
+             '{"note": ' + "9" * 5000 + "}", '{"note": "x"', b"\xff\xfe\x00{", b'{"note": "\xed\xa0\x80"}',
+             '"' + '\\"' * 2000, "{" * 20 + "}" * 20, '{"note": {"note": {"note": "x"}}}', "null", "[]",
+             "1e-999999"]
+
+
+def post_operations(live: dict[str, Any]) -> list[tuple[str, bool]]:
+    """(path template, takes a body) for every POST in the API's own OpenAPI document."""
+    headers = {"Authorization": "Bearer " + live["tokens"]["admin"]}
+    doc = httpx.get(live["url"] + "/openapi.json", headers=headers, timeout=REQUEST_TIMEOUT_S).json()
+    ops = [(path, "requestBody" in item["post"]) for path, item in doc["paths"].items() if "post" in item]
+    assert any(takes for _, takes in ops), ops  # the acknowledgement takes one
+    return ops
+
+
+def concrete(path: str, alert_id: str) -> str:
+    return path.replace("{alert_id}", alert_id).replace("{camera_id}", "view001")
+
+
+def test_malformed_json_on_every_post_gets_a_4xx_naming_the_problem(live: dict[str, Any]):
+    """Each POST that takes a body answers 400/422 with a reason, for an alert that exists and one that
+    does not; a POST that takes none answers as if no body were sent (the body is never read)."""
+    headers = {"Authorization": "Bearer " + live["tokens"]["admin"], "Content-Type": "application/json"}
+    with httpx.Client(base_url=live["url"], timeout=REQUEST_TIMEOUT_S, headers=headers) as client:
+        for path, takes_body in post_operations(live):
+            for alert_id in ("a-forecourt-risk", "0000000000000000"):
+                url = concrete(path, alert_id)
+                without = client.post(url).status_code
+                for body in MALFORMED:
+                    r = client.post(url, content=body)
+                    where = (url, str(body)[:40], r.status_code, r.text[:200])
+                    assert "Traceback" not in r.text, where
+                    if len(body) > BODY_LIMIT:  # refused before anything reads it
+                        assert r.status_code == 413, where
+                    elif not takes_body:
+                        assert r.status_code == without, where
+                    elif body in ("null", "[]"):  # JSON, but not an object: the shape is wrong
+                        assert r.status_code == 422, where
+                    else:
+                        assert r.status_code in (400, 422), where
+                        detail = r.json()["detail"]
+                        assert detail and (isinstance(detail, list) or len(detail) > 10), where
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner,
+                                                                                        max_size=4),
+                           max_leaves=12)
+
+
+@st.composite
+def hostile_bodies(draw: st.DrawFn) -> bytes:
+    """Bodies a parser could trip on: the corpus, mutated; deep nesting; raw escapes; random bytes."""
+    kind = draw(st.sampled_from(["corpus", "nested", "escape", "bytes", "json", "cut"]))
+    if kind == "corpus":
+        body = draw(st.sampled_from(MALFORMED))
+        return body if isinstance(body, bytes) else body.encode("utf-8")
+    if kind == "nested":
+        depth = draw(st.integers(1, 3000))
+        opener, closer = draw(st.sampled_from([("[", "]"), ('{"a":', "}"), ('{"note":[', "]}")]))
+        middle = draw(st.sampled_from(["", "1", '"x"']))
+        return (opener * depth + middle + closer * draw(st.integers(0, depth))).encode()
+    if kind == "escape":
+        code = draw(st.integers(0, 0xFFFF))
+        return ('{"note": "x\\u' + f"{code:04x}" + '"}').encode()
+    if kind == "bytes":
+        return draw(st.binary(max_size=300))
+    text = json.dumps(draw(json_values), allow_nan=True)
+    if kind == "cut":
+        text = text[: draw(st.integers(0, len(text)))]
+    return text.encode("utf-8", "surrogatepass")
+
+
+def test_generated_hostile_bodies_never_get_a_5xx(live: dict[str, Any]):
+    headers = {"Authorization": "Bearer " + live["tokens"]["operator"], "Content-Type": "application/json"}
+    paths = [p for p, takes in post_operations(live) if takes]
+    with tally("api: hostile JSON bodies") as count, \
+            httpx.Client(base_url=live["url"], timeout=REQUEST_TIMEOUT_S, headers=headers) as client:
+
+        @fuzz_settings(ci_default=80)
+        @given(hostile_bodies(), st.sampled_from(paths), st.sampled_from(["a-forecourt-risk", "missing"]))
+        def prop(body: bytes, path: str, alert_id: str) -> None:
+            count.cases += 1
+            r = client.post(concrete(path, alert_id), content=body)
+            assert r.status_code < 500 and "Traceback" not in r.text, (body[:60], r.status_code, r.text[:200])
+
+        prop()

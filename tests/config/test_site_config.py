@@ -184,6 +184,26 @@ def test_staffing_and_schedule_are_strict(demo):
                                  "schedule[0].expected_attendence: unknown field (typo?)"]
 
 
+def test_los_letters_time_zone_and_times_name_their_field(demo, tmp_path):
+    """Issue 26: ``extra_by_los: {G: 4}`` was accepted, and ``T25:00`` said "hour must be in 0..23"."""
+    demo["staffing"]["extra_by_los"] = {"D": 1, "G": 4}
+    demo["timezone"] = "Europe/Lundon"
+    assert problems_of(demo) == [
+        "staffing.extra_by_los.G: not a Level of Service band; known: A, B, C, D, E, F",
+        "timezone: unknown time zone 'Europe/Lundon'; give an IANA name such as Europe/London or UTC"]
+    demo["staffing"]["extra_by_los"] = {"D": 1}
+    demo["timezone"] = "Europe/London"
+    assert parse_site(demo).timezone == "Europe/London"
+    text = DEMO_SITE.read_text().replace("vtest.avi", str(DEMO_SITE.parent / "vtest.avi")).replace(
+        "tuning: view001", f"tuning: {DEMO_SITE.parent}/view001")
+    with pytest.raises(SiteError) as err:
+        load_site(write(tmp_path, text + "\nschedule:\n  - {name: gig, start: 2026-06-01T25:00:00}\n"))
+    assert err.value.problems[0].startswith("schedule[0].start: input should be a valid datetime")
+    ok = load_site(write(tmp_path, text + "\nschedule:\n  - {name: gig, start: 2026-06-01T19:00:00+01:00, "
+                                         "end: 2026-06-01 21:00:00}\n"))  # YAML's own forms still read
+    assert ok.schedule[0].epoch(ok.schedule[0].end) - ok.schedule[0].epoch(ok.schedule[0].start) == 3 * 3600
+
+
 def test_binary_file_and_folder_get_one_clear_line(tmp_path):
     (tmp_path / "binary.yaml").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(128, 256)))
     with pytest.raises(SiteError) as err:

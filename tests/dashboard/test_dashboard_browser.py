@@ -73,7 +73,7 @@ def server(tmp_path_factory):
             proc.kill()
             pytest.fail("crowdsafe serve did not start:\n" + (proc.stdout.read() if proc.stdout else ""))
         time.sleep(0.2)
-    yield {"url": url, "store": store, "tokens": tokens, "now": now}
+    yield {"url": url, "store": store, "tokens": tokens, "now": now, "site_file": site_file}
     proc.terminate()
     try:
         proc.wait(10)
@@ -266,3 +266,127 @@ def test_phone_width_keeps_the_columns_an_operator_acts_on(browser, server):
     page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
     page.close()
     assert not errors, errors
+
+
+# -- issue 26: a day in each role -------------------------------------------------------------
+CLOCK_24H = re.compile(r"^([01]\d|2[0-3]):[0-5]\d:[0-5]\d$")
+
+
+def zone_counts(page) -> list[int]:
+    cells = page.locator("#zones-table tbody td[data-count]").all_text_contents()
+    return [int(t) for t in cells if t.isdigit()]
+
+
+def fetch_status(page, method: str, path: str) -> int:
+    """What the API answers this page's own token (as a curious user would try from the console)."""
+    return page.evaluate("""async ([method, path]) => (await fetch(path, {method, headers:
+        {Authorization: "Bearer " + localStorage.getItem("crowdsafe.token")}})).status""", [method, path])
+
+
+def test_a_viewers_day(browser, server):
+    """A steward's phone or a public screen: sees the site, the total and the gates live, changes nothing."""
+    page, errors = open_dashboard(browser, server, "viewer", viewport=(1440, 900))
+    sync_api.expect(page.locator("#who")).to_contain_text("(viewer)")
+    sync_api.expect(page.locator("#zones-table tbody tr")).to_have_count(3)
+    sync_api.expect(page.locator("#clock")).to_have_text(CLOCK_24H)
+    sync_api.expect(page.locator("#site-total")).to_contain_text("people on site")
+    total = int(page.locator("#site-total").text_content().split()[0])
+    assert total == sum(zone_counts(page))
+    sync_api.expect(page.locator("#zones-total")).to_contain_text("Site total")
+    sync_api.expect(page.locator("#lines-since")).to_contain_text("totals over the last 24 h")
+    title = page.locator("#lines-table th[data-totals=in]").get_attribute("title") or ""
+    assert "people in over the last 24 h" in title
+    sync_api.expect(page.locator("#cameras img")).to_have_count(1)  # the people-free background, no frame
+    # nothing to act on
+    for hidden in ("#report-btn", "#reload-btn"):
+        sync_api.expect(page.locator(hidden)).to_be_hidden()
+    sync_api.expect(page.locator("#alerts button")).to_have_count(0)
+    sync_api.expect(page.locator("#cameras button.capture")).to_have_count(0)
+    assert fetch_status(page, "POST", "/api/alerts/a-forecourt-risk/acknowledge") == 403
+    assert fetch_status(page, "POST", "/api/site/reload") == 403
+    assert fetch_status(page, "GET", "/api/report") == 403
+    # the day goes on: a new count arrives and the total follows, without a reload
+    before = dict(zip(["walkway", "lawn", "forecourt"], zone_counts(page), strict=False))
+    server["store"].write("zone_readings", [zone_row(demo_site(), "lawn", time.time(), 77.0)])
+    sync_api.expect(page.locator('td[data-count="lawn"]')).to_have_text("77", timeout=10_000)
+    expected = sum(v for k, v in before.items() if k != "lawn") + 77
+    sync_api.expect(page.locator("#site-total")).to_contain_text(f"{expected} people on site")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "day-viewer.png"))
+    page.close()
+    assert not [e for e in errors if "403" not in e], errors
+
+
+def test_an_operators_day(browser, server, tmp_path):
+    """The control room: acknowledges an alert with a note, captures nothing by accident, takes the
+    debrief, in which the note stands next to the alert and the sign-off block is there to sign."""
+    now = time.time()
+    server["store"].save_alert({"alert_id": "operator-day", "rule": "capacity_90", "subject": "lawn",
+                                "severity": "warning", "state": "raised", "raised_ts": now - 120,
+                                "value": 91.0,
+                                "message": "Front lawn: 366 people, 92 % of capacity for 2 min (limit 90 %)"})
+    page, errors = open_dashboard(browser, server, "operator")
+    sync_api.expect(page.locator("#who")).to_contain_text("(operator)")
+    sync_api.expect(page.locator("#clock")).to_have_text(CLOCK_24H)
+    sync_api.expect(page.locator("#report-btn")).to_be_visible()
+    sync_api.expect(page.locator("#reload-btn")).to_be_hidden()  # admins only
+    sync_api.expect(page.locator("#cameras button.capture")).to_have_count(1)
+    item = page.locator('#alerts li[data-alert="operator-day"]')
+    sync_api.expect(item).to_contain_text("92 % of capacity", timeout=10_000)
+    item.locator("input").fill("stewards sent to the lawn")
+    item.get_by_role("button", name="Acknowledge").click()
+    sync_api.expect(item).to_contain_text("note: stewards sent to the lawn", timeout=10_000)
+    sync_api.expect(item).to_contain_text("acknowledged by operator-1")
+    # the debrief of the last hour, from the Report button
+    page.once("dialog", lambda d: d.accept("1"))
+    with page.expect_download(timeout=60_000) as download:
+        page.click("#report-btn")
+    path = tmp_path / "debrief.html"
+    download.value.save_as(path)
+    report = browser.new_page(viewport={"width": 1100, "height": 1400})
+    report.goto(path.as_uri())
+    row = report.locator("#alerts tbody tr", has_text="Front lawn: 366 people")
+    sync_api.expect(row).to_contain_text("stewards sent to the lawn")  # the operator's note, not the message
+    sync_api.expect(row).to_contain_text("operator-1")
+    assert re.search(r"\d{4}-\d\d-\d\d [0-2]\d:[0-5]\d:[0-5]\d UTC", row.text_content())
+    sign = report.locator("#signoff table tbody tr")
+    sync_api.expect(sign).to_have_count(3)
+    sync_api.expect(sign.nth(0)).to_contain_text("Prepared by")
+    assert report.locator("#signoff td").first.text_content() == ""  # blank, to sign on paper
+    assert report.locator("svg").count() >= 5
+    report.close()
+    page.close()
+    assert not errors, errors
+
+
+def test_an_admins_day(browser, server):
+    """The site's administrator renames a zone in the site file and reloads; a broken edit is refused
+    with its field named and changes nothing."""
+    site_file: Path = server["site_file"]
+    original = site_file.read_text()
+    page, errors = open_dashboard(browser, server, "admin")
+    try:
+        sync_api.expect(page.locator("#who")).to_contain_text("(admin)")
+        for visible in ("#report-btn", "#reload-btn"):
+            sync_api.expect(page.locator(visible)).to_be_visible()
+        sync_api.expect(page.locator('#zones-table tr[data-zone="lawn"] td').first).to_have_text("Front lawn")
+        site_file.write_text(original.replace("name: Front lawn", "name: North lawn"))
+        page.click("#reload-btn")
+        sync_api.expect(page.locator("#reload-btn")).to_have_text("Site reloaded (3 zones)", timeout=15_000)
+        sync_api.expect(page.locator('#zones-table tr[data-zone="lawn"] td').first).to_have_text("North lawn")
+        sync_api.expect(page.locator("#chart-zone option", has_text="North lawn")).to_have_count(1)
+        broken = original.replace("extra_by_los: {D: 1, E: 2, F: 4}", "extra_by_los: {D: 1, G: 4}")
+        assert broken != original
+        site_file.write_text(broken)
+        page.click("#reload-btn")
+        sync_api.expect(page.locator("#reload-btn")).to_have_text("Reload refused (422)", timeout=15_000)
+        assert "staffing.extra_by_los.G" in (page.locator("#reload-btn").get_attribute("title") or "")
+        sync_api.expect(page.locator('#zones-table tr[data-zone="lawn"] td').first).to_have_text("North lawn")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "day-admin.png"))
+    finally:
+        site_file.write_text(original)
+        httpx.post(server["url"] + "/api/site/reload", timeout=30,
+                   headers={"Authorization": "Bearer " + server["tokens"]["admin"]})
+        page.close()
+    assert not [e for e in errors if "422" not in e], errors  # the refused reload, logged by the browser

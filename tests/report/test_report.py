@@ -131,6 +131,7 @@ def fill_known(store: Store) -> None:
                 "cleared_ts": cleared,
                 "value": 1.0,
                 "message": f"note {alert_id}",
+                "note": "two stewards sent" if alert_id == "w1" else None,
             }
         )
 
@@ -224,8 +225,9 @@ def test_summary_numbers_match_the_known_readings(known):
     assert [(a.alert_id, a.ack_s) for a in report.alerts] == [("i1", None), ("w1", 90.0), ("c1", 30.0)]
     cam = report.cameras[0]
     assert (cam.uptime_pct, cam.gaps, cam.samples, cam.dropped) == (90.0, [(T0 + 300, T0 + 360)], 54, 4)
+    # the policy plans from an upper bound (hi80), so the slot's peak is the readings' count_high
     assert [(s.zone_id, s.peak_count, s.recommended, s.planned, s.shortfall) for s in report.staffing] == [
-        ("walkway", 120.0, 3, 2, 1)
+        ("walkway", 121.0, 3, 2, 1)
     ]
     assert [(e.zone_id, round(e.clearance_s, 3)) for e in report.egress] == [("walkway", 9.756)]
 
@@ -262,7 +264,7 @@ def test_every_printed_number_is_asserted(known):
     ]
     (alert_table,) = tables["alerts"]
     assert alert_table[1:] == [
-        ["info", "walkway", "capacity_90", at(T0 + 50), "–", "–", "–", "–", "note i1"],
+        ["info", "walkway", "capacity_90", at(T0 + 50), "–", "–", "–", "–", "note i1", "–"],
         [
             "warning",
             "walkway",
@@ -273,17 +275,55 @@ def test_every_printed_number_is_asserted(known):
             "0:01:30",
             at(T0 + 300),
             "note w1",
+            "two stewards sent",  # the operator's note, not the alert's message again (issue 26)
         ],
-        ["critical", "walkway", "capacity_90", at(T0 + 500), at(T0 + 530), "op-1", "0:00:30", "–", "note c1"],
+        ["critical", "walkway", "capacity_90", at(T0 + 500), at(T0 + 530), "op-1", "0:00:30", "–", "note c1",
+         "–"],
     ]
     (staff,) = tables["staffing"]
-    assert staff[1:] == [["walkway", at(T0), "120.0", "3", "2", "1"]]
+    assert staff[1:] == [["walkway", at(T0), "121.0", "3", "2", "1"]]
     (egress,) = tables["egress"]
     assert egress[1:] == [["walkway", "120.0", at(T0 + 450), "10", "480", "yes"]]
     cams, coverage = tables["quality"]
-    assert cams[1:] == [["view001", "90.0", "1", "0:01:00", "54", "4", "auto", "no (auto)"]]
+    # the demo camera runs its tuning: it has a per-camera model (issue 26)
+    assert cams[1:] == [["view001", "90.0", "1", "0:01:00", "54", "4", "auto",
+                         "yes (tuning view001_tuning.json)"]]
     assert coverage[1:] == [["Main walkway", "96.5"]]
-    assert f"{at(T0)} to {at(END)} UTC (0:10:00)" in page
+    assert f"{at(T0)} to {at(END)} (0:10:00)" in page
+    assert at(T0) == "2026-05-28 20:26:40 UTC"  # a site without a timezone is in UTC
+    (sign,) = tables["signoff"]
+    # blank, to sign on paper
+    assert sign[1:] == [["Prepared by", "", ""], ["Reviewed by", "", ""], ["Date", "", ""]]
+
+
+def test_times_are_local_with_utc_alongside_and_charts_in_24_hours(known):
+    report = build_report(known, demo_site_with(timezone="Europe/Berlin", **STAFFED), T0, END, forecast=False)
+    page = render_html(report)
+    peaks = tables_of(page)["summary"][0]
+    assert peaks[1][2] == "2026-05-28 22:34:10 CEST (20:34:10 UTC)"  # T0 + 450
+    assert "times in Europe/Berlin (UTC alongside), 24-hour" in page
+    ticks = re.findall(r">(\d\d:\d\d)</text>", page)
+    assert ticks and all(0 <= int(t[:2]) <= 23 for t in ticks) and "22:30" in ticks  # local axis labels
+    assert not re.search(r"\b(AM|PM)\b", page)
+
+
+def test_issue_26_findings_in_the_debrief(known):
+    """One staffing slot is drawn; a zone with readings gets min_stewards however empty; a camera
+    that started inside the period is not 'down' before it started."""
+    known.write("zone_readings", [{"zone_id": "forecourt", "ts": T0 + 10 * i, "count": 0.28,
+                                   "count_high": 0.45, "los": "A", "risk": "normal", "density": 0.001}
+                                  for i in range(60)])
+    report = build_report(known, demo_site_with(**STAFFED), T0 - 600, END, forecast=False)
+    forecourt = [s for s in report.staffing if s.zone_id == "forecourt"]
+    assert forecourt and all(s.recommended == 1 for s in forecourt)  # min_stewards: 1, as on the dashboard
+    cam = report.cameras[0]
+    assert cam.not_running == [(T0 - 600, T0)]
+    assert cam.uptime_pct == 90.0  # not 45 %: the 10 minutes before the camera's first report are no outage
+    assert cam.gaps == [(T0 + 300, T0 + 360)]
+    one_slot = build_report(known, demo_site_with(**STAFFED), T0, T0 + 600, forecast=False)
+    assert len({s.slot_start_ts for s in one_slot.staffing}) == 1
+    svg = re.search(r"<section id=\"staffing\">.*?</svg>", render_html(one_slot), re.S)
+    assert svg is not None and svg.group(0).count("<polyline") >= 3  # walkway (2) and forecourt, drawn
 
 
 def test_page_is_self_contained_with_charts(known):
@@ -357,6 +397,13 @@ def test_cli_writes_html_and_pdf(known, tmp_path):
     assert result.exit_code == 0, result.output
     assert "Main walkway" in out.read_text() and pdf.read_bytes().startswith(b"%PDF")
     assert f"{fmt_ts(T0)} to {fmt_ts(END)}" in out.read_text()
+    signed = CliRunner().invoke(cli, ["report", str(site_file), "--store", str(db), "--from", str(T0), "--to",
+                                      str(END), "--out", str(out), "--prepared-by", "A. Officer",
+                                      "--reviewed-by", "B. Licensing", "--date", "2026-05-29"])
+    assert signed.exit_code == 0, signed.output
+    (sign,) = tables_of(out.read_text())["signoff"]
+    assert [row[:2] for row in sign[1:]] == [["Prepared by", "A. Officer"], ["Reviewed by", "B. Licensing"],
+                                            ["Date", "2026-05-29"]]
     bad = CliRunner().invoke(cli, ["report", str(site_file), "--store", str(db), "--from", "soon"])
     assert bad.exit_code == 2
 
@@ -376,6 +423,14 @@ def test_api_report_is_for_operators(known, tmp_path):
             r = client.get("/api/report", params=params, headers={"Authorization": f"Bearer {tokens[role]}"})
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
             assert '<td>Main walkway</td><td class="n">120.0</td>' in r.text
+        sign_params = {**params, "prepared_by": "A. Officer", "date": "2026-05-29"}
+        signed = client.get("/api/report", params=sign_params,
+                            headers={"Authorization": f"Bearer {tokens['operator']}"})
+        (sign,) = tables_of(signed.text)["signoff"]
+        assert [row[:2] for row in sign[1:]] == [["Prepared by", "A. Officer"], ["Reviewed by", ""],
+                                                ["Date", "2026-05-29"]]
+        assert client.get("/api/report", params={**params, "prepared_by": "x\ny"},
+                          headers={"Authorization": f"Bearer {tokens['operator']}"}).status_code == 422
         bad = client.get(
             "/api/report",
             params={"start": END, "end": T0},
@@ -466,7 +521,7 @@ def test_renders_in_headless_chromium_without_console_errors(known, tmp_path):
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(out.as_uri())
         page.wait_for_load_state("load")
-        assert page.locator("section").count() == 8
+        assert page.locator("section").count() == 9
         assert page.locator("svg").count() >= 7
         widths = page.eval_on_selector_all("svg", "els => els.map(e => e.getBoundingClientRect().width)")
         assert min(widths) > 200  # every chart laid out, none collapsed

@@ -144,13 +144,18 @@ def test_messages_read_like_a_person_wrote_them():
 
     site = load_site(DEMO_SITE)
     engine = AlertEngine(default_rules(site), site_messages(site))
-    raised = []
+    raised, first = [], []
     for ts in range(0, 45, 5):
         engine.update("walkway", "count", ts, 12.0)
         engine.update("walkway", "density", ts, 2.9)
-        raised += engine.update("walkway", "risk_rank", ts, 1.0)
+        now = engine.update("walkway", "risk_rank", ts, 1.0)
+        raised += now
+        first += [a.message for a in now]
     (alert,) = raised
-    assert alert.message == "Main walkway: 2.9 people/m² for 20 s (limit 2.0, risk slowed)"
+    assert first == ["Main walkway: 2.9 people/m² for 20 s (limit 2.0, risk slowed)"]
+    # while it stays open its message is kept current (issue 26: it stayed "for 16 s" for 14.5 min)
+    assert alert.message == "Main walkway: 2.9 people/m² for 35 s (limit 2.0, risk slowed)"
+    assert engine.take_refreshed() == [alert] and engine.take_refreshed() == []
     density = AlertEngine([DENSITY], site_messages(site))
     (alert,) = [a for ts in (0, 40) for a in density.update("walkway", "density", ts, 4.25)]
     assert alert.message == "Main walkway: 4.25 people/m² for 40 s (limit 4.0)"

@@ -113,3 +113,19 @@ def test_dead_url_keeps_retrying_without_raising_and_stops_promptly():
 def test_redact_hides_credentials():
     assert redact("rtsp://admin:pw@10.0.0.5:554/s1") == "rtsp://***@10.0.0.5:554/s1"
     assert redact("rtsp://10.0.0.5/s1") == "rtsp://10.0.0.5/s1"
+    # in the query too (issue 26: `crowdsafe count 'rtsp://host/stream?password=...'` printed it)
+    assert redact("rtsp://host/stream?password=hunter2&channel=1") == "rtsp://host/stream?password=***&channel=1"
+    assert redact("http://cam/x.mjpg?user=bob&pwd=pw&api_key=k&X-Amz-Signature=s&fps=5") == \
+        "http://cam/x.mjpg?user=***&pwd=***&api_key=***&X-Amz-Signature=***&fps=5"
+    assert redact("rtsp://[::1/s?password=pw") == "rtsp://***"  # unparsable: nothing after the scheme
+
+
+def test_count_never_prints_a_stream_password():
+    from typer.testing import CliRunner
+
+    from crowdsafe.cli.main import app
+
+    result = CliRunner().invoke(app, ["count", "rtsp://127.0.0.1:9/stream?password=hunter2",
+                                      "--format", "json"])
+    assert result.exit_code != 0 and "password=***" in result.output
+    assert "hunter2" not in result.output

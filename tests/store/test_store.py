@@ -114,6 +114,21 @@ def test_engine_updates_keep_the_operators_acknowledgement_and_note(store):
     assert (stored["acknowledged_by"], stored["note"]) == ("operator-1", "stewards sent")
 
 
+def test_a_current_message_does_not_undo_the_acknowledgement(store):
+    """The engine re-saves an open alert as its message changes, still saying "raised" (issue 26)."""
+    alert = {"alert_id": "a3", "rule": "busy", "subject": "walkway", "severity": "info", "state": "raised",
+             "raised_ts": 100.0, "value": 2.8, "message": "busy for 16 s", "occurrences": 1}
+    store.save_alert(alert)
+    assert store.acknowledge("a3", by="operator-1", ts=110.0, note="watching")
+    store.save_alert({**alert, "message": "busy for 14 min"})
+    (stored,) = store.alerts()
+    assert (stored["state"], stored["message"]) == ("acknowledged", "busy for 14 min")
+    assert stored["note"] == "watching"
+    store.save_alert({**alert, "state": "cleared", "cleared_ts": 900.0})
+    store.save_alert({**alert, "occurrences": 2, "cleared_ts": None})  # a new occurrence is raised again
+    assert store.alerts()[0]["state"] == "raised"
+
+
 def test_a_store_from_an_older_release_gets_the_new_alert_columns(tmp_path):
     import sqlite3
 

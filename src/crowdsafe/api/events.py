@@ -69,34 +69,40 @@ class EventHub:
     def subscribe(self, token: str = "", client: str = "", role: str = "admin") -> Subscriber:
         """A new stream for ``token`` from ``client``, or 429/503 when its share is used up.
 
-        429 when this token or address already holds its share (the caller can close one of its own
-        streams); 503 when the pool is full for its role (it is the server that is busy).
+        Three caps (per token, per client address, the whole pool), and the operator reserve
+        applies to each: viewer streams may fill at most ``1 - sse_operator_reserve`` of any cap,
+        so no mix of viewer tokens and addresses can take the streams an operator needs. 429 when
+        this token's or this address's share is used (the caller can close one of its own); 503
+        when the pool is full for its role (the server is busy).
         """
         if self._closed:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "server is shutting down")
         settings = self.settings
         privileged = role_rank(role) >= role_rank("operator")
-        if sum(s.token == token for s in self.subscribers) >= settings.sse_max_per_token:
-            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
-                                f"this token already holds {settings.sse_max_per_token} live streams; "
-                                "close one first", headers={"Retry-After": "10"})
-        if sum(s.client == client for s in self.subscribers) >= settings.sse_max_per_client:
-            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
-                                f"this address already holds {settings.sse_max_per_client} live streams; "
-                                "close one first", headers={"Retry-After": "10"})
-        pool = settings.sse_max_clients
-        if not privileged:
-            pool = min(pool, int(settings.sse_max_clients * (1.0 - settings.sse_operator_reserve)))
-            in_use = sum(not s.privileged for s in self.subscribers)
-        else:
-            in_use = len(self.subscribers)
-        if in_use >= pool or len(self.subscribers) >= settings.sse_max_clients:
+        kind = "" if privileged else "viewer "
+        for scope, cap, mine in (("this token", settings.sse_max_per_token, lambda s: s.token == token),
+                                 ("this address", settings.sse_max_per_client, lambda s: s.client == client)):
+            held = [s for s in self.subscribers if mine(s)]
+            if not self._admits(cap, held, privileged):
+                raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                                    f"{scope} already holds its {self.share(cap, privileged)} {kind}live "
+                                    "streams; close one first", headers={"Retry-After": "10"})
+        if not self._admits(settings.sse_max_clients, list(self.subscribers), privileged):
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "too many live clients",
                                 headers={"Retry-After": "10"})
         sub = Subscriber(asyncio.Queue(maxsize=settings.sse_queue_size), token=token, client=client,
                          privileged=privileged)
         self.subscribers.add(sub)
         return sub
+
+    def share(self, cap: int, privileged: bool) -> int:
+        """Streams a cap leaves to one role: all of it for operators, the unreserved part for viewers."""
+        return cap if privileged else int(cap * (1.0 - self.settings.sse_operator_reserve) + 1e-9)
+
+    def _admits(self, cap: int, held: list[Subscriber], privileged: bool) -> bool:
+        if len(held) >= cap:
+            return False
+        return privileged or sum(not s.privileged for s in held) < self.share(cap, privileged)
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)

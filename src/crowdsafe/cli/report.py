@@ -10,7 +10,7 @@ import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,9 @@ from crowdsafe.api.settings import BACKGROUNDS_DIR
 from crowdsafe.cli.errors import fail, user_errors
 from crowdsafe.config.site import Site, load_site
 from crowdsafe.store import Store, StoreError, open_store
+
+if TYPE_CHECKING:  # the report modules load numpy and the forecaster: only when a report is made
+    from crowdsafe.report.compute import SignOff
 
 
 def parse_time(text: str) -> float:
@@ -46,12 +49,12 @@ def stored_span(store: Store) -> tuple[float, float] | None:
 
 
 def make_report(store: Store, site: Site, start: float, end: float, out: Path, pdf: Path | None = None,
-                backgrounds_dir: Path | None = None) -> int:
+                backgrounds_dir: Path | None = None, signoff: SignOff | None = None) -> int:
     """Compute and write the report; returns the HTML's size in bytes (shared with ``demo --report``)."""
     from crowdsafe.report.compute import build_report
     from crowdsafe.report.render import write_report
 
-    report = build_report(store, site, start, end, backgrounds_dir=backgrounds_dir)
+    report = build_report(store, site, start, end, backgrounds_dir=backgrounds_dir, signoff=signoff)
     return write_report(report, out, pdf, generated_ts=time.time())
 
 
@@ -70,6 +73,9 @@ def report(
     backgrounds: Annotated[Path | None, typer.Option(
         help="Folder of people-free backgrounds (<camera>.jpg). Default: backgrounds/ next to a "
         "SQLite store.", show_default=False)] = None,
+    prepared_by: Annotated[str, typer.Option(help="Name in the sign-off block (blank: on paper).")] = "",
+    reviewed_by: Annotated[str, typer.Option(help="Name in the sign-off block (blank: on paper).")] = "",
+    signed_date: Annotated[str, typer.Option("--date", help="Date in the sign-off block.")] = "",
 ) -> None:
     """Write the event debrief: peaks, time in bands, gates, alerts, staffing, egress, data quality."""
     with user_errors():
@@ -92,8 +98,11 @@ def report(
                 t1 = span[1] if t1 is None else t1
             if not t1 > t0:
                 raise fail("--to must be after --from")
+            from crowdsafe.report.compute import SignOff
+
             with user_errors():
-                size = make_report(db, site, t0, t1, out, pdf, backgrounds)
+                size = make_report(db, site, t0, t1, out, pdf, backgrounds,
+                                   SignOff(prepared_by.strip(), reviewed_by.strip(), signed_date.strip()))
         finally:
             db.close()
     except StoreError as exc:

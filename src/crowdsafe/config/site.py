@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import shapely
@@ -276,6 +277,8 @@ class ScheduleEvent(BaseModel):
 
 class Site(_Strict):
     name: str
+    timezone: str = Field("UTC", description="the site's IANA time zone, e.g. Europe/London: the debrief "
+                                              "shows times in it, with UTC alongside")
     head_height_m: float = Field(
         1.6, ge=0, le=3.0, description="height above the floor of the heads the counting models put each "
                                        "person's density at, metres (0 maps density at the floor)")
@@ -430,6 +433,30 @@ def _safety_problems(site: Site) -> list[str]:
     return problems
 
 
+def _staffing_problems(site: Site) -> list[str]:
+    """Every ``extra_by_los`` key must be a band label of a LoS profile the site can use."""
+    if site.staffing is None or not site.staffing.extra_by_los:
+        return []
+    profiles = {**BUILTIN_PROFILES}
+    labels = {b.label for name in ("fruin_walkway", "fruin_queue") if name in profiles
+              for b in profiles[name].bands}
+    labels |= {b.label for bands in site.safety.profiles.values() for b in bands}
+    labels |= {b.label for name in set(site.safety.los_by_zone_type.values())
+               | {z.los_profile for z in site.zones if z.los_profile} if name in profiles
+               for b in profiles[name].bands}
+    return [f"staffing.extra_by_los.{key}: not a Level of Service band; known: {', '.join(sorted(labels))}"
+            for key in site.staffing.extra_by_los if key not in labels]
+
+
+def _timezone_problems(site: Site) -> list[str]:
+    try:
+        ZoneInfo(site.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return [f"timezone: unknown time zone {site.timezone!r}; give an IANA name such as Europe/London "
+                "or UTC"]
+    return []
+
+
 def site_problems(site: Site) -> list[str]:
     """Cross-field checks pydantic's per-field types cannot express, each with its field path."""
     problems = _duplicates([c.id for c in site.cameras], "cameras")
@@ -455,9 +482,9 @@ def site_problems(site: Site) -> list[str]:
                 problems.append(f"lines[{i}].positive: direction {list(line.positive)} is parallel to the "
                                 "line (or zero); it must point across it")
     for i, event in enumerate(site.schedule):
-        if event.end is not None and event.end <= event.start:
+        if event.end is not None and event.epoch(event.end) <= event.epoch(event.start):
             problems.append(f"schedule[{i}].end: must be after start")
-    return problems + _safety_problems(site)
+    return problems + _safety_problems(site) + _staffing_problems(site) + _timezone_problems(site)
 
 
 def parse_site(data: Any, source: str | None = None, base_dir: Path | None = None) -> Site:
@@ -492,6 +519,16 @@ def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
     return f"invalid YAML at {where}: {' '.join(str(reason).split())}"
 
 
+class _SiteLoader(yaml.SafeLoader):
+    """Safe YAML that leaves timestamps as text: YAML's own reading of ``2026-06-01T25:00:00`` fails
+    with "hour must be in 0..23" and no field; the schema then parses the text and names the field."""
+
+
+_SiteLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
 def load_site(path: str | Path) -> Site:
     """Read and validate a site file; SiteError names the field path and reason of each problem."""
     path = Path(path)
@@ -509,7 +546,7 @@ def load_site(path: str | Path) -> Site:
     except OSError as exc:
         raise SiteError([f"cannot read: {exc.strerror or exc}"], str(path)) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SiteLoader)
         return parse_site(data, str(path), path.resolve().parent)
     except yaml.YAMLError as exc:
         raise SiteError([_yaml_problem(exc, text)], str(path)) from None

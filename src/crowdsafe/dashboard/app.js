@@ -73,7 +73,9 @@ async function saveToken(event) {
 // ---- rendering -----------------------------------------------------------------------------
 const age = (ts) => Math.max(0, Date.now() / 1000 - ts);
 const fmtAge = (s) => (s < 90 ? `${Math.round(s)} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`);
-const fmtTime = (ts) => new Date(ts * 1000).toLocaleTimeString();
+// 24-hour everywhere, as the charts and the debrief (a control room's "03:00" is never ambiguous).
+const TIME_24H = { hourCycle: "h23", hour: "2-digit", minute: "2-digit", second: "2-digit" };
+const fmtTime = (ts) => new Date(ts * 1000).toLocaleTimeString([], TIME_24H);
 // never "-0.00": a density a hair below zero (model noise) reads as 0
 const num = (v, d = 1) => (v === null || v === undefined ? "–"
   : Number(v).toFixed(d).replace(/^-(0\.?0*)$/, "$1"));
@@ -108,6 +110,7 @@ function renderZones() {
   const body = $("zones-table").tBodies[0];
   body.replaceChildren();
   const alerting = openAlertsBySubject();
+  let total = 0, counted = 0, capacity = 0;
   for (const zone of S.site.zones) {
     const r = S.zones[zone.id];
     const tr = el("tr", null, "zone-row" + (zone.id === S.selected ? " selected" : ""));
@@ -132,6 +135,8 @@ function renderZones() {
     body.appendChild(tr);
     CS.updateMapZone(S.nodes, zone.id, r, severity);
     for (const cam of Object.values(S.cameras)) CS.updateCameraZone(cam, zone.id, r, severity);
+    if (r) { total += r.count; counted += 1; }
+    if (zone.capacity) capacity += zone.capacity; else capacity = NaN;
     // one "now" for every panel: the forecast table shows the same live reading
     for (const td of document.querySelectorAll(`td[data-now="${CSS.escape(zone.id)}"]`)) {
       td.textContent = r ? String(Math.round(r.count)) : "–";
@@ -140,6 +145,23 @@ function renderZones() {
       td.textContent = r ? CS.fmtClear(r.clearance_s, r.count) : "–";
     }
   }
+  renderSiteTotal(total, counted, capacity);
+}
+
+// The whole site at a glance: the zones' counts added up (where zones overlap, people in both are
+// counted twice), with the share of their total capacity when every zone has one.
+function renderSiteTotal(total, counted, capacity) {
+  const n = S.site.zones.length;
+  const text = counted ? `${Math.round(total)} people on site` : "no reading yet";
+  const pct = counted && Number.isFinite(capacity) && capacity > 0 ? `, ${Math.round(100 * total / capacity)} % of capacity` : "";
+  const partial = counted && counted < n ? ` (${counted} of ${n} zones reporting)` : "";
+  $("site-total").textContent = text + pct + partial;
+  const foot = $("zones-total");
+  foot.replaceChildren(el("th", "Site total"), el("td"), el("td", counted ? String(Math.round(total)) : "–"),
+    el("td", pct ? `${Math.round(100 * total / capacity)} %` : "–"));
+  const rest = el("td", partial.trim(), "note");
+  rest.colSpan = 4;
+  foot.appendChild(rest);
 }
 
 const SPARK_POINTS = 60;
@@ -168,8 +190,13 @@ function renderLines() {
     body.appendChild(tr);
   }
   const first = Object.values(S.lineTotals)[0];
-  $("lines-since").textContent = first ? (first.since === "last 24 h" ? "totals over the last 24 h"
-    : `totals since ${first.since} (${fmtTime(first.since_ts)})`) : "";
+  // What the API sums: since the scheduled event under way began, or the last 24 h without one.
+  const since = first ? (first.since === "last 24 h" ? "the last 24 h (no scheduled event under way)"
+    : `${first.since} began (${fmtTime(first.since_ts)})`) : "";
+  $("lines-since").textContent = first ? `totals over ${since}` : "";
+  for (const th of document.querySelectorAll("th[data-totals]")) {
+    th.title = first ? `people ${th.dataset.totals} over ${since}` : "";
+  }
   for (const line of S.site.lines) {
     const r = S.lines[line.id];
     const t = S.lineTotals[line.id];
@@ -368,6 +395,27 @@ async function downloadReport(button) {
   }
 }
 
+// Admins re-read the site file after editing it (names, capacities, polygons): the API answers with
+// what it now shows, or 422 with every problem of the file, which then changes nothing.
+async function reloadSite(button) {
+  button.disabled = true;
+  try {
+    const resp = await api("/api/site/reload", { method: "POST" });
+    const body = await resp.json().catch(() => ({}));
+    if (resp.ok) {
+      button.textContent = `Site reloaded (${body.zones} zones)`;
+      button.title = "";
+      await loadSnapshot();
+    } else {
+      const problems = body.detail && body.detail.problems ? body.detail.problems : [body.detail || resp.status];
+      button.textContent = `Reload refused (${resp.status})`;
+      button.title = problems.join("\n");
+    }
+  } finally {
+    button.disabled = false;
+  }
+}
+
 async function loadBackground(camId) {
   const resp = await api(`/api/cameras/${encodeURIComponent(camId)}/background.jpg`);
   if (resp.ok) CS.setCameraBackground(S.cameras[camId], await resp.blob());
@@ -379,6 +427,7 @@ async function loadSnapshot() {
   S.role = me.role;
   $("who").textContent = `${me.name} (${me.role})`;
   $("report-btn").hidden = !(S.role === "operator" || S.role === "admin");
+  $("reload-btn").hidden = S.role !== "admin";
   if (!S.site || JSON.stringify(S.site) !== JSON.stringify(site)) {
     S.site = site;
     $("site-name").textContent = site.name;
@@ -451,7 +500,7 @@ async function live() {
 }
 
 function tick() {
-  $("clock").textContent = new Date().toLocaleTimeString();
+  $("clock").textContent = new Date().toLocaleTimeString([], TIME_24H);
   for (const td of document.querySelectorAll("td[data-ts]")) {
     if (!td.dataset.ts) continue;
     const a = age(Number(td.dataset.ts));
@@ -474,6 +523,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("token-form").addEventListener("submit", saveToken);
   $("token-btn").addEventListener("click", () => askToken());
   $("report-btn").addEventListener("click", (e) => downloadReport(e.currentTarget).catch(console.error));
+  $("reload-btn").addEventListener("click", (e) => reloadSite(e.currentTarget).catch(console.error));
   $("token-forget").addEventListener("click", () => {
     localStorage.removeItem(TOKEN_KEY);
     S.token = null;

@@ -19,7 +19,7 @@
     return e;
   }
   const round = (v) => (v === null || v === undefined ? "–" : String(Math.round(v)));
-  const hhmm = (ts) => new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const hhmm = (ts) => new Date(ts * 1000).toLocaleTimeString([], { hourCycle: "h23", hour: "2-digit", minute: "2-digit" });
   const fmtClear = (s, count) => (window.CS && CS.fmtClear ? CS.fmtClear(s, count)
     : s === null || s === undefined ? "no exits" : `${Math.round(s)} s`);
 

@@ -19,6 +19,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from crowdsafe.urls import redact
+
 log = logging.getLogger(__name__)
 
 
@@ -37,7 +39,7 @@ class WebhookNotifier:
                  backoff_s: float = 0.5, max_backoff_s: float = 30.0, timeout_s: float = 5.0) -> None:
         for url in urls:
             if not url.startswith(("http://", "https://")):
-                raise ValueError(f"webhook URL must be http(s): {url!r}")
+                raise ValueError(f"webhook URL must be http(s): {redact(url)!r}")
         self.urls = urls
         self.attempts, self.backoff_s, self.max_backoff_s = attempts, backoff_s, max_backoff_s
         self.timeout_s = timeout_s
@@ -86,7 +88,7 @@ class WebhookNotifier:
                         self.stats.delivered += 1
                         return
             except (urllib.error.URLError, OSError, TimeoutError) as exc:
-                log.warning("webhook %s attempt %d/%d failed: %s", url, attempt, self.attempts, exc)
+                log.warning("webhook %s attempt %d/%d failed: %s", redact(url), attempt, self.attempts, exc)
             if attempt == self.attempts or self._stop.is_set():
                 break
             self.stats.retries += 1

@@ -133,6 +133,7 @@ class AlertRow:
     acknowledged_by: str | None
     cleared_ts: float | None
     message: str | None
+    note: str | None = None  # the operator's note with the acknowledgement
 
     @property
     def ack_s(self) -> float | None:
@@ -175,7 +176,9 @@ class CameraQuality:
     gaps: list[tuple[float, float]]
     samples: int
     dropped: int
-    tuned: bool  # the site file names this camera's model (not ``auto``)
+    tuned: bool  # the site file sets this camera's model or gives it a tuning (``crowdsafe tune``)
+    tuning: str | None = None  # the tuning file named in the site file
+    not_running: list[tuple[float, float]] = field(default_factory=list)  # before its first health row
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,15 @@ class CameraOverlay:
     background: Path | None
     zones: dict[str, list[list[list[float]]]]  # zone id -> rings of [u, v]
     mean_density: dict[str, float]
+
+
+@dataclass(frozen=True)
+class SignOff:
+    """Who prepared and who reviewed the debrief, and when; blank fields are signed on paper."""
+
+    prepared_by: str = ""
+    reviewed_by: str = ""
+    date: str = ""
 
 
 @dataclass(frozen=True)
@@ -206,6 +218,8 @@ class Report:
     cameras: list[CameraQuality]
     overlays: list[CameraOverlay]
     site_flow_limits: dict[str, float]
+    timezone: str = "UTC"  # the site's (``timezone`` in the site file): times are shown in it, UTC alongside
+    signoff: SignOff = field(default_factory=SignOff)
 
     @property
     def alerts_by_severity(self) -> dict[str, int]:
@@ -364,7 +378,7 @@ def gate_summary(store: Store, site: Site, line_id: str, start: float, end: floa
 
 def alert_rows(store: Store, start: float, end: float) -> list[AlertRow]:
     return [AlertRow(a["alert_id"], a["rule"], a["subject"], a["severity"], a["state"], a["raised_ts"],
-                     a["acknowledged_ts"], a["acknowledged_by"], a["cleared_ts"], a["message"])
+                     a["acknowledged_ts"], a["acknowledged_by"], a["cleared_ts"], a["message"], a.get("note"))
             for a in queries.alerts_raised_between(store, start, end)]
 
 
@@ -373,6 +387,9 @@ def staffing_rows(store: Store, site: Site, start: float, end: float) -> tuple[l
 
     What the policy would have asked for, given what happened: a debrief asks whether the
     stewards planned (``staffing.planned_stewards: {zone: n}`` in the site file) were enough.
+    A zone with readings in a slot was open then, so ``min_stewards`` applies however few people
+    it held (as on the dashboard); the peak is the readings' upper bound where the policy plans
+    from an upper bound (``forecast_bound`` hi80/hi95), else their count.
     """
     policy = site.staffing
     if policy is None:
@@ -386,15 +403,20 @@ def staffing_rows(store: Store, site: Site, start: float, end: float) -> tuple[l
         peaks: dict[int, float] = {}
         for row in rows:
             slot = int((row["ts"] - start) // slot_s)
-            peaks[slot] = max(peaks.get(slot, 0.0), float(row["count"]))
+            high = row.get("count_high") if policy.forecast_bound != "mean" else None
+            people = float(row["count"] if high is None else max(high, row["count"]))
+            peaks[slot] = max(peaks.get(slot, 0.0), people)
         area = zone_area(zone)
         los_profile = book.los_profile(zone.type, zone.los_profile)
         for slot, people in sorted(peaks.items()):
             los = los_profile.classify(people / area) if area > 0 else None
+            counted = max(people, policy.open_at_people)  # measured, hence open
             out.append(StaffRow(zone.id, start + slot * slot_s, people,
-                                zone_stewards(policy, zone, people, los)[3], planned.get(zone.id)))
-    note = (f"Recommended: the policy applied to each zone's measured peak in each {STAFF_SLOT_MIN}-minute "
-            "slot. Planned: staffing.planned_stewards in the site file"
+                                zone_stewards(policy, zone, counted, los)[3], planned.get(zone.id)))
+    bound = "count" if policy.forecast_bound == "mean" else "upper bound of the count"
+    note = (f"Recommended: the policy applied to each zone's measured peak ({bound}) in each "
+            f"{STAFF_SLOT_MIN}-minute slot; a zone with readings counts as open, so min_stewards applies "
+            "however few people it held. Planned: staffing.planned_stewards in the site file"
             + ("." if planned else " (not given)."))
     return out, note
 
@@ -431,6 +453,8 @@ def camera_quality(store: Store, site: Site, start: float, end: float) -> list[C
     for cam in site.cameras:
         rows = store.query("camera_health", cam.id, start, end, limit=10_000_000)
         started = not store.query("camera_health", cam.id, end=start, limit=1)
+        # A camera that first reported inside the period was not running before: that is not an outage.
+        run_start = float(rows[0]["ts"]) if started and rows else start
         durations = holds([r["ts"] for r in rows], end)
         up = [(r["ts"], r["ts"] + d) for r, d in zip(rows, durations, strict=True) if r["status"] == "up"]
         merged: list[tuple[float, float]] = []
@@ -439,7 +463,7 @@ def camera_quality(store: Store, site: Site, start: float, end: float) -> list[C
                 merged[-1] = (merged[-1][0], max(merged[-1][1], b))
             else:
                 merged.append((a, b))
-        gaps, cursor = [], start
+        gaps, cursor = [], run_start
         for a, b in merged:
             if a > cursor:
                 gaps.append((cursor, a))
@@ -447,13 +471,15 @@ def camera_quality(store: Store, site: Site, start: float, end: float) -> list[C
         if cursor < end:
             gaps.append((cursor, end))
         gaps = [(a, b) for a, b in gaps if b - a > 1e-6]
-        uptime = 100.0 * sum(b - a for a, b in merged) / (end - start)
+        running = end - run_start
+        uptime = 100.0 * sum(b - a for a, b in merged) / running if running > 0 else 0.0
         msgs = [r["message"] or "" for r in rows]
         dropped = [int(m.group(1)) for t in msgs if (m := _DROPPED.search(t))]
         samples = [int(m.group(1)) for t in msgs if (m := _SAMPLES.search(t))]
         out.append(CameraQuality(cam.id, cam.model, len(rows), uptime, merged, gaps,
                                  _counter_increments(samples, started), _counter_increments(dropped, started),
-                                 cam.model != "auto"))
+                                 cam.model != "auto" or cam.tuning is not None, cam.tuning,
+                                 [(start, run_start)] if run_start > start else []))
     return out
 
 
@@ -474,7 +500,8 @@ def camera_overlays(view: SiteView, zones: list[ZoneSummary],
 def build_report(store: Store, site: Site, start: float, end: float, *, backgrounds_dir: Path | None = None,
                  forecast_method: str | None = None, forecast: bool = True,
                  forecast_model: SiteForecastModel | None = None,
-                 forecast_unavailable: str | None = None) -> Report:
+                 forecast_unavailable: str | None = None, signoff: SignOff | None = None,
+                 view: SiteView | None = None) -> Report:
     """Everything the debrief shows for [start, end), from the store.
 
     ``forecast_model``: an already fitted model (the API passes its own, so a report request
@@ -502,11 +529,12 @@ def build_report(store: Store, site: Site, start: float, end: float, *, backgrou
         zones = [replace(z, forecast_note=forecast_unavailable) for z in zones]
     gates = [gate_summary(store, site, ln.id, start, end, resolution) for ln in site.lines]
     staffing, staffing_note = staffing_rows(store, site, start, end)
-    view = build_site_view(site)
+    view = view if view is not None else build_site_view(site)  # the API passes its own: no rebuild
     return Report(site_name=site.name, start=start, end=end, resolution_s=resolution, zones=zones,
                   gates=gates, alerts=alert_rows(store, start, end),
                   risk_bands=_bands(profile_book(site).risk), staffing=staffing, staffing_note=staffing_note,
                   egress=egress_rows(site, zones), egress_target_s=site.safety.egress_limit_s,
                   cameras=camera_quality(store, site, start, end),
                   overlays=camera_overlays(view, zones, backgrounds_dir),
-                  site_flow_limits=dict(site.safety.specific_flow_pmm))
+                  site_flow_limits=dict(site.safety.specific_flow_pmm), timezone=site.timezone,
+                  signoff=signoff or SignOff())

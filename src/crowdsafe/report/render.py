@@ -2,8 +2,9 @@
 
 The page has no script and fetches nothing: charts are inline SVG, pictures are data URIs, the
 style sheet is inline. It opens offline, survives e-mail and archiving, and prints (each
-section starts on a new page; charts are never split). Times are UTC, written out in full,
-because the people who read a debrief are rarely in the control room's time zone.
+section starts on a new page; charts are never split). Times are in the site's time zone
+(``timezone`` in the site file) with UTC alongside, 24-hour: the debrief is signed where the event
+happened, and compared with logs kept in UTC. It ends with a sign-off block.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import html
 import math
 import statistics
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from contextvars import ContextVar
 from pathlib import Path
 
+from crowdsafe.report.charts import Chart, charts
+from crowdsafe.report.clock import Clock
 from crowdsafe.report.compute import Report
-from crowdsafe.report.figures import Chart, charts, to_html
 from crowdsafe.safety.guidance import GREEN_GUIDE_LEVEL_PMM, GREEN_GUIDE_STAIRS_PMM
 
 CSS = """
@@ -28,19 +30,23 @@ th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:1rem 0;break-inside:avoid}svg,img{max-width:100%;height:auto}
 .note{color:#555;font-size:.9rem}.bad{color:#a50026;font-weight:600}.ok{color:#1a6e34}
-nav ol{columns:2}
+nav ol{columns:2}.sign td{height:2.2rem;min-width:16rem}
 @media print{body{margin:0;max-width:none}section{break-before:page}h2{margin-top:0}nav{display:none}}
 """
 
 SECTIONS = (("summary", "Summary"), ("zones", "Per zone"), ("gates", "Per gate"), ("alerts", "Alerts"),
             ("staffing", "Staffing"), ("egress", "Egress"), ("quality", "Data quality"),
-            ("cameras", "Camera views"))
+            ("cameras", "Camera views"), ("signoff", "Sign-off"))
+
+#: The clock of the report being rendered (set by ``render_html``; UTC outside it). A context
+#: variable, so reports rendered side by side in threads each keep their own.
+_UTC = Clock()
+_CLOCK: ContextVar[Clock] = ContextVar("report_clock", default=_UTC)
 
 
-def fmt_ts(ts: float | None) -> str:
-    if ts is None:
-        return "–"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+def fmt_ts(ts: float | None, clock: Clock | None = None) -> str:
+    """Local time with UTC alongside: '2026-12-07 14:03:05 CET (13:03:05 UTC)'."""
+    return (clock or _CLOCK.get()).full(ts)
 
 
 def fmt_dur(seconds: float | None) -> str:
@@ -73,11 +79,11 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: Seq
 def _figure(chart: Chart | None) -> str:
     if chart is None:
         return ""
-    return f'<figure>{to_html(chart)}<figcaption class="note">{_e(chart.title)}</figcaption></figure>'
+    return f'<figure>{chart.svg}<figcaption class="note">{_e(chart.title)}</figcaption></figure>'
 
 
 def _summary(r: Report, drawn: dict[str, Chart]) -> str:
-    zones = table(["Zone", "Peak people", "at (UTC)", "% of capacity", "Peak p/m²", "at (UTC)", "Mean people",
+    zones = table(["Zone", "Peak people", "at", "% of capacity", "Peak p/m²", "at", "Mean people",
                    "Readings"],
                   [[z.name, fmt(z.peak_count), fmt_ts(z.peak_count_ts), fmt(z.peak_pct_of_capacity),
                     fmt(z.peak_density, 2), fmt_ts(z.peak_density_ts), fmt(z.mean_count), z.readings]
@@ -90,7 +96,7 @@ def _summary(r: Report, drawn: dict[str, Chart]) -> str:
     risk = table(["Zone", *risk_labels],
                  [[z.name, *(fmt_dur(z.risk_seconds.get(b, 0.0)) if z.readings else "–" for b in risk_labels)]
                   for z in r.zones], numeric=range(1, len(risk_labels) + 1))
-    gates = table(["Gate", "In", "Out", "Peak p/m/min", "at (UTC)"],
+    gates = table(["Gate", "In", "Out", "Peak p/m/min", "at"],
                   [[g.name, fmt(g.total_in, 0), fmt(g.total_out, 0), fmt(g.peak_flow_pmm),
                     fmt_ts(g.peak_flow_ts)] for g in r.gates], numeric=(1, 2, 3))
     by_sev = []
@@ -149,11 +155,13 @@ def _alerts(r: Report, drawn: dict[str, Chart]) -> str:
     if not r.alerts:
         return "<p>No alert was raised in the period.</p>"
     rows = [[a.severity, a.subject, a.rule, fmt_ts(a.raised_ts), fmt_ts(a.acknowledged_ts),
-             a.acknowledged_by or "–", fmt_dur(a.ack_s), fmt_ts(a.cleared_ts), a.message or ""]
+             a.acknowledged_by or "–", fmt_dur(a.ack_s), fmt_ts(a.cleared_ts), a.message or "", a.note or "–"]
             for a in r.alerts]
     return _figure(drawn.get("alerts")) + table(
-        ["Severity", "Subject", "Rule", "Raised", "Acknowledged", "By", "Time to ack", "Cleared", "Note"],
-        rows, numeric=(6,))
+        ["Severity", "Subject", "Rule", "Raised", "Acknowledged", "By", "Time to ack", "Cleared", "Message",
+         "Operator's note"], rows, numeric=(6,)) + (
+        '<p class="note">Message: the alert\'s last wording while it was open. Operator\'s note: what the '
+        "operator wrote when acknowledging it.</p>")
 
 
 def _staffing(r: Report, drawn: dict[str, Chart]) -> str:
@@ -174,7 +182,7 @@ def _egress(r: Report, drawn: dict[str, Chart]) -> str:
     rows = [[e.zone_id, fmt(e.peak_count), fmt_ts(e.peak_ts), fmt(e.clearance_s, 0), fmt(e.target_s, 0),
              "yes" if e.within_target else "NO"] for e in r.egress]
     return (_figure(drawn.get("egress"))
-            + table(["Zone", "Peak people", "at (UTC)", "Clearance s", "Target s", "Within target"], rows,
+            + table(["Zone", "Peak people", "at", "Clearance s", "Target s", "Within target"], rows,
                     numeric=(1, 3, 4))
             + "<p class=\"note\">Clearance: peak people over the exits' total width times the site's "
             "specific flow (crowdsafe.simulate.clearance, no travel time).</p>")
@@ -185,16 +193,21 @@ def _quality(r: Report, drawn: dict[str, Chart]) -> str:
                   "Per-camera model"],
                  [[c.camera_id, fmt(c.uptime_pct), len(c.gaps),
                    fmt_dur(max((b - a for a, b in c.gaps), default=0.0)), c.samples, c.dropped, c.model,
-                   "yes" if c.tuned else "no (auto)"] for c in r.cameras], numeric=(1, 2, 3, 4, 5))
+                   f"yes (tuning {c.tuning})" if c.tuning else "yes" if c.tuned else "no (auto)"]
+                  for c in r.cameras], numeric=(1, 2, 3, 4, 5))
+    late = [f"{c.camera_id} from {fmt_ts(c.not_running[0][1])}" for c in r.cameras if c.not_running]
+    started = (f'<p class="note">Running only part of the period: {_e("; ".join(late))}. Time before a '
+               "camera first reported is not counted as an outage.</p>") if late else ""
     low = r.low_coverage
     coverage = (table(["Zone", "Lowest coverage %"], [[z.name, fmt(z.min_coverage_pct)] for z in low],
                       numeric=(1,))
                 if low else "<p>Every zone with readings was fully covered by cameras.</p>")
     untuned = [c.camera_id for c in r.cameras if not c.tuned]
     models = (f"<p>{_e(', '.join(untuned))}: model <code>auto</code> (chosen from the calibration or per "
-              "frame, not set for this camera in the site file).</p>" if untuned
-              else "<p>Every camera has its model set in the site file.</p>")
-    return (cams + _figure(drawn.get("uptime"))
+              "frame, not set for this camera in the site file, and no tuning).</p>" if untuned
+              else "<p>Every camera has its model set or a tuning (<code>crowdsafe tune</code>) in the site "
+                   "file.</p>")
+    return (cams + started + _figure(drawn.get("uptime"))
             + '<p class="note">Uptime: share of the period covered by health rows saying "up". Samples and '
             "drops: frames counted and frames dropped (newer frame arrived first), from the health rows."
             "</p><h3>Zones not fully covered</h3>" + coverage
@@ -211,25 +224,40 @@ def _cameras(r: Report, drawn: dict[str, Chart]) -> str:
     )
 
 
+def _signoff(r: Report, drawn: dict[str, Chart]) -> str:
+    """Filled from the request (or ``crowdsafe report --prepared-by ...``), else blank to sign on paper."""
+    s = r.signoff
+    rows = [("Prepared by", s.prepared_by), ("Reviewed by", s.reviewed_by), ("Date", s.date)]
+    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td><td></td></tr>" for k, v in rows)
+    return ('<table class="sign"><thead><tr><th></th><th>Name / date</th><th>Signature</th></tr></thead>'
+            f"<tbody>{body}</tbody></table>"
+            '<p class="note">The reviewer confirms the period, the findings above and any actions '
+            "agreed.</p>")
+
+
 BUILDERS = {"summary": _summary, "zones": _zones, "gates": _gates, "alerts": _alerts, "staffing": _staffing,
-            "egress": _egress, "quality": _quality, "cameras": _cameras}
+            "egress": _egress, "quality": _quality, "cameras": _cameras, "signoff": _signoff}
 
 
 def render_html(report: Report, generated_ts: float | None = None) -> str:
     """The whole report as one HTML document."""
-    drawn = charts(report)
-    sections = "".join(f'<section id="{key}"><h2>{i}. {title}</h2>{BUILDERS[key](report, drawn)}</section>'
-                       for i, (key, title) in enumerate(SECTIONS, 1))
+    clock = Clock(report.timezone)
+    drawn = charts(report, clock)
+    token = _CLOCK.set(clock)
+    try:
+        sections = "".join(f'<section id="{key}"><h2>{i}. {title}</h2>{BUILDERS[key](report, drawn)}'
+                           "</section>" for i, (key, title) in enumerate(SECTIONS, 1))
+    finally:
+        _CLOCK.reset(token)
     nav = "".join(f'<li><a href="#{key}">{title}</a></li>' for key, title in SECTIONS)
-    generated = "" if generated_ts is None else f"; generated {fmt_ts(generated_ts)} UTC"
-    for chart in drawn.values():
-        chart.figure.clear()
+    generated = "" if generated_ts is None else f"; generated {clock.full(generated_ts)}"
+    zone = "UTC" if clock.is_utc else f"{report.timezone} (UTC alongside)"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>Event debrief: {_e(report.site_name)}</title><style>{CSS}</style></head><body>"
         f"<header><h1>Event debrief: {_e(report.site_name)}</h1>"
-        f"<p>{fmt_ts(report.start)} to {fmt_ts(report.end)} UTC ({fmt_dur(report.end - report.start)}); "
-        f"charts at {report.resolution_s:g} s means{generated}.</p>"
+        f"<p>{clock.full(report.start)} to {clock.full(report.end)} ({fmt_dur(report.end - report.start)}); "
+        f"times in {_e(zone)}, 24-hour; charts at {report.resolution_s:g} s means{generated}.</p>"
         '<p class="note">crowdsafe measures crowds, never persons: every number here comes from density '
         "readings in the store, the same the API serves.</p></header>"
         f"<nav><ol>{nav}</ol></nav>{sections}</body></html>\n"
@@ -237,11 +265,31 @@ def render_html(report: Report, generated_ts: float | None = None) -> str:
 
 
 def write_pdf(report: Report, path: Path) -> None:
-    """A PDF of the summary numbers and every chart, one per page (matplotlib, no browser)."""
+    """A PDF of the summary numbers and every chart, one per page (matplotlib, no browser; the HTML's
+    charts are hand-written SVG, the PDF's are drawn by ``crowdsafe.report.figures``)."""
     from matplotlib.backends.backend_pdf import PdfPages
     from matplotlib.figure import Figure
 
-    lines = [f"Event debrief: {report.site_name}", f"{fmt_ts(report.start)} to {fmt_ts(report.end)} UTC", ""]
+    from crowdsafe.report.figures import charts as drawn_charts
+
+    clock = Clock(report.timezone)
+    token = _CLOCK.set(clock)
+    try:
+        lines = _pdf_lines(report)
+    finally:
+        _CLOCK.reset(token)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with PdfPages(path, metadata={"Title": f"Event debrief: {report.site_name}"}) as pdf:
+        page = Figure(figsize=(8.27, 11.69))
+        page.text(0.06, 0.96, "\n".join(lines), va="top", family="monospace", fontsize=8)
+        pdf.savefig(page)
+        for chart in drawn_charts(report).values():
+            pdf.savefig(chart.figure)
+            chart.figure.clear()
+
+
+def _pdf_lines(report: Report) -> list[str]:
+    lines = [f"Event debrief: {report.site_name}", f"{fmt_ts(report.start)} to {fmt_ts(report.end)}", ""]
     for z in report.zones:
         lines.append(f"{z.name}: peak {fmt(z.peak_count)} people at {fmt_ts(z.peak_count_ts)}, "
                      f"peak {fmt(z.peak_density, 2)} p/m² at {fmt_ts(z.peak_density_ts)}")
@@ -252,14 +300,10 @@ def write_pdf(report: Report, path: Path) -> None:
     for e in report.egress:
         lines.append(f"{e.zone_id}: clearance {fmt(e.clearance_s, 0)} s at peak "
                      f"(target {fmt(e.target_s, 0)} s)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with PdfPages(path, metadata={"Title": f"Event debrief: {report.site_name}"}) as pdf:
-        page = Figure(figsize=(8.27, 11.69))
-        page.text(0.06, 0.96, "\n".join(lines), va="top", family="monospace", fontsize=8)
-        pdf.savefig(page)
-        for chart in charts(report).values():
-            pdf.savefig(chart.figure)
-            chart.figure.clear()
+    s = report.signoff
+    lines += ["", f"Prepared by: {s.prepared_by or '_' * 30}", f"Reviewed by: {s.reviewed_by or '_' * 30}",
+              f"Date:        {s.date or '_' * 30}"]
+    return lines
 
 
 def write_report(report: Report, out: Path, pdf: Path | None = None,

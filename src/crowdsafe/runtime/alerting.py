@@ -50,8 +50,11 @@ class AlertSink:
     def update(self, subject: str, metric: str, ts: float, value: float) -> list[Alert]:
         with self._lock:
             changed = self.engine.update(subject, metric, ts, value)
+            refreshed = [a for a in self.engine.take_refreshed() if a not in changed]
         for alert in changed:
             self._dispatch(alert)
+        for alert in refreshed:  # the message kept current: saved, not announced again
+            self.writer.save_alert(alert.as_row())
         return changed
 
     def _dispatch(self, alert: Alert) -> None:

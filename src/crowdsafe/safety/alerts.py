@@ -89,18 +89,29 @@ class _Track:
     above_since: float | None = None
     below_since: float | None = None
     alert: Alert | None = None
+    refreshed_ts: float | None = None  # when the open alert's message was last brought up to date
     history: deque[tuple[float, float]] = field(default_factory=deque)
     recent: deque[tuple[float, float]] = field(default_factory=deque)  # for ``smooth_s``
 
 
+#: An open alert's message is brought up to date at most this often (it says how long and how much).
+MESSAGE_REFRESH_S = 15.0
+
+
 class AlertEngine:
-    """Feeds readings through rules; returns the alerts whose state changed."""
+    """Feeds readings through rules; returns the alerts whose state changed.
+
+    An open alert's message is kept current ("... for 14 min" while it lasts, not the wording of its
+    first seconds): ``take_refreshed`` hands over the open alerts whose message changed, to be
+    saved without being announced again (no webhook, no new live event).
+    """
 
     def __init__(self, rules: list[AlertRule], describe: Describe | None = None) -> None:
         self.rules = rules
         self.describe = describe or plain_message
         self._tracks: dict[tuple[str, str], _Track] = {}
         self._latest: dict[str, dict[str, float]] = {}  # subject -> metric -> value, for messages
+        self._refreshed: dict[str, Alert] = {}
 
     def update(self, subject: str, metric: str, ts: float, value: float) -> list[Alert]:
         changed: list[Alert] = []
@@ -153,12 +164,21 @@ class AlertEngine:
                 last.occurrences += 1
                 last.value, last.message = value, message
                 return last  # the same episode come back: one alert, one more occurrence
+            track.refreshed_ts = ts
             track.alert = Alert(
                 alert_id=_alert_id(rule.name, subject, track.above_since), rule=rule.name,
                 subject=subject, severity=rule.severity, state="raised", raised_ts=ts, value=value,
                 message=message, last_raised_ts=ts)
             return track.alert
         open_alert.value = max(open_alert.value, value) if value >= rule.clear_at else open_alert.value
+        if value >= rule.clear_at and track.above_since is not None and (
+                track.refreshed_ts is None or ts - track.refreshed_ts >= MESSAGE_REFRESH_S):
+            held = ts - track.above_since
+            message = self.describe(rule, subject, value, held, self._latest.get(subject, {}))
+            track.refreshed_ts = ts
+            if message != open_alert.message:
+                open_alert.message = message
+                self._refreshed[open_alert.alert_id] = open_alert
         if value < rule.clear_at:
             track.below_since = ts if track.below_since is None else track.below_since
             if ts - track.below_since >= rule.clear_hold:
@@ -170,6 +190,12 @@ class AlertEngine:
         else:
             track.below_since = None
         return None
+
+    def take_refreshed(self) -> list[Alert]:
+        """Open alerts whose message changed since the last call (state unchanged)."""
+        out = [a for a in self._refreshed.values() if a.state != "cleared"]
+        self._refreshed.clear()
+        return out
 
     def acknowledge(self, alert_id: str, by: str, ts: float) -> Alert | None:
         """Operators acknowledge a raised alert; it stays open until its condition clears."""

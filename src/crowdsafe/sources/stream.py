@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from crowdsafe.sources.frames import Frame, Grab, LiveSource, SkipLog, SkippedFrame
+from crowdsafe.urls import redact as redact_url
 
 # RTSP over TCP: survives NAT and firewalls and loses no packets; UDP is opt-in via the env var.
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
@@ -60,10 +61,7 @@ class StreamHealth:
 
 def redact(url: str) -> str:
     """The URL without credentials (camera passwords must not reach logs or the API)."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-    return url
+    return redact_url(url)
 
 
 class StreamSource(LiveSource):

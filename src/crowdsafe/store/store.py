@@ -12,12 +12,26 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Integer, and_, cast, create_engine, event, func, inspect, select, text, update
+from sqlalchemy import (
+    Engine,
+    Integer,
+    and_,
+    case,
+    cast,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from crowdsafe.store.schema import ALERT_COLUMNS_ADDED, READING_TABLES, alerts, metadata
+from crowdsafe.urls import redact
 
 DEFAULT_SQLITE = "crowdsafe.sqlite"
 
@@ -79,11 +93,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def _safe(url: str) -> str:
     """The URL without a password, for error messages and logs."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
-    return url
+    return redact(url)
 
 
 class Store:
@@ -135,10 +145,15 @@ class Store:
         row = dict(alert)
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         stmt = insert(alerts).values(row)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["alert_id"],
-            set_={k: (func.coalesce(stmt.excluded[k], alerts.c[k]) if k in self._OPERATOR_COLUMNS
-                      else stmt.excluded[k]) for k in row if k != "alert_id"})
+        set_ = {k: (func.coalesce(stmt.excluded[k], alerts.c[k]) if k in self._OPERATOR_COLUMNS
+                    else stmt.excluded[k]) for k in row if k != "alert_id"}
+        if "state" in row:
+            # The engine re-saves an open alert as its message changes; "raised" from it must not undo
+            # an operator's acknowledgement of the same occurrence (a new occurrence is raised again).
+            same = alerts.c.occurrences == func.coalesce(stmt.excluded.occurrences, alerts.c.occurrences)
+            keep = and_(stmt.excluded.state == "raised", alerts.c.state == "acknowledged", same)
+            set_["state"] = case((keep, alerts.c.state), else_=stmt.excluded.state)
+        stmt = stmt.on_conflict_do_update(index_elements=["alert_id"], set_=set_)
         with self.engine.begin() as conn:
             conn.execute(stmt)
 

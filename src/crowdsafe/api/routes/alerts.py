@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 import crowdsafe.api.queries as queries
 import crowdsafe.api.shape as shape
 from crowdsafe.api.auth import Principal, operator, viewer
+from crowdsafe.api.bodies import model_body
 from crowdsafe.api.context import api_state
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
@@ -27,15 +27,12 @@ class Acknowledgement(BaseModel):
 
 async def acknowledgement(request: Request) -> Acknowledgement | None:
     """The optional body, read whatever its Content-Type: an empty body (the one-click case) or
-    ``{}`` is no note; anything else must be ``{"note": "..."}`` (422 otherwise)."""
+    ``{}`` is no note; anything else must be ``{"note": "..."}``: 400 when the body is not acceptable
+    JSON (any depth or encoding), 422 when it is JSON of another shape, each naming the problem."""
     raw = await request.body()
     if not raw.strip():
         return None
-    try:
-        return Acknowledgement.model_validate(json.loads(raw))
-    except (ValueError, ValidationError) as exc:
-        detail = exc.errors(include_url=False) if isinstance(exc, ValidationError) else "body is not JSON"
-        raise HTTPException(422, detail) from None
+    return model_body(raw, Acknowledgement)
 
 
 @router.get("", summary="Alerts, newest first")

@@ -1,13 +1,13 @@
 """The event debrief of a period as one HTML page (operators and admins: the dashboard's Report button).
 
-Rendering takes seconds (a chart per zone and gate), so requests are served one at a time: two
-clicks, or a scripted loop, cannot pile up CPU-bound renders next to the live pipeline. The page
-is the same file ``crowdsafe report`` writes: no script, nothing fetched, safe to save or print.
+An hour renders in a fraction of a second (charts are written as SVG text), so reports render
+side by side, each in one of the API's bounded worker threads (``api_threads``): a scripted loop
+queues behind those, never beside the counting engine. The page is the same file ``crowdsafe
+report`` writes: no script, nothing fetched, safe to save or print.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Annotated
 
@@ -21,7 +21,7 @@ from crowdsafe.api.routes.forecast import live_forecasts
 from crowdsafe.forecast.live import ForecastUnavailable
 
 router = APIRouter(prefix="/api/report", tags=["report"])
-_RENDER = threading.Lock()
+SignText = Annotated[str, Query(max_length=120, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
 def period(
@@ -35,10 +35,14 @@ def period(
 @router.get("", summary="Event debrief of a period as self-contained HTML (operator)",
             response_class=HTMLResponse, responses={200: {"content": {"text/html": {}}}})
 def report(request: Request, _: Annotated[Principal, Depends(operator)],
-           span: Annotated[TimeRange, Depends(period)]) -> HTMLResponse:
+           span: Annotated[TimeRange, Depends(period)],
+           prepared_by: Annotated[SignText, Query(description="name for the sign-off block")] = "",
+           reviewed_by: Annotated[SignText, Query(description="name for the sign-off block")] = "",
+           date: Annotated[SignText, Query(description="date for the sign-off block")] = "") -> HTMLResponse:
     """Peaks, time in LoS and risk bands, gate totals, alerts with times to acknowledge, staffing,
-    egress and data quality, with charts, for [start, end), from the store the API reads."""
-    from crowdsafe.report.compute import build_report
+    egress and data quality, with charts, for [start, end), from the store the API reads; a
+    sign-off block filled from ``prepared_by``, ``reviewed_by`` and ``date`` (blank to sign on paper)."""
+    from crowdsafe.report.compute import SignOff, build_report
     from crowdsafe.report.render import render_html
 
     state = api_state(request)
@@ -47,10 +51,11 @@ def report(request: Request, _: Annotated[Principal, Depends(operator)],
         model, unavailable = live.model(), None
     except ForecastUnavailable as exc:
         model, unavailable = None, str(exc)
-    with _RENDER:
-        built = build_report(state.store, state.site_view.site, span.start, span.end,
-                             backgrounds_dir=state.settings.backgrounds_dir, forecast=model is not None,
-                             forecast_model=model, forecast_unavailable=unavailable)
-        page = render_html(built, generated_ts=time.time())
+    built = build_report(state.store, state.site_view.site, span.start, span.end,
+                         backgrounds_dir=state.settings.backgrounds_dir, forecast=model is not None,
+                         forecast_model=model, forecast_unavailable=unavailable,
+                         signoff=SignOff(prepared_by.strip(), reviewed_by.strip(), date.strip()),
+                         view=state.site_view)
+    page = render_html(built, generated_ts=time.time())
     return HTMLResponse(page, headers={"Content-Disposition": 'inline; filename="crowdsafe-report.html"',
                                        "Cache-Control": "no-store"})
