@@ -217,7 +217,7 @@ def test_cluster_replicas_load_the_models_the_site_calls_for():
     from crowdsafe.config.site import load_site
     from crowdsafe.counting.tuning import load_tuning
     from crowdsafe.geometry.site import build_site_geometry
-    from crowdsafe.runtime.counters import camera_models
+    from crowdsafe.runtime.plan import camera_models
     from crowdsafe.runtime.ray.runner import RayCounting
 
     site = Path(str(resources.files("crowdsafe") / "data" / "demo_site.yaml"))

@@ -76,7 +76,7 @@ def demo_rules(site: Site) -> list[AlertRule]:
     busy = AlertRule("demo_busy", "capacity_pct", raise_at=DEMO_BUSY_PCT, clear_at=DEMO_CLEAR_PCT,
                      severity="info", min_duration_s=DEMO_HOLD_S, cooldown_s=DEMO_COOLDOWN_S,
                      smooth_s=DEMO_SMOOTH_S)
-    return [*default_rules(site), busy]
+    return [*default_rules(site.safety.egress_limit_s), busy]
 
 
 @dataclass
