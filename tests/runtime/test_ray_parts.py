@@ -248,7 +248,7 @@ def test_a_replica_infers_the_cameras_region_as_in_process(tmp_path, frames: lis
     from tests.support.sites import SQUARE, demo_part
 
     prepared = prepare_site(load_site(demo_part(tmp_path, [{"id": "square", "polygon": SQUARE}])))
-    local = CameraCounters(prepared.geometry, EngineSpec("auto", "fp32"), factory=lambda spec: small_counter)
+    local = CameraCounters(prepared.plan, EngineSpec("auto", "fp32"), factory=lambda spec: small_counter)
     counting = RayCounting(prepared, EngineSpec(precision="fp32"))  # builds no actor until it opens
     assert counting.regions == local.regions and "view001" in counting.regions
     region = counting.regions["view001"]

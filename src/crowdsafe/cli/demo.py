@@ -159,7 +159,7 @@ def demo(
                     runner_of=lambda: next(iter(holder), None), any_port_if_taken=True)
     try:
         with user_errors():
-            counter = CameraCounters(prepared.geometry, engine_spec(engine, precision, threads),
+            counter = CameraCounters(prepared.plan, engine_spec(engine, precision, threads),
                                      counter_factory(ctx))
         tally = TruthTally(ground_truth())
 
