@@ -12,6 +12,10 @@ ensure_venv "[dev]"
 cd "$ROOT"
 echo "== ruff"
 "$VENV/bin/ruff" check src tests benchmarks
+echo "== docs (mkdocs build --strict: a broken link or a failing generated page fails)"
+site_dir="$(mktemp -d)"
+DISABLE_MKDOCS_2_WARNING=true NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict -q -d "$site_dir"
+rm -rf "$site_dir"
 echo "== pytest"
 set +e
 "$VENV/bin/python" -m pytest "$@"

@@ -1,5 +1,6 @@
-"""The shape of the house (issue 17): ``cli`` sits on top, nothing below it imports it back, and
-the modules of ``src/crowdsafe`` import each other without cycles.
+"""The shape of the house (issues 17 and 30): the packages sit in the layers written in
+``docs/architecture.md`` and no module imports a higher layer; ``cli`` sits on top, nothing below it
+imports it back, and the modules of ``src/crowdsafe`` import each other without cycles.
 
 A back-edge or a cycle is how a change in one corner starts breaking another, so a newcomer who
 adds one hears about it here, with the offending modules named, rather than from a tangle later.
@@ -10,12 +11,14 @@ bodies included: a lazy import is still a dependency).
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+ARCHITECTURE = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 PACKAGE = "crowdsafe"
 
 
@@ -84,6 +87,41 @@ def import_cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
     return cycles
 
 
+def declared_layers(text: str) -> list[list[str]]:
+    """The layer order under ``## Layers``: its first fenced block, one layer a line, highest first."""
+    section = re.search(r"^## Layers\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    block = re.search(r"^```[^\n]*\n(.*?)^```", section.group(1), re.S | re.M) if section else None
+    if block is None:
+        raise ValueError("no '## Layers' section with a fenced block of layers")
+    return [line.replace(",", " ").split() for line in block.group(1).splitlines() if line.strip()]
+
+
+def package_of(module: str) -> str | None:
+    """``crowdsafe.api.routes.zones`` -> ``api``; the top package itself has none."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def upward_imports(graph: Mapping[str, set[str]], layers: Sequence[Sequence[str]]) -> list[str]:
+    """``module -> module`` for every import of a package in a higher layer than the importer's."""
+    rank = {pkg: len(layers) - i for i, layer in enumerate(layers) for pkg in layer}  # higher: larger
+    found = []
+    for module, deps in graph.items():
+        here = package_of(module)
+        for dep in deps:
+            there = package_of(dep)
+            if here in rank and there in rank and rank[there] > rank[here]:
+                found.append(f"{module} -> {dep}")
+    return sorted(found)
+
+
+def unplaced_packages(src: Path, layers: Sequence[Sequence[str]]) -> list[str]:
+    """Packages under ``src/crowdsafe`` the layers do not name, or name more than once."""
+    packages = sorted(p.name for p in (src / PACKAGE).iterdir() if (p / "__init__.py").is_file())
+    named = [pkg for layer in layers for pkg in layer]
+    return [p for p in packages if named.count(p) != 1] + sorted(set(named) - set(packages))
+
+
 @pytest.fixture(scope="module")
 def graph() -> dict[str, set[str]]:
     found = import_graph(SRC)
@@ -95,6 +133,17 @@ def test_nothing_outside_cli_imports_cli(graph: dict[str, set[str]]):
     """Runtime, api, store... raise typed errors and take callbacks; only cli turns them into exit
     codes and terminal output."""
     assert not cli_back_edges(graph), "modules outside cli import cli:\n" + "\n".join(cli_back_edges(graph))
+
+
+def test_no_module_imports_a_module_of_a_higher_layer(graph: dict[str, set[str]]):
+    """The order written in docs/architecture.md is the order the code keeps: a new package has to
+    be placed in it, and an import that climbs back up fails naming both modules."""
+    layers = declared_layers(ARCHITECTURE.read_text())
+    assert len(layers) > 5 and layers[0] == ["cli"], f"layers read from {ARCHITECTURE}: {layers}"
+    assert not unplaced_packages(SRC, layers), f"packages not placed exactly once in {ARCHITECTURE}'s " \
+        f"layers: {unplaced_packages(SRC, layers)}"
+    upward = upward_imports(graph, layers)
+    assert not upward, "modules importing a higher layer:\n" + "\n".join(upward)
 
 
 def test_src_modules_import_each_other_without_cycles(graph: dict[str, set[str]]):
@@ -168,3 +217,25 @@ def test_test_modules_share_code_only_through_support():
                 if parts[0] == "tests" and "support" not in parts[1:2]:
                     offenders.append(f"{path.relative_to(tests)}: {name}")
     assert not offenders, "test modules importing tests outside tests.support:\n" + "\n".join(offenders)
+
+
+def test_the_layer_check_sees_an_upward_import_and_an_unplaced_package(tmp_path: Path):
+    """Not vacuous: measuring that imports the counter (a lazy import too) is reported when the
+    layers put counting above measuring; a package missing from the layers is named."""
+    src = _write(tmp_path, {
+        "__init__.py": "",
+        "counting/__init__.py": "",
+        "counting/counter.py": "from crowdsafe.measure.background import near_empty\n",
+        "measure/__init__.py": "",
+        "measure/background.py": "",
+        "measure/zones.py": "def f():\n    from crowdsafe.counting.counter import DensityResult\n",
+        "extra/__init__.py": "",
+    })
+    doc = "# A\n\n## Layers\n\n```text\ncounting\nmeasure, other\n```\n\n## Next\n```\nx\n```\n"
+    layers = declared_layers(doc)
+    assert layers == [["counting"], ["measure", "other"]]
+    assert upward_imports(import_graph(src), layers) == [
+        "crowdsafe.measure.zones -> crowdsafe.counting.counter"]
+    assert unplaced_packages(src, layers) == ["extra", "other"]
+    with pytest.raises(ValueError):
+        declared_layers("## Other\n```\ncli\n```\n")

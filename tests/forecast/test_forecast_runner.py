@@ -14,7 +14,7 @@ from crowdsafe.runtime.background import BackgroundPolicy
 from crowdsafe.runtime.core import RunnerConfig, RunSummary, prepare_site
 from crowdsafe.runtime.local import local_runner
 from crowdsafe.safety.alerts import AlertRule
-from crowdsafe.safety.rules import CLEARANCE_METRIC, FORECAST_CAPACITY_METRIC, default_rules
+from crowdsafe.safety.rules import CLEARANCE_METRIC, FORECAST_CAPACITY_METRIC
 from crowdsafe.store.store import open_store
 from tests.support.forecast_support import quick_fit
 from tests.support.runner import demo_site
@@ -30,7 +30,7 @@ def test_runner_forecasts_from_its_store_and_alerts(tmp_path: Path, fast_counter
     store = open_store(tmp_path / "s.sqlite")
     config = RunnerConfig(state_dir=tmp_path / "state", duration_s=14, health_every_s=1,
                           background=BackgroundPolicy(min_frames=3),
-                          rules=(*default_rules(prepared.site), ANY_FORECAST, ANY_CLEARANCE))
+                          rules=(*prepared.plan.rules, ANY_FORECAST, ANY_CLEARANCE))
     runner = local_runner(prepared, store, EveryCamera(fast_counter), config)
     assert runner.forecast is None  # off unless asked for (crowdsafe run asks: every 60 s)
     # The step the runner builds with forecast_every_s, with a small fit instead of gbm on 22 days.

@@ -12,8 +12,9 @@ from crowdsafe.counting.counter import DensityResult
 from crowdsafe.counting.engines import EngineSpec
 from crowdsafe.counting.region import RegionCounter
 from crowdsafe.geometry.site import build_site_geometry
-from crowdsafe.runtime.counters import CameraCounters, precision_for, resolve_model
+from crowdsafe.runtime.counters import CameraCounters, precision_for
 from crowdsafe.runtime.pipeline import FramePipeline
+from crowdsafe.runtime.plan import resolve_model
 from tests.support.sites import SQUARE, demo_part
 
 DEMO_SITE = Path(__file__).resolve().parents[2] / "src" / "crowdsafe" / "data" / "demo_site.yaml"

@@ -217,7 +217,7 @@ def test_cluster_replicas_load_the_models_the_site_calls_for():
     from crowdsafe.config.site import load_site
     from crowdsafe.counting.tuning import load_tuning
     from crowdsafe.geometry.site import build_site_geometry
-    from crowdsafe.runtime.counters import camera_models
+    from crowdsafe.runtime.plan import camera_models
     from crowdsafe.runtime.ray.runner import RayCounting
 
     site = Path(str(resources.files("crowdsafe") / "data" / "demo_site.yaml"))
@@ -248,7 +248,7 @@ def test_a_replica_infers_the_cameras_region_as_in_process(tmp_path, frames: lis
     from tests.support.sites import SQUARE, demo_part
 
     prepared = prepare_site(load_site(demo_part(tmp_path, [{"id": "square", "polygon": SQUARE}])))
-    local = CameraCounters(prepared.geometry, EngineSpec("auto", "fp32"), factory=lambda spec: small_counter)
+    local = CameraCounters(prepared.plan, EngineSpec("auto", "fp32"), factory=lambda spec: small_counter)
     counting = RayCounting(prepared, EngineSpec(precision="fp32"))  # builds no actor until it opens
     assert counting.regions == local.regions and "view001" in counting.regions
     region = counting.regions["view001"]

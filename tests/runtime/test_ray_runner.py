@@ -225,7 +225,7 @@ def test_ray_and_local_runs_store_the_same_readings_for_the_same_frames(tmp_path
         return readings
 
     local = run("local", lambda prepared, store, config, on_frame: local_runner(
-        prepared, store, CameraCounters(prepared.geometry, spec), config, on_frame=on_frame))
+        prepared, store, CameraCounters(prepared.plan, spec), config, on_frame=on_frame))
     remote = run("ray", lambda prepared, store, config, on_frame: ray_runner(
         prepared, store, RayCounting(prepared, spec, RayConfig(replicas=1, encoding="png", loop=False)),
         config, on_frame=on_frame))

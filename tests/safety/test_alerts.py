@@ -143,7 +143,7 @@ def test_messages_read_like_a_person_wrote_them():
     from tests.support.api_support import DEMO_SITE
 
     site = load_site(DEMO_SITE)
-    engine = AlertEngine(default_rules(site), site_messages(site))
+    engine = AlertEngine(default_rules(site.safety.egress_limit_s), site_messages(site))
     raised, first = [], []
     for ts in range(0, 45, 5):
         engine.update("walkway", "count", ts, 12.0)

@@ -13,10 +13,10 @@ from fastapi import Request
 
 from crowdsafe.api.proxies import Network, parse_networks
 from crowdsafe.api.settings import ApiSettings
-from crowdsafe.api.siteview import SiteView, build_site_view
 from crowdsafe.api.throttle import AuthThrottle
 from crowdsafe.api.tokens import TokenBook
 from crowdsafe.config.site import Site, load_site
+from crowdsafe.geometry.siteview import SiteView, build_site_view
 from crowdsafe.store import Store
 
 

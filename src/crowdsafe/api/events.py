@@ -19,8 +19,8 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import StreamingResponse
 
-import crowdsafe.api.queries as queries
 import crowdsafe.api.shape as shape
+import crowdsafe.store.queries as queries
 from crowdsafe.api.auth import Principal, viewer
 from crowdsafe.api.context import ApiState, api_state
 from crowdsafe.api.proxies import client_address

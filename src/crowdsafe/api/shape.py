@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from crowdsafe.api.siteview import SiteView
+from crowdsafe.geometry.siteview import SiteView
 from crowdsafe.simulate.clearance import live_clearance_s
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import yaml
 
-from crowdsafe.api.siteview import profile_book
 from crowdsafe.api.tokens import TokenBook
 from crowdsafe.config.site import Site, load_site
 from crowdsafe.store import Store
@@ -51,7 +50,7 @@ def demo_site_file(folder: Path, every: str = "2s", source: str | None = None, s
 
 def zone_row(site: Site, zone_id: str, ts: float, count: float) -> dict:
     """A reading as the pipeline would store it: density over the seen area, LoS and risk from profiles."""
-    book = profile_book(site)
+    book = site.safety.profile_book()
     zone = next(z for z in site.zones if z.id == zone_id)
     from shapely import Polygon
 

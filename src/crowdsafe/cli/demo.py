@@ -76,7 +76,7 @@ def demo_rules(site: Site) -> list[AlertRule]:
     busy = AlertRule("demo_busy", "capacity_pct", raise_at=DEMO_BUSY_PCT, clear_at=DEMO_CLEAR_PCT,
                      severity="info", min_duration_s=DEMO_HOLD_S, cooldown_s=DEMO_COOLDOWN_S,
                      smooth_s=DEMO_SMOOTH_S)
-    return [*default_rules(site), busy]
+    return [*default_rules(site.safety.egress_limit_s), busy]
 
 
 @dataclass
@@ -159,7 +159,7 @@ def demo(
                     runner_of=lambda: next(iter(holder), None), any_port_if_taken=True)
     try:
         with user_errors():
-            counter = CameraCounters(prepared.geometry, engine_spec(engine, precision, threads),
+            counter = CameraCounters(prepared.plan, engine_spec(engine, precision, threads),
                                      counter_factory(ctx))
         tally = TruthTally(ground_truth())
 

@@ -23,9 +23,10 @@ from crowdsafe.cli.options import (
     engine_spec,
 )
 from crowdsafe.cli.progress import progress_bar
-from crowdsafe.counting.tuning import load_tuning, site_tunings
+from crowdsafe.counting.tuning import load_tuning
 from crowdsafe.evaluation.site import evaluate_site, load_frame_points, summary_rows
 from crowdsafe.runtime.counters import CameraCounters
+from crowdsafe.runtime.plan import compile_plan, read_tunings
 
 
 def eval_site(
@@ -59,18 +60,19 @@ def eval_site(
     with user_errors():
         site, geometry, truth, span = annotated_camera(site_file, camera, feet, frames)
         heads = load_frame_points(density_from) if density_from is not None else None
-        tunings = site_tunings(site)
+        tunings = read_tunings(site)
         if tuning is not None:
             tunings[camera] = load_tuning(tuning)
             if tunings[camera].camera != camera:
                 raise fail(f"--tuning {tuning}: tuned for camera {tunings[camera].camera!r}, not {camera!r}")
+        plan = compile_plan(geometry, tunings)
         spec, factory = engine_spec(engine, precision, threads), counter_factory(ctx)
-        counter = None if heads is not None else CameraCounters(geometry, spec, factory, tunings=tunings,
+        counter = None if heads is not None else CameraCounters(plan, spec, factory,
                                                                    regions=False)  # whole-frame truth
         video = site.resolve_source(site.camera(camera))
         with progress_bar(f"evaluating {camera}", len(span)) as advance:
-            result = evaluate_site(geometry, camera, video, truth, span, counter, heads=heads,
-                                   on_frame=lambda _: advance(), tunings=tunings)
+            result = evaluate_site(plan, camera, video, truth, span, counter, heads=heads,
+                                   on_frame=lambda _: advance())
     data = result.as_dict()
     title = (f"Site pipeline vs annotation: {camera}, frames {span.start}:{span.stop}:{span.step}, "
              f"counter {result.counter}")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-import crowdsafe.api.queries as queries
+import crowdsafe.store.queries as queries
 from crowdsafe.api.settings import BACKGROUNDS_DIR
 from crowdsafe.cli.errors import fail, user_errors
 from crowdsafe.config.site import Site, load_site

@@ -151,7 +151,7 @@ def run(
                         store_target=target, trusted_proxies=proxies)
     try:
         with user_errors():
-            counter = None if cluster else CameraCounters(prepared.geometry,
+            counter = None if cluster else CameraCounters(prepared.plan,
                                                           engine_spec(engine, precision, threads),
                                                           counter_factory(ctx))
         config = RunnerConfig(state_dir=state_dir, duration_s=duration, health_every_s=health_every,

@@ -19,7 +19,6 @@ from crowdsafe.counting.tuning import load_tuning
 from crowdsafe.evaluation.site import FramePoints, load_frame_points, parse_frames
 from crowdsafe.geometry.lines import plan_line
 from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
-from crowdsafe.measure.zones import profile_book
 
 app = typer.Typer(help="Validate a site file and print its JSON Schema.", no_args_is_help=True)
 
@@ -90,7 +89,7 @@ def annotated_camera(site_file: Path, camera: str, points: Path,
 
 def summary_lines(geometry: SiteGeometry) -> list[str]:
     site = geometry.site
-    book = profile_book(geometry)
+    book = site.safety.profile_book()
     lines = [f"site '{site.name}': {len(site.cameras)} camera(s), {len(site.zones)} zone(s), "
              f"{len(site.lines)} line(s) - OK"]
     for cam in site.cameras:

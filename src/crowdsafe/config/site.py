@@ -32,6 +32,8 @@ from crowdsafe.safety.profiles import (
     BUILTIN_PROFILES,
     DEFAULT_LOS_BY_ZONE_TYPE,
     DEFAULT_RISK_PROFILE,
+    Profile,
+    ProfileBook,
     ZoneType,
 )
 
@@ -196,6 +198,13 @@ class SafetyConfig(_Strict):
         "kind, for zone clearance times (82 level / 66 stairs: UK venue guidance)")
     egress_limit_s: float = Field(EGRESS_TARGET_S, gt=0, description="clearance time that raises the "
                                   "egress alert (8 minutes by default)")
+
+    def profile_book(self) -> ProfileBook:
+        """The LoS/risk profiles: built-ins plus this file's own (the one place that builds them)."""
+        custom = {name: Profile.from_limits(name, [b.label for b in bands],
+                                            [b.below for b in bands[:-1] if b.below is not None])
+                  for name, bands in self.profiles.items()}
+        return ProfileBook.build(custom, dict(self.los_by_zone_type), self.risk_profile)
 
 
 class Staffing(BaseModel):

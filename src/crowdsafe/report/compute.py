@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
-import crowdsafe.api.queries as queries
-from crowdsafe.api.siteview import SiteView, build_site_view, profile_book
+import crowdsafe.store.queries as queries
 from crowdsafe.config.site import Site, Zone
 from crowdsafe.forecast.forecaster import resample_minutes
 from crowdsafe.forecast.model import SiteForecastModel
 from crowdsafe.forecast.schedule import STEP_S, zone_area
 from crowdsafe.forecast.staffing import zone_stewards
+from crowdsafe.geometry.siteview import SiteView, build_site_view
 from crowdsafe.simulate.clearance import live_clearance_s
 from crowdsafe.store import Store
 
@@ -277,7 +277,7 @@ def _bands(profile: Any) -> list[tuple[str, float | None]]:
 def zone_summary(store: Store, site: Site, zone: Zone, start: float, end: float,
                  resolution_s: float) -> ZoneSummary:
     """Peaks, means, time in each LoS and risk band, and the chart series of one zone."""
-    book = profile_book(site)
+    book = site.safety.profile_book()
     los_profile = book.los_profile(zone.type, zone.los_profile)
     rows = store.query("zone_readings", zone.id, start, end, limit=10_000_000)
     base = {"zone_id": zone.id, "name": zone.label, "capacity": zone.capacity, "area_m2": zone_area(zone),
@@ -395,7 +395,7 @@ def staffing_rows(store: Store, site: Site, start: float, end: float) -> tuple[l
     if policy is None:
         return None, "The site file has no staffing policy: no recommendation to compare with."
     planned = dict(policy.planned_stewards)
-    book = profile_book(site)
+    book = site.safety.profile_book()
     slot_s = STAFF_SLOT_MIN * 60.0
     out: list[StaffRow] = []
     for zone in site.zones:
@@ -532,7 +532,8 @@ def build_report(store: Store, site: Site, start: float, end: float, *, backgrou
     view = view if view is not None else build_site_view(site)  # the API passes its own: no rebuild
     return Report(site_name=site.name, start=start, end=end, resolution_s=resolution, zones=zones,
                   gates=gates, alerts=alert_rows(store, start, end),
-                  risk_bands=_bands(profile_book(site).risk), staffing=staffing, staffing_note=staffing_note,
+                  risk_bands=_bands(site.safety.profile_book().risk), staffing=staffing,
+                  staffing_note=staffing_note,
                   egress=egress_rows(site, zones), egress_target_s=site.safety.egress_limit_s,
                   cameras=camera_quality(store, site, start, end),
                   overlays=camera_overlays(view, zones, backgrounds_dir),

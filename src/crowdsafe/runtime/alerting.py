@@ -15,16 +15,12 @@ from crowdsafe.notify.webhooks import WebhookNotifier
 from crowdsafe.runtime.writer import StoreWriter
 from crowdsafe.safety.alerts import Alert, AlertEngine, AlertRule, Describe
 from crowdsafe.safety.messages import MessageBook
-from crowdsafe.safety.profiles import Profile, ProfileBook
 
 log = logging.getLogger(__name__)
 
 def site_messages(site: Site) -> MessageBook:
     """Alert text for ``site``: zone and line names, each zone's LoS profile, the risk profile."""
-    custom = {name: Profile.from_limits(name, [b.label for b in bands],
-                                        [b.below for b in bands[:-1] if b.below is not None])
-              for name, bands in site.safety.profiles.items()}
-    book = ProfileBook.build(custom, dict(site.safety.los_by_zone_type), site.safety.risk_profile)
+    book = site.safety.profile_book()
     names = {z.id: z.name or z.id for z in site.zones} | {ln.id: ln.name or ln.id for ln in site.lines}
     los = {}
     for zone in site.zones:

@@ -21,14 +21,14 @@ from crowdsafe.forecast.live import ForecastStep, LiveForecasts
 from crowdsafe.forecast.model import SiteForecastModel
 from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
 from crowdsafe.notify.webhooks import WebhookNotifier
-from crowdsafe.runtime.alerting import AlertSink, site_messages
+from crowdsafe.runtime.alerting import AlertSink
 from crowdsafe.runtime.background import BackgroundCheck, BackgroundPolicy, write_background
 from crowdsafe.runtime.camera import CameraHealth, CameraSource, open_camera, probe_size
 from crowdsafe.runtime.pipeline import CountedFrame, FrameOutput, FramePipeline
+from crowdsafe.runtime.plan import SitePlan, load_plan
 from crowdsafe.runtime.slots import LatestSlots
 from crowdsafe.runtime.writer import StoreWriter, WriterStats
 from crowdsafe.safety.alerts import AlertRule
-from crowdsafe.safety.rules import default_rules
 from crowdsafe.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class RunnerConfig:
     duration_s: float | None = None
     health_every_s: float = 10.0
     background: BackgroundPolicy = field(default_factory=BackgroundPolicy)
-    rules: tuple[AlertRule, ...] | None = None  # None: ``safety.rules.default_rules(site)``
+    rules: tuple[AlertRule, ...] | None = None  # None: the plan's (``safety.rules.default_rules``)
     forecast_every_s: float | None = None  # forecast every zone this often (``forecast.live``); None: off
     forecast_fit: Callable[[Site, str, int], SiteForecastModel] | None = None  # None: ``LiveForecasts``'s own
     webhooks: tuple[str, ...] = ()
@@ -52,15 +52,23 @@ class RunnerConfig:
 
 @dataclass(frozen=True)
 class PreparedSite:
-    """A site checked for running: sources opened (not started) and geometry built."""
+    """A site checked for running: sources opened (not started) and the site compiled to its plan."""
 
-    site: Site
-    geometry: SiteGeometry
+    plan: SitePlan
     cameras: list[CameraSource]
+
+    @property
+    def site(self) -> Site:
+        return self.plan.site
+
+    @property
+    def geometry(self) -> SiteGeometry:
+        return self.plan.geometry
 
 
 def prepare_site(site: Site, *, loop: bool = True) -> PreparedSite:
-    """Open every camera's source and build the geometry; SourceError/SiteError say what is wrong.
+    """Open every camera's source, read the tunings and compile the plan; SourceError/SiteError
+    (or TuningError) say what is wrong.
 
     Done before the engine starts, so a typo in a path fails in milliseconds. Frame sizes come
     from the calibration, else from the file; a stream camera must give ``image_size``.
@@ -78,7 +86,7 @@ def prepare_site(site: Site, *, loop: bool = True) -> PreparedSite:
                 sizes[cam.id] = size
     if problems:
         raise SiteError(problems)
-    return PreparedSite(site, build_site_geometry(site, sizes), cameras)
+    return PreparedSite(load_plan(build_site_geometry(site, sizes)), cameras)
 
 
 @dataclass
@@ -181,15 +189,15 @@ class SiteRunner:
         self.counting = counting
         self.writer = StoreWriter(store)
         notifier = WebhookNotifier(list(config.webhooks)) if config.webhooks else None
-        rules = list(config.rules) if config.rules is not None else default_rules(prepared.site)
-        self.alerts = AlertSink(rules, self.writer, prepared.site.name, notifier,
-                                describe=site_messages(prepared.site))
+        plan = prepared.plan
+        rules = list(config.rules) if config.rules is not None else list(plan.rules)
+        self.alerts = AlertSink(rules, self.writer, plan.site.name, notifier, describe=plan.messages)
         self.forecast = (ForecastStep(store, prepared.site, every_s=config.forecast_every_s,
                                       alert=self.alerts.update,
                                       live=LiveForecasts(prepared.site, store=store, fit=config.forecast_fit))
                          if config.forecast_every_s else None)
         self.backgrounds_dir = config.state_dir / "backgrounds"
-        self.pipeline = FramePipeline(prepared.geometry, counting, background=config.background,
+        self.pipeline = FramePipeline(plan, counting, background=config.background,
                                       publish_background=self._publish_background)
         self.summary = summary or RunSummary()
         self._stop = threading.Event()

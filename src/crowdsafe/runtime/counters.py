@@ -29,47 +29,18 @@ from dataclasses import replace
 import numpy as np
 
 from crowdsafe.counting import batch
-from crowdsafe.counting.choice import AutoCounter, choose_from_person_px
+from crowdsafe.counting.choice import AutoCounter
 from crowdsafe.counting.counter import Counts, DensityResult
 from crowdsafe.counting.engines import EngineSpec
-from crowdsafe.counting.region import Box, RegionCounter, plan_region
+from crowdsafe.counting.region import Box, RegionCounter
 from crowdsafe.counting.scale import ScaleNormalisedCounter, normalised_counter, person_px_per_row
-from crowdsafe.counting.tuning import CameraTuning, site_tunings
+from crowdsafe.counting.tuning import CameraTuning
 from crowdsafe.counting.variants import ModelChoice, ModelName
 from crowdsafe.geometry.ground_map import GroundMap
-from crowdsafe.geometry.lines import LinePlan, plan_lines
-from crowdsafe.geometry.region import needed_cells
 from crowdsafe.geometry.site import SiteGeometry
+from crowdsafe.runtime.plan import SitePlan, as_plan
 
 log = logging.getLogger(__name__)
-
-
-def resolve_model(choice: ModelChoice, person_px: np.ndarray | None) -> ModelChoice:
-    """``auto`` becomes dense or sparse when the calibration gives person heights; else stays auto."""
-    if choice != "auto" or person_px is None:
-        return choice
-    try:
-        return choose_from_person_px(person_px)
-    except ValueError:  # no person height inside the image: decide per frame
-        return "auto"
-
-
-def camera_models(geometry: SiteGeometry,
-                  tunings: dict[str, CameraTuning] | None = None) -> dict[str, ModelChoice]:
-    """Each camera's model: its tuning's, else its ``model`` setting with ``auto`` resolved where possible.
-
-    ``tunings`` default: the tuning files the site names.
-    """
-    tunings = site_tunings(geometry.site) if tunings is None else tunings
-    models: dict[str, ModelChoice] = {}
-    for camera in geometry.site.cameras:
-        if camera.id in tunings:
-            models[camera.id] = tunings[camera.id].model  # type: ignore[assignment]
-            continue
-        ground = geometry.cameras[camera.id].ground_map
-        person_px = ground.person_px[ground.valid] if ground.valid.any() else None
-        models[camera.id] = resolve_model(camera.model, person_px)
-    return models
 
 
 def precision_for(model: ModelName, spec: EngineSpec) -> EngineSpec:
@@ -81,27 +52,23 @@ def precision_for(model: ModelName, spec: EngineSpec) -> EngineSpec:
     return replace(spec, model=model)
 
 
-def camera_region(geometry: SiteGeometry, camera_id: str, plans: list[LinePlan]) -> tuple[Box, Box] | None:
-    """(core, crop) the camera infers, or None for the whole frame (``full_frame``, or no saving);
-    the same for in-process and Ray counting."""
-    if geometry.site.camera(camera_id).full_frame:
-        return None
-    cam = geometry.cameras[camera_id]
-    return plan_region(needed_cells(cam, plans), cam.ground_map.image_size)
-
-
 class CameraCounters:
-    """The counter of each camera of a site; what :class:`FramePipeline` asks per frame."""
+    """The counter of each camera of a site; what :class:`FramePipeline` asks per frame.
 
-    def __init__(self, geometry: SiteGeometry, spec: EngineSpec,
+    Models, tunings and regions come from the site's plan (``runtime.plan``); given only the
+    geometry, the plan is compiled here (with ``tunings`` in place of the site's where given).
+    """
+
+    def __init__(self, plan: SitePlan | SiteGeometry, spec: EngineSpec,
                  factory: Callable[[EngineSpec], Counts] = batch.make_counter, *,
                  tunings: dict[str, CameraTuning] | None = None, regions: bool = True) -> None:
         self._spec = spec
         self._factory = factory
         self._by_model: dict[ModelName, Counts] = {}
-        tunings = site_tunings(geometry.site) if tunings is None else tunings
-        self.models = camera_models(geometry, tunings)
-        self.tuned = {cid for cid in tunings if cid in self.models}
+        self.plan = plan = as_plan(plan, tunings)
+        geometry = plan.geometry
+        self.models = dict(plan.models)
+        self.tuned = {cid for cid in plan.tunings if cid in self.models}
         self.scaled: dict[str, bool] = {}
         grounds = {camera.id: geometry.cameras[camera.id].ground_map for camera in geometry.site.cameras}
         self._counters: dict[str, Counts] = {}
@@ -109,7 +76,6 @@ class CameraCounters:
         self.regions: dict[str, tuple[Box, Box]] = {}
         self._frame_px = {cid: int(np.prod(cam.ground_map.image_size)) for cid, cam in
                           geometry.cameras.items()}
-        plans = list(plan_lines(geometry).values()) if regions else []
         for camera in geometry.site.cameras:
             model = self.models[camera.id]
             if model == "auto":
@@ -120,8 +86,7 @@ class CameraCounters:
             if camera.scale_normalise:
                 counter = self._normalised(camera.id, model, counter, grounds[camera.id])
             self.scaled[camera.id] = isinstance(counter, ScaleNormalisedCounter)
-            region = camera_region(geometry, camera.id, plans) if regions and not self.scaled[camera.id] \
-                else None
+            region = plan.regions.get(camera.id) if regions and not self.scaled[camera.id] else None
             if region is not None:
                 self.regions[camera.id] = region
                 counter = RegionCounter(counter, *region)

@@ -13,13 +13,12 @@ import cv2
 import numpy as np
 
 from crowdsafe.counting.counter import CountsCameras, DensityResult
-from crowdsafe.counting.tuning import CameraTuning, site_tunings
+from crowdsafe.counting.tuning import CameraTuning
 from crowdsafe.geometry.body import BodyMotion, body_motion
-from crowdsafe.geometry.lines import plan_lines
 from crowdsafe.geometry.site import SiteGeometry
 from crowdsafe.measure.flow import LineFlux, line_flux, optical_flow, persons_per_metre_minute
 from crowdsafe.measure.metrics import Metric, zone_metrics
-from crowdsafe.measure.zones import ZoneReading, profile_book, zone_readings
+from crowdsafe.measure.zones import ZoneReading, zone_readings
 from crowdsafe.runtime.background import (
     BackgroundCheck,
     BackgroundPolicy,
@@ -27,6 +26,7 @@ from crowdsafe.runtime.background import (
     DensityBackground,
 )
 from crowdsafe.runtime.camera import Sample
+from crowdsafe.runtime.plan import SitePlan, as_plan
 
 log = logging.getLogger(__name__)
 
@@ -103,26 +103,28 @@ class FramePipeline:
 
     ``counting`` is asked only for the rare image that is not a sampled frame (the background
     check's median), with the camera's own model, so its empty-scene level is the reference.
+    Profiles, line plans and tunings come from the site's plan; given only the geometry, the plan
+    is compiled here (with ``tunings`` in place of the site's where given).
     """
 
-    def __init__(self, geometry: SiteGeometry, counting: CountsCameras, *,
+    def __init__(self, plan: SitePlan | SiteGeometry, counting: CountsCameras, *,
                  background: BackgroundPolicy | None = None,
                  publish_background: Callable[[str, np.ndarray], None] | None = None,
                  tunings: dict[str, CameraTuning] | None = None,
                  flow: Callable[[np.ndarray, np.ndarray, float], np.ndarray] = optical_flow) -> None:
-        self.geometry = geometry
+        self.plan = plan = as_plan(plan, tunings)
+        self.geometry = geometry = plan.geometry
         self.flow = flow  # image velocity between a frame and its pair (a parameter: tests give one)
         self.counting = counting
         self.fit = FrameFit(geometry)
-        self.book = profile_book(geometry)
-        self.lines = plan_lines(geometry)
+        self.book = plan.profiles
+        self.lines = plan.lines
         self.every = {cam.id: cam.sampling.seconds for cam in geometry.site.cameras}
         self._latest: dict[str, tuple[float, DensityResult]] = {}
         self._previous_ts: dict[str, float] = {}
         self._policy = background or BackgroundPolicy()
         self._backgrounds = {cid: CameraBackground(self._policy) for cid in geometry.cameras}
-        #: ``tunings`` default: the tuning files the site names (``cameras[i].tuning``).
-        self.tunings = site_tunings(geometry.site) if tunings is None else dict(tunings)
+        self.tunings = plan.tunings
         self._densities = {cid: DensityBackground(self._policy) for cid in geometry.cameras}
         for cid, tuning in self.tunings.items():
             if cid in self._densities and tuning.background and tuning.background_density is not None:

@@ -4,7 +4,6 @@ Why and how: docs/design-notes.md, ``crowdsafe.safety.rules``."""
 
 from __future__ import annotations
 
-from crowdsafe.config.site import Site
 from crowdsafe.safety.alerts import AlertRule
 from crowdsafe.safety.guidance import EGRESS_TARGET_S, GREEN_GUIDE_LEVEL_PMM, GREEN_GUIDE_STAIRS_PMM
 
@@ -21,9 +20,9 @@ ZONE_HOLD_S = 20.0
 COOLDOWN_S = 300.0
 
 
-def default_rules(site: Site | None = None) -> list[AlertRule]:
-    """The rules above; ``site`` sets the egress limit (default 8 minutes)."""
-    egress_s = site.safety.egress_limit_s if site is not None else EGRESS_TARGET_S
+def default_rules(egress_s: float = EGRESS_TARGET_S) -> list[AlertRule]:
+    """The rules above; ``egress_s`` is the site's egress limit (``safety.egress_limit_s``, default
+    8 minutes). Policy takes numbers, not the site file, so it sits below ``config``."""
     hold, cool = ZONE_HOLD_S, COOLDOWN_S
     return [*egress_alert_rules(egress_s), *forecast_alert_rules(),
         AlertRule("risk_slowed", "risk_rank", raise_at=1, clear_at=1, min_duration_s=hold, severity="warning",

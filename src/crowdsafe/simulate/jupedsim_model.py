@@ -90,7 +90,7 @@ def geometry_key(polygon: Sequence[tuple[float, float]] | Polygon, exits: Sequen
 
 def clearance_cache_file() -> Path:
     """The on-disk what-if cache: ``clearance.json`` in crowdsafe's user cache folder."""
-    from crowdsafe.counting.weights import cache_dir
+    from crowdsafe.config.cache import cache_dir
 
     return cache_dir() / "clearance.json"
 

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-import crowdsafe.api.queries as queries
 import crowdsafe.api.shape as shape
+import crowdsafe.store.queries as queries
 from crowdsafe.api.auth import Principal, operator, viewer
 from crowdsafe.api.bodies import model_body
 from crowdsafe.api.context import api_state

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 
-import crowdsafe.api.queries as queries
 import crowdsafe.api.shape as shape
+import crowdsafe.store.queries as queries
 from crowdsafe.api.auth import Principal, viewer
 from crowdsafe.api.context import api_state
 from crowdsafe.api.params import TimeRange, time_range

@@ -18,10 +18,8 @@ from crowdsafe.counting.counter import DensityResult, validate_image
 from crowdsafe.counting.engines import EngineSpec
 from crowdsafe.counting.intervals import load_tables
 from crowdsafe.counting.variants import MODELS, ModelName
-from crowdsafe.geometry.lines import plan_lines
 from crowdsafe.runtime.camera import CameraHealth
 from crowdsafe.runtime.core import PreparedSite, RunnerConfig, RunSummary, SiteRunner
-from crowdsafe.runtime.counters import camera_models, camera_region
 from crowdsafe.runtime.pipeline import CountedFrame, FrameOutput
 from crowdsafe.runtime.ray.cluster import ClusterError, ClusterInfo, disconnect
 from crowdsafe.runtime.ray.gpu import Device, GpuPrecision, cpu_spec
@@ -174,12 +172,11 @@ class RayCounting:
         self.camera_ids = [c.camera_id for c in prepared.cameras]
         #: Each camera's model (``auto`` resolved from its calibration where it can be), as the
         #: local runner's ``CameraCounters`` would choose it.
-        self.models = camera_models(prepared.geometry)
+        self.models = dict(prepared.plan.models)
         self._intervals = load_tables()  # each model's count interval, as ``DensityCounter`` adds it
-        plans = list(plan_lines(prepared.geometry).values())
         #: Each camera's (core, crop) where it infers only part of its frame, as in-process.
-        self.regions = {cid: region for cid in self.camera_ids
-                        if (region := camera_region(prepared.geometry, cid, plans)) is not None}
+        regions = prepared.plan.regions
+        self.regions = {cid: regions[cid] for cid in self.camera_ids if cid in regions}
         scaled = [cam.id for cam in prepared.geometry.site.cameras if cam.scale_normalise]
         if scaled:
             log.warning("scale_normalise is not applied on a Ray cluster (cameras %s count at "
@@ -252,7 +249,7 @@ class RayCounting:
                                                         **options).remote(spec))
         self._replica_up = [True] * len(self.replicas)
         self._replica_load = [0] * len(self.replicas)
-        with_lines = {plan.camera_id for plan in plan_lines(self.prepared.geometry).values()}
+        with_lines = self.prepared.plan.line_cameras
         remote_reader = ray.remote(ReaderActor)
         for index, cam in enumerate(self.prepared.cameras):
             size = self.prepared.geometry.cameras[cam.camera_id].ground_map.image_size

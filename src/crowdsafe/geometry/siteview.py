@@ -16,17 +16,10 @@ import shapely
 
 from crowdsafe.config.site import Site, SiteError, Zone
 from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
-from crowdsafe.safety.profiles import Profile, ProfileBook
+from crowdsafe.safety.profiles import Profile
 
 log = logging.getLogger(__name__)
 MAP_MARGIN = 0.15  # share of the zones' extent shown around them on the map
-
-
-def profile_book(site: Site) -> ProfileBook:
-    custom = {name: Profile.from_limits(name, [b.label for b in bands],
-                                        [b.below for b in bands[:-1] if b.below is not None])
-              for name, bands in site.safety.profiles.items()}
-    return ProfileBook.build(custom, site.safety.los_by_zone_type, site.safety.risk_profile)
 
 
 def _bands(profile: Profile) -> list[dict[str, Any]]:
@@ -65,7 +58,7 @@ class SiteView:
 
 
 def build_site_view(site: Site) -> SiteView:
-    book = profile_book(site)
+    book = site.safety.profile_book()
     try:
         geometry: SiteGeometry | None = build_site_geometry(site)
     except SiteError as exc:  # e.g. a stream camera without image_size: the map still works

@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
-from crowdsafe.store import Store
 from crowdsafe.store.schema import READING_TABLES, alerts
+from crowdsafe.store.store import Store
 
 
 def alert(store: Store, alert_id: str) -> dict[str, Any] | None:
