@@ -35,6 +35,9 @@ class EventSpec:
     zones: tuple[str, ...] | None
     arrival_mean_min: float
     egress_min: float
+    series: str | None = None
+    #: Whether ``attendance`` is the schedule's own expected attendance (else the site default).
+    attendance_given: bool = True
 
     @classmethod
     def from_config(cls, event: ScheduleEvent, default_attendance: float) -> EventSpec:
@@ -45,7 +48,8 @@ class EventSpec:
                    tuple((ScheduleEvent.epoch(a), ScheduleEvent.epoch(b)) for a, b in event.breaks),
                    float(event.expected_attendance or default_attendance),
                    tuple(event.zones) if event.zones is not None else None,
-                   event.arrival_mean_min, event.egress_min)
+                   event.arrival_mean_min, event.egress_min, event.series,
+                   event.expected_attendance is not None)
 
     def params(self) -> CrowdParams:
         return CrowdParams(attendance=self.attendance, arrival_mean_min=self.arrival_mean_min,
