@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from crowdsafe.forecast.model import SiteForecastModel
-from crowdsafe.forecast.schedule import STEP_S
+from crowdsafe.forecast.schedule import STEP_S, event_sources, sources_between
 
 MAX_GAP_MIN = 10
 KEEP_MIN = 240  # history kept per zone: the longest lag used is 45 min, the rest is for charts
@@ -128,10 +128,8 @@ class ZoneForecaster:
 
     def _events(self, issued: float) -> tuple[dict[str, object], ...]:
         """The model's events whose span overlaps this forecast's, with their sources."""
-        from crowdsafe.forecast.series import event_sources, sources_between
-
         model = self.model
-        sources = model.event_sources or event_sources(model.events, {}, issued, model.schedule_aware)
+        sources = model.event_sources or event_sources(model.events, None, model.schedule_aware)
         end = issued + 60.0 * max(model.horizons)
         return tuple(s.as_dict() for s in sources_between(sources, model.events, issued, end))
 

@@ -13,22 +13,24 @@ Every forecast names the events it includes and where each came from (``EventSou
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from crowdsafe.config.site import Site
 from crowdsafe.forecast.schedule import (
-    LEAD_MIN,
     STEP_S,
-    TAIL_MIN,
+    EventSource,
     EventSpec,
     SiteProfile,
     ambient,
+    event_sources,
+    event_span,
     grid_bounds,
     occupancy,
     site_events,
+    sources_between,
 )
 from crowdsafe.store.store import Store
 
@@ -37,26 +39,6 @@ if TYPE_CHECKING:
 
 #: Share of an occurrence's minutes a zone must have readings for to teach its curve.
 MIN_COVERAGE = 0.8
-
-
-@dataclass(frozen=True)
-class EventSource:
-    """One event a forecast includes, and what its expected crowd comes from: ``history`` (the
-    series' stored occurrences, ``occurrences`` of them), ``attendance`` (the arrival curve scaled
-    by the expected attendance: the schedule's, or the site default when ``attendance_given`` is
-    false) or ``none`` (the forecast method does not use the schedule)."""
-
-    event: str
-    series: str | None
-    source: str
-    occurrences: int
-    attendance: float | None
-    attendance_given: bool
-    start_ts: float
-    end_ts: float
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -79,10 +61,6 @@ class SeriesCurve:
         return np.where((rel >= self.offsets_s[0]) & (rel <= self.offsets_s[-1]), out, np.nan)
 
 
-def _span(event: EventSpec) -> tuple[float, float]:
-    return event.doors_ts - LEAD_MIN * 60.0, event.end_ts + TAIL_MIN * 60.0
-
-
 def _zone_minutes(store: Store, zone_id: str, t0: float, t1: float) -> np.ndarray:
     """Mean count per minute on [t0, t1) (NaN where none; gaps of up to 10 min carried, as live)."""
     from crowdsafe.forecast.history import _bridge, _minutes
@@ -103,18 +81,18 @@ def learn_series(store: Store, site: Site, now: float,
     events = list(events) if events is not None else site_events(site)
     by_series: dict[str, list[EventSpec]] = {}
     for ev in events:
-        if ev.series and _span(ev)[1] <= now:
+        if ev.series and event_span(ev)[1] <= now:
             by_series.setdefault(ev.series, []).append(ev)
     out: dict[str, SeriesCurve] = {}
     for name, past in by_series.items():
-        before = max(ev.start_ts - _span(ev)[0] for ev in past)
-        after = max(_span(ev)[1] - ev.start_ts for ev in past)
+        before = max(ev.start_ts - event_span(ev)[0] for ev in past)
+        after = max(event_span(ev)[1] - ev.start_ts for ev in past)
         offsets = np.arange(-np.ceil(before / STEP_S), np.ceil(after / STEP_S) + 1) * STEP_S
         sums = {z.id: np.zeros(offsets.size) for z in site.zones}
         counts = {z.id: np.zeros(offsets.size) for z in site.zones}
         used = 0
         for ev in past:
-            t0, t1 = _span(ev)
+            t0, t1 = event_span(ev)
             any_zone = False
             for zone in site.zones:
                 y = _zone_minutes(store, zone.id, t0, t1)
@@ -138,9 +116,19 @@ def learn_series(store: Store, site: Site, now: float,
     return out
 
 
+def learned_counts(events: Sequence[EventSpec], curves: dict[str, SeriesCurve], now: float) -> dict[int, int]:
+    """Index of each upcoming event of a learned series -> its curve's stored occurrences."""
+    out = {}
+    for k, ev in enumerate(events):
+        curve = _learned_for(ev, curves, now)
+        if curve is not None:
+            out[k] = curve.occurrences
+    return out
+
+
 def _learned_for(event: EventSpec, curves: dict[str, SeriesCurve], now: float) -> SeriesCurve | None:
     """The curve an upcoming (or current) event repeats; None for past events and new series."""
-    if event.series is None or event.series not in curves or _span(event)[1] <= now:
+    if event.series is None or event.series not in curves or event_span(event)[1] <= now:
         return None
     return curves[event.series]
 
@@ -169,24 +157,6 @@ def learned_profile(site: Site, events: Sequence[EventSpec], curves: dict[str, S
     return SiteProfile(t0, occ, events)
 
 
-def event_sources(events: Sequence[EventSpec], curves: dict[str, SeriesCurve], now: float,
-                  schedule_aware: bool = True) -> list[EventSource]:
-    """What each event's expected crowd comes from (see ``EventSource``)."""
-    out = []
-    for ev in events:
-        curve = _learned_for(ev, curves, now)
-        source = "none" if not schedule_aware else "history" if curve is not None else "attendance"
-        out.append(EventSource(ev.name, ev.series, source, curve.occurrences if curve is not None else 0,
-                               ev.attendance, ev.attendance_given, ev.start_ts, ev.end_ts))
-    return out
-
-
-def sources_between(sources: Sequence[EventSource], events: Sequence[EventSpec], t0: float,
-                    t1: float) -> list[EventSource]:
-    """The events whose span (doors - lead .. end + tail) overlaps [t0, t1]."""
-    return [s for s, ev in zip(sources, events, strict=True) if _span(ev)[0] <= t1 and _span(ev)[1] >= t0]
-
-
 def expected_counts(site: Site, store: Store, ts: Sequence[float] | np.ndarray, now: float,
                     ) -> tuple[dict[str, np.ndarray], list[EventSource]]:
     """People expected per zone at ``ts`` (epoch s, any distance ahead) from the schedule as known
@@ -201,7 +171,8 @@ def expected_counts(site: Site, store: Store, ts: Sequence[float] | np.ndarray, 
     profile = learned_profile(site, events, curves, now)
     if profile is None:
         return {z.id: np.full(t.shape, ambient(z)) for z in site.zones}, []
-    sources = sources_between(event_sources(events, curves, now), events, float(t.min()), float(t.max()))
+    sources = sources_between(event_sources(events, learned_counts(events, curves, now)), events,
+                              float(t.min()), float(t.max()))
     return {z.id: profile.at(z.id, t) for z in site.zones}, sources
 
 
@@ -219,4 +190,5 @@ def with_series(model: SiteForecastModel, site: Site, store: Store | None, now: 
         if model.method == "persistence":
             model = fit_site_model(site, "profile")
         model = replace(model, profile=learned_profile(site, events, curves, now), schedule_aware=True)
-    return replace(model, event_sources=event_sources(events, curves, now, model.schedule_aware))
+    return replace(model, event_sources=event_sources(events, learned_counts(events, curves, now),
+                                                      model.schedule_aware))

@@ -307,15 +307,15 @@ def event_rows(store: Store, site: Site, start: float, end: float) -> list[Any]:
     """Each schedule event overlapping [start, end] and where its forecast crowd came from, as the
     forecaster knew it before the doors: the series' stored occurrences up to then, else the
     attendance-scaled arrival curve."""
-    from crowdsafe.forecast.schedule import LEAD_MIN, site_events
-    from crowdsafe.forecast.series import event_sources, learn_series, sources_between
+    from crowdsafe.forecast.schedule import LEAD_MIN, event_sources, site_events, sources_between
+    from crowdsafe.forecast.series import learn_series, learned_counts
 
     events = site_events(site)
     out = []
     for ev in events:
         before = ev.doors_ts - LEAD_MIN * 60.0
         curves = learn_series(store, site, before, events) if ev.series else {}
-        out += sources_between(event_sources([ev], curves, before), [ev], start, end)
+        out += sources_between(event_sources([ev], learned_counts([ev], curves, before)), [ev], start, end)
     return out
 
 
