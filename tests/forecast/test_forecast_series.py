@@ -139,3 +139,19 @@ def test_live_forecasts_and_staffing_name_their_events(stored, tmp_path) -> None
     plan = plan_staffing(site, result.forecasts)
     assert plan.as_dict()["events"][0]["source"] == "history"
     store.close()
+
+
+def test_the_debrief_lists_the_events_and_where_their_crowd_came_from(stored) -> None:
+    from types import SimpleNamespace
+
+    from crowdsafe.report.compute import event_rows
+    from crowdsafe.report.render import _events
+
+    store, days = stored
+    site = series_site()
+    rows = event_rows(store, site, float(days[0].ts[0]), float(days[2].ts[-1]))
+    # As known before each match's doors: nothing stored before the first, one and two after.
+    assert [(r.event, r.source, r.occurrences) for r in rows] == [
+        ("home match 1", "attendance", 0), ("home match 2", "history", 1), ("home match 3", "history", 2)]
+    html = _events(SimpleNamespace(events=rows))
+    assert "Events the forecasts included" in html and "2 earlier occurrence(s) of home-match" in html
