@@ -359,8 +359,8 @@ def gbm_event_forecasts(model: SeasonalGBM, data: HourlyData, origins: list[np.n
         for h in horizons:
             mean_all, level, eff = per[k][h]
             mean, lo, hi = _conformal(y, mean_all, level, h, origins[k], upper_tail)
-            tgt = origins[k] + h
-            learned = eff.n_past[tgt] > 0
+            tgt = origins[k] + h  # an origin of the other horizon can aim past the data's end
+            learned = (tgt < y.size) & (eff.n_past[np.clip(tgt, 0, y.size - 1)] > 0)
             if np.isfinite(conf.lo[h]):
                 sc = interval_scale(mean[learned], level[origins[k][learned]])
                 lo[learned] = np.maximum(mean[learned] + conf.lo[h] * sc, 0.0)
