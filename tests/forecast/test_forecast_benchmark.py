@@ -46,6 +46,13 @@ def test_auckland_holidays_known_dates() -> None:
     assert "2024-07-01" not in hol
 
 
+def test_public_holidays_come_from_the_holidays_library() -> None:
+    pytest.importorskip("holidays", reason="needs crowdsafe[benchmarks] (holidays)")
+    lib = {str(d) for d in bm.public_holidays(range(2019, 2026))}
+    assert {str(d) for d in bm.auckland_holidays(range(2019, 2026))} <= lib
+    assert lib - {str(d) for d in bm.auckland_holidays(range(2019, 2026))} == {"2022-09-26"}  # QEII memorial
+
+
 def test_features_never_see_past_the_origin(data: bm.HourlyData) -> None:
     y = data.counts[data.names.index("107 Quay Street")].copy()
     hour, dow, month = calendar(data.times)
@@ -134,3 +141,46 @@ def test_anchor_forecasts_are_cached_by_what_they_depend_on(data: bm.HourlyData,
     np.testing.assert_array_equal(first[0][24][0], again[0][24][0])
     other = [origins[0][:-1]]  # other origins: another key, computed afresh
     assert not bm.rival_forecasts("autoets", sub, other, jobs=1)[2]
+
+
+def test_event_and_peak_blocks_score_their_own_hours(data: bm.HourlyData) -> None:
+    """The calendar's test hours get origins of their own; a forecast that is the truth at them
+    scores 0 there and covers all of them, while ordinary hours still count as before."""
+    from crowdsafe.forecast.events import event_mask, load_calendar, occurrences
+
+    cal = load_calendar(sensors=data.names)
+    keep = [data.names.index(s) for s in ("45 Queen Street", "261 Queen Street")]
+    sub = bm.HourlyData([data.names[k] for k in keep], data.times, data.counts[keep], data.train_end,
+                        data.test_end)
+    occ = [occurrences(cal, s, sub.times) for s in sub.names]
+    origins = [bm.make_origins(sub, k, 500, event_hours=np.flatnonzero(event_mask(occ[k], sub.times.size)))
+               for k in range(2)]
+    for k, o in enumerate(origins):
+        targets = o.events[24] + 24
+        assert targets.size > 0 and np.all(targets >= sub.train_end) and np.all(targets < sub.test_end)
+        assert np.all(event_mask(occ[k], sub.times.size)[targets])
+        assert np.setdiff1d(o.all(), o.anchors()).size > 0  # event origins beyond regular and peak ones
+    every = [o.all() for o in origins]
+    naive = [bm.seasonal_naive(sub, k, every[k]) for k in range(2)]
+    oracle = []
+    for k in range(2):
+        fc = {}
+        for h in bm.HORIZONS_H:
+            tgt = np.clip(every[k] + h, 0, sub.times.size - 1)
+            truth = sub.counts[k][tgt]
+            fc[h] = (truth, truth, truth)
+        oracle.append(fc)
+    # The rivals' layout: their anchors and the extra event origins merged back in order.
+    merged = [bm._merge(every[k], origins[k].anchors(), {h: tuple(a[np.isin(every[k], origins[k].anchors())]
+                                                                for a in naive[k][h]) for h in naive[k]},
+                        np.setdiff1d(every[k], origins[k].anchors()),
+                        {h: tuple(a[~np.isin(every[k], origins[k].anchors())] for a in naive[k][h])
+                         for h in naive[k]}) for k in range(2)]
+    res = bm.evaluate(sub, origins, {"seasonal_naive": naive, "oracle": oracle, "merged": merged})
+    for h in ("h1", "h24"):
+        ev, pk = res["oracle"][h]["events"], res["oracle"][h]["peak"]
+        assert ev["rel_mae"] == 0.0 and ev["coverage80"] == 1.0 and ev["n"] > 20
+        assert pk["rel_mae"] == 0.0 and pk["n"] > 100
+        assert res["seasonal_naive"][h]["events"]["rel_mae"] == 1.0
+        assert res["merged"][h] == res["seasonal_naive"][h]
+        assert res["oracle"][h]["peak_rel_mae"] == pk["rel_mae"]

@@ -116,13 +116,19 @@ def benchmark(
     proto = result["protocol"]
     table = Table(title=f"forecast benchmark on {dataset}: {len(proto['sensors'])} sensors, "
                         f"origins every {stride} h ({proto['regular_origins_per_sensor']} per sensor)")
-    for col in ("method", "h", "rel MAE", "80 % cover", "peak rel MAE", "MAE", "forecasts", "seconds"):
+    for col in ("method", "h", "rel MAE", "80 % cover", "peak rel MAE", "peak cover", "event rel MAE",
+                "event cover", "MAE", "forecasts", "seconds"):
         table.add_column(col, justify="left" if col == "method" else "right")
+
+    def rel(block: dict) -> str:
+        return "–" if block["rel_mae"] is None else f"{block['rel_mae']:.3f}"
+
     for name, by_h in result["methods"].items():
         label = f"{name} (default)" if name == result["default"] else name
         for h, m in by_h.items():
             table.add_row(label, h[1:], f"{m['rel_mae']:.3f}", f"{m['coverage80']:.1%}",
-                          f"{m['peak_rel_mae']:.3f}", f"{m['mean_mae']:.1f}", str(m["n_forecasts"]),
+                          f"{m['peak_rel_mae']:.3f}", f"{m['peak']['coverage80']:.1%}", rel(m["events"]),
+                          f"{m['events']['coverage80']:.1%}", f"{m['mean_mae']:.1f}", str(m["n_forecasts"]),
                           f"{result['seconds'].get(name, 0):.0f}")
     console.print(table)
     for name, comp in proto["rivals"]["compute"].items():
@@ -130,7 +136,8 @@ def benchmark(
             console.print(f"{name}: forecasts from the cache (computed in {comp['cpu_seconds']:.0f} CPU-s); "
                           "--no-cache recomputes them")
     console.print("rel MAE: median over sensors of MAE / weekly seasonal-naive MAE on the same hours; "
-                  "peak: the busiest 1 % of each sensor's test hours. " + result["data_credit"] + ". "
+                  "peak: the busiest 1 % of each sensor's test hours; event: the test hours inside a "
+                  "calendar event's window at the sensors it touches. " + result["data_credit"] + ". "
                   f"{result['seconds']['total']:.0f} s.")
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)

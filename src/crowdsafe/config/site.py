@@ -253,6 +253,9 @@ class ScheduleEvent(BaseModel):
     moves to walkways, bars and toilets; ``zones`` limits the event to some zones (default: all).
     ``arrival_mean_min`` is how long before ``start`` the average person arrives and
     ``egress_min`` the time constant of leaving after ``end``: both tune the schedule profile.
+    ``series`` names the event's recurring series (``nye-fireworks``, ``home-match``): the
+    forecaster learns the series' effect on each zone from the stored readings of its earlier
+    occurrences, and uses the attendance-scaled arrival curve only while it has none.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # a typo is an error
@@ -265,6 +268,8 @@ class ScheduleEvent(BaseModel):
     zones: list[str] | None = None
     arrival_mean_min: float = Field(35.0, gt=0)
     egress_min: float = Field(8.0, gt=0)
+    series: str | None = Field(None, min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                               description="recurring series this event belongs to (letters, digits, - _ .)")
 
     @staticmethod
     def epoch(value: datetime) -> float:

@@ -112,6 +112,21 @@
     }
   }
 
+  // Which events the forecasts include and where each one's expected crowd comes from.
+  function eventsNote(zones) {
+    const seen = new Map();
+    for (const z of zones) for (const e of (z.events || [])) seen.set(`${e.event}@${e.start_ts}`, e);
+    if (!seen.size) return "";
+    const FROM = {
+      history: (e) => `learned from ${e.occurrences} earlier ${e.series}`,
+      attendance: (e) => `arrival curve for ${Math.round(e.attendance)} people` +
+        (e.attendance_given ? "" : " (site default)"),
+      none: () => "not in this method",
+    };
+    const parts = [...seen.values()].map((e) => `${e.event}: ${(FROM[e.source] || (() => e.source))(e)}`);
+    return `includes ${parts.join("; ")}; `;
+  }
+
   async function refresh() {
     clearTimeout(F.timer);
     let next = POLL_MS;
@@ -142,6 +157,7 @@
       const hist = mins.length ? `, ${Math.min(...mins)} min of readings` : "";
       note(`${forecast.method} (${learned}${hist}), ` +
         `${status.schedule_aware ? "schedule-aware" : "no schedule in the site file"}; ` +
+        `${eventsNote(forecast.zones || [])}` +
         `updated ${hhmm(forecast.now)}${F.plan ? "" : "; no staffing policy in the site file"}`);
     } catch (err) {
       note("forecast not available now");

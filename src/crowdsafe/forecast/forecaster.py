@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from crowdsafe.forecast.model import SiteForecastModel
-from crowdsafe.forecast.schedule import STEP_S
+from crowdsafe.forecast.schedule import STEP_S, event_sources, sources_between
 
 MAX_GAP_MIN = 10
 KEEP_MIN = 240  # history kept per zone: the longest lag used is 45 min, the rest is for charts
@@ -43,6 +43,9 @@ class Forecast:
     trained_on: str = "simulated"
     #: Minutes of this zone's own readings the forecast started from.
     history_min: int | None = None
+    #: The schedule events this forecast's span includes and what each one's expected crowd comes
+    #: from (``series.EventSource.as_dict``: ``history`` of the series, ``attendance`` or ``none``).
+    events: tuple[dict[str, object], ...] = ()
 
     def target_ts(self) -> list[float]:
         return [self.issued_ts + 60.0 * h for h in self.horizons]
@@ -58,6 +61,7 @@ class Forecast:
         return {"zone_id": self.zone_id, "issued_ts": self.issued_ts, "method": self.method,
                 "trained_on": self.trained_on, "history_min": self.history_min,
                 "last_count": self.last_count, "horizons_min": list(self.horizons),
+                "events": list(self.events),
                 "target_ts": self.target_ts(),
                 **{k: [round(v, 2) for v in getattr(self, k)]
                    for k in ("mean", "lo80", "hi80", "lo90", "hi90", "lo95", "hi95") if getattr(self, k)}}
@@ -116,9 +120,18 @@ class ZoneForecaster:
             raise ValueError(f"zone {self.zone_id}: no readings to forecast from")
         pred = self.model.predict(self.zone_id, y, grid, np.asarray([y.size - 1]))
         row = {k: tuple(float(v) for v in a[0]) for k, a in pred.items()}
+        events = self._events(float(grid[-1]))
         return Forecast(self.zone_id, float(grid[-1]), self.model.horizons, row["mean"], row["lo80"],
                         row["hi80"], row["lo95"], row["hi95"], self.model.method, float(y[-1]),
-                        row.get("lo90", ()), row.get("hi90", ()), self.model.trained_on, int(y.size))
+                        row.get("lo90", ()), row.get("hi90", ()), self.model.trained_on, int(y.size),
+                        events)
+
+    def _events(self, issued: float) -> tuple[dict[str, object], ...]:
+        """The model's events whose span overlaps this forecast's, with their sources."""
+        model = self.model
+        sources = model.event_sources or event_sources(model.events, None, model.schedule_aware)
+        end = issued + 60.0 * max(model.horizons)
+        return tuple(s.as_dict() for s in sources_between(sources, model.events, issued, end))
 
 
 def forecast_site(model: SiteForecastModel, readings: Iterable[dict[str, object]]) -> dict[str, Forecast]:

@@ -111,7 +111,8 @@ class LiveForecasts:
 
     def __init__(self, site: Site, method: str | None = None, *, seed: int = 1000,
                  fit: Callable[[Site, str, int], SiteForecastModel] | None = None,
-                 store: Store | None = None, refit_every_s: float = REFIT_S) -> None:
+                 store: Store | None = None, refit_every_s: float = REFIT_S,
+                 clock: Callable[[], float] = time.time) -> None:
         self.site = site
         self.method = method or default_method(site)
         self._learn_history = method is None and store is not None
@@ -127,6 +128,7 @@ class LiveForecasts:
         self._cache: tuple[tuple[float, ...], LiveResult] | None = None
         self.fit_seconds: float | None = None
         self.fits = 0
+        self._clock = clock  # the wall clock; a replay (or a test) passes its own
 
     def start(self) -> LiveForecasts:
         """Begin fitting (once, and again when a refit is due); returns at once."""
@@ -140,14 +142,19 @@ class LiveForecasts:
         return self
 
     def _fit_once(self) -> SiteForecastModel:
+        from crowdsafe.forecast.series import with_series
+
         if self._learn_history and self._store is not None:
             from crowdsafe.forecast.history import fit_history_model
 
             model = fit_history_model(self._store, self.site, seed=self._seed)
             if model is not None:
-                return model
-        return (self._fit or cached_site_model)(self.site, default_method(self.site) if self._learn_history
-                                                else self.method, self._seed)
+                return with_series(model, self.site, self._store, self._clock())
+        model = (self._fit or cached_site_model)(self.site, default_method(self.site) if self._learn_history
+                                                 else self.method, self._seed)
+        # Series are learned whenever the store is known (a method named on the command line
+        # keeps its method, but still says where each event's crowd comes from).
+        return with_series(model, self.site, self._store if self._learn_history else None, self._clock())
 
     def _fit_now(self) -> None:
         _lower_priority()
@@ -187,6 +194,7 @@ class LiveForecasts:
                 "trained_on": None if self._model is None else self._model.trained_on,
                 "history_days": None if self._model is None else self._model.history_days,
                 "horizons_min": None if self._model is None else list(self._model.horizons),
+                "events": [] if self._model is None else [e.as_dict() for e in self._model.event_sources],
                 "staffing_policy": self.site.staffing is not None}
 
     def model(self) -> SiteForecastModel:

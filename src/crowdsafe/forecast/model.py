@@ -132,6 +132,9 @@ class SiteForecastModel:
     #: Stored days and minutes of readings it learned from (``trained_on == "history"``).
     history_days: int = 0
     history_minutes: int = 0
+    #: The schedule's events and what each one's expected crowd comes from (``series.EventSource``):
+    #: filled by ``series.with_series``; empty means every event uses the arrival curve.
+    event_sources: list[Any] = field(default_factory=list)
 
     def point(self, zone_id: str, y: np.ndarray, ts: np.ndarray, origins: np.ndarray,
               day: DaySchedule | None = None) -> tuple[np.ndarray, np.ndarray]:

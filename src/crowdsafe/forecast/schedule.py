@@ -5,7 +5,7 @@ Why and how: docs/design-notes.md, ``crowdsafe.forecast.schedule``."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import shapely
@@ -35,6 +35,9 @@ class EventSpec:
     zones: tuple[str, ...] | None
     arrival_mean_min: float
     egress_min: float
+    series: str | None = None
+    #: Whether ``attendance`` is the schedule's own expected attendance (else the site default).
+    attendance_given: bool = True
 
     @classmethod
     def from_config(cls, event: ScheduleEvent, default_attendance: float) -> EventSpec:
@@ -45,7 +48,8 @@ class EventSpec:
                    tuple((ScheduleEvent.epoch(a), ScheduleEvent.epoch(b)) for a, b in event.breaks),
                    float(event.expected_attendance or default_attendance),
                    tuple(event.zones) if event.zones is not None else None,
-                   event.arrival_mean_min, event.egress_min)
+                   event.arrival_mean_min, event.egress_min, event.series,
+                   event.expected_attendance is not None)
 
     def params(self) -> CrowdParams:
         return CrowdParams(attendance=self.attendance, arrival_mean_min=self.arrival_mean_min,
@@ -167,3 +171,49 @@ def _current_break(event: EventSpec, t: np.ndarray) -> np.ndarray:
     brks = np.asarray(event.breaks)
     idx = np.searchsorted(brks[:, 1], t, side="right")
     return brks[np.clip(idx, 0, len(brks) - 1)]
+
+
+@dataclass(frozen=True)
+class EventSource:
+    """One event a forecast includes, and what its expected crowd comes from: ``history`` (the
+    series' stored occurrences, ``occurrences`` of them), ``attendance`` (the arrival curve scaled
+    by the expected attendance: the schedule's, or the site default when ``attendance_given`` is
+    false) or ``none`` (the forecast method does not use the schedule)."""
+
+    event: str
+    series: str | None
+    source: str
+    occurrences: int
+    attendance: float | None
+    attendance_given: bool
+    start_ts: float
+    end_ts: float
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def event_span(event: EventSpec) -> tuple[float, float]:
+    """Epoch seconds an event shapes the crowd over: an hour before the doors to 75 min after the end."""
+    return event.doors_ts - LEAD_MIN * 60.0, event.end_ts + TAIL_MIN * 60.0
+
+
+def event_sources(events: Sequence[EventSpec], learned: dict[int, int] | None = None,
+                  schedule_aware: bool = True) -> list[EventSource]:
+    """What each event's expected crowd comes from (see ``EventSource``); ``learned``: index of
+    an event -> stored occurrences of its series it repeats (``series.with_series``)."""
+    learned = learned or {}
+    out = []
+    for k, ev in enumerate(events):
+        n = learned.get(k, 0)
+        source = "none" if not schedule_aware else "history" if n else "attendance"
+        out.append(EventSource(ev.name, ev.series, source, n, ev.attendance, ev.attendance_given,
+                               ev.start_ts, ev.end_ts))
+    return out
+
+
+def sources_between(sources: Sequence[EventSource], events: Sequence[EventSpec], t0: float,
+                    t1: float) -> list[EventSource]:
+    """The events whose span (doors - lead .. end + tail) overlaps [t0, t1]."""
+    return [s for s, ev in zip(sources, events, strict=True)
+            if event_span(ev)[0] <= t1 and event_span(ev)[1] >= t0]

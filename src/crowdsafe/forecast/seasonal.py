@@ -257,20 +257,23 @@ def interval_scale(mean: np.ndarray, level: np.ndarray) -> np.ndarray:
 
 def rolling_conformal(y: np.ndarray, mean_all: np.ndarray, level_all: np.ndarray, h: int,
                       origins: np.ndarray, window: int, coverage: float = 0.80,
-                      min_scores: int = 48) -> tuple[np.ndarray, np.ndarray]:
+                      min_scores: int = 48, upper_tail: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(lo, hi) at ``origins`` from past residuals only.
 
     ``mean_all[t]``/``level_all[t]``: the forecast of y[t+h] made at every origin t (NaN where
     none). At an origin o, the scores are (y[t+h] - mean[t]) / scale for the forecasts whose
     target t+h <= o and t+h > o - window, i.e. already observed at o. Their empirical
-    (1-coverage)/2 and (1+coverage)/2 quantiles (finite-sample conformal ranks) size the interval.
+    (1-coverage)/2 and (1+coverage)/2 quantiles (finite-sample conformal ranks) size the interval;
+    ``upper_tail``: the share left above it instead of (1-coverage)/2 (the rest below), for an
+    interval that leaves less room above, where a crowd's surprises are.
     """
     n = y.size
     t_all = np.arange(n)
     tgt = t_all + h
     with np.errstate(invalid="ignore"):
         score = (_take(y, np.where(tgt < n, tgt, -1)) - mean_all) / interval_scale(mean_all, level_all)
-    lo_q, hi_q = (1 - coverage) / 2, (1 + coverage) / 2
+    up = (1 - coverage) / 2 if upper_tail is None else upper_tail
+    lo_q, hi_q = 1 - coverage - up, 1 - up
     los, his = np.full(origins.size, np.nan), np.full(origins.size, np.nan)
     for k, o in enumerate(origins):
         a, b = max(o - window - h + 1, 0), o - h + 1  # origins t with o-window < t+h <= o

@@ -53,10 +53,13 @@ class StaffingPlan:
     bound: str
     zones: list[ZoneSlot] = field(default_factory=list)
     site: list[SiteSlot] = field(default_factory=list)
+    #: The schedule events the plan's forecasts include, and what each one's crowd comes from.
+    events: list[dict[str, object]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {"issued_ts": self.issued_ts, "slot_minutes": self.slot_minutes, "bound": self.bound,
-                "zones": [asdict(z) for z in self.zones], "site": [asdict(s) for s in self.site]}
+                "zones": [asdict(z) for z in self.zones], "site": [asdict(s) for s in self.site],
+                "events": self.events}
 
     def rows(self) -> list[dict[str, object]]:
         """One CSV row per zone and slot, plus a ``*site*`` row per slot with the medics."""
@@ -152,4 +155,5 @@ def plan_staffing(site: Site, forecasts: Mapping[str, Forecast] | Iterable[Forec
             stewards_total[k] += total
     site_slots = [SiteSlot(issued + k * slot_s, issued + (k + 1) * slot_s, round(totals[k], 1),
                            stewards_total[k], site_medics(policy, totals[k])) for k in range(n_slots)]
-    return StaffingPlan(issued, slot_minutes, which, plan_zones, site_slots)
+    events = list({str(e["event"]) + str(e["start_ts"]): e for f in fc_list for e in f.events}.values())
+    return StaffingPlan(issued, slot_minutes, which, plan_zones, site_slots, events)

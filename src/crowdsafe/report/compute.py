@@ -220,6 +220,9 @@ class Report:
     site_flow_limits: dict[str, float]
     timezone: str = "UTC"  # the site's (``timezone`` in the site file): times are shown in it, UTC alongside
     signoff: SignOff = field(default_factory=SignOff)
+    #: The schedule's events in the period and what their forecast crowd came from, as known at
+    #: each event's doors (``series.EventSource``: history of the series, attendance, none).
+    events: list[Any] = field(default_factory=list)
 
     @property
     def alerts_by_severity(self) -> dict[str, int]:
@@ -312,6 +315,22 @@ def zone_summary(store: Store, site: Site, zone: Zone, start: float, end: float,
                       band=("count_low", "count_high")),
         density=_series(store, "zone_readings", zone.id, "density", start, end, resolution_s),
     )
+
+
+def event_rows(store: Store, site: Site, start: float, end: float) -> list[Any]:
+    """Each schedule event overlapping [start, end] and where its forecast crowd came from, as the
+    forecaster knew it before the doors: the series' stored occurrences up to then, else the
+    attendance-scaled arrival curve."""
+    from crowdsafe.forecast.schedule import LEAD_MIN, event_sources, site_events, sources_between
+    from crowdsafe.forecast.series import learn_series, learned_counts
+
+    events = site_events(site)
+    out = []
+    for ev in events:
+        before = ev.doors_ts - LEAD_MIN * 60.0
+        curves = learn_series(store, site, before, events) if ev.series else {}
+        out += sources_between(event_sources([ev], learned_counts([ev], curves, before)), [ev], start, end)
+    return out
 
 
 def forecast_check(store: Store, site: Site, zone_id: str, start: float, end: float, method: str,
@@ -530,6 +549,7 @@ def build_report(store: Store, site: Site, start: float, end: float, *, backgrou
     gates = [gate_summary(store, site, ln.id, start, end, resolution) for ln in site.lines]
     staffing, staffing_note = staffing_rows(store, site, start, end)
     view = view if view is not None else build_site_view(site)  # the API passes its own: no rebuild
+    events = event_rows(store, site, start, end)
     return Report(site_name=site.name, start=start, end=end, resolution_s=resolution, zones=zones,
                   gates=gates, alerts=alert_rows(store, start, end),
                   risk_bands=_bands(site.safety.profile_book().risk), staffing=staffing,
@@ -538,4 +558,4 @@ def build_report(store: Store, site: Site, start: float, end: float, *, backgrou
                   cameras=camera_quality(store, site, start, end),
                   overlays=camera_overlays(view, zones, backgrounds_dir),
                   site_flow_limits=dict(site.safety.specific_flow_pmm), timezone=site.timezone,
-                  signoff=signoff or SignOff())
+                  signoff=signoff or SignOff(), events=events)

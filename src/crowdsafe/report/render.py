@@ -164,16 +164,30 @@ def _alerts(r: Report, drawn: dict[str, Chart]) -> str:
         "operator wrote when acknowledging it.</p>")
 
 
+def _events(r: Report) -> str:
+    """The events the forecasts included and what each one's expected crowd came from."""
+    if not r.events:
+        return ""
+    src = {"history": lambda e: f"history: {e.occurrences} earlier occurrence(s) of {e.series}",
+           "attendance": lambda e: f"arrival curve for {e.attendance:.0f} people"
+                                   + ("" if e.attendance_given else " (site default)"),
+           "none": lambda e: "not used by the forecast"}
+    rows = [[e.event, e.series or "–", fmt_ts(e.start_ts), src.get(e.source, lambda e: e.source)(e)]
+            for e in r.events]
+    return ("<h3>Events the forecasts included</h3>"
+            + table(["Event", "Series", "Start (UTC)", "Expected crowd from"], rows))
+
+
 def _staffing(r: Report, drawn: dict[str, Chart]) -> str:
     if r.staffing is None:
-        return f"<p>{_e(r.staffing_note)}</p>"
+        return f"<p>{_e(r.staffing_note)}</p>" + _events(r)
     rows = [[s.zone_id, fmt_ts(s.slot_start_ts), fmt(s.peak_count), s.recommended,
              "–" if s.planned is None else s.planned, "–" if s.shortfall is None else s.shortfall]
             for s in r.staffing]
     return (_figure(drawn.get("staffing"))
             + table(["Zone", "Slot start", "Peak people", "Recommended", "Planned", "Short by"], rows,
                     numeric=(2, 3, 4, 5))
-            + f'<p class="note">{_e(r.staffing_note)}</p>')
+            + f'<p class="note">{_e(r.staffing_note)}</p>' + _events(r))
 
 
 def _egress(r: Report, drawn: dict[str, Chart]) -> str:
