@@ -10,6 +10,20 @@ import cv2
 import numpy as np
 
 from crowdsafe.geometry.body import BodyMotion
+from crowdsafe.geometry.homography import apply, homography_jacobian
+
+#: Sub-samples per density cell side for the swept path: a cell's mass starts from 2x2 points
+#: spread over the cell rather than one, so it crosses the line over a range of times.
+SWEPT_SUBSAMPLES = 2
+#: The band's half-width per second of sampling period (metres per second) and its least value:
+#: chosen on the simulated bottleneck (benchmarks/bottleneck.py), among 0.5, 0.75 and 1.0 m/s.
+BAND_HALF_WIDTH_M_PER_S = 0.5
+BAND_MIN_HALF_WIDTH_M = 0.3
+
+
+def band_half_width_m(period_s: float) -> float:
+    """Half-width of the band for a sampling period: half the walk of one period, at least 0.3 m."""
+    return max(BAND_HALF_WIDTH_M_PER_S * period_s, BAND_MIN_HALF_WIDTH_M)
 
 #: Optical flow runs on frames downscaled to at most this side. Far people are a few pixels
 #: wide, and coarser flow smooths their motion into the still background around them.
@@ -108,3 +122,122 @@ def persons_per_metre_minute(flux: LineFlux, width_m: float) -> float:
     if width_m <= 0:
         raise ValueError("gate width must be positive")
     return (flux.positive_per_s + flux.negative_per_s) * 60.0 / width_m
+
+
+@dataclass(frozen=True)
+class GateCrossings:
+    """People who crossed a gate's passage during one sampling period, by direction."""
+
+    in_count: float
+    out_count: float
+
+
+def swept_crossings(density: np.ndarray, cell: int, velocity: np.ndarray, image_to_ground: np.ndarray,
+                    a: tuple[float, float], b: tuple[float, float], in_normal: tuple[float, float],
+                    period_s: float, body: BodyMotion | None = None) -> GateCrossings:
+    """People crossing the ground segment a→b in the period centred on this frame.
+
+    Each cell's density is carried along its own velocity, on the ground, from half a period
+    before the frame to half a period after it; the mass whose path crosses a→b crossed the
+    line in that window. The windows of consecutive samples tile time, so at constant velocity
+    every person is counted exactly once whatever the sampling period, where a snapshot of the
+    flux times the period sees only the people who happen to be on the line at the sample.
+
+    ``density`` is people per ``cell``x``cell`` block; ``velocity`` (H, W, 2) pixels/s at image
+    resolution; ``image_to_ground`` maps the density's image plane to ground metres (the head
+    plane of ``GroundMap``); ``in_normal`` is the ground unit vector the "in" direction points
+    to. ``body`` reads velocity at the torso and carries it to head height (``line_flux``).
+    """
+    if period_s <= 0:
+        raise ValueError("the sampling period must be positive")
+    rows, cols = density.shape
+    mass = density.astype(np.float64).ravel() / SWEPT_SUBSAMPLES**2
+    keep = np.flatnonzero(mass != 0)
+    if keep.size == 0:
+        return GateCrossings(0.0, 0.0)
+    r, c = np.divmod(keep, cols)
+    offsets = (np.arange(SWEPT_SUBSAMPLES) + 0.5) / SWEPT_SUBSAMPLES
+    ox, oy = np.meshgrid(offsets, offsets)
+    xs = ((c[:, None] + ox.ravel()[None, :]) * cell).ravel()
+    ys = ((r[:, None] + oy.ravel()[None, :]) * cell).ravel()
+    m = np.repeat(mass[keep], SWEPT_SUBSAMPLES**2)
+    if body is None:
+        v = _bilinear(velocity, xs, ys)
+    else:
+        offset = _bilinear(body.offset_px, xs / cell, ys / cell)
+        to_head = _bilinear(body.to_head.reshape(*body.to_head.shape[:2], 4), xs / cell, ys / cell)
+        v = np.einsum("nij,nj->ni", to_head.reshape(-1, 2, 2),
+                      _bilinear(velocity, xs + offset[:, 0], ys + offset[:, 1]))
+    image = np.column_stack([xs, ys])
+    ground = apply(image_to_ground, image)
+    u = np.einsum("nij,nj->ni", homography_jacobian(image_to_ground, image), v)  # m/s on the ground
+    ok = np.all(np.isfinite(ground), axis=1) & np.all(np.isfinite(u), axis=1)
+    ground, u, m = ground[ok], u[ok], m[ok]
+    half = 0.5 * period_s
+    p0, p1 = ground - u * half, ground + u * half
+    pa, pb, n = np.asarray(a, float), np.asarray(b, float), np.asarray(in_normal, float)
+    d = pb - pa
+    s0, s1 = (p0 - pa) @ n, (p1 - pa) @ n
+    entering = (s0 < 0) & (s1 >= 0)
+    leaving = (s1 < 0) & (s0 >= 0)
+    crossing = entering | leaving
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(crossing, s0 / (s0 - s1), 0.0)
+    x = p0 + t[:, None] * (p1 - p0)
+    along = (x - pa) @ d / float(d @ d)
+    inside = crossing & (along >= 0.0) & (along <= 1.0)
+    return GateCrossings(in_count=float(m[inside & entering].sum()),
+                         out_count=float(m[inside & leaving].sum()))
+
+
+def _ground_motion(density: np.ndarray, cell: int, velocity: np.ndarray, image_to_ground: np.ndarray,
+                   body: BodyMotion | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ground positions, ground velocities m/s, masses) of sub-samples of the non-empty cells."""
+    rows, cols = density.shape
+    mass = density.astype(np.float64).ravel() / SWEPT_SUBSAMPLES**2
+    keep = np.flatnonzero(mass != 0)
+    r, c = np.divmod(keep, cols)
+    offsets = (np.arange(SWEPT_SUBSAMPLES) + 0.5) / SWEPT_SUBSAMPLES
+    ox, oy = np.meshgrid(offsets, offsets)
+    xs = ((c[:, None] + ox.ravel()[None, :]) * cell).ravel()
+    ys = ((r[:, None] + oy.ravel()[None, :]) * cell).ravel()
+    m = np.repeat(mass[keep], SWEPT_SUBSAMPLES**2)
+    if keep.size == 0:
+        return np.zeros((0, 2)), np.zeros((0, 2)), m
+    if body is None:
+        v = _bilinear(velocity, xs, ys)
+    else:
+        offset = _bilinear(body.offset_px, xs / cell, ys / cell)
+        to_head = _bilinear(body.to_head.reshape(*body.to_head.shape[:2], 4), xs / cell, ys / cell)
+        v = np.einsum("nij,nj->ni", to_head.reshape(-1, 2, 2),
+                      _bilinear(velocity, xs + offset[:, 0], ys + offset[:, 1]))
+    image = np.column_stack([xs, ys])
+    ground = apply(image_to_ground, image)
+    u = np.einsum("nij,nj->ni", homography_jacobian(image_to_ground, image), v)
+    ok = np.all(np.isfinite(ground), axis=1) & np.all(np.isfinite(u), axis=1)
+    return ground[ok], u[ok], m[ok]
+
+
+def band_crossings(density: np.ndarray, cell: int, velocity: np.ndarray, image_to_ground: np.ndarray,
+                   a: tuple[float, float], b: tuple[float, float], in_normal: tuple[float, float],
+                   period_s: float, half_width_m: float, body: BodyMotion | None = None) -> GateCrossings:
+    """People crossing a→b in the period, from the flux averaged over a band of parallel lines.
+
+    The flux through every line parallel to a→b within ``half_width_m`` of it, averaged, is the
+    mass-weighted normal velocity in the band divided by its width. Each person adds to it for
+    as long as they are in the band, so a sample every ``period_s`` sees everyone who crosses as
+    long as the band is wider than the distance walked in a period, where a snapshot of the flux
+    through the line alone sees only those on the line at that instant. Being linear in density
+    x velocity, it stays unbiased where velocity is read as a local average (optical flow spread
+    over the blur mixes walkers with those standing beside them; a swept path does not).
+    """
+    if period_s <= 0 or half_width_m <= 0:
+        raise ValueError("the sampling period and the band's half-width must be positive")
+    ground, u, m = _ground_motion(density, cell, velocity, image_to_ground, body)
+    pa, pb, n = np.asarray(a, float), np.asarray(b, float), np.asarray(in_normal, float)
+    d = pb - pa
+    across = (ground - pa) @ n
+    along = (ground - pa) @ d / float(d @ d)
+    inside = (np.abs(across) <= half_width_m) & (along >= 0.0) & (along <= 1.0)
+    moved = m[inside] * (u[inside] @ n) * (period_s / (2.0 * half_width_m))
+    return GateCrossings(in_count=float(moved[moved > 0].sum()), out_count=float(-moved[moved < 0].sum()))
