@@ -1,6 +1,7 @@
 """Write the demo's annotated gate crossings (data/vtest_gate_crossings.csv) from foot points.
 
-    python tools/gate_crossings.py ../shared/data/video/vtest_points.json src/crowdsafe/data/vtest_gate_crossings.csv
+    python tools/gate_crossings.py ../shared/data/video/vtest_points.json \
+        src/crowdsafe/data/vtest_gate_crossings.csv
 
 One row per annotated crossing of a demo site line between frame k and k + 1 (the same matching
 as ``crowdsafe eval-site``'s line truth): only the frame, the line and the direction, no points.

@@ -259,11 +259,10 @@ def demo(
         typer.echo(truth)
     for line in gates.summary():
         typer.echo(line)
-    if tally.pairs:
-        if tally.mae > 2:
-            err_console.print(
-                "note: the untuned counting models over-count this sparse scene (the sparse model by about 6 "
-                "people per frame); the demo camera counts with its tuning (view001_tuning.json, made by "
-                "`crowdsafe tune`; see README, Accuracy).", highlight=False, markup=False, soft_wrap=True)
+    if tally.pairs and tally.mae > 2:
+        err_console.print(
+            "note: the untuned counting models over-count this sparse scene (the sparse model by about 6 "
+            "people per frame); the demo camera counts with its tuning (view001_tuning.json, made by "
+            "`crowdsafe tune`; see README, Accuracy).", highlight=False, markup=False, soft_wrap=True)
     if not summary.flushed:
         raise typer.Exit(1)

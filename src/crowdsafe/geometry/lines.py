@@ -84,8 +84,8 @@ def passage_of(geometry: SiteGeometry, line: Line, camera_id: str, blur_m: float
                 continue
             given = isinstance(other.passage, tuple)
             theirs = LineString(other.passage) if given else _segment(other)  # type: ignore[arg-type]
-            towards = LineString([end, end + direction * max(reach, 1e-6)]).distance(theirs) < tip.distance(theirs)
-            if towards:
+            ahead = LineString([end, end + direction * max(reach, 1e-6)])
+            if ahead.distance(theirs) < tip.distance(theirs):  # reaching towards the other line
                 reach = min(reach, float(tip.distance(theirs)) * (1.0 if given else 0.5))
         ends.append(end + direction * reach)
     return ends[0], ends[1]

@@ -224,12 +224,13 @@ class FramePipeline:
         rows: list[dict[str, object]] = []
         metrics = []
         body = self._body(cid) if result.cell == self.geometry.cameras[cid].ground_map.cell else None
-        to_ground = self.geometry.cameras[cid].ground_map.image_to_ground
+        gm = self.geometry.cameras[cid].ground_map
         for plan in plans:
-            # Flux averaged over a band as deep as a walk of one period, over the gate's passage:
-            # a snapshot through the line alone times the period misses or doubles whoever is on
-            # the line at the sample, and a line as narrow as the gate loses the blur beyond its ends.
-            counts = band_crossings(result.density, result.cell, velocity, to_ground, *plan.passage,
+            # Flux averaged over a band as deep as a walk of one period on the side each way
+            # leaves to, over the gate's passage: a snapshot through the line alone times the
+            # period misses or doubles whoever is on the line at the sample, and a line as
+            # narrow as the gate loses the blur beyond its ends (benchmarks/bottleneck.py).
+            counts = band_crossings(result.density, result.cell, velocity, gm.ground_to_image, *plan.passage,
                                     plan.in_normal, period, band_half_width_m(period), body=body)
             in_n, out_n = max(counts.in_count, 0.0) + 0.0, max(counts.out_count, 0.0) + 0.0  # not -0.0
             pmm = (in_n + out_n) / period * 60.0 / plan.width_m
