@@ -78,6 +78,7 @@ def run_case(traj: Trajectories, truth: tuple[np.ndarray, np.ndarray], height: f
     gap_seg = (tuple(traj.gate[0]), tuple(traj.gate[1]))
     wall_px = apply(gm.ground_to_image, np.asarray(wall.passage))
     cam = VirtualCamera(geo, kernel, noise=noise, seed=seed)
+    extra = VirtualCamera(geo, kernel, noise=noise, seed=seed + 1)  # its own noise: cases stay the same
     step = round(period / RECORD_DT_S)
     first = step // 2
     frames = list(range(first, len(traj.positions) - 4, step))
@@ -116,7 +117,7 @@ def run_case(traj: Trajectories, truth: tuple[np.ndarray, np.ndarray], height: f
             # Several flow pairs per sample: the snapshot over three consecutive 0.1 s pairs.
             fin = fout = 0.0
             for k in range(3):
-                d_k, v_k = (density, velocity) if k == 0 else cam.render(pos[i + k], pos[i + k + 1])
+                d_k, v_k = (density, velocity) if k == 0 else extra.render(pos[i + k], pos[i + k + 1])
                 f = line_flux(d_k, gm.cell, v_k, tuple(wall_px[0]), tuple(wall_px[1]))
                 pos_n, neg_n = f.positive_per_s * period / 3, f.negative_per_s * period / 3
                 if wall.in_is_positive:
