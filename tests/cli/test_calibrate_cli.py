@@ -150,3 +150,22 @@ def test_calibrate_draws_zones_and_lines_at_head_height_dashed(tmp_path):
         px = px[(px[:, 0] >= 2) & (px[:, 0] < 766) & (px[:, 1] >= 2) & (px[:, 1] < 574)]
         near = [red[y - 2:y + 3, x - 2:x + 3].any() for x, y in px]
         assert np.mean(near) > 0.4, matrix  # dashes cover about half of the head-height line
+
+
+def test_calibrate_draws_the_gate_passage_beyond_the_line_ends(tmp_path):
+    """The passage, where the gate's crossings are counted, runs on past a and b on the floor."""
+    from crowdsafe.cli.calibrate import draw_overlay
+    from crowdsafe.config.site import load_site
+    from crowdsafe.geometry.homography import apply
+    from crowdsafe.geometry.lines import passage_of
+    from crowdsafe.geometry.site import build_site_geometry
+
+    geo = build_site_geometry(load_site(DEMO_SITE))
+    frame = np.zeros((576, 768, 3), np.uint8)
+    red = lambda img: (img[:, :, 2] > 200) & (img[:, :, 1] < 60) & (img[:, :, 0] < 60)  # noqa: E731
+    image = red(draw_overlay(frame, geo, "view001"))
+    line = geo.site.lines[0]
+    pa, _ = passage_of(geo, line, "view001")
+    beyond = np.linspace(pa, np.asarray(line.a), 8)[1:-2]  # between the passage's end and a
+    px = np.round(apply(np.linalg.inv(geo.cameras["view001"].fit.matrix), beyond)).astype(int)
+    assert len(px) and all(image[y - 1:y + 2, x - 1:x + 2].any() for x, y in px)

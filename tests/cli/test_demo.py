@@ -21,7 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crowdsafe.cli.demo import DEMO_BUSY_PCT, ground_truth
+from crowdsafe.cli.demo import DEMO_BUSY_PCT, GateTally, annotated_crossings, ground_truth
+from crowdsafe.runtime.pipeline import FrameOutput
 
 CHROMIUM = os.environ.get("CROWDSAFE_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -201,3 +202,30 @@ def test_demo_stops_cleanly_on_sigint_with_a_summary_and_the_truth(demo):
         stored = conn.execute("SELECT COUNT(DISTINCT ts) FROM zone_readings").fetchone()[0]
     assert stored == len(frames)  # every frame printed reached the store
     assert sorted(p.name for p in (demo["state"]).rglob("*.jpg")) in ([], ["view001.jpg"])  # no frame kept
+    gate = re.search(r"line east_gate: measured ([\d.]+) in, ([\d.]+) out vs annotated (\d+) in, (\d+) out "
+                     r"in the frames its (\d+) readings covered", out)
+    assert gate, out
+    assert int(gate.group(5)) > 0
+
+
+def _reading(frame: int, period_s: float, in_count: float, out_count: float) -> FrameOutput:
+    row = {"line_id": "east_gate", "ts": frame / 10, "period_s": period_s, "in_count": in_count,
+           "out_count": out_count, "flow_pmm": 0.0}
+    return FrameOutput("view001", frame / 10, 0.0, [], [row], [], frame_index=frame)
+
+
+def test_gate_tally_counts_the_annotated_crossings_of_the_frames_each_reading_covered():
+    crossings = annotated_crossings()
+    assert sum(d == "in" for _, lid, d in crossings if lid == "east_gate") == 18
+    assert sum(d == "out" for _, lid, d in crossings if lid == "east_gate") == 13
+    tally = GateTally(crossings, fps=10.0, frame_count=795)
+    for frame in range(0, 795, 10):  # one reading a second covers every frame once
+        tally.add(_reading(frame, 1.0, 0.25, 0.1))
+    assert tally.truth["east_gate"] == [18, 13]
+    assert tally.measured["east_gate"] == pytest.approx([80 * 0.25, 80 * 0.1])
+    again = GateTally(crossings, fps=10.0, frame_count=795)
+    for frame in range(795, 2 * 795, 10):  # the looped video's frames count again, wrapped
+        again.add(_reading(frame, 1.0, 0.0, 0.0))
+    assert sum(again.truth["east_gate"]) == 31
+    (line,) = tally.summary()
+    assert line.startswith("line east_gate: measured 20.0 in, 8.0 out vs annotated 18 in, 13 out")

@@ -16,6 +16,7 @@ from crowdsafe.cli.errors import fail, user_errors
 from crowdsafe.cli.site import IMAGE_SUFFIXES
 from crowdsafe.config.site import Site, SiteError, load_site
 from crowdsafe.geometry.homography import apply
+from crowdsafe.geometry.lines import passage_of
 from crowdsafe.geometry.site import CameraGeometry, SiteGeometry, build_site_geometry
 
 GRID_COLOUR = (170, 170, 170)
@@ -107,7 +108,7 @@ def _grid_bounds(site: Site, cg: CameraGeometry, pad: float = 5.0) -> tuple[int,
 
 
 def draw_overlay(frame: np.ndarray, geometry: SiteGeometry, camera_id: str) -> np.ndarray:
-    """The frame with the 1 m ground grid, zones, lines and calibration points drawn on it."""
+    """The frame with the 1 m ground grid, zones, lines (with their passages) and calibration points."""
     site, cg = geometry.site, geometry.cameras[camera_id]
     gm = cg.ground_map
     proj = _Projector(cg)
@@ -156,6 +157,14 @@ def draw_overlay(frame: np.ndarray, geometry: SiteGeometry, camera_id: str) -> n
 
     for line in site.lines:
         a_, b_ = np.array(line.a, float), np.array(line.b, float)
+        # The passage (where the gate's crossings are counted): thin, with ticks at its ends.
+        pa, pb = passage_of(geometry, line, camera_id)
+        for run in proj.runs(_segment(pa, pb)):
+            cv2.polylines(out, [run], False, LINE_COLOUR, 1, cv2.LINE_AA)
+        across = np.array(line.positive_normal()) * 0.25
+        for end in (pa, pb):
+            for run in proj.runs(_segment(end - across, end + across)):
+                cv2.polylines(out, [run], False, LINE_COLOUR, 1, cv2.LINE_AA)
         for run in proj.runs(_segment(a_, b_)):
             cv2.polylines(out, [run], False, LINE_COLOUR, 3, cv2.LINE_AA)
         for run in heads.runs(_segment(a_, b_)) if heads is not None else []:

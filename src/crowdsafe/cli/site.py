@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import cv2
+import numpy as np
 import typer
 
 from crowdsafe.cli.errors import fail, user_errors
@@ -127,10 +128,15 @@ def summary_lines(geometry: SiteGeometry) -> list[str]:
     for line in site.lines:
         nx, ny = line.positive_normal()
         width = line.width_m or line.length_m
-        unseen = "  (WARNING: no camera sees it; no flow will be measured)" \
-            if plan_line(geometry, line.id) is None else ""
+        plan = plan_line(geometry, line.id)
+        unseen = "  (WARNING: no camera sees it; no flow will be measured)" if plan is None else ""
+        passage = ""
+        if plan is not None:
+            (px, py), (qx, qy) = plan.passage
+            how = "drawn" if line.passage is not None else "automatic"
+            passage = f", counted over a {np.hypot(qx - px, qy - py):.1f} m passage ({how})"
         lines.append(f"line {line.id}: {line.length_m:.1f} m long, width {width:.1f} m, 'in' moves "
-                     f"towards ({nx:+.2f}, {ny:+.2f}){unseen}")
+                     f"towards ({nx:+.2f}, {ny:+.2f}){passage}{unseen}")
     lines.append(f"risk profile {book.risk.name}: " + ", ".join(
         f"{b.label} <{b.upper:g}" if b.upper != float("inf") else f"{b.label}" for b in book.risk.bands))
     warnings = sum(line.count("WARNING") for line in lines)

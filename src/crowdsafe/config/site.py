@@ -147,8 +147,20 @@ class Zone(_Strict):
         return self.name or self.id
 
 
+class PassageMargins(_Strict):
+    """A gate's passage given as how far it reaches beyond the gate's ends, along the line."""
+
+    beyond_a_m: float = Field(ge=0, le=50, description="metres the passage reaches beyond a")
+    beyond_b_m: float = Field(ge=0, le=50, description="metres the passage reaches beyond b")
+
+
 class Line(_Strict):
     """A gate or counting line on the ground, a→b in metres.
+
+    ``passage`` is where people crossing through the gate are counted: the wall-to-wall segment
+    ([[x, y], [x, y]]) or margins beyond a and b. A density map blurs each person over more than a
+    narrow gate, so the flux is integrated over the whole passage and attributed to the gate;
+    without it, the line is extended past its ends by the density blur's ground footprint there.
 
     ``positive`` says which crossing counts as "in": ``left`` (default) means moving from the
     right-hand side of a→b to its left-hand side, as seen from above with the right-handed
@@ -163,6 +175,10 @@ class Line(_Strict):
     width_m: float | None = Field(None, gt=0, description="clear width of the gate for p/m/min; "
                                                           "default: the length a→b")
     positive: Literal["left", "right"] | Point2 = "left"
+    passage: tuple[Point2, Point2] | PassageMargins | None = Field(
+        None, description="where the gate's crossings are counted: the wall-to-wall segment "
+                          "[[x, y], [x, y]] or {beyond_a_m, beyond_b_m}; default: a→b extended by "
+                          "the density blur's ground footprint, never into another line's passage")
 
     @property
     def length_m(self) -> float:
@@ -489,6 +505,18 @@ def site_problems(site: Site) -> list[str]:
             problems.append(f"lines[{i}]: a and b are {line.length_m:.3f} m apart; a line needs two distinct "
                             "ends (at least 5 cm)")
             continue
+        if isinstance(line.passage, tuple):
+            (px, py), (qx, qy) = line.passage
+            plen = math.hypot(qx - px, qy - py)
+            if plen < 0.05:
+                problems.append(f"lines[{i}].passage: its ends are {plen:.3f} m apart; a passage needs two "
+                                "distinct ends (at least 5 cm)")
+            else:
+                mx, my = (line.a[0] + line.b[0]) / 2, (line.a[1] + line.b[1]) / 2
+                gap = float(shapely.LineString(line.passage).distance(shapely.Point(mx, my)))
+                if gap > 1.0:
+                    problems.append(f"lines[{i}].passage: passes {gap:.1f} m from the gate's middle; it must "
+                                    "run through the gate (the wall-to-wall segment the gate is in)")
         if not isinstance(line.positive, str):
             nx, ny = line.positive
             dx, dy = line.b[0] - line.a[0], line.b[1] - line.a[1]

@@ -67,6 +67,17 @@ def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return out.reshape(pts.shape)
 
 
+def homography_jacobian(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(N, 2, 2) d(output)/d(input) of a 3x3 homography at (N, 2) input points."""
+    pts = np.asarray(points, float).reshape(-1, 2)
+    hom = pts @ matrix[:, :2].T + matrix[:, 2]
+    w = hom[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = hom[:, :2] / w[:, None]
+        jac = (matrix[None, :2, :2] - out[:, :, None] * matrix[None, 2:3, :2]) / w[:, None, None]
+    return jac
+
+
 def horizon_w(matrix: np.ndarray, image_points: np.ndarray) -> np.ndarray:
     """w = H[2]·(u, v, 1) for image points: positive on the floor side of the horizon."""
     pts = np.asarray(image_points, dtype=np.float64).reshape(-1, 2)

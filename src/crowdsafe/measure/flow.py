@@ -10,6 +10,24 @@ import cv2
 import numpy as np
 
 from crowdsafe.geometry.body import BodyMotion
+from crowdsafe.geometry.homography import apply, homography_jacobian
+
+#: Sub-samples per density cell side for the swept path: a cell's mass starts from 2x2 points
+#: spread over the cell rather than one, so it crosses the line over a range of times.
+SWEPT_SUBSAMPLES = 2
+#: The band's half-width per second of sampling period (metres per second) and its least value:
+#: chosen on the simulated bottleneck (benchmarks/bottleneck.py, the "estimators" of its results),
+#: among 0.5, 0.75 and 1.0 m/s. On the exit side the band is twice as deep: 1.5 m per second of
+#: period, so a walker at up to 1.5 m/s is inside it at one sample at least.
+BAND_HALF_WIDTH_M_PER_S = 0.75
+BAND_MIN_HALF_WIDTH_M = 0.3
+#: Copies of the line the band's flux is averaged over, per side.
+BAND_LINES = 8
+
+
+def band_half_width_m(period_s: float) -> float:
+    """Half-width of the band for a sampling period (``BAND_HALF_WIDTH_M_PER_S``), at least 0.3 m."""
+    return max(BAND_HALF_WIDTH_M_PER_S * period_s, BAND_MIN_HALF_WIDTH_M)
 
 #: Optical flow runs on frames downscaled to at most this side. Far people are a few pixels
 #: wide, and coarser flow smooths their motion into the still background around them.
@@ -108,3 +126,140 @@ def persons_per_metre_minute(flux: LineFlux, width_m: float) -> float:
     if width_m <= 0:
         raise ValueError("gate width must be positive")
     return (flux.positive_per_s + flux.negative_per_s) * 60.0 / width_m
+
+
+@dataclass(frozen=True)
+class GateCrossings:
+    """People who crossed a gate's passage during one sampling period, by direction."""
+
+    in_count: float
+    out_count: float
+
+
+def swept_crossings(density: np.ndarray, cell: int, velocity: np.ndarray, image_to_ground: np.ndarray,
+                    a: tuple[float, float], b: tuple[float, float], in_normal: tuple[float, float],
+                    period_s: float, body: BodyMotion | None = None) -> GateCrossings:
+    """People crossing the ground segment a→b in the period centred on this frame.
+
+    Each cell's density is carried along its own velocity, on the ground, from half a period
+    before the frame to half a period after it; the mass whose path crosses a→b crossed the
+    line in that window. The windows of consecutive samples tile time, so at constant velocity
+    every person is counted exactly once whatever the sampling period, where a snapshot of the
+    flux times the period sees only the people who happen to be on the line at the sample.
+
+    ``density`` is people per ``cell``x``cell`` block; ``velocity`` (H, W, 2) pixels/s at image
+    resolution; ``image_to_ground`` maps the density's image plane to ground metres (the head
+    plane of ``GroundMap``); ``in_normal`` is the ground unit vector the "in" direction points
+    to. ``body`` reads velocity at the torso and carries it to head height (``line_flux``).
+    """
+    if period_s <= 0:
+        raise ValueError("the sampling period must be positive")
+    ground, u, m, steps = _ground_motion(density, cell, velocity, image_to_ground, body)
+    pa, pb, n = np.asarray(a, float), np.asarray(b, float), np.asarray(in_normal, float)
+    size = _extent(steps, n)
+    d = pb - pa
+    across = (ground - pa) @ n
+    reach = np.abs(u @ n) * (0.5 * period_s)
+    # The share of the sub-sample's mass within reach of the line, where it crosses the passage.
+    share = _overlap(across, size, -reach, reach)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_cross = np.where(np.abs(u @ n) > 0, -across / (u @ n), np.inf)
+    along = ((ground + u * t_cross[:, None]) - pa) @ d / float(d @ d)
+    share = share * ((along >= 0.0) & (along <= 1.0))
+    entering = (u @ n) > 0
+    return GateCrossings(in_count=float((m * share)[entering].sum()),
+                         out_count=float((m * share)[~entering & ((u @ n) < 0)].sum()))
+
+
+def _overlap(s: np.ndarray, size: np.ndarray, lo: np.ndarray | float, hi: np.ndarray | float) -> np.ndarray:
+    """Share of each sub-sample, spread evenly over ``size`` metres around ``s``, lying in [lo, hi]:
+    point masses would be counted whole or not at all, biasing a window a few cells wide."""
+    left, right = s - size / 2, s + size / 2
+    return np.clip((np.minimum(right, hi) - np.maximum(left, lo)) / size, 0.0, 1.0)
+
+
+def _ground_motion(density: np.ndarray, cell: int, velocity: np.ndarray, image_to_ground: np.ndarray,
+                   body: BodyMotion | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(ground positions, ground velocities m/s, masses, ground steps) of sub-samples of the non-empty
+    cells; the steps (N, 2, 2) are the ground vectors of one sub-sample's image sides."""
+    cols = density.shape[1]
+    mass = density.astype(np.float64).ravel() / SWEPT_SUBSAMPLES**2
+    keep = np.flatnonzero(mass != 0)
+    r, c = np.divmod(keep, cols)
+    offsets = (np.arange(SWEPT_SUBSAMPLES) + 0.5) / SWEPT_SUBSAMPLES
+    ox, oy = np.meshgrid(offsets, offsets)
+    xs = ((c[:, None] + ox.ravel()[None, :]) * cell).ravel()
+    ys = ((r[:, None] + oy.ravel()[None, :]) * cell).ravel()
+    m = np.repeat(mass[keep], SWEPT_SUBSAMPLES**2)
+    if keep.size == 0:
+        return np.zeros((0, 2)), np.zeros((0, 2)), m, np.zeros((0, 2, 2))
+    if body is None:
+        v = _bilinear(velocity, xs, ys)
+    else:
+        offset = _bilinear(body.offset_px, xs / cell, ys / cell)
+        to_head = _bilinear(body.to_head.reshape(*body.to_head.shape[:2], 4), xs / cell, ys / cell)
+        v = np.einsum("nij,nj->ni", to_head.reshape(-1, 2, 2),
+                      _bilinear(velocity, xs + offset[:, 0], ys + offset[:, 1]))
+    image = np.column_stack([xs, ys])
+    ground = apply(image_to_ground, image)
+    jac = homography_jacobian(image_to_ground, image)
+    u = np.einsum("nij,nj->ni", jac, v)
+    steps = jac * (cell / SWEPT_SUBSAMPLES)
+    ok = np.all(np.isfinite(ground), axis=1) & np.all(np.isfinite(u), axis=1) & \
+        np.all(np.isfinite(steps), axis=(1, 2))
+    return ground[ok], u[ok], m[ok], steps[ok]
+
+
+def _extent(steps: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """Width across the line of a sub-sample's ground patch, as an even spread of the same variance:
+    a cell far away is long along the view and thin across it, so no single size fits both."""
+    across = steps.transpose(0, 2, 1) @ normal  # (N, 2): each image side's step across the line
+    return np.maximum(np.hypot(across[:, 0], across[:, 1]), 1e-6)
+
+
+def band_crossings(density: np.ndarray, cell: int, velocity: np.ndarray, ground_to_image: np.ndarray,
+                   a: tuple[float, float], b: tuple[float, float], in_normal: tuple[float, float],
+                   period_s: float, half_width_m: float, body: BodyMotion | None = None,
+                   exit_side: bool = True, lines: int = BAND_LINES) -> GateCrossings:
+    """People crossing the ground segment a→b in the period, from the flux through a band of lines.
+
+    The flux through ``lines`` copies of a→b moved across it, averaged: on the side each way
+    leaves to, 0 to 2 x ``half_width_m`` beyond the line (``exit_side``), else within
+    ``half_width_m`` either side. Each person adds to it for as long as they are in the band, so
+    a sample every ``period_s`` sees everyone who crosses when the band is deeper than a period's
+    walk, where a snapshot of the flux through the line alone sees only those on the line at the
+    sample. On the exit side, flow is a stream leaving the gate; before it, a crowd converging
+    on a narrow gate crosses the band's copies beyond the gate's ends and is lost.
+
+    Linear in density x velocity (each line by ``line_flux``), it stays unbiased where velocity
+    is a local average mixing walkers with people standing beside them. ``ground_to_image`` maps
+    ground metres to the density's image plane (``GroundMap.ground_to_image``).
+    """
+    if period_s <= 0 or half_width_m <= 0:
+        raise ValueError("the sampling period and the band's half-width must be positive")
+    pa, pb, n = np.asarray(a, float), np.asarray(b, float), np.asarray(in_normal, float)
+    fractions = (np.arange(lines) + 0.5) / lines
+    if exit_side:
+        offsets = [(f * 2 * half_width_m, True) for f in fractions] + \
+            [(-f * 2 * half_width_m, False) for f in fractions]
+    else:
+        offsets = [((2 * f - 1) * half_width_m, None) for f in fractions]
+    flux_in = flux_out = 0.0
+    for offset, way in offsets:
+        ends = apply(ground_to_image, np.array([pa + offset * n, pb + offset * n]))
+        centre = (pa + pb) / 2 + offset * n
+        mid = apply(ground_to_image, np.array([centre, centre + 0.05 * n]))
+        if not (np.all(np.isfinite(ends)) and np.all(np.isfinite(mid))):
+            continue
+        if float(np.hypot(*(ends[1] - ends[0]))) < 1.0:
+            continue
+        f = line_flux(density, cell, velocity, tuple(ends[0]), tuple(ends[1]), body=body)
+        dx, dy = ends[1] - ends[0]
+        in_is_positive = float(np.dot(mid[1] - mid[0], [dy, -dx])) > 0
+        f_in, f_out = (f.positive_per_s, f.negative_per_s) if in_is_positive else \
+            (f.negative_per_s, f.positive_per_s)
+        if way is None or way:
+            flux_in += f_in
+        if way is None or not way:
+            flux_out += f_out
+    return GateCrossings(in_count=flux_in * period_s / lines, out_count=flux_out * period_s / lines)

@@ -1,0 +1,198 @@
+"""Gate counts at live sampling against a simulated bottleneck's exact crossings.
+
+JuPedSim walks 200 people through a 0.8 m or 1.2 m gap in a wall; a virtual camera 4 m or 10 m
+up, calibrated through a site file like a real one, renders their heads as a counter's density map
+(Gaussian kernel of 0.15-0.5 m on the ground, Poisson-noised) with their image velocity, sampled
+like a live camera every 0.5, 1 or 2 s (one 0.1 s flow pair per sample). Each gate estimator is
+scored against the crossings of the simulated trajectories in the time the samples cover.
+
+    python benchmarks/bottleneck.py --json benchmarks/results/bottleneck-<date>.json
+
+``cases``: the estimator the pipeline runs (swept path over the gate's passage); ``estimators``:
+every estimator compared on the same samples, the measurement the choice rests on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crowdsafe.geometry.homography import apply
+from crowdsafe.geometry.lines import BLUR_SIGMAS, plan_line
+from crowdsafe.measure.flow import band_crossings, band_half_width_m, line_flux, swept_crossings
+from crowdsafe.simulate.bottleneck import (
+    NOISE_COUNTS_PER_PERSON,
+    RECORD_DT_S,
+    WALL_M,
+    Trajectories,
+    VirtualCamera,
+    bottleneck_geometry,
+    camera_pose,
+    simulate,
+    wall_passage,
+)
+
+GAPS_M = (0.8, 1.2)
+KERNELS_M = (0.15, 0.3, 0.5)
+PERIODS_S = (0.5, 1.0, 2.0)
+HEIGHTS_M = (4.0, 10.0)
+#: Heights at which the costlier estimators (several flow pairs, net change) are also run.
+COMPARE_HEIGHTS_M = (10.0,)
+
+
+def cached_simulation(gap: float, people: int, seed: int) -> Trajectories:
+    """The simulation, kept in the user cache: it is deterministic for its inputs and version."""
+    from crowdsafe.counting.weights import cache_dir
+    from crowdsafe.simulate.jupedsim_model import _version
+
+    path = cache_dir() / f"bottleneck-{gap}-{people}-{seed}-{_version()}.npy"
+    if path.exists():
+        return Trajectories(np.load(path), gap)
+    traj = simulate(gap, n_people=people, seed=seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, traj.positions)
+    return traj
+
+
+def pct(measured: float, truth: float) -> float:
+    return 100.0 * (measured - truth) / truth if truth > 0 else float("nan")
+
+
+def run_case(traj: Trajectories, truth: tuple[np.ndarray, np.ndarray], height: float, kernel: float,
+             period: float, seed: int, compare: bool, noise: float = NOISE_COUNTS_PER_PERSON
+             ) -> dict[str, Any]:
+    pose = camera_pose(height)
+    geo = bottleneck_geometry(pose, traj.gap_m, wall_passage())
+    geo_auto = bottleneck_geometry(pose, traj.gap_m)
+    gm = geo.cameras["cam"].ground_map
+    wall = plan_line(geo, "gap")
+    auto = plan_line(geo_auto, "gap", blur_m=BLUR_SIGMAS * kernel)
+    assert wall is not None and auto is not None
+    gap_seg = (tuple(traj.gate[0]), tuple(traj.gate[1]))
+    wall_px = apply(gm.ground_to_image, np.asarray(wall.passage))
+    cam = VirtualCamera(geo, kernel, noise=noise, seed=seed)
+    extra = VirtualCamera(geo, kernel, noise=noise, seed=seed + 1)  # its own noise: cases stay the same
+    step = round(period / RECORD_DT_S)
+    first = step // 2
+    frames = list(range(first, len(traj.positions) - 4, step))
+    est: dict[str, list[float]] = {}
+
+    def add(name: str, value_in: float, value_out: float) -> None:
+        acc = est.setdefault(name, [0.0, 0.0])
+        acc[0] += value_in
+        acc[1] += value_out
+
+    up_before: float | None = None
+    for i in frames:
+        pos = traj.positions
+        density, velocity = cam.render(pos[i], pos[i + 1])
+        to_ground = gm.image_to_ground
+        for name, (a, b), normal in (("swept_wall", wall.passage, wall.in_normal),
+                                     ("swept_auto", auto.passage, auto.in_normal),
+                                     ("swept_gap", gap_seg, (1.0, 0.0))):
+            c = swept_crossings(density, gm.cell, velocity, to_ground, a, b, normal, period)
+            add(name, c.in_count, c.out_count)
+        g2i = gm.ground_to_image
+        for name, per_s, exit_side in (("band075", 0.75, False), ("band05", 0.5, False),
+                                       ("bandx075", 0.75, True), ("bandx05", 0.5, True)):
+            c = band_crossings(density, gm.cell, velocity, g2i, *auto.passage, auto.in_normal, period,
+                               max(per_s * period, 0.3), exit_side=exit_side)
+            add(name + "_auto", c.in_count, c.out_count)
+        c = band_crossings(density, gm.cell, velocity, g2i, *wall.passage, wall.in_normal, period,
+                           band_half_width_m(period))
+        add("bandx075_wall", c.in_count, c.out_count)
+        for name, (a_px, b_px) in (("snapshot_gap", (wall.a_px, wall.b_px)),
+                                   ("snapshot_wall", (tuple(wall_px[0]), tuple(wall_px[1])))):
+            f = line_flux(density, gm.cell, velocity, a_px, b_px)
+            pos_n, neg_n = f.positive_per_s * period, f.negative_per_s * period
+            add(name, *((pos_n, neg_n) if wall.in_is_positive else (neg_n, pos_n)))
+        if compare:
+            # Several flow pairs per sample: the snapshot over three consecutive 0.1 s pairs.
+            fin = fout = 0.0
+            for k in range(3):
+                d_k, v_k = (density, velocity) if k == 0 else extra.render(pos[i + k], pos[i + k + 1])
+                f = line_flux(d_k, gm.cell, v_k, tuple(wall_px[0]), tuple(wall_px[1]))
+                pos_n, neg_n = f.positive_per_s * period / 3, f.negative_per_s * period / 3
+                if wall.in_is_positive:
+                    fin, fout = fin + pos_n, fout + neg_n
+                else:
+                    fin, fout = fin + neg_n, fout + pos_n
+            add("pairs3_wall", fin, fout)
+            # Net change of density upstream of the wall (in view) between samples.
+            centres = gm.cell_centres_ground()
+            up = float(density[np.nan_to_num(centres[..., 0], nan=1e9) < WALL_M / 2].sum())
+            if up_before is not None:
+                net = up_before - up
+                add("net_change", max(net, 0.0), max(-net, 0.0))
+            else:
+                add("net_change", 0.0, 0.0)
+            up_before = up
+    t0, t1 = frames[0] * RECORD_DT_S - period / 2, frames[-1] * RECORD_DT_S + period / 2
+    t_in = int(((truth[0] >= t0) & (truth[0] < t1)).sum())
+    t_out = int(((truth[1] >= t0) & (truth[1] < t1)).sum())
+    rows = {name: {"measured_in": round(v[0], 2), "measured_out": round(v[1], 2),
+                   "error_pct": round(pct(v[0], t_in), 2)} for name, v in est.items()}
+    return {"gap_m": traj.gap_m, "kernel_m": kernel, "period_s": period, "camera_height_m": height,
+            "samples": len(frames), "truth_in": t_in, "truth_out": t_out, "estimators": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--people", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compare", action="store_true",
+                        help="also run the costlier estimators (three flow pairs per sample, net "
+                             "change) at 10 m")
+    args = parser.parse_args()
+    started = time.time()
+    cases, compared = [], []
+    for gi, gap in enumerate(GAPS_M):
+        t = time.time()
+        traj = cached_simulation(gap, args.people, args.seed + gi)
+        truth = traj.crossing_times()
+        print(f"gap {gap} m: {len(truth[0])} in, {len(truth[1])} out in {traj.duration_s:.0f} s "
+              f"(simulated in {time.time() - t:.0f} s)", flush=True)
+        for height in HEIGHTS_M:
+            for kernel in KERNELS_M:
+                for period in PERIODS_S:
+                    seed = hash((gap, height, kernel, period)) % 2**31
+                    row = run_case(traj, truth, height, kernel, period, seed,
+                                   args.compare and height in COMPARE_HEIGHTS_M)
+                    chosen = row["estimators"]["bandx075_auto"]
+                    cases.append({k: row[k] for k in ("gap_m", "kernel_m", "period_s", "camera_height_m",
+                                                      "samples", "truth_in", "truth_out")}
+                                 | {"estimator": "band on the exit side (the pipeline's)",
+                                    "passage": "automatic (2 kernel sigmas beyond each end)"} | chosen)
+                    compared.append(row)
+                    summary = "  ".join(f"{n} {v['error_pct']:+.1f}%" for n, v in row["estimators"].items())
+                    print(f"gap {gap} h {height} k {kernel} T {period}: {row['truth_in']} in; {summary}",
+                          flush=True)
+    worst = max(cases, key=lambda c: abs(c["error_pct"]))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                check=False).stdout.strip()
+    except OSError:
+        commit = ""
+    result = {"cases": cases, "estimators": compared,
+              "meta": {"people": args.people, "seed": args.seed,
+                       "noise_counts_per_person": NOISE_COUNTS_PER_PERSON,
+                       "flow_pair_s": RECORD_DT_S, "commit": commit, "python": platform.python_version(),
+                       "seconds": round(time.time() - started, 1),
+                       "worst_case": {k: worst[k] for k in ("gap_m", "kernel_m", "period_s",
+                                                            "camera_height_m", "error_pct")}}}
+    print(f"worst case: {worst['error_pct']:+.1f} % (gap {worst['gap_m']} m, kernel {worst['kernel_m']} m, "
+          f"period {worst['period_s']} s, camera {worst['camera_height_m']} m)")
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
