@@ -22,7 +22,7 @@ from crowdsafe.api.context import ApiState, load_state
 from crowdsafe.api.events import EventHub
 from crowdsafe.api.events import router as events_router
 from crowdsafe.api.middleware import BodyLimit, SecurityHeaders
-from crowdsafe.api.routes import alerts, cameras, forecast, lines, report, site, zones
+from crowdsafe.api.routes import alerts, cameras, forecast, lines, report, setup, site, zones
 from crowdsafe.api.settings import ApiSettings
 from crowdsafe.api.tokens import TokenError
 from crowdsafe.store import Store, StoreError, open_store
@@ -105,7 +105,7 @@ def _routes(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         return app.openapi()
 
-    for module in (site, zones, lines, cameras, alerts, forecast, report):
+    for module in (site, zones, lines, cameras, alerts, forecast, report, setup):
         app.include_router(module.router)
     app.include_router(events_router)
     app.include_router(metrics.router)
