@@ -172,3 +172,27 @@ def test_hostile_bodies_get_a_field_named_422_and_change_nothing(env, name, make
             assert r.status_code == 422, (name, r.status_code, r.text)
             assert field in json.dumps(r.json()), r.text
         assert snapshot(folder) == before
+
+
+def test_live_fit_reports_what_calibrate_reports_and_draws_the_grids(env):
+    import yaml
+
+    cal = yaml.safe_load(env["site_file"].read_text())["cameras"][0]["calibration"]
+    body = {k: cal[k] for k in ("image_points", "ground_points", "image_size", "focal_px", "principal_point")}
+    with client(env) as c:
+        for role in ("viewer", "operator"):
+            assert c.post("/api/setup/fit", headers=auth(env, role), json=body).status_code == 403
+        r = c.post("/api/setup/fit", headers=auth(env, "admin"), json=body)
+        assert r.status_code == 200, r.text
+        fit = r.json()
+        said = CliRunner().invoke(cli, ["calibrate", str(env["site_file"]), "--camera", "view001"]).output
+        assert f"RMS {fit['rms_m']:.3f} m, max {fit['max_m']:.3f} m" in said
+        assert len(fit["errors_m"]) == 9 and fit["floor_grid"] and fit["head_grid"]
+        # a wrong pair shows as the largest error at once
+        bad = {**body, "ground_points": [*body["ground_points"][:-1], [5.0, -9.981]]}
+        errors = c.post("/api/setup/fit", headers=auth(env, "admin"), json=bad).json()["errors_m"]
+        assert max(range(9), key=errors.__getitem__) == 8 and errors[8] > 1.0
+        # three pairs are not a calibration: field-named 422
+        few = {**body, "image_points": body["image_points"][:3], "ground_points": body["ground_points"][:3]}
+        r = c.post("/api/setup/fit", headers=auth(env, "admin"), json=few)
+        assert r.status_code == 422 and "image_points" in r.text

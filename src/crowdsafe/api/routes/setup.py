@@ -15,6 +15,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +34,8 @@ from crowdsafe.config.site_edit import (
     version_of,
     write_with_backup,
 )
+from crowdsafe.geometry.homography import CalibrationError, apply, fit_homography
+from crowdsafe.geometry.pose import plane_homography, pose_from_homography
 from crowdsafe.geometry.site import build_site_geometry
 
 router = APIRouter(prefix="/api/setup", tags=["setup"])
@@ -145,3 +148,74 @@ async def save_site(request: Request, principal: Annotated[Principal, Depends(ad
     return {"saved": True, "by": principal.name, "version": version, "backup": backup.name,
             "changed": what, "zones": len(view.zone_ids), "lines": len(view.line_ids),
             "cameras": len(view.camera_ids)}
+
+
+Point = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=2, max_length=2)]
+
+
+class FitBody(BaseModel):
+    """Point pairs clicked so far, for a live fit while calibrating."""
+
+    model_config = ConfigDict(extra="forbid")
+    image_points: list[Point] = Field(max_length=200)
+    ground_points: list[Point] = Field(max_length=200)
+    image_size: tuple[Annotated[int, Field(gt=0, le=20_000)], Annotated[int, Field(gt=0, le=20_000)]]
+    focal_px: float | None = Field(None, gt=0, allow_inf_nan=False)
+    principal_point: Point | None = None
+    head_height_m: float = Field(1.7, ge=0, le=3.0)
+
+
+def _polylines(matrix: np.ndarray, lines: list[np.ndarray], size: tuple[int, int]) -> list[list[list[float]]]:
+    """Ground lines mapped into the image, split where they pass behind the horizon or far outside."""
+    out = []
+    w, h = size
+    for line in lines:
+        pts = apply(matrix, line)
+        ok = np.all(np.isfinite(pts), axis=1) & (pts[:, 0] > -w) & (pts[:, 0] < 2 * w) \
+            & (pts[:, 1] > -h) & (pts[:, 1] < 2 * h)
+        run: list[list[float]] = []
+        for p, good in zip(pts, ok, strict=True):
+            if good:
+                run.append([round(float(p[0]), 1), round(float(p[1]), 1)])
+            elif run:
+                if len(run) > 1:
+                    out.append(run)
+                run = []
+        if len(run) > 1:
+            out.append(run)
+    return out
+
+
+@router.post("/fit", summary="Fit a camera's calibration from clicked pairs (admin)")
+async def fit(request: Request, _: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
+    """The fit ``crowdsafe calibrate`` reports (RMS and each pair's error in metres on the ground),
+    and the 1 m floor grid and head-height grid drawn into the image, so a bad pair shows at once."""
+    body = model_body(await request.body(), FitBody)
+    if len(body.image_points) != len(body.ground_points):
+        raise HTTPException(422, [{"loc": ["body", "ground_points"], "type": "value_error",
+                                   "msg": "one ground point per image point"}])
+    try:
+        result = fit_homography(body.image_points, body.ground_points)
+    except CalibrationError as exc:
+        raise HTTPException(422, [{"loc": ["body", exc.field], "msg": str(exc), "type": "calibration"}]) \
+            from None
+    gnd = result.ground_points
+    lo = np.floor(gnd.min(axis=0)) - 10
+    hi = np.ceil(gnd.max(axis=0)) + 10
+    xs, ys = np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1)
+    lines = [np.column_stack([np.full(200, x), np.linspace(lo[1], hi[1], 200)]) for x in xs] + \
+            [np.column_stack([np.linspace(lo[0], hi[0], 200), np.full(200, y)]) for y in ys]
+    size = (int(body.image_size[0]), int(body.image_size[1]))
+    floor = _polylines(result.inverse, lines, size)
+    head: list[list[list[float]]] = []
+    pose = pose_from_homography(result.matrix, size, focal_px=body.focal_px,
+                                principal_point=tuple(body.principal_point) if body.principal_point else None)
+    if pose is not None and body.head_height_m > 0:
+        to_plane = plane_homography(pose, result.matrix, body.head_height_m)
+        inv = np.linalg.inv(to_plane)
+        head = _polylines(inv / np.abs(inv[2]).max(), lines, size)
+    return {"rms_m": round(result.rms_m, 4), "max_m": round(result.max_m, 4),
+            "errors_m": [round(float(e), 4) for e in result.errors_m],
+            "inliers": [bool(i) for i in result.inliers],
+            "camera_height_m": round(pose.height_m, 2) if pose is not None else None,
+            "floor_grid": floor, "head_grid": head}
