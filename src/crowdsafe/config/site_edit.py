@@ -15,6 +15,7 @@ is refused with what changed in between, never merged.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import io
 import os
@@ -22,6 +23,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,7 @@ def version_of(text: str) -> str:
 def _yaml() -> YAML:
     y = YAML(typ="rt")
     y.preserve_quotes = True
-    y.width = 100  # long flow lists wrap near the project's line length
+    y.width = 4096  # never re-wrap a flow list into odd breaks; an edited one stays on one line
     y.indent(mapping=2, sequence=4, offset=2)  # `  - id: x` under a key, as the shipped sites are written
     return y
 
@@ -140,12 +142,99 @@ def merge(old: Any, new: Any) -> Any:
     return _node(new)
 
 
+def _tail_slot(parent: Any, key: Any) -> tuple[Any, Any, int]:
+    """Where ruamel keeps the comment that follows ``parent[key]``: after its last block descendant."""
+    value = parent[key]
+    if isinstance(value, CommentedMap) and len(value) and not value.fa.flow_style():
+        return _tail_slot(value, list(value)[-1])
+    if isinstance(value, CommentedSeq) and len(value) and not value.fa.flow_style():
+        return _tail_slot(value, len(value) - 1)
+    return parent, key, 2 if isinstance(parent, CommentedMap) else 0
+
+
+def _tail_text(parent: Any, key: Any) -> str:
+    holder, k, i = _tail_slot(parent, key)
+    slot = holder.ca.items.get(k)
+    token = slot[i] if slot and len(slot) > i else None
+    return token.value if token is not None else ""
+
+
+def _following_blocks(tree: CommentedMap) -> dict[Any, str]:
+    """The full-line comment block above each top-level key. ruamel stores it with the end of the
+    previous key's value (after that value's own end-of-line comment), so it would go when that
+    value's last item is deleted; keyed here by the key it stands above."""
+    keys = list(tree)
+    out = {}
+    for before, key in pairwise(keys):
+        text = _tail_text(tree, before)
+        block = text.split("\n", 1)[1] if text and not text.startswith("\n") and "\n" in text else text
+        if block.strip():
+            out[key] = block
+    return out
+
+
+def _restore_blocks(tree: CommentedMap, blocks: dict[Any, str]) -> None:
+    keys = list(tree)
+    for before, key in pairwise(keys):
+        block = blocks.get(key)
+        if not block or block in _tail_text(tree, before):
+            continue
+        lines = [ln.strip() for ln in block.strip("\n").splitlines()]
+        if not all(ln.startswith("#") for ln in lines):
+            continue
+        text = "\n".join(ln[1:].removeprefix(" ") for ln in lines)
+        tree.yaml_set_comment_before_after_key(key, before=text, indent=0)
+
+
 def merged_text(text: str, site: dict[str, Any]) -> str:
     """The file's text with ``site`` written into it (comments and order of the rest kept)."""
     tree = read_tree(text)
     if not isinstance(tree, CommentedMap):
         return dump_tree(_node(site))
-    return dump_tree(merge(tree, site))
+    roundtrip = dump_tree(tree)
+    blocks = _following_blocks(tree)
+    merged = merge(tree, site)
+    _restore_blocks(merged, blocks)
+    out = dump_tree(merged)
+    kept = _keep_untouched_lines(text, roundtrip, out)
+    try:
+        if plain(read_tree(kept)) == plain(read_tree(out)):
+            return kept
+    except SiteError:
+        pass
+    return out
+
+
+def _keep_untouched_lines(original: str, roundtrip: str, merged: str) -> str:
+    """``merged`` with every stretch the edit did not touch taken from ``original`` as typed.
+
+    ruamel cannot keep the line breaks inside a flow list (``[[60, 560], ...`` over two lines comes
+    back on one), so a plain dump would rewrap lists nobody edited. The dump of the unedited tree
+    (``roundtrip``) lines up with both: where it equals ``merged`` the author's own lines are used.
+    """
+    o, r, m = original.splitlines(True), roundtrip.splitlines(True), merged.splitlines(True)
+    segments = difflib.SequenceMatcher(None, o, r, autojunk=False).get_opcodes()  # O <-> R
+    out: list[str] = []
+
+    def from_original(a: int, b: int) -> None:
+        """R lines [a, b) as the original had them (a whole rewrapped region, or R's own lines)."""
+        for tag, i1, i2, j1, j2 in segments:
+            if tag == "equal":
+                lo, hi = max(a, j1), min(b, j2)
+                if lo < hi:
+                    out.extend(o[i1 + lo - j1:i1 + hi - j1])
+            elif tag == "delete":
+                if a < j1 <= b or (a == j1 == 0):
+                    out.extend(o[i1:i2])
+            elif j1 < b and a < j2:
+                out.extend(o[i1:i2] if a <= j1 and j2 <= b else r[max(a, j1):min(b, j2)])
+
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, r, m, autojunk=False).get_opcodes():
+        if tag == "equal":
+            from_original(i1, i2)
+        else:
+            out.extend(m[j1:j2])
+    return "".join(out)
 
 
 def changes(before: Any, after: Any, path: str = "", limit: int = 40) -> list[str]:
@@ -171,6 +260,8 @@ def changes(before: Any, after: Any, path: str = "", limit: int = 40) -> list[st
             return
         if isinstance(a, list) and isinstance(b, list):
             ia, ib = _by_id(a), _by_id(b)
+            ia = {} if not a and ib is not None else ia  # all added or all removed: still by id
+            ib = {} if not b and ia is not None else ib
             if ia is not None and ib is not None:
                 for k in list(ia) + [k for k in ib if k not in ia]:
                     where = f"{at}[{k}]"
