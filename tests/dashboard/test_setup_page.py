@@ -173,6 +173,21 @@ def test_camera_set_up_from_nothing_in_the_browser(server, counter):
         sync_api.expect(page.locator("#fit-state")).to_contain_text("fit: RMS", timeout=10_000)
         page.wait_for_function("[...document.querySelectorAll('#pairs td.error')]"
                                ".filter(td => td.textContent).length === 9")
+        # a pair dragged off its place shows at once as the worst error; dragged back, the fit recovers
+        last = page.locator('#pairs tbody tr[data-pair="8"] td.error')
+        u, v = cal["image_points"][8]
+        page.mouse.move(*to_screen(page, "img-svg", u, v))
+        page.mouse.down()
+        page.mouse.move(*to_screen(page, "img-svg", u - 80, v + 60), steps=4)
+        page.mouse.up()
+        sync_api.expect(last).to_have_class(re.compile(r"\bbad\b"), timeout=10_000)
+        page.screenshot(path=str(ARTIFACTS / "setup-3a-bad-pair.png"))
+        sync_api.expect(page.locator("#pairs tbody tr")).to_have_count(9)
+        page.mouse.move(*to_screen(page, "img-svg", u - 80, v + 60))
+        page.mouse.down()
+        page.mouse.move(*to_screen(page, "img-svg", u, v), steps=4)
+        page.mouse.up()
+        sync_api.expect(last).to_have_class(re.compile(r"\bok\b"), timeout=10_000)
         rms = float(page.locator("#fit-state").get_attribute("data-rms"))
         assert abs(rms - shipped_rms()) <= 0.1, (rms, shipped_rms())
         assert page.locator("#img-grid polyline.floor").count() > 10

@@ -222,7 +222,30 @@ async function refit() {
 }
 
 // -- clicks ------------------------------------------------------------------------------------------
+// drag a pair's image point to correct it; the fit follows when it is dropped
+let dragging = null;
+$("img-svg").addEventListener("mousedown", (event) => {
+  if (event.button !== 0 || !event.target.classList.contains("img-pt")) return;
+  dragging = { i: Number(event.target.dataset.pair), moved: false };
+  event.preventDefault();
+});
+window.addEventListener("mousemove", (event) => {
+  if (!dragging) return;
+  const p = svgPoint($("img-svg"), event);
+  U.pairs[dragging.i].image = [round(p.x, 1), round(p.y, 1)];
+  dragging.moved = true;
+  drawImage();
+});
+window.addEventListener("mouseup", () => {
+  if (!dragging) return;
+  U.justDragged = dragging.moved;
+  dragging = null;
+  drawTable();
+  refit();
+});
+
 $("img-svg").addEventListener("click", (event) => {
+  if (U.justDragged || event.target.classList.contains("img-pt")) { U.justDragged = false; return; }
   if ($("mode").value !== "pairs") return;
   const p = svgPoint($("img-svg"), event);
   U.pairs.push({ image: [round(p.x, 1), round(p.y, 1)], ground: null });
