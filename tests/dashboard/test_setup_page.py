@@ -214,6 +214,11 @@ def test_camera_set_up_from_nothing_in_the_browser(server, counter):
         for x, y in (gate["a"], gate["b"]):
             page.mouse.click(*to_screen(page, "plan-svg", x, -y))
         sync_api.expect(page.locator(f'#plan-zones line[data-line="{gate["id"]}"]')).to_have_count(1)
+        # each zone and the gate drawn into the picture, at the floor and at head height
+        for name in [z["id"] for z in SHIPPED["zones"]] + [gate["id"]]:
+            sync_api.expect(page.locator(f'#img-zones polyline.zone-floor[data-outline="{name}"]').first
+                            ).to_be_attached(timeout=10_000)
+            assert page.locator(f'#img-zones polyline.zone-head[data-outline="{name}"]').count() >= 1
         page.screenshot(path=str(ARTIFACTS / "setup-4-drawn.png"))
         page.click("#save")
         sync_api.expect(page.locator("#save-state")).to_have_attribute("data-saved", "yes", timeout=15_000)

@@ -106,6 +106,15 @@ function drawImage() {
     node("text", { x: pair.image[0] + 7, y: pair.image[1] - 5, class: "pt-label" }, pts,
       `${i + 1}${err !== null && err !== undefined ? ` ${err.toFixed(2)} m` : ""}`);
   });
+  const zg = $("img-zones");
+  zg.textContent = "";
+  if (U.fit && U.fit.floor_outlines) {
+    const names = [...U.zones.map((z) => z.id), ...U.lines.map((l) => l.id)];
+    U.fit.floor_outlines.forEach((runs, k) => runs.forEach((run) => node("polyline",
+      { class: "zone-floor", points: run.map((p) => p.join(",")).join(" "), "data-outline": names[k] }, zg)));
+    U.fit.head_outlines.forEach((runs, k) => runs.forEach((run) => node("polyline",
+      { class: "zone-head", points: run.map((p) => p.join(",")).join(" "), "data-outline": names[k] }, zg)));
+  }
   const g = $("img-grid");
   g.textContent = "";
   if (U.fit && U.fit.floor_grid) {
@@ -183,7 +192,7 @@ function drawZoneTable() {
       const td = document.createElement("td");
       const b = document.createElement("button");
       b.type = "button"; b.textContent = "delete"; b.className = "delete";
-      b.onclick = () => { list.splice(i, 1); drawPlan(); };
+      b.onclick = () => { list.splice(i, 1); drawPlan(); refit(); };
       td.appendChild(b); tr.appendChild(td);
       zb.appendChild(tr);
     });
@@ -204,6 +213,7 @@ async function refit() {
   const body = { image_points: done.map((p) => p.image), ground_points: done.map((p) => p.ground), image_size: U.size };
   if (cal.focal_px) body.focal_px = cal.focal_px;
   if (cal.principal_point) body.principal_point = cal.principal_point;
+  body.outlines = [...U.zones.map((z) => z.polygon), ...U.lines.map((l) => [l.a, l.b])];
   const resp = await api("/api/setup/fit", { method: "POST", headers: { "Content-Type": "application/json" },
     body: JSON.stringify(body) });
   const fit = await resp.json();
@@ -283,6 +293,7 @@ $("plan-svg").addEventListener("click", (event) => {
       U.lines.push(line);
       U.drawing = [];
       say(`line ${id} drawn`);
+      refit();
     }
   }
   drawPlan();
@@ -300,6 +311,7 @@ $("zone-done").onclick = () => {
   U.drawing = [];
   say(`zone ${id} drawn`);
   drawPlan();
+  refit();
 };
 $("mode").onchange = () => { U.drawing = []; drawPlan(); };
 $("clear-pairs").onclick = () => { U.pairs = []; U.pending = null; refit(); drawImage(); drawPlan(); };

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -163,6 +164,9 @@ class FitBody(BaseModel):
     focal_px: float | None = Field(None, gt=0, allow_inf_nan=False)
     principal_point: Point | None = None
     head_height_m: float = Field(1.7, ge=0, le=3.0)
+    outlines: list[Annotated[list[Point], Field(min_length=2, max_length=200)]] = Field(
+        [], max_length=50, description="zone polygons and lines on the ground (metres) to draw into "
+                                        "the image, at the floor and at head height")
 
 
 def _polylines(matrix: np.ndarray, lines: list[np.ndarray], size: tuple[int, int]) -> list[list[list[float]]]:
@@ -184,6 +188,18 @@ def _polylines(matrix: np.ndarray, lines: list[np.ndarray], size: tuple[int, int
         if len(run) > 1:
             out.append(run)
     return out
+
+
+def _densified(points: np.ndarray, closed: bool, step_m: float = 1.0) -> np.ndarray:
+    """Points every ``step_m`` along the outline: a straight ground edge is curved in a distorted
+    or horizon-clipped view only if it is sampled."""
+    ring = np.vstack([points, points[:1]]) if closed else points
+    out = []
+    for a, b in pairwise(ring):
+        n = max(2, min(20, int(np.ceil(np.linalg.norm(b - a) / step_m)) + 1))
+        out.append(np.linspace(a, b, n)[:-1])
+    out.append(ring[-1:])
+    return np.vstack(out)
 
 
 @router.post("/fit", summary="Fit a camera's calibration from clicked pairs (admin)")
@@ -208,13 +224,19 @@ async def fit(request: Request, _: Annotated[Principal, Depends(admin)]) -> dict
     size = (int(body.image_size[0]), int(body.image_size[1]))
     floor = _polylines(result.inverse, lines, size)
     head: list[list[list[float]]] = []
+    head_matrix: np.ndarray | None = None
     pose = pose_from_homography(result.matrix, size, focal_px=body.focal_px,
                                 principal_point=tuple(body.principal_point) if body.principal_point else None)
     if pose is not None and body.head_height_m > 0:
         to_plane = plane_homography(pose, result.matrix, body.head_height_m)
         inv = np.linalg.inv(to_plane)
-        head = _polylines(inv / np.abs(inv[2]).max(), lines, size)
-    return {"rms_m": round(result.rms_m, 4), "max_m": round(result.max_m, 4),
+        head_matrix = inv / np.abs(inv[2]).max()
+        head = _polylines(head_matrix, lines, size)
+    outlines = [_densified(np.asarray(o, dtype=np.float64), closed=len(o) > 2) for o in body.outlines]
+    floor_outlines = [_polylines(result.inverse, [o], size) for o in outlines]
+    head_outlines = [_polylines(head_matrix, [o], size) for o in outlines] if head_matrix is not None else []
+    return {"floor_outlines": floor_outlines, "head_outlines": head_outlines,
+            "rms_m": round(result.rms_m, 4), "max_m": round(result.max_m, 4),
             "errors_m": [round(float(e), 4) for e in result.errors_m],
             "inliers": [bool(i) for i in result.inliers],
             "camera_height_m": round(pose.height_m, 2) if pose is not None else None,
