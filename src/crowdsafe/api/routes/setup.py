@@ -90,7 +90,10 @@ def read_site(request: Request, _: Annotated[Principal, Depends(admin)]) -> dict
     return {"version": version, "file": path.name, "yaml": text, "site": data}
 
 
-@router.post("/site", summary="Save the edited site into the site file and reload it (admin)")
+@router.post("/site", summary="Save the edited site into the site file and reload it (admin)",
+             responses={409: {"description": "the file changed since it was loaded"}},
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": SiteSave.model_json_schema()}}}})
 async def save_site(request: Request, principal: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
     raw = await request.body()
     try:
@@ -202,7 +205,9 @@ def _densified(points: np.ndarray, closed: bool, step_m: float = 1.0) -> np.ndar
     return np.vstack(out)
 
 
-@router.post("/fit", summary="Fit a camera's calibration from clicked pairs (admin)")
+@router.post("/fit", summary="Fit a camera's calibration from clicked pairs (admin)",
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": FitBody.model_json_schema()}}}})
 async def fit(request: Request, _: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
     """The fit ``crowdsafe calibrate`` reports (RMS and each pair's error in metres on the ground),
     and the 1 m floor grid and head-height grid drawn into the image, so a bad pair shows at once."""
