@@ -33,7 +33,7 @@ DESCRIPTION = """Crowd counts, densities, Level of Service, line flows and alert
 crowdsafe measures crowds, never persons: nothing here identifies or follows anyone.
 
 Every endpoint except `/health` needs `Authorization: Bearer <token>` (`crowdsafe token create`).
-Roles: viewer (read), operator (+ acknowledge alerts), admin (+ site reload, the Setup page and its routes)."""
+Roles: viewer (read), operator (+ acknowledge alerts), admin (+ site reload, the Setup page)."""
 
 
 def create_app(settings: ApiSettings, store: Store | None = None) -> FastAPI:
