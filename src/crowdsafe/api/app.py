@@ -22,7 +22,7 @@ from crowdsafe.api.context import ApiState, load_state
 from crowdsafe.api.events import EventHub
 from crowdsafe.api.events import router as events_router
 from crowdsafe.api.middleware import BodyLimit, SecurityHeaders
-from crowdsafe.api.routes import alerts, cameras, forecast, lines, report, site, zones
+from crowdsafe.api.routes import alerts, cameras, forecast, lines, report, setup, site, zones
 from crowdsafe.api.settings import ApiSettings
 from crowdsafe.api.tokens import TokenError
 from crowdsafe.store import Store, StoreError, open_store
@@ -33,7 +33,7 @@ DESCRIPTION = """Crowd counts, densities, Level of Service, line flows and alert
 crowdsafe measures crowds, never persons: nothing here identifies or follows anyone.
 
 Every endpoint except `/health` needs `Authorization: Bearer <token>` (`crowdsafe token create`).
-Roles: viewer (read), operator (+ acknowledge alerts), admin (+ site reload)."""
+Roles: viewer (read), operator (+ acknowledge alerts), admin (+ site reload, the Setup page)."""
 
 
 def create_app(settings: ApiSettings, store: Store | None = None) -> FastAPI:
@@ -105,7 +105,7 @@ def _routes(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         return app.openapi()
 
-    for module in (site, zones, lines, cameras, alerts, forecast, report):
+    for module in (site, zones, lines, cameras, alerts, forecast, report, setup):
         app.include_router(module.router)
     app.include_router(events_router)
     app.include_router(metrics.router)

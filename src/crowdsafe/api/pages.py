@@ -18,7 +18,7 @@ router = APIRouter(include_in_schema=False)
 _DASHBOARD = importlib.resources.files("crowdsafe.dashboard")
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
           ".html": "text/html; charset=utf-8", ".png": "image/png"}
-OWN_FILES = ("app.js", "map.js", "charts.js", "sse.js", "style.css", "docs.js", "forecast.js")
+OWN_FILES = ("app.js", "map.js", "charts.js", "sse.js", "style.css", "docs.js", "forecast.js", "setup.js")
 
 
 def _vendor_files() -> dict[str, Path]:
@@ -51,6 +51,12 @@ def _page(name: str) -> HTMLResponse:
 @router.get("/")
 def dashboard() -> HTMLResponse:
     return _page("index.html")
+
+
+@router.get("/setup")
+def setup() -> HTMLResponse:
+    """The Setup page (its data routes are admin-only; the page itself holds nothing)."""
+    return _page("setup.html")
 
 
 @router.get("/docs")

@@ -17,6 +17,7 @@ from crowdsafe.cli import (
     eval_site,
     evaluate,
     export,
+    label,
     models,
     run,
     serve,
@@ -50,6 +51,7 @@ app.add_typer(forecast.app, name="forecast")
 app.command("simulate")(simulate.simulate)
 app.command("train")(train.train)
 app.command("tune")(tune.tune)
+app.command("label")(label.label)
 
 
 if __name__ == "__main__":

@@ -428,6 +428,7 @@ async function loadSnapshot() {
   $("who").textContent = `${me.name} (${me.role})`;
   $("report-btn").hidden = !(S.role === "operator" || S.role === "admin");
   $("reload-btn").hidden = S.role !== "admin";
+  $("setup-link").hidden = S.role !== "admin";
   if (!S.site || JSON.stringify(S.site) !== JSON.stringify(site)) {
     S.site = site;
     $("site-name").textContent = site.name;

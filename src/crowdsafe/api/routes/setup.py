@@ -1,0 +1,248 @@
+"""The Setup page's routes (admin only): read the site file, and save an edited site into it.
+
+A save is the whole site as JSON plus the version (SHA-256) of the file text it was based on. It
+is checked as ``crowdsafe site check`` checks a file (same field-named problems, as 422), merged
+into the file so its comments and key order stay (``config.site_edit``), written after the previous
+file is kept as a numbered backup, and the running site is reloaded with the existing reload: the
+readings are in the store and are untouched. A save based on an older version is refused (409)
+with what changed since, so two admins editing at once never overwrite each other silently.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from itertools import pairwise
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from crowdsafe.api.auth import Principal, admin
+from crowdsafe.api.bodies import model_body
+from crowdsafe.api.context import api_state
+from crowdsafe.config.site import SiteError
+from crowdsafe.config.site_edit import (
+    changes,
+    merged_text,
+    oversized,
+    plain,
+    read_tree,
+    unsafe_paths,
+    validate,
+    version_of,
+    write_with_backup,
+)
+from crowdsafe.geometry.homography import CalibrationError, apply, fit_homography
+from crowdsafe.geometry.pose import plane_homography, pose_from_homography
+from crowdsafe.geometry.site import build_site_geometry
+
+router = APIRouter(prefix="/api/setup", tags=["setup"])
+_lock = threading.Lock()
+#: Versions this process has served or written, so a refused save can say what changed since.
+_seen: OrderedDict[str, Any] = OrderedDict()
+SEEN_VERSIONS = 32
+
+
+class SiteSave(BaseModel):
+    """An edited site and the version of the file it was edited from."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: str = Field(pattern=r"^[0-9a-f]{64}$", description="`version` from GET /api/setup/site")
+    site: dict[str, Any] = Field(description="the whole site, as `crowdsafe site schema` describes it")
+
+
+def _remember(version: str, data: Any) -> None:
+    _seen[version] = data
+    _seen.move_to_end(version)
+    while len(_seen) > SEEN_VERSIONS:
+        _seen.popitem(last=False)
+
+
+def _read(path: Path) -> tuple[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HTTPException(500, f"site file: cannot read ({exc})") from None
+    try:
+        data = plain(read_tree(text))
+    except SiteError as exc:
+        raise HTTPException(422, {"problems": exc.problems}) from None
+    return text, data
+
+
+def _problems(exc: SiteError) -> HTTPException:
+    return HTTPException(422, {"problems": exc.problems,
+                               "detail": [{"loc": ["body", "site"], "msg": p, "type": "site"}
+                                          for p in exc.problems]})
+
+
+@router.get("/site", summary="The site file as the Setup page edits it (admin)")
+def read_site(request: Request, _: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
+    """The file's text, its version (send it back when saving) and its content as JSON."""
+    path = api_state(request).settings.site_file
+    with _lock:
+        text, data = _read(path)
+        version = version_of(text)
+        _remember(version, data)
+    return {"version": version, "file": path.name, "yaml": text, "site": data}
+
+
+@router.post("/site", summary="Save the edited site into the site file and reload it (admin)",
+             responses={409: {"description": "the file changed since it was loaded"}},
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": SiteSave.model_json_schema()}}}})
+async def save_site(request: Request, principal: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = model_body(raw, SiteSave)
+    except HTTPException as exc:  # not JSON at all, or nested too deep: a 422 naming the body
+        if exc.status_code != 400:
+            raise
+        raise HTTPException(422, [{"loc": ["body"], "msg": str(exc.detail), "type": "body"}]) from None
+    state = api_state(request)
+    path = state.settings.site_file
+    with _lock:
+        text, current = _read(path)
+        now = version_of(text)
+        if body.version != now:
+            base = _seen.get(body.version)
+            what = changes(base, current) if base is not None else \
+                ["the file changed since this page loaded it (that version is no longer known)"]
+            raise HTTPException(409, {"detail": "site: changed by someone else since you loaded it; reload "
+                                                "the Setup page and make your edit again",
+                                      "version": now, "changed": what})
+        problems = oversized(body.site) or unsafe_paths(body.site, current)
+        if problems:
+            raise HTTPException(422, {"problems": problems,
+                                      "detail": [{"loc": ["body", "site"], "msg": p, "type": "site"}
+                                                 for p in problems]})
+        try:
+            site = validate(body.site, str(path), path.resolve().parent)
+            build_site_geometry(site)
+        except SiteError as exc:
+            raise _problems(exc) from None
+        except ValueError as exc:  # a geometry the fit cannot use, said in words
+            raise _problems(SiteError([str(exc)])) from None
+        new_text = merged_text(text, body.site)
+        if new_text == text:
+            return {"saved": False, "version": now, "backup": None, "changed": []}
+        try:  # what is written must read back as what was checked
+            check = validate(plain(read_tree(new_text)), str(path), path.resolve().parent)
+        except SiteError as exc:
+            raise _problems(exc) from None
+        if check.model_dump() != site.model_dump():
+            raise HTTPException(500, "site: the merged file does not read back as the edited site; "
+                                     "nothing was written")
+        try:
+            backup = write_with_backup(path, new_text)
+        except OSError as exc:
+            raise HTTPException(500, f"site file: cannot write ({exc.strerror or exc}); nothing changed") \
+                from None
+        version = version_of(new_text)
+        _remember(version, plain(read_tree(new_text)))
+        what = changes(current, body.site)
+        try:
+            view = state.reload_site()
+        except (SiteError, OSError) as exc:  # written and valid, so only a race with a hand edit gets here
+            raise HTTPException(409, {"detail": f"saved, but the reload failed: {exc}", "version": version}) \
+                from None
+    return {"saved": True, "by": principal.name, "version": version, "backup": backup.name,
+            "changed": what, "zones": len(view.zone_ids), "lines": len(view.line_ids),
+            "cameras": len(view.camera_ids)}
+
+
+Point = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=2, max_length=2)]
+
+
+class FitBody(BaseModel):
+    """Point pairs clicked so far, for a live fit while calibrating."""
+
+    model_config = ConfigDict(extra="forbid")
+    image_points: list[Point] = Field(max_length=200)
+    ground_points: list[Point] = Field(max_length=200)
+    image_size: tuple[Annotated[int, Field(gt=0, le=20_000)], Annotated[int, Field(gt=0, le=20_000)]]
+    focal_px: float | None = Field(None, gt=0, allow_inf_nan=False)
+    principal_point: Point | None = None
+    head_height_m: float = Field(1.7, ge=0, le=3.0)
+    outlines: list[Annotated[list[Point], Field(min_length=2, max_length=200)]] = Field(
+        [], max_length=50, description="zone polygons and lines on the ground (metres) to draw into "
+                                        "the image, at the floor and at head height")
+
+
+def _polylines(matrix: np.ndarray, lines: list[np.ndarray], size: tuple[int, int]) -> list[list[list[float]]]:
+    """Ground lines mapped into the image, split where they pass behind the horizon or far outside."""
+    out = []
+    w, h = size
+    for line in lines:
+        pts = apply(matrix, line)
+        ok = np.all(np.isfinite(pts), axis=1) & (pts[:, 0] > -w) & (pts[:, 0] < 2 * w) \
+            & (pts[:, 1] > -h) & (pts[:, 1] < 2 * h)
+        run: list[list[float]] = []
+        for p, good in zip(pts, ok, strict=True):
+            if good:
+                run.append([round(float(p[0]), 1), round(float(p[1]), 1)])
+            elif run:
+                if len(run) > 1:
+                    out.append(run)
+                run = []
+        if len(run) > 1:
+            out.append(run)
+    return out
+
+
+def _densified(points: np.ndarray, closed: bool, step_m: float = 1.0) -> np.ndarray:
+    """Points every ``step_m`` along the outline: a straight ground edge is curved in a distorted
+    or horizon-clipped view only if it is sampled."""
+    ring = np.vstack([points, points[:1]]) if closed else points
+    out = []
+    for a, b in pairwise(ring):
+        n = max(2, min(20, int(np.ceil(np.linalg.norm(b - a) / step_m)) + 1))
+        out.append(np.linspace(a, b, n)[:-1])
+    out.append(ring[-1:])
+    return np.vstack(out)
+
+
+@router.post("/fit", summary="Fit a camera's calibration from clicked pairs (admin)",
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": FitBody.model_json_schema()}}}})
+async def fit(request: Request, _: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
+    """The fit ``crowdsafe calibrate`` reports (RMS and each pair's error in metres on the ground),
+    and the 1 m floor grid and head-height grid drawn into the image, so a bad pair shows at once."""
+    body = model_body(await request.body(), FitBody)
+    if len(body.image_points) != len(body.ground_points):
+        raise HTTPException(422, [{"loc": ["body", "ground_points"], "type": "value_error",
+                                   "msg": "one ground point per image point"}])
+    try:
+        result = fit_homography(body.image_points, body.ground_points)
+    except CalibrationError as exc:
+        raise HTTPException(422, [{"loc": ["body", exc.field], "msg": str(exc), "type": "calibration"}]) \
+            from None
+    gnd = result.ground_points
+    lo = np.floor(gnd.min(axis=0)) - 10
+    hi = np.ceil(gnd.max(axis=0)) + 10
+    xs, ys = np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1)
+    lines = [np.column_stack([np.full(200, x), np.linspace(lo[1], hi[1], 200)]) for x in xs] + \
+            [np.column_stack([np.linspace(lo[0], hi[0], 200), np.full(200, y)]) for y in ys]
+    size = (int(body.image_size[0]), int(body.image_size[1]))
+    floor = _polylines(result.inverse, lines, size)
+    head: list[list[list[float]]] = []
+    head_matrix: np.ndarray | None = None
+    pose = pose_from_homography(result.matrix, size, focal_px=body.focal_px,
+                                principal_point=tuple(body.principal_point) if body.principal_point else None)
+    if pose is not None and body.head_height_m > 0:
+        to_plane = plane_homography(pose, result.matrix, body.head_height_m)
+        inv = np.linalg.inv(to_plane)
+        head_matrix = inv / np.abs(inv[2]).max()
+        head = _polylines(head_matrix, lines, size)
+    outlines = [_densified(np.asarray(o, dtype=np.float64), closed=len(o) > 2) for o in body.outlines]
+    floor_outlines = [_polylines(result.inverse, [o], size) for o in outlines]
+    head_outlines = [_polylines(head_matrix, [o], size) for o in outlines] if head_matrix is not None else []
+    return {"floor_outlines": floor_outlines, "head_outlines": head_outlines,
+            "rms_m": round(result.rms_m, 4), "max_m": round(result.max_m, 4),
+            "errors_m": [round(float(e), 4) for e in result.errors_m],
+            "inliers": [bool(i) for i in result.inliers],
+            "camera_height_m": round(pose.height_m, 2) if pose is not None else None,
+            "floor_grid": floor, "head_grid": head}

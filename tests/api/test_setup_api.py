@@ -1,0 +1,198 @@
+"""The Setup page's routes: admin only, saves checked like `site check`, comments kept, a numbered
+backup, the running site reloaded with its readings, concurrent edits refused, hostile bodies 422."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from crowdsafe.api import ApiSettings, create_app
+from crowdsafe.cli.main import app as cli
+from tests.support.api_support import demo_env
+
+NOW = time.time()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict:
+    env = demo_env(tmp_path, NOW)
+    yield env
+    env["store"].close()
+
+
+def client(env: dict) -> TestClient:
+    return TestClient(create_app(ApiSettings(site_file=env["site_file"], state_dir=env["state"],
+                                             auth_fail_limit=10_000)))
+
+
+def auth(env: dict, role: str) -> dict[str, str]:
+    return {"Authorization": "Bearer " + env["tokens"][role]}
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_viewer_and_operator_cannot_reach_setup_routes(env):
+    with client(env) as c:
+        for role in ("viewer", "operator"):
+            assert c.get("/api/setup/site", headers=auth(env, role)).status_code == 403
+            r = c.post("/api/setup/site", headers=auth(env, role), json={"version": "0" * 64, "site": {}})
+            assert r.status_code == 403 and "admin" in r.json()["detail"]
+        assert c.get("/api/setup/site").status_code == 401
+        assert c.get("/api/setup/site", headers=auth(env, "admin")).status_code == 200
+
+
+def test_save_keeps_comments_makes_a_backup_reloads_and_keeps_readings(env):
+    site_file: Path = env["site_file"]
+    original = site_file.read_text()
+    with client(env) as c:
+        admin = auth(env, "admin")
+        before = {z["id"]: z["reading"]["count"] for z in c.get("/api/zones", headers=admin).json()}
+        got = c.get("/api/setup/site", headers=admin).json()
+        assert got["yaml"] == original and got["file"] == "site.yaml"
+        site = copy.deepcopy(got["site"])
+        site["zones"][0]["capacity"] = 300
+        site["zones"].append({"id": "plaza", "name": "New plaza", "type": "standing", "capacity": 120,
+                              "polygon": [[-18.0, -6.0], [-14.0, -6.0], [-14.0, -2.0], [-18.0, -2.0]]})
+        r = c.post("/api/setup/site", headers=admin, json={"version": got["version"], "site": site})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["saved"] and body["backup"] == "site.yaml.~1~" and body["zones"] == 4
+        assert "zones[walkway].capacity: was 250, now 300" in body["changed"]
+        assert "zones[plaza]: added" in body["changed"]
+        text = site_file.read_text()
+        # every comment line of the original is still there, in the same order
+        comments = [ln.strip() for ln in original.splitlines() if ln.strip().startswith("#")]
+        kept = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("#")]
+        assert kept == comments
+        assert "capacity: 300" in text and "id: plaza" in text
+        assert text.index("id: walkway") < text.index("id: lawn") < text.index("id: plaza")
+        assert (site_file.parent / "site.yaml.~1~").read_text() == original
+        # the running site has the edit (reloaded), the readings are still served
+        zones = c.get("/api/site", headers=admin).json()["zones"]
+        assert {z["id"]: z["capacity"] for z in zones}["walkway"] == 300
+        zones_now = c.get("/api/zones", headers=admin).json()
+        after = {z["id"]: (z.get("reading") or {}).get("count") for z in zones_now}
+        assert {k: after[k] for k in before} == before and after["plaza"] is None
+        # `site check` accepts what was written
+        result = CliRunner().invoke(cli, ["site", "check", str(site_file)])
+        assert result.exit_code == 0, result.output
+        assert "zone plaza (New plaza): standing, 16.0 m²" in result.output
+        # a second save makes the next backup
+        site["zones"][0]["capacity"] = 310
+        r = c.post("/api/setup/site", headers=admin, json={"version": body["version"], "site": site})
+        assert r.status_code == 200 and r.json()["backup"] == "site.yaml.~2~"
+
+
+def test_second_admin_saving_an_old_version_is_refused_with_what_changed(env):
+    with client(env) as c:
+        admin = auth(env, "admin")
+        first = c.get("/api/setup/site", headers=admin).json()
+        second = c.get("/api/setup/site", headers=admin).json()
+        a = copy.deepcopy(first["site"])
+        a["zones"][1]["capacity"] = 450
+        assert c.post("/api/setup/site", headers=admin, json={"version": first["version"], "site": a}
+                      ).status_code == 200
+        saved = env["site_file"].read_bytes()
+        b = copy.deepcopy(second["site"])
+        b["zones"][2]["capacity"] = 99
+        r = c.post("/api/setup/site", headers=admin, json={"version": second["version"], "site": b})
+        assert r.status_code == 409
+        detail = r.json()["detail"]
+        assert detail["changed"] == ["zones[lawn].capacity: was 400, now 450"]
+        assert env["site_file"].read_bytes() == saved
+
+
+def test_invalid_site_gets_site_check_text_and_changes_nothing(env, tmp_path: Path):
+    with client(env) as c:
+        admin = auth(env, "admin")
+        got = c.get("/api/setup/site", headers=admin).json()
+        bad = copy.deepcopy(got["site"])
+        bad["zones"][0]["capacity"] = -5
+        before = snapshot(tmp_path)
+        r = c.post("/api/setup/site", headers=admin, json={"version": got["version"], "site": bad})
+        assert r.status_code == 422
+        problems = r.json()["detail"]["problems"]
+        # the same text `crowdsafe site check` prints for the same file
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / "vtest.avi").touch()
+        import yaml
+        (other / "site.yaml").write_text(yaml.safe_dump(bad))
+        check = CliRunner().invoke(cli, ["site", "check", str(other / "site.yaml")])
+        assert check.exit_code == 2
+        said = " ".join(check.output.split())
+        assert problems and all(p in said for p in problems), (problems, check.output)
+        assert problems[0].startswith("zones[0].capacity")
+        assert snapshot(tmp_path) == before
+
+
+HOSTILE = [  # (name, body from (version, site), the field the answer names; None: 413 before parsing)
+    ("huge", lambda v, s: {"version": v, "site": {**s, "name": "x" * 200_000}}, None),
+    ("huge name", lambda v, s: {"version": v, "site": {**s, "name": "x" * 60_000}}, "name: text of 60000"),
+    ("huge polygon", lambda v, s: {"version": v, "site": {
+        **s, "zones": [{**s["zones"][0], "polygon": [[0, 0]] * 6000}]}}, "zones[0].polygon: 6000 items"),
+    ("deep", lambda v, s: {"version": v, "site": {**s, "name": json.loads("[" * 40 + "]" * 40)}},
+     "nested deeper"),
+    ("wrong types", lambda v, s: {"version": v, "site": {**s, "zones": "everything"}},
+     "zones: input should be"),
+    ("wrong types in a zone", lambda v, s: {"version": v, "site": {
+        **s, "zones": [{**s["zones"][0], "capacity": "lots"}]}}, "zones[0].capacity"),
+    ("traversal in an id", lambda v, s: {"version": v, "site": {
+        **s, "zones": [{**s["zones"][0], "id": "../../etc/passwd"}]}}, "zones[0].id"),
+    ("traversal in a source", lambda v, s: {"version": v, "site": {
+        **s, "cameras": [{**s["cameras"][0], "source": "../../../etc/passwd"}]}}, "cameras[0].source"),
+    ("absolute tuning", lambda v, s: {"version": v, "site": {
+        **s, "cameras": [{**s["cameras"][0], "tuning": "/etc/shadow"}]}}, "cameras[0].tuning"),
+    ("bad version", lambda v, s: {"version": "../site.yaml", "site": s}, '"version"'),
+    ("extra key", lambda v, s: {"version": v, "site": s, "path": "/etc/passwd"}, '"path"'),
+    ("site not an object", lambda v, s: {"version": v, "site": [1, 2]}, '"site"'),
+]
+
+
+@pytest.mark.parametrize("name,make,field", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_bodies_get_a_field_named_422_and_change_nothing(env, name, make, field):
+    folder = env["site_file"].parent
+    with client(env) as c:
+        admin = auth(env, "admin")
+        got = c.get("/api/setup/site", headers=admin).json()
+        before = snapshot(folder)
+        body = make(got["version"], got["site"])
+        r = c.post("/api/setup/site", headers=admin, content=json.dumps(body))
+        if field is None:
+            assert r.status_code == 413, r.text  # the API's body limit answers before any parsing
+        else:
+            assert r.status_code == 422, (name, r.status_code, r.text)
+            assert field in json.dumps(r.json()), r.text
+        assert snapshot(folder) == before
+
+
+def test_live_fit_reports_what_calibrate_reports_and_draws_the_grids(env):
+    import yaml
+
+    cal = yaml.safe_load(env["site_file"].read_text())["cameras"][0]["calibration"]
+    body = {k: cal[k] for k in ("image_points", "ground_points", "image_size", "focal_px", "principal_point")}
+    with client(env) as c:
+        for role in ("viewer", "operator"):
+            assert c.post("/api/setup/fit", headers=auth(env, role), json=body).status_code == 403
+        r = c.post("/api/setup/fit", headers=auth(env, "admin"), json=body)
+        assert r.status_code == 200, r.text
+        fit = r.json()
+        said = CliRunner().invoke(cli, ["calibrate", str(env["site_file"]), "--camera", "view001"]).output
+        assert f"RMS {fit['rms_m']:.3f} m, max {fit['max_m']:.3f} m" in said
+        assert len(fit["errors_m"]) == 9 and fit["floor_grid"] and fit["head_grid"]
+        # a wrong pair shows as the largest error at once
+        bad = {**body, "ground_points": [*body["ground_points"][:-1], [5.0, -9.981]]}
+        errors = c.post("/api/setup/fit", headers=auth(env, "admin"), json=bad).json()["errors_m"]
+        assert max(range(9), key=errors.__getitem__) == 8 and errors[8] > 1.0
+        # three pairs are not a calibration: field-named 422
+        few = {**body, "image_points": body["image_points"][:3], "ground_points": body["ground_points"][:3]}
+        r = c.post("/api/setup/fit", headers=auth(env, "admin"), json=few)
+        assert r.status_code == 422 and "image_points" in r.text
