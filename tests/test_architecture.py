@@ -239,3 +239,33 @@ def test_the_layer_check_sees_an_upward_import_and_an_unplaced_package(tmp_path:
     assert unplaced_packages(src, layers) == ["extra", "other"]
     with pytest.raises(ValueError):
         declared_layers("## Other\n```\ncli\n```\n")
+
+
+def calls_of(names: Iterable[str], src: Path) -> dict[str, list[str]]:
+    """Where each named function is called in ``src`` (``module:line``), by name or as an attribute."""
+    wanted = set(names)
+    found: dict[str, list[str]] = {name: [] for name in wanted}
+    for path in sorted((src / PACKAGE).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                f = node.func
+                name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+                if name in wanted:
+                    found[name].append(f"{module_name(path, src)}:{node.lineno}")
+    return found
+
+
+def test_the_site_is_compiled_in_one_place():
+    """Line plans, tunings and regions are derived once, by the site plan (``runtime/plan.py``): a
+    second caller is a second copy that a reload would have to keep in step."""
+    calls = calls_of(("plan_lines", "site_tunings", "plan_region"), SRC)
+    assert {name: len(where) for name, where in calls.items()} == \
+        {"plan_lines": 1, "site_tunings": 1, "plan_region": 1}, calls
+
+
+def test_the_call_check_sees_a_second_caller(tmp_path: Path):
+    pkg = tmp_path / PACKAGE
+    pkg.mkdir()
+    (pkg / "a.py").write_text("from x import plan_lines\nplan_lines(1)\n")
+    (pkg / "b.py").write_text("import x\nx.plan_lines(2)\n")
+    assert calls_of(("plan_lines",), tmp_path) == {"plan_lines": [f"{PACKAGE}.a:2", f"{PACKAGE}.b:2"]}

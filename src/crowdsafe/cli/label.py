@@ -34,10 +34,11 @@ from crowdsafe.cli.console import stdout_console
 from crowdsafe.cli.errors import check_out_folder, fail, user_errors
 from crowdsafe.counting.counter import Counts
 from crowdsafe.counting.proposals import head_proposals
-from crowdsafe.counting.tuning import CameraTuning, site_tunings
+from crowdsafe.counting.tuning import CameraTuning
 from crowdsafe.evaluation.dataset import DatasetError
 from crowdsafe.evaluation.site import load_frame_points
 from crowdsafe.measure.background import encode_jpeg
+from crowdsafe.runtime.plan import read_tunings
 
 #: A labels body is a few numbers per head per frame; anything bigger is not one.
 MAX_BODY_BYTES = 2_000_000
@@ -269,7 +270,7 @@ def make_handler(session: LabelSession, port_of: list[int]) -> type[BaseHTTPRequ
 
 def counter_for(ctx: typer.Context, site: Any, camera: str, spec: Any) -> tuple[Counts, CameraTuning | None]:
     """The camera's own tuned model and setting where it has one (better proposals), else its model."""
-    tuning = site_tunings(site).get(camera)
+    tuning = read_tunings(site).get(camera)  # the one reader of tuning files (runtime.plan)
     cam = site.camera(camera)
     model = tuning.model if tuning is not None else (cam.model if cam.model in ("dense", "sparse")
                                                      else "sparse")
