@@ -4,6 +4,7 @@ Why and how: docs/design-notes.md, ``crowdsafe.runtime.background``."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections import deque
@@ -14,13 +15,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from crowdsafe.measure.background import BackgroundModel, encode_jpeg, near_empty, subtract_background
+from crowdsafe.counting.counter import DensityResult
+from crowdsafe.measure.background import (
+    PERSON_WINDOW_CELLS,
+    BackgroundModel,
+    encode_jpeg,
+    largest_blob,
+    near_empty,
+    subtract_background,
+    unsettled,
+    window_people,
+)
 
 
 @dataclass(frozen=True)
 class BackgroundPolicy:
-    ring: int = 15  # frames in the median
-    min_frames: int = 7  # median first tried after this many ring frames
+    ring: int = 21  # frames in the median
+    min_frames: int = 15  # median first tried after this many ring frames
     min_spacing_s: float = 15.0  # sampled frames closer than this to the last ring frame are left out
     spacing_jitter: float = 0.5  # ... times a random factor in [1, 1 + jitter]
     check_every_s: float = 300.0  # re-check (and re-publish) period once published
@@ -29,6 +40,11 @@ class BackgroundPolicy:
     max_people: float | None = None  # absolute rule instead of the relative one, when set
     max_side: int = 640
     enabled: bool = True
+    # What a published median must pass besides the count rule (module docstring):
+    settle_tolerance: int = 25  # grey levels within which a ring frame agrees with the median
+    settle_share: float = 0.6  # share of ring frames that must agree at every pixel ...
+    max_unsettled_fraction: float = 2e-4  # ... but for specks below this share of the frame's area
+    person_window_people: float = 0.3  # most (excess) density in any person-sized block of the median
     # Background density (subtracted from each frame's density; see DensityBackground):
     subtract: bool = True  # subtract a trusted background density where the camera has one
     frame_max_window_people: float = 4.0  # a frame enters the density ring only below this per block
@@ -40,10 +56,13 @@ class BackgroundCheck:
     """Outcome of one people-free check; ``image`` only when it passed."""
 
     ts: float
-    median_count: float
+    median_count: float | None  # None: the median was refused before it was counted
     reference_count: float | None
     published: bool
     image: np.ndarray | None = None
+    reason: str = ""  # why it was refused (empty when published)
+    unsettled_px: int = 0  # largest area of the median where the frames disagree with it
+    peak_people: float | None = None  # most person-like density in one block of the median
 
 
 class CameraBackground(BackgroundModel):
@@ -57,6 +76,8 @@ class CameraBackground(BackgroundModel):
         self._next_add: float | None = None
         self._random = random.Random()
         self._frame_size: tuple[int, int] | None = None
+        self.published_ts: float | None = None
+        self.note = "not checked yet"
 
     def add_counted(self, image_bgr: np.ndarray, count: float, ts: float | None = None) -> None:
         """Add a sampled frame to the ring, unless it is within the spacing of the last one added."""
@@ -87,20 +108,70 @@ class CameraBackground(BackgroundModel):
             return image
         return cv2.resize(image, self._frame_size, interpolation=cv2.INTER_LINEAR)
 
-    def check(self, count_people: Callable[[np.ndarray], float], ts: float) -> BackgroundCheck:
-        """Count the median (and the emptiest ring frame); return the image only if it passes."""
+    def check(self, count: Callable[[np.ndarray], DensityResult], ts: float,
+              texture: np.ndarray | None = None) -> BackgroundCheck:
+        """Judge the median; return the image only if nothing of a person can be in it.
+
+        In order, each refusal ending the check (when in doubt, nothing is published):
+        1. every pixel settled: the ring's frames agree with the median there (no walker's trace);
+        2. no person-sized block of the median's density above ``person_window_people``
+           (over ``texture``, the camera's empty-scene density, when it has a trusted one):
+           nobody standing still through the whole ring;
+        3. the count rule: the median counts no more than the emptiest ring frame (or fewer
+           than ``max_people`` when that is set).
+        """
         median = self.median()
         assert median is not None
-        median_count = count_people(self._at_frame_size(median))
+        self._next_check = ts + self.policy.retry_s
+        frames = list(self._ring)
+        mask = unsettled(frames, median, self.policy.settle_tolerance, self.policy.settle_share)
+        blob = largest_blob(mask)
+        if blob > max(8.0, self.policy.max_unsettled_fraction * mask.size):
+            return self._refused(BackgroundCheck(
+                ts, None, None, False, reason=f"people moved through it: {blob} pixels of the median differ "
+                f"from most of its {len(frames)} frames", unsettled_px=blob))
+        result = count(self._at_frame_size(median))
+        density = result.density
+        if texture is not None and texture.shape == density.shape:
+            density = np.maximum(density - texture, 0.0)
+        peak = window_people(density, PERSON_WINDOW_CELLS)
+        median_count = result.count
+        if peak > self.policy.person_window_people:
+            return self._refused(BackgroundCheck(
+                ts, median_count, None, False, reason=f"someone may be standing still in it: the counter "
+                f"finds {peak:.2f} people in one {PERSON_WINDOW_CELLS}x{PERSON_WINDOW_CELLS}-cell block",
+                unsettled_px=blob, peak_people=peak))
         if self.policy.max_people is not None:
             reference = None
             passed = median_count < self.policy.max_people
+            why = f"the counter finds {median_count:.1f} people in it (limit {self.policy.max_people:g})"
         else:
             emptiest = self._ring[int(np.argmin(self._counts))]
-            reference = count_people(self._at_frame_size(emptiest))
+            reference = count(self._at_frame_size(emptiest)).count
             passed = median_count <= reference * (1.0 + self.policy.relative_tolerance)
-        self._next_check = ts + (self.policy.check_every_s if passed else self.policy.retry_s)
-        return BackgroundCheck(ts, median_count, reference, passed, median if passed else None)
+            why = (f"the counter finds {median_count:.1f} people in it, more than in its emptiest frame "
+                   f"({reference:.1f})")
+        check = BackgroundCheck(ts, median_count, reference, passed, median if passed else None,
+                                "" if passed else why, blob, peak)
+        if not passed:
+            return self._refused(check)
+        self._next_check = ts + self.policy.check_every_s
+        self.published_ts = ts
+        self.note = "published"
+        return check
+
+    def _refused(self, check: BackgroundCheck) -> BackgroundCheck:
+        self.note = f"last check refused it: {check.reason}"
+        return check
+
+    def status(self) -> str:
+        """One phrase for the API and the dashboard: is a picture published, and if not, why."""
+        if not self.policy.enabled:
+            return "no background picture: publishing is off"
+        if not self.ready:
+            return (f"no background picture yet: {len(self._ring)} of {self.policy.min_frames} frames "
+                    f"(one every {self.policy.min_spacing_s:g} s or more) gathered")
+        return self.note
 
 
 class DensityBackground:
@@ -195,3 +266,20 @@ def write_background(folder: Path, camera_id: str, image_bgr: np.ndarray) -> Pat
         partial.unlink(missing_ok=True)
         raise
     return target
+
+
+def write_background_note(folder: Path, camera_id: str, note: str, ts: float) -> None:
+    """``folder/<camera>.json``: why the camera's picture is (not) published, for the API to show.
+
+    The API may run in another process over the same state folder, so the note is a file
+    beside the picture rather than something held in memory.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{camera_id}.note.partial"
+    try:
+        partial.write_text(json.dumps({"note": note, "ts": ts}))
+        os.replace(partial, folder / f"{camera_id}.json")
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
+

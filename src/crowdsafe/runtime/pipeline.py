@@ -166,7 +166,7 @@ class FramePipeline:
         timings["measure_s"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
-        check = self._background(cid, ts, image, result.count)
+        check = self.offer_background(cid, ts, image, result.count)
         timings["background_s"] = time.perf_counter() - t2
         return FrameOutput(cid, ts, result.count, readings, line_rows,
                            zone_metrics(self.geometry, readings, self.book) + line_metrics, check, timings,
@@ -200,6 +200,10 @@ class FramePipeline:
             return f"tuned ({tuning.model}, gain {tuning.gain:.2f}): background subtraction off by tuning"
         status = self._densities[camera_id].status()
         return status if tuning is None else f"tuned ({tuning.model}, gain {tuning.gain:.2f}): {status}"
+
+    def picture_status(self, camera_id: str) -> str:
+        """For the API and the dashboard: whether the camera's background picture is published, or why not."""
+        return self._backgrounds[camera_id].status()
 
     def capture_background(self, camera_id: str) -> bool:
         """Take the camera's latest (uncorrected) density as its background; for an empty site only.
@@ -240,12 +244,17 @@ class FramePipeline:
             self._bodies[cid] = body_motion(self.geometry.cameras[cid].ground_map)
         return self._bodies[cid]
 
-    def _background(self, cid: str, ts: float, image: np.ndarray, count: float) -> BackgroundCheck | None:
+    def offer_background(self, cid: str, ts: float, image: np.ndarray, count: float) -> BackgroundCheck | None:
+        """The frame (and its count) to the camera's picture ring; when a check is due, judge the
+        median and publish it if it passed. The one way a picture gets published."""
         model = self._backgrounds[cid]
         model.add_counted(image, count, ts)
         if not model.due(ts):
             return None
-        check = model.check(lambda img: self.counting.count_camera(cid, img).count, ts)
+        # Only an empty-scene density nobody could have stood in is allowed to explain density
+        # away: a commissioning's or an operator's capture, never one learned from live frames.
+        texture = self._densities[cid].captured
+        check = model.check(lambda img: self.counting.count_camera(cid, img), ts, texture)
         if check.image is not None and self._publish is not None:
             self._publish(cid, check.image)
         return check

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
@@ -16,6 +18,18 @@ router = APIRouter(prefix="/api/cameras", tags=["cameras"])
 CameraId = Annotated[str, Path(max_length=128)]
 
 
+NO_NOTE = "no runner has reported on it yet"
+
+
+def background_note(folder: FilePath, camera_id: str) -> str:
+    """The runner's note on the camera's picture (``backgrounds/<camera>.json``): published, or why not."""
+    try:
+        note = json.loads((folder / f"{camera_id}.json").read_text()).get("note")
+    except (OSError, ValueError, AttributeError):
+        return NO_NOTE
+    return note if isinstance(note, str) else NO_NOTE
+
+
 @router.get("", summary="Latest health of every camera")
 def cameras(request: Request, _: Annotated[Principal, Depends(viewer)]) -> list[dict[str, Any]]:
     state = api_state(request)
@@ -25,6 +39,7 @@ def cameras(request: Request, _: Annotated[Principal, Depends(viewer)]) -> list[
     folder = state.settings.backgrounds_dir
     now = time.time()
     return [{**info, "has_background": (folder / f"{info['id']}.jpg").is_file(),
+             "background_note": background_note(folder, info["id"]),
              "health": shape.camera_health(latest[info["id"]], now) if info["id"] in latest else None}
             for info in view.payload["cameras"]]
 
@@ -40,7 +55,8 @@ def background(request: Request, camera_id: CameraId,
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such camera")
     path = state.settings.backgrounds_dir / f"{camera_id}.jpg"
     if not path.is_file():
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no background published for this camera yet")
+        note = background_note(state.settings.backgrounds_dir, camera_id)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no background published: {note}")
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
 
 
