@@ -206,6 +206,8 @@ class Report:
     cameras: list[CameraQuality]
     overlays: list[CameraOverlay]
     site_flow_limits: dict[str, float]
+    #: The audit trail of the period (``Store.audit_trail``): background captures, undos, refusals.
+    operator_actions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def alerts_by_severity(self) -> dict[str, int]:
@@ -509,4 +511,5 @@ def build_report(store: Store, site: Site, start: float, end: float, *, backgrou
                   egress=egress_rows(site, zones), egress_target_s=site.safety.egress_limit_s,
                   cameras=camera_quality(store, site, start, end),
                   overlays=camera_overlays(view, zones, backgrounds_dir),
-                  site_flow_limits=dict(site.safety.specific_flow_pmm))
+                  site_flow_limits=dict(site.safety.specific_flow_pmm),
+                  operator_actions=store.audit_trail(start, end))

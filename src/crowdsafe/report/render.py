@@ -34,7 +34,7 @@ nav ol{columns:2}
 
 SECTIONS = (("summary", "Summary"), ("zones", "Per zone"), ("gates", "Per gate"), ("alerts", "Alerts"),
             ("staffing", "Staffing"), ("egress", "Egress"), ("quality", "Data quality"),
-            ("cameras", "Camera views"))
+            ("cameras", "Camera views"), ("actions", "Operator actions"))
 
 
 def fmt_ts(ts: float | None) -> str:
@@ -211,8 +211,20 @@ def _cameras(r: Report, drawn: dict[str, Chart]) -> str:
     )
 
 
+def _actions(r: Report, drawn: dict[str, Chart]) -> str:
+    """The audit trail: a count that changed because an operator captured a background shows here."""
+    note = ('<p class="note">Capturing a background makes a camera subtract its density at that moment '
+            "from every later count; it is refused while the counter or motion finds anyone in view, "
+            "and can be undone.</p>")
+    if not r.operator_actions:
+        return note + "<p>No background was captured, undone or refused in the period.</p>"
+    rows = [[fmt_ts(a["ts"]), a["actor"], a["action"].replace("_", " "), a["subject"], a["outcome"],
+             a.get("detail") or ""] for a in r.operator_actions]
+    return note + table(["Time (UTC)", "By", "Action", "Camera", "Outcome", "Detail"], rows)
+
+
 BUILDERS = {"summary": _summary, "zones": _zones, "gates": _gates, "alerts": _alerts, "staffing": _staffing,
-            "egress": _egress, "quality": _quality, "cameras": _cameras}
+            "egress": _egress, "quality": _quality, "cameras": _cameras, "actions": _actions}
 
 
 def render_html(report: Report, generated_ts: float | None = None) -> str:

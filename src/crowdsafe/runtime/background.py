@@ -189,6 +189,7 @@ class DensityBackground:
         self._random = random.Random()
         self.learned: np.ndarray | None = None
         self.captured: np.ndarray | None = None
+        self._undo: deque[np.ndarray | None] = deque(maxlen=8)  # captured maps before each capture
         self.rejected_frames = 0
         self._note = "learning: no near-empty frame yet"
 
@@ -225,9 +226,23 @@ class DensityBackground:
     def frame_is_near_empty(self, density: np.ndarray) -> bool:
         return near_empty(density, self.policy.frame_max_window_people)
 
-    def capture(self, density: np.ndarray) -> None:
-        """Use this map (counted while the site was empty, or a commissioning's) from now on."""
+    def capture(self, density: np.ndarray, *, undoable: bool = False) -> None:
+        """Use this map (counted while the site was empty, or a commissioning's) from now on;
+        ``undoable`` (an operator's capture): the map it replaces is kept for ``undo``."""
+        if undoable:
+            self._undo.append(self.captured)
         self.captured = np.asarray(density, np.float32).copy()
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    def undo(self) -> bool:
+        """Restore the background in use before the last operator capture; False if there was none."""
+        if not self._undo:
+            return False
+        self.captured = self._undo.pop()
+        return True
 
     @property
     def current(self) -> np.ndarray | None:
@@ -252,6 +267,61 @@ class DensityBackground:
             return (f"subtracting a learned background ({float(self.learned.sum()):.1f} people of texture, "
                     f"{self._note})")
         return f"no trusted background, counting without subtraction ({self._note})"
+
+
+class PersonEvidence:
+    """Whether anyone was in a camera's view lately, from the counter and from motion.
+
+    Capturing a background takes the camera's density as "nobody here": one person in view
+    becomes texture subtracted from every later frame. So the last few frames must all show
+    nothing person-like, by the density (any person-sized block) and by motion between
+    consecutive frames (someone the counter missed still moves). Only numbers and one small
+    grey copy of the previous frame are held, in memory.
+    """
+
+    FRAMES = 3  # the last frames that must all be empty
+    SIDE = 320  # motion is judged on frames this wide
+    THRESHOLD = 25  # grey levels (after a 5x5 blur) that count as change
+    MAX_CHANGED_FRACTION = 4e-4  # largest changed area allowed, as a share of the frame (30 px at 320x240)
+
+    def __init__(self, person_window_people: float) -> None:
+        self.person_window_people = person_window_people
+        self._recent: deque[tuple[float, float, int]] = deque(maxlen=self.FRAMES)
+        self._previous: tuple[float, np.ndarray] | None = None
+
+    def note(self, ts: float, density: np.ndarray, texture: np.ndarray | None, image_bgr: np.ndarray,
+             max_gap_s: float) -> None:
+        if texture is not None and texture.shape == density.shape:
+            density = np.maximum(density - texture, 0.0)
+        peak = window_people(density, PERSON_WINDOW_CELLS)
+        h, w = image_bgr.shape[:2]
+        scale = min(1.0, self.SIDE / max(h, w))
+        small = cv2.resize(image_bgr, (max(1, round(w * scale)), max(1, round(h * scale))),
+                           interpolation=cv2.INTER_AREA)
+        gray = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (5, 5), 0)
+        moved = -1  # unknown: no previous frame close enough in time, or a new size
+        if self._previous is not None:
+            then, before = self._previous
+            if 0 < ts - then <= max_gap_s and before.shape == gray.shape:
+                changed = cv2.absdiff(gray, before) > self.THRESHOLD
+                moved = largest_blob(changed)
+        self._previous = (ts, gray)
+        self._recent.append((ts, peak, moved))
+
+    def why_not_empty(self) -> str | None:
+        """None when the last frames show nobody; else the reason, in words."""
+        if len(self._recent) < self.FRAMES:
+            return f"only {len(self._recent)} of the {self.FRAMES} frames needed were seen yet"
+        area = self._previous[1].size if self._previous is not None else 0
+        for _ts, peak, moved in self._recent:
+            if peak > self.person_window_people:
+                return (f"the counter finds a person in view ({peak:.2f} people in one "
+                        f"{PERSON_WINDOW_CELLS * 8}-pixel block)")
+            if moved < 0:
+                return "motion could not be judged (frames too far apart)"
+            if moved > max(4.0, self.MAX_CHANGED_FRACTION * area):
+                return f"something moves in view ({moved} pixels changed between frames)"
+        return None
 
 
 def write_background(folder: Path, camera_id: str, image_bgr: np.ndarray) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
@@ -60,23 +61,44 @@ def background(request: Request, camera_id: CameraId,
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
 
 
-@router.post("/{camera_id}/background/capture", summary="Capture the background density now (operator)",
-             responses={409: {}, 503: {}})
-def capture_background(request: Request, camera_id: CameraId,
-                       _: Annotated[Principal, Depends(operator)]) -> dict[str, Any]:
-    """For an operator who sees the site is empty: the camera's latest density becomes the
-    background subtracted from its counts from now on (no picture is taken or kept). Refused (409)
-    when the latest frame holds a crowd anywhere, so a waiting crowd cannot be captured as empty."""
+def _audited(request: Request, principal: Principal, camera_id: str, action: str,
+             act: Callable[[str], tuple[bool, str]] | None) -> tuple[bool, str]:
+    """Run an operator's action on a camera's background and record it, done or refused, in the
+    audit trail (the debrief lists it): who, when, what, and the camera's status or the reason."""
     state = api_state(request)
     if camera_id not in state.site_view.camera_ids:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such camera")
-    capture = state.settings.capture_background
-    if capture is None:
+    if act is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             "no runner in this process counts this camera")
-    result = capture(camera_id)
-    if result is None:
-        raise HTTPException(status.HTTP_409_CONFLICT,
-                            "not captured: the camera has no frame yet, or its latest frame holds a crowd "
-                            "somewhere (capture only while empty)")
-    return {"camera_id": camera_id, "captured": True, "status": result}
+    done, detail = act(camera_id)
+    state.store.record({"ts": time.time(), "actor": principal.name, "action": action, "subject": camera_id,
+                        "outcome": "done" if done else "refused", "detail": detail})
+    return done, detail
+
+
+@router.post("/{camera_id}/background/capture", summary="Capture the background density now (operator)",
+             responses={409: {}, 503: {}})
+def capture_background(request: Request, camera_id: CameraId,
+                       principal: Annotated[Principal, Depends(operator)]) -> dict[str, Any]:
+    """For an operator who sees the site is empty: the camera's latest density becomes the
+    background subtracted from its counts from now on (no picture is taken or kept). Refused (409,
+    with the reason) unless the camera's last frames show nobody anywhere, by the counter or by
+    motion; ``/background/undo`` restores the previous one. Both are in the audit trail."""
+    done, detail = _audited(request, principal, camera_id, "background_capture",
+                            api_state(request).settings.capture_background)
+    if not done:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"not captured: {detail} (capture only while empty)")
+    return {"camera_id": camera_id, "captured": True, "status": detail}
+
+
+@router.post("/{camera_id}/background/undo", summary="Undo the last background capture (operator)",
+             responses={409: {}, 503: {}})
+def undo_background(request: Request, camera_id: CameraId,
+                    principal: Annotated[Principal, Depends(operator)]) -> dict[str, Any]:
+    """Restore the background the camera subtracted before its last capture (409 when there is none)."""
+    done, detail = _audited(request, principal, camera_id, "background_undo",
+                            api_state(request).settings.undo_background)
+    if not done:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"not undone: {detail}")
+    return {"camera_id": camera_id, "undone": True, "status": detail}
