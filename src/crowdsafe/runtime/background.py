@@ -9,7 +9,7 @@ import os
 import random
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -109,7 +109,8 @@ class CameraBackground(BackgroundModel):
         return cv2.resize(image, self._frame_size, interpolation=cv2.INTER_LINEAR)
 
     def check(self, count: Callable[[np.ndarray], DensityResult], ts: float,
-              texture: np.ndarray | None = None) -> BackgroundCheck:
+              texture: np.ndarray | None = None,
+              counted_box: tuple[int, int, int, int] | None = None) -> BackgroundCheck:
         """Judge the median; return the image only if nothing of a person can be in it.
 
         In order, each refusal ending the check (when in doubt, nothing is published):
@@ -119,6 +120,9 @@ class CameraBackground(BackgroundModel):
            nobody standing still through the whole ring;
         3. the count rule: the median counts no more than the emptiest ring frame (or fewer
            than ``max_people`` when that is set).
+        ``counted_box`` (x0, y0, x1, y1 in frame pixels): where the camera's counter infers
+        density, when only a region of the frame; the published picture is blanked outside
+        it, since no density check covered that part.
         """
         median = self.median()
         assert median is not None
@@ -158,7 +162,19 @@ class CameraBackground(BackgroundModel):
         self._next_check = ts + self.policy.check_every_s
         self.published_ts = ts
         self.note = "published"
+        if counted_box is not None and self._frame_size is not None:
+            check = replace(check, image=self._blank_outside(median, counted_box))
         return check
+
+    def _blank_outside(self, image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        assert self._frame_size is not None
+        sx, sy = image.shape[1] / self._frame_size[0], image.shape[0] / self._frame_size[1]
+        x0, y0 = max(0, int(box[0] * sx)), max(0, int(box[1] * sy))
+        x1 = min(image.shape[1], int(np.ceil(box[2] * sx)))
+        y1 = min(image.shape[0], int(np.ceil(box[3] * sy)))
+        out = np.full_like(image, 128)
+        out[y0:y1, x0:x1] = image[y0:y1, x0:x1]
+        return out
 
     def _refused(self, check: BackgroundCheck) -> BackgroundCheck:
         self.note = f"last check refused it: {check.reason}"

@@ -268,7 +268,9 @@ class FramePipeline:
         # Only an empty-scene density nobody could have stood in is allowed to explain density
         # away: a commissioning's or an operator's capture, never one learned from live frames.
         texture = self._densities[cid].captured
-        check = model.check(lambda img: self.counting.count_camera(cid, img), ts, texture)
+        region = getattr(self.counting, "regions", {}).get(cid)  # (core, crop) when not the whole frame
+        box = None if region is None else (region[0].x0, region[0].y0, region[0].x1, region[0].y1)
+        check = model.check(lambda img: self.counting.count_camera(cid, img), ts, texture, box)
         if check.image is not None and self._publish is not None:
             self._publish(cid, check.image)
         return check
