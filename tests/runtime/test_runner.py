@@ -178,6 +178,12 @@ def test_background_check_counts_at_the_frames_own_size():
     check = model.check(count, ts=5.0)
     assert shapes == [(576, 768, 3), (576, 768, 3)]
     assert check.published and check.image is not None and check.image.shape == (480, 640, 3)
+    # A camera counting only a region: the picture is blanked where no density check looked.
+    model._next_check = None
+    boxed = model.check(count, ts=6.0, counted_box=(96, 48, 480, 432))
+    assert boxed.image is not None and boxed.image.shape == (480, 640, 3)
+    assert (boxed.image[:40] == 128).all() and (boxed.image[:, 400:] == 128).all()
+    assert np.array_equal(boxed.image[40:360, 80:400], check.image[40:360, 80:400])
 
 
 # -- full runs ---------------------------------------------------------------------------------
