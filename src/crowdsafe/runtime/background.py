@@ -177,7 +177,10 @@ class CameraBackground(BackgroundModel):
         return out
 
     def _refused(self, check: BackgroundCheck) -> BackgroundCheck:
-        self.note = f"last check refused it: {check.reason}"
+        if self.published_ts is None:
+            self.note = f"last check refused it: {check.reason}"
+        else:
+            self.note = f"published; the last check kept a newer one back: {check.reason}"
         return check
 
     def status(self) -> str:
