@@ -167,6 +167,9 @@ def test_operator_capture_button_asks_first_and_shows_the_api_answer(browser, se
     button.click()
     sync_api.expect(button).to_have_text("failed (503)", timeout=10_000)
     assert "no runner" in (button.get_attribute("title") or "")
+    card = page.locator('#cameras .camera[data-camera="view001"]')
+    sync_api.expect(card.locator(".capture-note")).to_contain_text("no runner")  # shown, not only a tooltip
+    sync_api.expect(card.locator("button.undo-capture")).to_be_hidden()
     ARTIFACTS.mkdir(exist_ok=True)
     card = page.locator('#cameras .camera[data-camera="view001"]')
     card.screenshot(path=str(ARTIFACTS / "camera-capture.png"))

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from crowdsafe.measure.background import BackgroundModel, encode_jpeg
+from crowdsafe.measure.background import BackgroundModel, encode_jpeg, largest_blob, unsettled
 
 VIDEO = str(resources.files("crowdsafe") / "data" / "vtest.avi")
 POINTS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "video" / "vtest_points.json"
@@ -61,3 +61,26 @@ def test_not_ready_until_enough_frames_and_never_full_resolution():
     bg.add(read(200))
     assert bg.median().shape == (240, 320, 3)
     assert encode_jpeg(bg.median())[:2] == b"\xff\xd8"
+
+
+def test_unsettled_flags_where_a_person_could_be_in_the_median():
+    """A dark 'person' on the same spot in 11 of 20 real frames is in their median; most frames
+    disagree with it there, so the spot is unsettled. On a spot crossed in 4 of 20 frames the
+    median shows the ground and 16 frames agree: settled."""
+    ground = cv2.resize(read(0), (320, 240), interpolation=cv2.INTER_AREA)
+    frames = []
+    for k in range(20):
+        f = ground.copy()
+        if k < 11:
+            f[100:140, 50:62] = 20  # stands in more than half of the frames
+        if k % 5 == 0:
+            f[100:140, 200:212] = 20  # passes now and then
+        frames.append(f)
+    median = np.median(np.stack(frames), axis=0).astype(np.uint8)
+    assert median[120, 56].max() < 40  # the standing 'person' is in the median ...
+    mask = unsettled(frames, median)
+    assert mask[105:135, 52:60].all()  # ... and flagged
+    assert not mask[105:135, 202:210].any() and not mask[10:60, 10:300].any()
+    assert largest_blob(mask) >= 40 * 12 * 0.8
+    later = frames[11:]  # after the 'person' left: settled everywhere
+    assert largest_blob(unsettled(later, np.median(np.stack(later), axis=0).astype(np.uint8))) == 0

@@ -521,7 +521,7 @@ def test_renders_in_headless_chromium_without_console_errors(known, tmp_path):
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(out.as_uri())
         page.wait_for_load_state("load")
-        assert page.locator("section").count() == 9
+        assert page.locator("section").count() == 10
         assert page.locator("svg").count() >= 7
         widths = page.eval_on_selector_all("svg", "els => els.map(e => e.getBoundingClientRect().width)")
         assert min(widths) > 200  # every chart laid out, none collapsed
@@ -536,3 +536,23 @@ def test_demo_has_a_report_option():
     """`crowdsafe demo --report r.html` (the full run is the acceptance script's, 60 s of counting)."""
     result = CliRunner().invoke(cli, ["demo", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "--report" in result.output
+
+
+def test_operator_actions_list_the_audit_trail_of_the_period(known):
+    """Background captures, undos and refusals (``Store.record``, written by the API) are in the
+    debrief, in the period only; a period without any says so."""
+    rows = [(T0 + 60, "capture", "refused", "the counter finds a person in view (0.91 people in one block)"),
+            (T0 + 120, "capture", "done", "subtracting a captured background (5.2 people of texture)"),
+            (T0 + 180, "undo", "done", "no trusted background, counting without subtraction"),
+            (END + 60, "capture", "done", "after the period")]
+    for ts, action, outcome, detail in rows:
+        known.record({"ts": ts, "actor": "op-1", "action": f"background_{action}", "subject": "view001",
+                      "outcome": outcome, "detail": detail})
+    page = render_html(build_report(known, demo_site_with(**STAFFED), T0, END, forecast=False))
+    (actions,) = tables_of(page)["actions"]
+    assert actions[0] == ["Time", "By", "Action", "Camera", "Outcome", "Detail"]
+    assert actions[1:] == [[fmt_ts(ts), "op-1", f"background {action}", "view001", outcome, detail]
+                           for ts, action, outcome, detail in rows[:3]]
+    later = build_report(known, demo_site_with(**STAFFED), END + 3600, END + 7200, forecast=False)
+    empty = render_html(later)
+    assert "No background was captured, undone or refused in the period." in empty

@@ -114,7 +114,7 @@ def test_static_crowd_stays_counted_for_an_hour(counter):
     worst = float(np.max(np.abs(counts_arr - reference)) / reference)
     assert worst <= 0.05, f"{name}: the count strayed {100 * worst:.1f} % from {reference:.0f} in the hour"
     assert "no trusted background" in pipeline.background_status("stage")
-    assert not pipeline.capture_background("stage")  # nor can an operator capture a crowd as "empty"
+    assert not pipeline.capture_background("stage")[0]  # nor can an operator capture a crowd as "empty"
     assert len(memo.cache) <= 3  # the frame, and the background check's median of identical frames
 
 
@@ -175,7 +175,8 @@ def test_zone_readings_carry_the_count_interval():
 
 def test_operator_captures_the_background_through_the_api(tmp_path):
     """The operator's button and ``crowdsafe background capture``: the running pipeline's latest
-    density becomes the background; a frame with a crowd in it is refused, viewers cannot capture."""
+    density becomes the background. Refused while anyone is in view (a crowd, one person, or
+    motion the counter missed), never for viewers; undone on request; all in the audit trail."""
     from fastapi.testclient import TestClient
     from typer.testing import CliRunner
 
@@ -191,9 +192,11 @@ def test_operator_captures_the_background_through_the_api(tmp_path):
     counter = FixedCounter(floor + 70 * blob((60, 80), (30, 40), 1.0, sigma=5), None)
     pipeline = FramePipeline(geometry, EveryCamera(counter), tunings={})
     frame = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
+    clock = iter(range(1000))
 
-    def capture(camera_id: str) -> str | None:
-        return pipeline.background_status(camera_id) if pipeline.capture_background(camera_id) else None
+    def frames(n: int, image: np.ndarray = frame) -> None:
+        for _ in range(n):
+            pipeline.process(Sample("cam", ts=float(next(clock)), image=image))
 
     site_file = tmp_path / "site.yaml"
     site_file.write_text(json.dumps(site(camera("cam", CAM_A))))
@@ -201,39 +204,71 @@ def test_operator_captures_the_background_through_the_api(tmp_path):
     state.mkdir()
     store = open_store(state / "crowdsafe.sqlite")
     tokens = make_tokens(state)
-    app = create_app(ApiSettings(site_file=site_file, state_dir=state, capture_background=capture))
+    settings = dict(site_file=site_file, state_dir=state, capture_background=pipeline.capture_background,
+                    undo_background=pipeline.undo_capture)
+    app = create_app(ApiSettings(**settings))  # type: ignore[arg-type]
     url = "/api/cameras/cam/background/capture"
     with TestClient(app) as c:
         op = {"Authorization": "Bearer " + tokens["operator"]}
-        assert c.post(url, headers=op).status_code == 409  # no frame counted yet
-        pipeline.process(Sample("cam", ts=0.0, image=frame))
-        assert c.post(url, headers=op).status_code == 409  # the frame holds a crowd
+        r = c.post(url, headers=op)
+        assert r.status_code == 409 and "not been counted" in r.json()["detail"]
+        frames(3)
+        r = c.post(url, headers=op)
+        assert r.status_code == 409 and "person in view" in r.json()["detail"]  # a crowd
+        counter.density = floor + blob((60, 80), (30, 40), 1.0)  # one person on the empty scene
+        frames(3)
+        r = c.post(url, headers=op)
+        assert r.status_code == 409 and "person in view" in r.json()["detail"]
         counter.density = floor
-        pipeline.process(Sample("cam", ts=1.0, image=frame))
+        moving = frame.copy()
+        for k in range(3):  # nobody by the counter, but something walks through the view
+            moving[:] = 0
+            moving[100:160, 40 + 60 * k:60 + 60 * k] = 200
+            frames(1, moving.copy())
+        r = c.post(url, headers=op)
+        assert r.status_code == 409 and "moves in view" in r.json()["detail"]
+        frames(4)  # the first still frame still differs from the last moving one
         assert c.post(url, headers={"Authorization": "Bearer " + tokens["viewer"]}).status_code == 403
         r = c.post(url, headers=op)
-        assert r.status_code == 200 and "captured" in r.json()["status"]
+        assert r.status_code == 200 and "captured" in r.json()["status"], r.json()
         assert c.post("/api/cameras/nope/background/capture", headers=op).status_code == 404
+        undo = "/api/cameras/cam/background/undo"
+        assert c.post(undo, headers={"Authorization": "Bearer " + tokens["viewer"]}).status_code == 403
+        r = c.post(undo, headers=op)
+        assert r.status_code == 200 and "no trusted background" in r.json()["status"]
+        assert pipeline._densities["cam"].captured is None  # back to what it was before the capture
+        r = c.post(undo, headers=op)
+        assert r.status_code == 409 and "no capture to undo" in r.json()["detail"]
+        assert c.post(url, headers=op).status_code == 200  # captured again, for what follows
+    trail = store.audit_trail()
+    assert [(a["action"], a["outcome"]) for a in trail] == [("background_capture", "refused")] * 4 + [
+        ("background_capture", "done"), ("background_undo", "done"), ("background_undo", "refused"),
+        ("background_capture", "done")]
+    assert all(a["actor"] == "operator-1" and a["subject"] == "cam" and a["detail"] for a in trail)
+    frames(1, frame)
     counter.density = floor + blob((60, 80), (30, 40), 1.0)  # one person on the empty scene
-    assert pipeline.process(Sample("cam", ts=2.0, image=frame)).count == pytest.approx(1.0, abs=0.05)
+    one = pipeline.process(Sample("cam", ts=float(next(clock)), image=frame))
+    assert one.count == pytest.approx(1.0, abs=0.05)
 
     # The command, against the same API served over HTTP on 127.0.0.1.
-    server = serve_in_thread(ApiSettings(site_file=site_file, state_dir=state, capture_background=capture,
-                                         host="127.0.0.1", port=0))
+    server = serve_in_thread(ApiSettings(**settings, host="127.0.0.1", port=0))  # type: ignore[arg-type]
     try:
         def command(*args: str) -> object:
             return CliRunner().invoke(cli, ["background", "capture", "--url", f"http://127.0.0.1:{server.port}",
                                             *args])
         counter.density = floor + 70 * blob((60, 80), (30, 40), 1.0, sigma=5)
-        pipeline.process(Sample("cam", ts=3.0, image=frame))
+        frames(1)
         refused = command("--camera", "cam", "--token", tokens["operator"])
-        assert refused.exit_code == 2 and "holds a crowd" in refused.output and "HTTP 409" in refused.output
+        assert refused.exit_code == 2 and "person in view" in refused.output and "HTTP 409" in refused.output
         viewer = command("--camera", "cam", "--token", tokens["viewer"])
         assert viewer.exit_code == 2 and "HTTP 403" in viewer.output
         counter.density = floor
-        pipeline.process(Sample("cam", ts=4.0, image=frame))
+        frames(3)
         done = command("--camera", "cam", "--token", tokens["operator"])
         assert done.exit_code == 0 and "camera cam: " in done.output and "captured" in done.output
+        undone = CliRunner().invoke(cli, ["background", "undo", "--url", f"http://127.0.0.1:{server.port}",
+                                          "--camera", "cam", "--token", tokens["operator"]])
+        assert undone.exit_code == 0 and "capture undone" in undone.output
     finally:
         server.stop()
     gone = CliRunner().invoke(cli, ["background", "capture", "--camera", "cam", "--token", "x",

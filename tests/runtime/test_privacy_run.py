@@ -59,6 +59,7 @@ ALLOWED_COLUMNS = {
     "camera_health": {"camera_id", "ts", "status", "fps", "last_frame_ts", "errors", "message"},
     "alerts": {"alert_id", "rule", "subject", "severity", "state", "raised_ts", "acknowledged_ts",
                "acknowledged_by", "cleared_ts", "value", "message", "occurrences", "last_raised_ts", "note"},
+    "audit": {"ts", "actor", "action", "subject", "outcome", "detail"},  # operators' actions, by token name
 }
 
 
@@ -126,6 +127,10 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory,
             with httpx.Client(base_url=api.url, headers=auth, timeout=20) as c:
                 for i, path in enumerate(paths):
                     r = c.get(path)
+                    if path.endswith(".jpg") and r.status_code == 404:  # none published: the API says why
+                        assert "no background published: " in r.json()["detail"]
+                        (saved / f"{i:02d}.txt").write_bytes(r.content)
+                        continue
                     assert r.status_code == 200, (path, r.status_code)
                     suffix = ".jpg" if path.endswith(".jpg") else ".txt"
                     (saved / f"{i:02d}{suffix}").write_bytes(r.content)
@@ -152,18 +157,28 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory,
 
 def test_the_only_images_are_people_free_backgrounds(demo_run: dict[str, Any],
                                                      fast_counter: DensityCounter):
+    """A 20-s run is too short for a picture to pass the people-free checks (they need frames
+    spread over minutes; ``test_background_publish`` loops the clip for an hour): so the run
+    must have checked, kept every median back with a reason, and written no image at all; if
+    one was published after all, it holds no more people than the emptiest frame."""
     root, state = demo_run["root"], demo_run["state"]
     background = state / "backgrounds" / "view001.jpg"
-    assert demo_run["summary"].backgrounds >= 1, "no background published: nothing was checked"
+    log = demo_run["log"].read_text()
+    refused = re.findall(r"camera view001: background not published: (.+)", log)
+    published = re.findall(r"camera view001: background published "
+                           r"\(median counts ([\d.]+), emptiest frame ([\d.]+)", log)
+    assert refused or published, "no background check ran: nothing was checked"
+    assert all(reason.strip() for reason in refused)
+    assert demo_run["summary"].backgrounds == len(published)
+    note = json.loads((state / "backgrounds" / "view001.json").read_text())["note"]
     api_copy = [p for p in (root / "api").glob("*.jpg")]
+    if not published:
+        assert image_files_under(root) == [] and not api_copy
+        assert note.startswith("last check refused it: ") or note.startswith("no background picture yet")
+        return
     assert sorted(image_files_under(root)) == sorted([background, *api_copy])
     assert all(p.read_bytes() == background.read_bytes() for p in api_copy)  # the API serves only that
-
-    # It passed the check when it was published (the runner logs each check) ...
-    checks = re.findall(r"camera view001: background published "
-                        r"\(median counts ([\d.]+), emptiest frame ([\d.]+)\)", demo_run["log"].read_text())
-    assert checks
-    for median, emptiest in checks:
+    for median, emptiest in published:
         assert float(median) <= 1.05 * float(emptiest)
     # ... and a recount of the stored JPEG agrees: it holds no more people than the emptiest of the
     # clip's frames the run saw, at the same size and through the same JPEG encoding (compression
@@ -182,8 +197,6 @@ def test_the_only_images_are_people_free_backgrounds(demo_run: dict[str, Any],
         same_path = cv2.imdecode(np.frombuffer(encode_jpeg(small), np.uint8), cv2.IMREAD_COLOR)
         counts.append(fast_counter.count(same_path).count)
     cap.release()
-    print(f"background recount {stored:.2f}; frames {min(counts):.2f}..{max(counts):.2f}, "
-          f"median {np.median(counts):.2f}")
     assert stored <= 1.05 * float(np.min(counts)), (stored, counts)
 
 

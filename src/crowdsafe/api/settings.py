@@ -57,9 +57,11 @@ class ApiSettings:
     # it has none yet), so the latest-reading endpoints skip the store; None: always the store.
     latest_rows: Callable[[str], list[dict[str, Any]] | None] | None = None
     #: Take a camera's latest density as its background (an operator, while the site is empty);
-    #: None when no runner runs in this process. Returns the camera's background status, or None
-    #: when the capture was refused (no frame yet, or the frame holds a crowd).
-    capture_background: Callable[[str], str | None] | None = None
+    #: None when no runner runs in this process. Returns (captured, the camera's background
+    #: status or why it was refused: no frame yet, or a person in view by density or motion).
+    capture_background: Callable[[str], tuple[bool, str]] | None = None
+    #: Restore the background in use before the camera's last capture: (undone, status or why not).
+    undo_background: Callable[[str], tuple[bool, str]] | None = None
     forecast_fit: Callable[..., Any] | None = None  # the forecaster's model fit; None: its own
     log_level: str = "info"
 

@@ -71,14 +71,24 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
-def background_capture(runner_of: Callable[[], SiteRunner | None]) -> Callable[[str], str | None]:
+def background_capture(runner_of: Callable[[], SiteRunner | None]) -> Callable[[str], tuple[bool, str]]:
     """A provider for ``ApiSettings.capture_background``: the running pipeline's own capture."""
-    def capture(camera_id: str) -> str | None:
+    def capture(camera_id: str) -> tuple[bool, str]:
         runner = runner_of()
-        if runner is None or not runner.pipeline.capture_background(camera_id):
-            return None
-        return runner.pipeline.background_status(camera_id)
+        if runner is None:
+            return False, "the runner has not started yet"
+        return runner.pipeline.capture_background(camera_id)
     return capture
+
+
+def background_undo(runner_of: Callable[[], SiteRunner | None]) -> Callable[[str], tuple[bool, str]]:
+    """A provider for ``ApiSettings.undo_background``: the running pipeline's own undo."""
+    def undo(camera_id: str) -> tuple[bool, str]:
+        runner = runner_of()
+        if runner is None:
+            return False, "the runner has not started yet"
+        return runner.pipeline.undo_capture(camera_id)
+    return undo
 
 
 def start_api(site_file: Path, site: Site, store: Store, state_dir: Path, *, host: str, port: int,
@@ -106,7 +116,8 @@ def start_api(site_file: Path, site: Site, store: Store, state_dir: Path, *, hos
                            site=site, cors_origins=cors_origins, runtime_stats=runtime_stats(runner_of),
                            latest_rows=lambda table: (r.latest_rows(table) if (r := runner_of()) else None),
                            trusted_proxies=trusted_proxies,
-                           capture_background=background_capture(runner_of), log_level="warning")
+                           capture_background=background_capture(runner_of),
+                           undo_background=background_undo(runner_of), log_level="warning")
     try:
         return serve_in_thread(settings, store=store, access_log=access_log)
     except RuntimeError as exc:

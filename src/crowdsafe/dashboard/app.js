@@ -322,22 +322,47 @@ async function acknowledge(id, button, note) {
 
 // An operator who sees the site empty tells the camera so: its latest density becomes the
 // background subtracted from its counts (no picture is taken). The API refuses it while the
-// camera sees a crowd anywhere, so a waiting crowd cannot be captured as "empty".
+// counter or motion finds anyone in view and says why; a capture can be undone. Both are in
+// the audit trail and the debrief.
 function addCaptureButton(node, camId) {
   const b = el("button", "Site empty: capture background", "capture");
   b.type = "button";
   b.title = "Only while this camera sees nobody: its current density becomes the background it subtracts";
+  const undo = el("button", "Undo capture", "undo-capture");
+  undo.type = "button";
+  undo.hidden = true;
+  const note = el("span", "", "capture-note");
+  const base = `/api/cameras/${encodeURIComponent(camId)}/background`;
   b.addEventListener("click", async () => {
     if (!window.confirm(`Camera ${camId}: is the site empty in its view right now?`)) return;
     b.disabled = true;
-    const resp = await api(`/api/cameras/${encodeURIComponent(camId)}/background/capture`, { method: "POST" });
+    const resp = await api(`${base}/capture`, { method: "POST" });
     const body = await resp.json().catch(() => ({}));
-    b.textContent = resp.ok ? "background captured" : resp.status === 409 ? "refused: someone is in view"
+    b.textContent = resp.ok ? "background captured" : resp.status === 409 ? "capture refused"
       : `failed (${resp.status})`;
-    b.title = resp.ok ? body.status : body.detail || b.title;
+    note.textContent = resp.ok ? body.status || "" : body.detail || "";
+    b.title = resp.ok ? body.status || b.title : body.detail || b.title;
+    if (resp.ok) undo.hidden = false;
     b.disabled = false;
   });
-  node.card.querySelector("figcaption").appendChild(b);
+  undo.addEventListener("click", async () => {
+    if (!window.confirm(`Camera ${camId}: restore the background it used before the last capture?`)) return;
+    undo.disabled = true;
+    const resp = await api(`${base}/undo`, { method: "POST" });
+    const body = await resp.json().catch(() => ({}));
+    note.textContent = resp.ok ? `capture undone: ${body.status || ""}` : body.detail || `failed (${resp.status})`;
+    b.textContent = "Site empty: capture background";
+    undo.hidden = true;
+    undo.disabled = false;
+  });
+  node.card.querySelector("figcaption").append(b, undo, note);
+}
+
+// Why a camera has no picture (the runner's note: still gathering frames, or what its last
+// check found), shown in place of the picture.
+function showBackgroundNote(camId, note) {
+  const node = S.cameras[camId];
+  if (node && !node.img && note) node.holder.textContent = `No people-free background published: ${note}`;
 }
 
 function renderCameraHealth(cam) {
@@ -419,6 +444,10 @@ async function reloadSite(button) {
 async function loadBackground(camId) {
   const resp = await api(`/api/cameras/${encodeURIComponent(camId)}/background.jpg`);
   if (resp.ok) CS.setCameraBackground(S.cameras[camId], await resp.blob());
+  else if (resp.status === 404) {
+    const body = await resp.json().catch(() => ({}));
+    showBackgroundNote(camId, (body.detail || "").replace(/^no background published: /, ""));
+  }
 }
 
 async function loadSnapshot() {
@@ -454,6 +483,7 @@ async function loadSnapshot() {
   for (const cam of cameras) {
     renderCameraHealth(cam);
     if (cam.has_background) loadBackground(cam.id).catch(console.error);
+    else showBackgroundNote(cam.id, cam.background_note);
   }
   if (S.selected) selectZone(S.selected);
 }

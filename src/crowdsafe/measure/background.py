@@ -3,7 +3,11 @@
 Operators need to see *where* the crowd is on a picture of the place, but a stored frame is a
 picture of people. A median over frames spread across minutes keeps what is static (floor,
 walls, barriers) and removes what moves (people), so it is the only image crowdsafe keeps.
-It is published only after a check that the density counter finds (almost) nobody in it.
+A median can still hold a person: one who stood in more than half of its frames, or the
+blend of several walkers who crossed the same spot. So it is published only when its pixels
+are *settled* (most frames agree with the median at every pixel: ``unsettled``) and the
+density counter finds nothing person-like anywhere in it (``window_people`` over a small
+block); see ``crowdsafe.runtime.background``.
 """
 
 from __future__ import annotations
@@ -42,12 +46,46 @@ class BackgroundModel:
         return np.median(np.stack(self._ring), axis=0).astype(np.uint8)
 
 
+def _smoothed_gray(image_bgr: np.ndarray) -> np.ndarray:
+    gray = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY) if image_bgr.ndim == 3 else image_bgr
+    return cv2.GaussianBlur(gray, (5, 5), 0).astype(np.int16)
+
+
+def unsettled(frames: list[np.ndarray], median: np.ndarray, tolerance: int = 25,
+              share: float = 0.6) -> np.ndarray:
+    """Pixels where fewer than ``share`` of the frames are within ``tolerance`` grey levels of the median.
+
+    A median pixel showing a person needs that person (or people) in at least half of the
+    frames there; every other frame shows the ground, so agreement is at most the share of
+    frames with someone on that spot. Demanding ``share`` > 0.5 flags every spot a person
+    could have put into the median unless they stood there in more than ``share`` of frames
+    spread over minutes, which is standing still (left to the density check).
+    """
+    target = _smoothed_gray(median)
+    agree = np.zeros(target.shape, np.int32)
+    for frame in frames:
+        agree += np.abs(_smoothed_gray(frame) - target) <= tolerance
+    return agree < share * len(frames)
+
+
+def largest_blob(mask: np.ndarray) -> int:
+    """Area in pixels of the largest 8-connected part of ``mask`` after a 3x3 opening (specks go)."""
+    opened = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+    return int(stats[1:, cv2.CC_STAT_AREA].max()) if n > 1 else 0
+
+
 def encode_jpeg(image_bgr: np.ndarray, quality: int = 80) -> bytes:
     ok, buf = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("could not encode background as JPEG")
     return buf.tobytes()
 
+
+#: Side, in density cells, of the block in which one person's density gathers (4 cells = 32
+#: pixels, a head and shoulders at the distances CCTV sees people): a person anywhere puts
+#: most of one "person" in some such block, an empty scene's texture only a small fraction.
+PERSON_WINDOW_CELLS = 4
 
 #: Side, in density cells, of the square window over which "near-empty" is judged (16 cells =
 #: 128 pixels): wide enough that a crowd always fills it with several people, narrow enough that

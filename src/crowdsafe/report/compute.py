@@ -223,6 +223,8 @@ class Report:
     #: The schedule's events in the period and what their forecast crowd came from, as known at
     #: each event's doors (``series.EventSource``: history of the series, attendance, none).
     events: list[Any] = field(default_factory=list)
+    #: The audit trail of the period (``Store.audit_trail``): background captures, undos, refusals.
+    operator_actions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def alerts_by_severity(self) -> dict[str, int]:
@@ -558,4 +560,5 @@ def build_report(store: Store, site: Site, start: float, end: float, *, backgrou
                   cameras=camera_quality(store, site, start, end),
                   overlays=camera_overlays(view, zones, backgrounds_dir),
                   site_flow_limits=dict(site.safety.specific_flow_pmm), timezone=site.timezone,
-                  signoff=signoff or SignOff(), events=events)
+                  signoff=signoff or SignOff(), events=events,
+                  operator_actions=store.audit_trail(start, end))

@@ -36,7 +36,7 @@ nav ol{columns:2}.sign td{height:2.2rem;min-width:16rem}
 
 SECTIONS = (("summary", "Summary"), ("zones", "Per zone"), ("gates", "Per gate"), ("alerts", "Alerts"),
             ("staffing", "Staffing"), ("egress", "Egress"), ("quality", "Data quality"),
-            ("cameras", "Camera views"), ("signoff", "Sign-off"))
+            ("cameras", "Camera views"), ("actions", "Operator actions"), ("signoff", "Sign-off"))
 
 #: The clock of the report being rendered (set by ``render_html``; UTC outside it). A context
 #: variable, so reports rendered side by side in threads each keep their own.
@@ -175,7 +175,7 @@ def _events(r: Report) -> str:
     rows = [[e.event, e.series or "–", fmt_ts(e.start_ts), src.get(e.source, lambda e: e.source)(e)]
             for e in r.events]
     return ("<h3>Events the forecasts included</h3>"
-            + table(["Event", "Series", "Start (UTC)", "Expected crowd from"], rows))
+            + table(["Event", "Series", "Start", "Expected crowd from"], rows))
 
 
 def _staffing(r: Report, drawn: dict[str, Chart]) -> str:
@@ -238,6 +238,19 @@ def _cameras(r: Report, drawn: dict[str, Chart]) -> str:
     )
 
 
+def _actions(r: Report, drawn: dict[str, Chart]) -> str:
+    """The audit trail: a count that changed because an operator captured a background shows here."""
+    note = ('<p class="note">Capturing a background makes a camera subtract its density at that moment '
+            "from every later count; it is refused while the counter or motion finds anyone in view, "
+            "and can be undone.</p>")
+    if not r.operator_actions:
+        return note + "<p>No background was captured, undone or refused in the period.</p>"
+    rows = [[fmt_ts(a["ts"]), a["actor"], a["action"].replace("_", " "), a["subject"], a["outcome"],
+             a.get("detail") or ""] for a in r.operator_actions]
+    return note + table(["Time", "By", "Action", "Camera", "Outcome", "Detail"], rows)
+
+
+
 def _signoff(r: Report, drawn: dict[str, Chart]) -> str:
     """Filled from the request (or ``crowdsafe report --prepared-by ...``), else blank to sign on paper."""
     s = r.signoff
@@ -250,7 +263,8 @@ def _signoff(r: Report, drawn: dict[str, Chart]) -> str:
 
 
 BUILDERS = {"summary": _summary, "zones": _zones, "gates": _gates, "alerts": _alerts, "staffing": _staffing,
-            "egress": _egress, "quality": _quality, "cameras": _cameras, "signoff": _signoff}
+            "egress": _egress, "quality": _quality, "cameras": _cameras, "actions": _actions,
+            "signoff": _signoff}
 
 
 def render_html(report: Report, generated_ts: float | None = None) -> str:

@@ -22,7 +22,12 @@ from crowdsafe.forecast.model import SiteForecastModel
 from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
 from crowdsafe.notify.webhooks import WebhookNotifier
 from crowdsafe.runtime.alerting import AlertSink
-from crowdsafe.runtime.background import BackgroundCheck, BackgroundPolicy, write_background
+from crowdsafe.runtime.background import (
+    BackgroundCheck,
+    BackgroundPolicy,
+    write_background,
+    write_background_note,
+)
 from crowdsafe.runtime.camera import CameraHealth, CameraSource, open_camera, probe_size
 from crowdsafe.runtime.pipeline import CountedFrame, FrameOutput, FramePipeline
 from crowdsafe.runtime.plan import SitePlan, load_plan
@@ -205,6 +210,7 @@ class SiteRunner:
         self._stop_reason = ""
         self._latency: dict[str, float] = {}
         self._processing: dict[str, float] = {}
+        self._picture_notes: dict[str, str] = {}
         # The newest row per zone and line, as written: the API's /api/zones and /api/lines read
         # this snapshot instead of querying the store, so a request burst costs counting no SQL.
         self._latest_rows: dict[str, dict[str, dict[str, object]]] = {"zone_readings": {},
@@ -300,14 +306,31 @@ class SiteRunner:
 
     @staticmethod
     def _log_background(camera_id: str, check: BackgroundCheck) -> None:
-        verdict = "published" if check.published else "not people-free, kept back"
+        if not check.published:
+            log.info("camera %s: background not published: %s", camera_id, check.reason)
+            return
         reference = "n/a" if check.reference_count is None else f"{check.reference_count:.1f}"
-        log.info("camera %s: background %s (median counts %.1f, emptiest frame %s)", camera_id, verdict,
-                 check.median_count, reference)
+        log.info("camera %s: background published (median counts %.1f, emptiest frame %s; largest "
+                 "unsettled area %d px, most people in one block %.2f)", camera_id, check.median_count or 0.0,
+                 reference, check.unsettled_px, check.peak_people or 0.0)
+
+    def _note_backgrounds(self, now: float) -> None:
+        """Tell the API why each camera's picture is (not) published, when that changed."""
+        for camera_id in self.pipeline.geometry.cameras:
+            note = self.pipeline.picture_status(camera_id)
+            if self._picture_notes.get(camera_id) == note:
+                continue
+            try:
+                write_background_note(self.backgrounds_dir, camera_id, note, now)
+            except OSError as exc:
+                log.error("camera %s: background note not written: %s", camera_id, exc)
+                continue
+            self._picture_notes[camera_id] = note
 
     # -- supervision ----------------------------------------------------------------------
     def _health(self, now: float) -> list[CameraHealth]:
         snapshots = [r.health() for r in self.readers]
+        self._note_backgrounds(now)
         self.writer.write("camera_health", [
             {"camera_id": h.camera_id, "ts": now, "status": h.status, "fps": h.fps,
              "last_frame_ts": h.last_frame_ts, "errors": h.errors,

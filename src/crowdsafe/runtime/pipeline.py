@@ -24,6 +24,7 @@ from crowdsafe.runtime.background import (
     BackgroundPolicy,
     CameraBackground,
     DensityBackground,
+    PersonEvidence,
 )
 from crowdsafe.runtime.camera import Sample
 from crowdsafe.runtime.plan import SitePlan, as_plan
@@ -130,6 +131,7 @@ class FramePipeline:
             if cid in self._densities and tuning.background and tuning.background_density is not None:
                 self._densities[cid].capture(tuning.background_density)
         self._raw: dict[str, np.ndarray] = {}
+        self._evidence = {cid: PersonEvidence(self._policy.person_window_people) for cid in geometry.cameras}
         self._publish = publish_background
         self._bodies: dict[str, BodyMotion | None] = {}
 
@@ -155,6 +157,8 @@ class FramePipeline:
         timings = {"count_s": counted.count_s}
         t1 = time.perf_counter()
         result = self._corrected(cid, ts, counted.raw)
+        self._evidence[cid].note(ts, counted.raw.density, self._densities[cid].captured, image,
+                                 max_gap_s=MAX_PERIODS_BRIDGED * self.every[cid])
         self._latest[cid] = (ts, result)
         cam = self.geometry.cameras[cid]
         fresh = self._fresh_results(ts)
@@ -168,7 +172,7 @@ class FramePipeline:
         timings["measure_s"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
-        check = self._background(cid, ts, image, result.count)
+        check = self.offer_background(cid, ts, image, result.count)
         timings["background_s"] = time.perf_counter() - t2
         return FrameOutput(cid, ts, result.count, readings, line_rows,
                            zone_metrics(self.geometry, readings, self.book) + line_metrics, check, timings,
@@ -203,18 +207,31 @@ class FramePipeline:
         status = self._densities[camera_id].status()
         return status if tuning is None else f"tuned ({tuning.model}, gain {tuning.gain:.2f}): {status}"
 
-    def capture_background(self, camera_id: str) -> bool:
+    def picture_status(self, camera_id: str) -> str:
+        """For the API and the dashboard: whether the camera's background picture is published, or why not."""
+        return self._backgrounds[camera_id].status()
+
+    def capture_background(self, camera_id: str) -> tuple[bool, str]:
         """Take the camera's latest (uncorrected) density as its background; for an empty site only.
 
-        Returns False when the camera has not been counted yet, or when the latest frame holds a
-        crowd somewhere (then it cannot be an empty site, and nothing changes).
+        Refused, with the reason, unless the camera's last frames show nobody at all, by the
+        counter or by motion (``PersonEvidence``): one person captured as "empty" would be
+        subtracted from every later count. Returns (captured, its new status or the reason).
         """
         density = self._raw.get(camera_id)
-        model = self._densities[camera_id]
-        if density is None or not model.frame_is_near_empty(density):
-            return False
-        model.capture(density)
-        return True
+        if density is None:
+            return False, "the camera has not been counted yet"
+        reason = self._evidence[camera_id].why_not_empty()
+        if reason is not None:
+            return False, reason
+        self._densities[camera_id].capture(density, undoable=True)
+        return True, self.background_status(camera_id)
+
+    def undo_capture(self, camera_id: str) -> tuple[bool, str]:
+        """Restore the background in use before the camera's last capture: (undone, status or reason)."""
+        if not self._densities[camera_id].undo():
+            return False, "no capture to undo"
+        return True, self.background_status(camera_id)
 
     def _lines(self, cid: str, ts: float, image: np.ndarray, sample: Sample, result: DensityResult,
                period: float) -> tuple[list[dict[str, object]], list[Metric]]:
@@ -247,12 +264,20 @@ class FramePipeline:
             self._bodies[cid] = body_motion(self.geometry.cameras[cid].ground_map)
         return self._bodies[cid]
 
-    def _background(self, cid: str, ts: float, image: np.ndarray, count: float) -> BackgroundCheck | None:
+    def offer_background(self, cid: str, ts: float, image: np.ndarray,
+                         count: float) -> BackgroundCheck | None:
+        """The frame (and its count) to the camera's picture ring; when a check is due, judge the
+        median and publish it if it passed. The one way a picture gets published."""
         model = self._backgrounds[cid]
         model.add_counted(image, count, ts)
         if not model.due(ts):
             return None
-        check = model.check(lambda img: self.counting.count_camera(cid, img).count, ts)
+        # Only an empty-scene density nobody could have stood in is allowed to explain density
+        # away: a commissioning's or an operator's capture, never one learned from live frames.
+        texture = self._densities[cid].captured
+        region = getattr(self.counting, "regions", {}).get(cid)  # (core, crop) when not the whole frame
+        box = None if region is None else (region[0].x0, region[0].y0, region[0].x1, region[0].y1)
+        check = model.check(lambda img: self.counting.count_camera(cid, img), ts, texture, box)
         if check.image is not None and self._publish is not None:
             self._publish(cid, check.image)
         return check

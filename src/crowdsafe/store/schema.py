@@ -76,6 +76,19 @@ alerts = Table(
     Column("note", Text),  # the operator's note with the acknowledgement
 )
 
+#: What operators did to the measurement itself (a background captured, undone or refused), who
+#: and when: the debrief lists it, so a count that changed because of a capture can be traced.
+#: Kept like alerts (retention does not delete it); one row per action, never one per person.
+audit = Table(
+    "audit", metadata,
+    Column("ts", Float, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject", String(128), nullable=False),
+    Column("outcome", String(16), nullable=False),  # done / refused
+    Column("detail", Text),
+)
+
 #: Columns added to ``alerts`` after its first release: stores made before get them on open.
 ALERT_COLUMNS_ADDED = {"occurrences": "INTEGER NOT NULL DEFAULT 1", "last_raised_ts": "FLOAT",
                        "note": "TEXT"}
@@ -83,6 +96,7 @@ ALERT_COLUMNS_ADDED = {"occurrences": "INTEGER NOT NULL DEFAULT 1", "last_raised
 Index("ix_zone_readings_ts", zone_readings.c.ts)
 Index("ix_line_readings_ts", line_readings.c.ts)
 Index("ix_alerts_state", alerts.c.state, alerts.c.raised_ts)
+Index("ix_audit_ts", audit.c.ts)
 
 #: Reading tables, their time column and their key columns (used by writes, queries, retention).
 READING_TABLES: dict[str, tuple[Table, tuple[str, ...]]] = {

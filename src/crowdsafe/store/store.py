@@ -21,16 +21,18 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    insert,
     inspect,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from crowdsafe.store.schema import ALERT_COLUMNS_ADDED, READING_TABLES, alerts, metadata
+from crowdsafe.store.schema import ALERT_COLUMNS_ADDED, READING_TABLES, alerts, audit, metadata
 from crowdsafe.urls import redact
 
 DEFAULT_SQLITE = "crowdsafe.sqlite"
@@ -164,6 +166,24 @@ class Store:
                 update(alerts).where(and_(alerts.c.alert_id == alert_id, alerts.c.state == "raised"))
                 .values(state="acknowledged", acknowledged_ts=ts, acknowledged_by=by, note=note))
         return bool(result.rowcount)
+
+    def record(self, row: Mapping[str, Any]) -> None:
+        """One row of the audit trail (``schema.audit``): an operator's action on the measurement."""
+        values = {k: row.get(k) for k in ("ts", "actor", "action", "subject", "outcome", "detail")}
+        with self.engine.begin() as conn:
+            conn.execute(insert(audit).values(values))
+
+    def audit_trail(self, start: float | None = None, end: float | None = None,
+                    limit: int = 10_000) -> list[dict[str, Any]]:
+        """Audit rows in [start, end), oldest first."""
+        conds = []
+        if start is not None:
+            conds.append(audit.c.ts >= start)
+        if end is not None:
+            conds.append(audit.c.ts < end)
+        stmt = select(audit).where(and_(true(), *conds)).order_by(audit.c.ts).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
 
     # -- reads ---------------------------------------------------------------------------
     def query(self, table_name: str, key: str | None = None, start: float | None = None,
