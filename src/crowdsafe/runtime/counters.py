@@ -17,14 +17,15 @@ Each camera infers only the region its zones and lines read (``counting.region``
 evaluation); a scale-normalised camera infers the whole frame, since its bands are rows of it.
 
 A camera with a tuning (``cameras[i].tuning``, from ``crowdsafe tune``) runs the model its
-tuning chose, whatever its ``model`` setting says: the gain and interval were fitted to it.
+tuning chose, whatever its ``model`` setting says: the gain and interval were fitted to it. A
+tuning with fine-tuned layers (``tune --finetune``) names its model by a key of its own
+(``counting.finetuned``): that camera gets an engine with its layers, shared with no other.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 
@@ -32,10 +33,11 @@ from crowdsafe.counting import batch
 from crowdsafe.counting.choice import AutoCounter, choose_from_person_px
 from crowdsafe.counting.counter import Counts, DensityResult
 from crowdsafe.counting.engines import EngineSpec
+from crowdsafe.counting.finetuned import LayersRef, spec_for
 from crowdsafe.counting.region import Box, RegionCounter, plan_region
 from crowdsafe.counting.scale import ScaleNormalisedCounter, normalised_counter, person_px_per_row
 from crowdsafe.counting.tuning import CameraTuning, site_tunings
-from crowdsafe.counting.variants import ModelChoice, ModelName
+from crowdsafe.counting.variants import ModelChoice
 from crowdsafe.geometry.ground_map import GroundMap
 from crowdsafe.geometry.lines import LinePlan, plan_lines
 from crowdsafe.geometry.region import needed_cells
@@ -55,16 +57,17 @@ def resolve_model(choice: ModelChoice, person_px: np.ndarray | None) -> ModelCho
 
 
 def camera_models(geometry: SiteGeometry,
-                  tunings: dict[str, CameraTuning] | None = None) -> dict[str, ModelChoice]:
-    """Each camera's model: its tuning's, else its ``model`` setting with ``auto`` resolved where possible.
+                  tunings: dict[str, CameraTuning] | None = None) -> dict[str, str]:
+    """Each camera's model: its tuning's (a fine-tuned model's key where it has its own layers),
+    else its ``model`` setting with ``auto`` resolved where possible.
 
     ``tunings`` default: the tuning files the site names.
     """
     tunings = site_tunings(geometry.site) if tunings is None else tunings
-    models: dict[str, ModelChoice] = {}
+    models: dict[str, str] = {}
     for camera in geometry.site.cameras:
         if camera.id in tunings:
-            models[camera.id] = tunings[camera.id].model  # type: ignore[assignment]
+            models[camera.id] = tunings[camera.id].model_key
             continue
         ground = geometry.cameras[camera.id].ground_map
         person_px = ground.person_px[ground.valid] if ground.valid.any() else None
@@ -72,13 +75,19 @@ def camera_models(geometry: SiteGeometry,
     return models
 
 
-def precision_for(model: ModelName, spec: EngineSpec) -> EngineSpec:
-    """The spec one model runs with: the site's precision, since every model has an int8 table.
+def finetuned_layers(tunings: dict[str, CameraTuning]) -> tuple[LayersRef, ...]:
+    """The fine-tuned layers the site's tunings name (what replicas must be able to load)."""
+    return tuple(dict.fromkeys(t.layers for t in tunings.values() if t.layers is not None))
+
+
+def precision_for(model: str, spec: EngineSpec, layers: tuple[LayersRef, ...] = ()) -> EngineSpec:
+    """The spec one model runs with: the site's precision, since every model has an int8 table
+    (a fine-tuned one: the shipped table, with its own layers' scales from the camera's frames).
 
     Kept as the one place that maps (model, site spec) to an engine spec, so that a precision a
     future model lacks is decided here for the local runner and the Ray replicas alike.
     """
-    return replace(spec, model=model)
+    return spec_for(model, spec, layers)
 
 
 def camera_region(geometry: SiteGeometry, camera_id: str, plans: list[LinePlan]) -> tuple[Box, Box] | None:
@@ -98,9 +107,10 @@ class CameraCounters:
                  tunings: dict[str, CameraTuning] | None = None, regions: bool = True) -> None:
         self._spec = spec
         self._factory = factory
-        self._by_model: dict[ModelName, Counts] = {}
+        self._by_model: dict[str, Counts] = {}
         tunings = site_tunings(geometry.site) if tunings is None else tunings
         self.models = camera_models(geometry, tunings)
+        self._layers = finetuned_layers(tunings)
         self.tuned = {cid for cid in tunings if cid in self.models}
         self.scaled: dict[str, bool] = {}
         grounds = {camera.id: geometry.cameras[camera.id].ground_map for camera in geometry.site.cameras}
@@ -128,7 +138,7 @@ class CameraCounters:
             self._counters[camera.id] = counter
 
     @staticmethod
-    def _normalised(camera_id: str, model: ModelChoice, counter: Counts, ground: GroundMap) -> Counts:
+    def _normalised(camera_id: str, model: str, counter: Counts, ground: GroundMap) -> Counts:
         """The camera's counter at the trained scale, or as it is (and why) where that cannot be."""
         if model != "sparse":
             log.warning("camera %s: scale_normalise applies to the sparse model only; this camera "
@@ -146,9 +156,9 @@ class CameraCounters:
                      ", ".join(f"{b.scale:.2f}" for b in scaled.bands))
         return scaled
 
-    def _engine(self, model: ModelName) -> Counts:
+    def _engine(self, model: str) -> Counts:
         if model not in self._by_model:
-            spec = precision_for(model, self._spec)
+            spec = precision_for(model, self._spec, self._layers)
             if spec.precision != self._spec.precision:
                 log.warning("the %s model has no %s calibration; its cameras run in %s", model,
                             self._spec.precision, spec.precision)
@@ -171,7 +181,8 @@ class CameraCounters:
         """``view001 sparse (int8)``-style summary for the start banner."""
         parts = []
         for camera_id, model in self.models.items():
-            precision = "per frame" if model == "auto" else precision_for(model, self._spec).precision
+            precision = "per frame" if model == "auto" else \
+                precision_for(model, self._spec, self._layers).precision
             tuned = ", tuned" if camera_id in self.tuned else ""
             region = self.regions.get(camera_id)
             share = "" if region is None else \
