@@ -233,10 +233,11 @@ def tune(
                    f"({layers_path.name}, ridge {tuning.finetune.get('ridge', 0):g})")
     else:
         setting = f"{tuning.model}, background {'on' if tuning.background else 'off'}, gain {tuning.gain:.3f}"
+    fitted = f"fitted on {len(tuning.calibration)} out-of-block frames" if tuning.layers is not None else \
+        f"fitted on {len(tuning.calibration)} frames, {len(counted)} of them out-of-block"
     console.print(f"chosen: {setting}; expected error {tuning.cv_mae:.2f} people/frame; {level:.0%} interval "
                   f"at {np.mean(people):.1f} people: {lo:.1f} to {hi:.1f} "
-                  f"(fitted on {len(tuning.calibration)} out-of-block frames; "
-                  f"coverage there {tuning.cv_coverage:.0%})",
+                  f"({fitted}; coverage there {tuning.cv_coverage:.0%})",
                   highlight=False)
     try:
         save_tuning(tuning, out)
