@@ -71,8 +71,9 @@ def tuning_line(site: Site, name: str) -> str:
     if not path.is_file():
         return f"WARNING: tuning {name} not found; the camera counts untuned"
     t = load_tuning(path)
-    return (f"tuned by {name}: {t.model}, background {'on' if t.background else 'off'}, gain {t.gain:.3f}; "
-            f"cross-validated MAE {t.cv_mae:.2f}/frame on {len(t.frames)} annotated frames")
+    layers = "" if t.layers is None else f" with its own output layer ({Path(t.layers.path).name}, verified)"
+    return (f"tuned by {name}: {t.model}{layers}, background {'on' if t.background else 'off'}, gain "
+            f"{t.gain:.3f}; cross-validated MAE {t.cv_mae:.2f}/frame on {len(t.frames)} annotated frames")
 
 
 def annotated_camera(site_file: Path, camera: str, points: Path, frames: str | None,
