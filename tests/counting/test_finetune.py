@@ -158,3 +158,28 @@ def test_tuning_without_layers_still_reads_as_before(tmp_path: Path):
     loaded = load_tuning(tmp_path / "t.json")
     assert loaded.layers is None and loaded.model_key == "sparse"
     assert replace(loaded, source="") == replace(tuning, source="")
+
+
+def test_site_counters_give_a_fine_tuned_camera_its_own_engine(tmp_path: Path):
+    """The runtime (``run``, ``demo``, ``eval-site``) builds the tuned camera's engine with its
+    layers; what a Ray replica is given is the same spec (``precision_for``)."""
+    from crowdsafe.cli.site import site_geometry
+    from crowdsafe.config.site import load_site
+    from crowdsafe.runtime.counters import CameraCounters, precision_for
+
+    ref = layers_file(tmp_path)
+    tuning = CameraTuning("mall", "dense", False, 1.0, fit_table("dense", [30.0] * 20, [31.0] * 20),
+                          layers=ref, finetune={"ridge": 1e-5})
+    asked: list[EngineSpec] = []
+
+    class Fake:
+        def __init__(self, spec: EngineSpec) -> None:
+            asked.append(spec)
+
+    geometry = site_geometry(load_site(MALL_SITE))
+    counters = CameraCounters(geometry, EngineSpec(precision="int8"), Fake,  # type: ignore[arg-type]
+                              tunings={"mall": tuning}, regions=False)
+    assert counters.models == {"mall": ref.key}
+    assert asked == [EngineSpec(precision="int8", model="dense", layers=ref)]
+    assert precision_for(ref.key, EngineSpec(precision="int8"), (ref,)) == asked[0]
+    assert "tuned" in counters.describe()
