@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from crowdsafe.cli.main import app
 from crowdsafe.counting.counter import DensityCounter
-from crowdsafe.counting.engines import EngineSpec, OnnxRuntimeEngine
-from crowdsafe.counting.finetuned import LayersRef, is_finetuned, load_layers, save_layers, spec_for
+from crowdsafe.counting.engines import EngineSpec, OnnxRuntimeEngine, spec_for
+from crowdsafe.counting.finetuned import LayersRef, is_finetuned, load_layers, save_layers
 from crowdsafe.counting.intervals import fit_table
 from crowdsafe.counting.tuning import CameraTuning, TuningError, load_tuning, save_tuning
 from crowdsafe.counting.weights import WeightsError, load_weights

@@ -25,7 +25,7 @@ from crowdsafe.cli.options import (
 from crowdsafe.cli.progress import progress_bar
 from crowdsafe.counting.choice import make_model_counter
 from crowdsafe.counting.counter import Counts
-from crowdsafe.counting.finetuned import spec_for
+from crowdsafe.counting.engines import spec_for
 from crowdsafe.counting.scale import load_person_heights, normalised_counter, person_px_per_row
 from crowdsafe.counting.tuning import TunedCounter, load_tuning
 from crowdsafe.evaluation.dataset import Dataset, find_datasets

@@ -13,14 +13,15 @@ import importlib.util
 import json
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
 
-from crowdsafe.counting.finetuned import LayersRef, finetuned_weights, verify_layers
+from crowdsafe.counting.finetuned import LayersRef, base_of, finetuned_weights, is_finetuned, verify_layers
 from crowdsafe.counting.graph import INPUT_NAME, Int8Plan, build_model
 from crowdsafe.counting.variants import ModelName, model_tag, model_weights, sparse_path, verify_sparse
 from crowdsafe.counting.weights import (
@@ -72,6 +73,16 @@ class EngineSpec:
     model: ModelName = "dense"
     #: A camera's fine-tuned last layers on top of ``model`` (counting.finetuned), or None.
     layers: LayersRef | None = None
+
+
+def spec_for(key: str, spec: EngineSpec, refs: Iterable[LayersRef] = ()) -> EngineSpec:
+    """The engine spec that runs model ``key``: a shipped model, or one of ``refs``' layers."""
+    if not is_finetuned(key):
+        return replace(spec, model=base_of(key), layers=None)
+    for ref in refs:
+        if ref.key == key:
+            return replace(spec, model=ref.base, layers=ref)
+    raise ValueError(f"model {key!r}: no fine-tuned layers of that name were given")
 
 
 def cpu_flags() -> set[str]:

@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from crowdsafe.counting.variants import MODELS, ModelName, merge_layers
 from crowdsafe.counting.weights import WeightsError, sha256_file
-
-if TYPE_CHECKING:  # engines imports this module
-    from crowdsafe.counting.engines import EngineSpec
 
 KEY_SEPARATOR = "+"
 
@@ -63,16 +59,6 @@ def base_of(key: str) -> ModelName:
 
 def is_finetuned(key: str) -> bool:
     return KEY_SEPARATOR in key
-
-
-def spec_for(key: str, spec: EngineSpec, refs: Iterable[LayersRef] = ()) -> EngineSpec:
-    """The engine spec that runs model ``key``: a shipped model, or one of ``refs``' layers."""
-    if not is_finetuned(key):
-        return replace(spec, model=base_of(key), layers=None)
-    for ref in refs:
-        if ref.key == key:
-            return replace(spec, model=ref.base, layers=ref)
-    raise ValueError(f"model {key!r}: no fine-tuned layers of that name were given")
 
 
 def save_layers(path: Path, layers: Mapping[str, np.ndarray]) -> str:

@@ -32,8 +32,8 @@ import numpy as np
 from crowdsafe.counting import batch
 from crowdsafe.counting.choice import AutoCounter, choose_from_person_px
 from crowdsafe.counting.counter import Counts, DensityResult
-from crowdsafe.counting.engines import EngineSpec
-from crowdsafe.counting.finetuned import LayersRef, spec_for
+from crowdsafe.counting.engines import EngineSpec, spec_for
+from crowdsafe.counting.finetuned import LayersRef
 from crowdsafe.counting.region import Box, RegionCounter, plan_region
 from crowdsafe.counting.scale import ScaleNormalisedCounter, normalised_counter, person_px_per_row
 from crowdsafe.counting.tuning import CameraTuning, site_tunings
