@@ -58,7 +58,7 @@ def eval_site(
     from crowdsafe.cli.site import annotated_camera
 
     with user_errors():
-        site, geometry, truth, span = annotated_camera(site_file, camera, feet, frames)
+        site, geometry, truth, span, video = annotated_camera(site_file, camera, feet, frames)
         heads = load_frame_points(density_from) if density_from is not None else None
         tunings = read_tunings(site)
         if tuning is not None:
@@ -69,10 +69,10 @@ def eval_site(
         spec, factory = engine_spec(engine, precision, threads), counter_factory(ctx)
         counter = None if heads is not None else CameraCounters(plan, spec, factory,
                                                                    regions=False)  # whole-frame truth
-        video = site.resolve_source(site.camera(camera))
+        every = site.camera(camera).sampling.seconds  # an image folder's frames are this far apart
         with progress_bar(f"evaluating {camera}", len(span)) as advance:
             result = evaluate_site(plan, camera, video, truth, span, counter, heads=heads,
-                                   on_frame=lambda _: advance())
+                                   on_frame=lambda _: advance(), folder_fps=1.0 / max(every, 1e-3))
     data = result.as_dict()
     title = (f"Site pipeline vs annotation: {camera}, frames {span.start}:{span.stop}:{span.step}, "
              f"counter {result.counter}")

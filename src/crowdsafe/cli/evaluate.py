@@ -25,7 +25,9 @@ from crowdsafe.cli.options import (
 from crowdsafe.cli.progress import progress_bar
 from crowdsafe.counting.choice import make_model_counter
 from crowdsafe.counting.counter import Counts
+from crowdsafe.counting.engines import spec_for
 from crowdsafe.counting.scale import load_person_heights, normalised_counter, person_px_per_row
+from crowdsafe.counting.tuning import TunedCounter, load_tuning
 from crowdsafe.evaluation.dataset import Dataset, find_datasets
 from crowdsafe.evaluation.runner import DatasetResult, evaluate_dataset
 from crowdsafe.evaluation.video import evaluate_video, is_video
@@ -136,6 +138,11 @@ def evaluate(
     scale_normalise: Annotated[bool, typer.Option(
         help="With person heights: resize bands of rows so people appear at the model's "
              "trained size (sparse model only).")] = True,
+    tuning_file: Annotated[Path | None, typer.Option(
+        "--tuning", help="Count as this commissioned camera: the model, fine-tuned layers, "
+                         "background, gain and interval of its tuning file from `crowdsafe tune` "
+                         "(the images must be that camera's, at its resolution; replaces --model).",
+        exists=True, dir_okay=False, show_default=False)] = None,
 ) -> None:
     """Count labelled images: MAE, RMSE, bias, relative error, correlation, interval coverage, speed."""
     check_out_folder("--json", json_out)
@@ -143,11 +150,22 @@ def evaluate(
         videos = [path for path in data if is_video(path)]
         datasets = _unique([d for path in data if path not in videos for d in find_datasets(path)])
         interval = parse_interval(every) if videos else None
-        person_rows = _person_rows(person_heights, site_file, camera)
-        counter: Counts = make_model_counter(model.value, engine_spec(engine, precision, threads),
-                                             person_px=person_rows, factory=counter_factory(ctx))
-        if person_rows is not None and scale_normalise:
-            counter = normalised_counter(counter, getattr(counter, "model", "auto"), person_rows)
+        spec = engine_spec(engine, precision, threads)
+        if tuning_file is not None:
+            if person_heights is not None or site_file is not None:
+                raise fail("--tuning sets the camera's counting; leave out --person-heights and --site")
+            tuned = load_tuning(tuning_file)
+            layers = () if tuned.layers is None else (tuned.layers,)
+            counter: Counts = TunedCounter(counter_factory(ctx)(spec_for(tuned.model_key, spec, layers)),
+                                           tuned)
+            model_name = f"{tuned.model_key}, tuned for {tuned.camera}"
+        else:
+            person_rows = _person_rows(person_heights, site_file, camera)
+            counter = make_model_counter(model.value, spec, person_px=person_rows,
+                                         factory=counter_factory(ctx))
+            if person_rows is not None and scale_normalise:
+                counter = normalised_counter(counter, getattr(counter, "model", "auto"), person_rows)
+            model_name = model.value
         results = []
         for dataset in datasets.values():
             total = min(len(dataset.images), limit or len(dataset.images))
@@ -158,7 +176,9 @@ def evaluate(
                 results.append(evaluate_video(video, counter, interval, on_progress=advance))
     engine_name = getattr(getattr(counter, "engine", None), "name", "n/a")
     stdout_console().print(results_table(
-        results, f"Counting accuracy ({model.value} model, {engine_name}, {precision.value})"))
+        results, f"Counting accuracy ({model_name} model, {engine_name}, {precision.value})"))
     if json_out is not None:
-        write_out(json_out, json.dumps(results_json(results, engine_name, precision.value, model.value),
-                                       indent=2) + "\n")
+        out = results_json(results, engine_name, precision.value, model.value)
+        if tuning_file is not None:
+            out.update({"model": tuned.model_key, "tuning": str(tuning_file)})
+        write_out(json_out, json.dumps(out, indent=2) + "\n")

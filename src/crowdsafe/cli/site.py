@@ -17,7 +17,7 @@ import typer
 from crowdsafe.cli.errors import fail, user_errors
 from crowdsafe.config.site import Site, load_site, site_json_schema
 from crowdsafe.counting.tuning import load_tuning
-from crowdsafe.evaluation.site import FramePoints, load_frame_points, parse_frames
+from crowdsafe.evaluation.site import FramePoints, folder_images, load_frame_points, parse_frames
 from crowdsafe.geometry.lines import plan_line
 from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
 
@@ -71,21 +71,29 @@ def tuning_line(site: Site, name: str) -> str:
     if not path.is_file():
         return f"WARNING: tuning {name} not found; the camera counts untuned"
     t = load_tuning(path)
-    return (f"tuned by {name}: {t.model}, background {'on' if t.background else 'off'}, gain {t.gain:.3f}; "
-            f"cross-validated MAE {t.cv_mae:.2f}/frame on {len(t.frames)} annotated frames")
+    layers = "" if t.layers is None else f" with its own output layer ({Path(t.layers.path).name}, verified)"
+    return (f"tuned by {name}: {t.model}{layers}, background {'on' if t.background else 'off'}, gain "
+            f"{t.gain:.3f}; cross-validated MAE {t.cv_mae:.2f}/frame on {len(t.frames)} annotated frames")
 
 
-def annotated_camera(site_file: Path, camera: str, points: Path,
-                     frames: str | None) -> tuple[Site, SiteGeometry, FramePoints, range]:
-    """The site, its geometry, the annotated points per frame of ``camera``'s video and the
-    ``--frames`` range, for the commands that score or tune one camera; exit 2 naming the site's
-    cameras when ``camera`` is not one of them."""
+def annotated_camera(site_file: Path, camera: str, points: Path, frames: str | None,
+                     source: str | None = None) -> tuple[Site, SiteGeometry, FramePoints, range, str]:
+    """The site, its geometry, the annotated points per frame of ``camera``'s source, the
+    ``--frames`` range and that source, for the commands that score or tune one camera; exit 2
+    naming the site's cameras when ``camera`` is not one of them.
+
+    ``source`` (a recording of the camera: a video file or an image folder) replaces the
+    camera's own. Labels keyed by image file name place each name at its position in an image
+    folder source (name order), so they index the same frames as labels keyed by frame index.
+    """
     site = load_site(site_file)
     geometry = site_geometry(site)
     if camera not in geometry.cameras:
         raise fail(f"--camera {camera!r}: the site has {', '.join(geometry.cameras)}")
-    truth = load_frame_points(points)
-    return site, geometry, truth, parse_frames(frames, truth)
+    video = source if source is not None else site.resolve_source(site.camera(camera))
+    files = folder_images(video)
+    truth = load_frame_points(points, None if files is None else [f.name for f in files])
+    return site, geometry, truth, parse_frames(frames, truth), video
 
 
 def summary_lines(geometry: SiteGeometry) -> list[str]:

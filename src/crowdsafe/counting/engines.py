@@ -13,13 +13,15 @@ import importlib.util
 import json
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
 
+from crowdsafe.counting.finetuned import LayersRef, base_of, finetuned_weights, is_finetuned, verify_layers
 from crowdsafe.counting.graph import INPUT_NAME, Int8Plan, build_model
 from crowdsafe.counting.variants import ModelName, model_tag, model_weights, sparse_path, verify_sparse
 from crowdsafe.counting.weights import (
@@ -69,6 +71,18 @@ class EngineSpec:
     device: str = "auto"
     #: ``dense`` or ``sparse`` (see counting.variants); ``auto`` is decided above the engine.
     model: ModelName = "dense"
+    #: A camera's fine-tuned last layers on top of ``model`` (counting.finetuned), or None.
+    layers: LayersRef | None = None
+
+
+def spec_for(key: str, spec: EngineSpec, refs: Iterable[LayersRef] = ()) -> EngineSpec:
+    """The engine spec that runs model ``key``: a shipped model, or one of ``refs``' layers."""
+    if not is_finetuned(key):
+        return replace(spec, model=base_of(key), layers=None)
+    for ref in refs:
+        if ref.key == key:
+            return replace(spec, model=ref.base, layers=ref)
+    raise ValueError(f"model {key!r}: no fine-tuned layers of that name were given")
 
 
 def cpu_flags() -> set[str]:
@@ -105,28 +119,42 @@ def load_int8_plan(model: ModelName = "dense") -> Int8Plan:
                     keep_float=frozenset(data.get("keep_float", [])))
 
 
+def camera_int8_plan(plan: Int8Plan, layers: LayersRef | None) -> Int8Plan:
+    """``plan`` with the fine-tuned convs' input scales calibrated on the camera's own frames."""
+    if layers is None or not layers.activation_scales:
+        return plan
+    return Int8Plan({**plan.activation_scales, **dict(layers.activation_scales)}, plan.keep_float)
+
+
 def model_path(precision: Precision, plan: Int8Plan | None = None,
-               model: ModelName = "dense") -> Path:
+               model: ModelName = "dense", layers: LayersRef | None = None) -> Path:
     """Build (once) and cache the ONNX file for a precision and model; later runs start fast."""
     if precision == "int8":
-        plan = plan or load_int8_plan(model)
+        plan = camera_int8_plan(plan or load_int8_plan(model), layers)
         key = json.dumps({"s": plan.activation_scales, "k": sorted(plan.keep_float)}, sort_keys=True)
         tag = "int8-" + hashlib.sha256(key.encode()).hexdigest()[:12]
     else:
         plan, tag = None, "fp32"
     if model != "dense":
         tag = f"{model_tag(model)}-{tag}"
+    if layers is not None:
+        tag = f"{tag}-camera-{layers.sha256[:16]}"
     path = cache_dir() / "models" / f"csrnet-{NPZ_SHA256[:12]}-{tag}.onnx"
     digest_file = path.with_suffix(".onnx.sha256")
     verify(weights_path())  # the source of every graph is checked on every start (~0.2 s)
     if model != "dense":
         verify_sparse(sparse_path())
+    if layers is not None:
+        verify_layers(layers)
     if path.is_file() and digest_file.is_file() and sha256_file(path) == digest_file.read_text():
         return path
     # Missing, half-written or corrupted cache entry: rebuild it from the verified weights.
     import onnx
 
-    data = build_model(model_weights(model), int8=plan).SerializeToString()
+    weights = model_weights(model)
+    if layers is not None:
+        weights = finetuned_weights(weights, layers)
+    data = build_model(weights, int8=plan).SerializeToString()
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.partial")
     partial.write_bytes(data)
@@ -142,7 +170,8 @@ class OpenVinoEngine:
     name: EngineName = "openvino"
 
     def __init__(self, precision: Precision = "fp32", threads: int | None = None,
-                 shapes_cached: int = 12, model: ModelName = "dense") -> None:
+                 shapes_cached: int = 12, model: ModelName = "dense",
+                 layers: LayersRef | None = None) -> None:
         if importlib.util.find_spec("openvino") is None:
             raise EngineUnavailable("OpenVINO is not installed: pip install openvino")
         import openvino as ov
@@ -155,7 +184,8 @@ class OpenVinoEngine:
         self.device = "CPU"
         self._core = ov.Core()
         self.model = model
-        self._model = self._core.read_model(str(model_path(precision, model=model)))
+        self.layers = layers
+        self._model = self._core.read_model(str(model_path(precision, model=model, layers=layers)))
         hint = "bf16" if precision == "bf16" else "f32"
         self._config: dict[str, object] = {"INFERENCE_PRECISION_HINT": hint,
                                            "PERFORMANCE_HINT": "LATENCY"}
@@ -207,7 +237,8 @@ class OnnxRuntimeEngine:
     name: EngineName = "onnxruntime"
 
     def __init__(self, precision: Precision = "fp32", threads: int | None = None,
-                 device: str = "auto", model: ModelName = "dense") -> None:
+                 device: str = "auto", model: ModelName = "dense",
+                 layers: LayersRef | None = None) -> None:
         import onnxruntime as ort
 
         if precision == "bf16":
@@ -224,7 +255,8 @@ class OnnxRuntimeEngine:
         if threads:
             opts.intra_op_num_threads = int(threads)
         self.model = model
-        self._session = ort.InferenceSession(str(model_path(precision, model=model)), opts,
+        self.layers = layers
+        self._session = ort.InferenceSession(str(model_path(precision, model=model, layers=layers)), opts,
                                              providers=providers)
         self.device = "CUDA" if self._session.get_providers()[0] == "CUDAExecutionProvider" else "CPU"
 
@@ -236,15 +268,17 @@ def create_engine(spec: EngineSpec | None = None) -> Engine:
     """The requested engine, or with ``auto`` the fastest available one for the precision."""
     spec = spec or EngineSpec()
     if spec.engine == "onnxruntime" or (spec.engine == "auto" and spec.device == "cuda"):
-        return OnnxRuntimeEngine(spec.precision, spec.threads, spec.device, model=spec.model)
+        return OnnxRuntimeEngine(spec.precision, spec.threads, spec.device, model=spec.model,
+                                 layers=spec.layers)
     if spec.engine == "openvino":
-        return OpenVinoEngine(spec.precision, spec.threads, model=spec.model)
+        return OpenVinoEngine(spec.precision, spec.threads, model=spec.model, layers=spec.layers)
     errors: list[str] = []
     for name in AUTO_ORDER[spec.precision]:
         try:
             if name == "openvino":
-                return OpenVinoEngine(spec.precision, spec.threads, model=spec.model)
-            return OnnxRuntimeEngine(spec.precision, spec.threads, spec.device, model=spec.model)
+                return OpenVinoEngine(spec.precision, spec.threads, model=spec.model, layers=spec.layers)
+            return OnnxRuntimeEngine(spec.precision, spec.threads, spec.device, model=spec.model,
+                                     layers=spec.layers)
         except EngineUnavailable as exc:
             errors.append(f"{name}: {exc}")
     raise EngineUnavailable("; ".join(errors))

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from crowdsafe.counting.finetuned import LayersRef, verify_layers
 from crowdsafe.counting.intervals import IntervalTable, coverage, fit_table
+from crowdsafe.counting.weights import WeightsError
 from crowdsafe.measure.background import near_empty, subtract_background
 
 log = logging.getLogger(__name__)
@@ -52,11 +54,22 @@ class Candidate:
     cv_bias: float
     cv_game: float = math.nan
     gain_fitted: bool = True
+    #: The model's output layer refitted on the camera's own frames (``tune --finetune``), and
+    #: the ridge it was fitted with.
+    finetuned: bool = False
+    ridge: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"model": self.model, "background": self.background, "gain": self.gain,
-                "gain_fitted": self.gain_fitted,
+                "gain_fitted": self.gain_fitted, "finetuned": self.finetuned, "ridge": self.ridge,
                 "cv_mae": self.cv_mae, "cv_bias": self.cv_bias, "cv_game": self.cv_game}
+
+    def same_setting(self, tuning: CameraTuning) -> bool:
+        """Whether ``tuning`` is this candidate (what ``tune`` marks as chosen)."""
+        if self.finetuned or tuning.layers is not None:
+            return self.finetuned and tuning.layers is not None and \
+                self.ridge == tuning.finetune.get("ridge")
+        return (self.model, self.background, self.gain) == (tuning.model, tuning.background, tuning.gain)
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,15 @@ class CameraTuning:
     source: str = ""
     #: (predicted, annotated) pairs the interval was fitted on; not written to the file.
     calibration: tuple[tuple[float, float], ...] = field(default=(), compare=False, repr=False)
+    #: The camera's fine-tuned last layers (a file next to the tuning file), or None.
+    layers: LayersRef | None = None
+    #: How the layers were trained (frames, steps, seconds, feature precision): for the record.
+    finetune: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_key(self) -> str:
+        """What selects this camera's engine: the model, or the model with its own layers."""
+        return self.model if self.layers is None else self.layers.key
 
     def apply(self, density: np.ndarray) -> np.ndarray:
         """The frame's density with this camera's background removed (if chosen) and its gain."""
@@ -103,6 +125,11 @@ class CameraTuning:
             "background_density": None if bg is None else {
                 "shape": list(bg.shape),
                 "values": [float(f"{v:.6g}") for v in bg.astype(np.float64).ravel()]},
+            "weights": None if self.layers is None else {
+                "file": Path(self.layers.path).name, "sha256": self.layers.sha256,
+                "base": self.layers.base,
+                "int8_activation_scales": dict(self.layers.activation_scales),
+                "finetune": self.finetune},
         }
 
     @classmethod
@@ -122,13 +149,28 @@ class CameraTuning:
             if not GAIN_RANGE[0] <= gain <= GAIN_RANGE[1]:
                 raise TuningError(f"{source}: gain {gain} outside {GAIN_RANGE}")
             expected = data.get("expected", {})
+            layers, finetune = None, {}
+            if (weights := data.get("weights")) is not None:
+                name = str(weights["file"])
+                if Path(name).name != name:
+                    raise TuningError(f"{source}: weights file {name!r} must be a plain file name "
+                                      "(it lives next to the tuning file)")
+                base = str(weights.get("base", "dense"))
+                if base not in ("dense", "sparse") or base != model:
+                    raise TuningError(f"{source}: fine-tuned weights on {base!r} for model {model!r}")
+                folder = Path(source).parent if source else Path(".")
+                layers = LayersRef(str(folder / name), str(weights["sha256"]), base,  # type: ignore[arg-type]
+                                   tuple(sorted((str(k), float(v)) for k, v in
+                                                weights.get("int8_activation_scales", {}).items())))
+                finetune = dict(weights.get("finetune", {}))
             return cls(camera=str(data["camera"]), model=model, background=bool(data["background"]),
                        gain=gain, interval=IntervalTable.from_dict(data["interval"]),
                        background_density=density,
                        cv_mae=float(expected.get("cv_mae", math.nan)),
                        cv_coverage=float(expected.get("cv_coverage", math.nan)),
                        frames=[int(f) for f in data.get("frames", [])],
-                       candidates=[Candidate(**c) for c in data.get("candidates", [])], source=source)
+                       candidates=[Candidate(**c) for c in data.get("candidates", [])], source=source,
+                       layers=layers, finetune=finetune)
         except TuningError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
@@ -145,7 +187,13 @@ def load_tuning(path: Path | str) -> CameraTuning:
         raise TuningError(f"{path}: cannot read tuning ({exc})") from None
     if not isinstance(data, dict):
         raise TuningError(f"{path}: not a crowdsafe tuning file")
-    return CameraTuning.from_dict(data, str(path))
+    tuning = CameraTuning.from_dict(data, str(path))
+    if tuning.layers is not None:
+        try:  # refused here, before any engine starts, as well as by every engine that loads them
+            verify_layers(tuning.layers)
+        except WeightsError as exc:
+            raise TuningError(f"{path}: {exc}") from None
+    return tuning
 
 
 def save_tuning(tuning: CameraTuning, path: Path | str) -> None:
@@ -320,6 +368,44 @@ def fit_tuning(camera: str, maps: Mapping[str, Sequence[np.ndarray]], truth: Seq
                         calibration=tuple(zip(pred.tolist(), t.tolist(), strict=True)))
 
 
+def with_finetuned(tuning: CameraTuning, model: str,
+                   finetuned: Sequence[tuple[float, np.ndarray, np.ndarray]],
+                   truth: Sequence[float], frames: Sequence[int], chosen: Sequence[int],
+                   regions_truth: np.ndarray, *, level: float = 0.9) -> tuple[CameraTuning, int | None]:
+    """``tuning`` with fine-tuned candidates added, and switched to the best of them if it wins.
+
+    ``finetuned``: per candidate, (ridge, out-of-block totals, GAME(2) region counts) on every
+    annotated frame of ``frames`` (``truth`` people each). The shipped models were counted on
+    the frames at positions ``chosen`` only (``regions_truth`` their annotated region counts), so
+    the fine-tuned candidates are scored there too: the same frames, the same contiguous blocks
+    in time, the same criterion (GAME(2)). A winner's interval is fitted on its out-of-block
+    totals on every annotated frame (``calibration`` holds them). Returns the tuning and the
+    winner's index (None: a shipped setting stays chosen).
+    """
+    t = np.asarray(truth, np.float64)
+    pick = np.asarray(chosen, int)
+    scored = []
+    for ridge, pred, regions in finetuned:
+        err = pred[pick] - t[pick]
+        game = float(np.abs(regions[pick] - regions_truth).sum(axis=1).mean())
+        scored.append(Candidate(model, False, 1.0, float(np.abs(err).mean()), float(err.mean()), game,
+                                gain_fitted=False, finetuned=True, ridge=ridge))
+    candidates = [*tuning.candidates, *scored]
+    best_base = min(tuning.candidates, key=lambda c: c.cv_game)
+    winner = min(range(len(scored)), key=lambda i: scored[i].cv_game, default=None)
+    if winner is None or not scored[winner].cv_game < best_base.cv_game:
+        return replace(tuning, candidates=candidates), None
+    pred = np.asarray(finetuned[winner][1], np.float64)
+    table = fit_table(model, pred.tolist(), t.tolist(), level=level, min_per_bin=len(t) + 1,
+                      fitted_on=f"camera {tuning.camera}: out-of-block predictions of the fine-tuned "
+                                f"layer on {len(t)} annotated frames")
+    return CameraTuning(camera=tuning.camera, model=model, background=False, gain=1.0, interval=table,
+                        cv_mae=float(np.abs(pred - t).mean()),
+                        cv_coverage=coverage(table, pred.tolist(), t.tolist()), frames=list(frames),
+                        candidates=candidates, calibration=tuple(zip(pred.tolist(), t.tolist(), strict=True))
+                        ), winner
+
+
 def calibrate_interval(tuning: CameraTuning, pairs: Sequence[tuple[float, float]], frames: Sequence[int],
                        *, level: float = 0.9) -> CameraTuning:
     """The tuning with its interval refitted on its own out-of-block pairs plus ``pairs``.
@@ -336,3 +422,27 @@ def calibrate_interval(tuning: CameraTuning, pairs: Sequence[tuple[float, float]
                                 f"and {len(pairs)} more annotated frames with the chosen setting")
     return replace(tuning, interval=table, cv_coverage=coverage(table, predicted, truth),
                    frames=sorted({*tuning.frames, *frames}), calibration=tuple(joined))
+
+
+class TunedCounter:
+    """A camera's counter with its commissioning applied: background, gain and the camera's own
+    interval (the fine-tuned layers, if any, are in the engine ``inner`` was built with).
+
+    What ``eval --tuning`` counts with, so a commissioned camera can be checked on annotated
+    frames it never saw exactly as the site pipeline would count them.
+    """
+
+    def __init__(self, inner: Any, tuning: CameraTuning) -> None:
+        self.inner = inner
+        self.tuning = tuning
+
+    @property
+    def engine(self) -> object | None:
+        return getattr(self.inner, "engine", None)
+
+    def count(self, image_bgr: np.ndarray) -> Any:
+        raw = self.inner.count(image_bgr)
+        density = self.tuning.apply(raw.density)
+        total = float(density.sum(dtype=np.float64))
+        return replace(raw, density=density, interval=self.tuning.count_interval(total),
+                       model=self.tuning.model)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,13 @@ MATCH_GATE_M = 1.5
 FramePoints = dict[int, np.ndarray]
 
 
-def load_frame_points(path: Path) -> FramePoints:
-    """``{"<frame>": {"count": N, "points": [[x, y], ...]}}`` → {frame: (N, 2) pixels}."""
+def load_frame_points(path: Path, names: Sequence[str] | None = None) -> FramePoints:
+    """``{"<frame>": {"count": N, "points": [[x, y], ...]}}`` → {frame: (N, 2) pixels}.
+
+    The keys are frame indices (a video's labels), or image file names (a crowd folder's
+    ``labels.json``): with ``names``, the source's image files in the order it reads them, a
+    name stands for its position there, so both kinds index the same frames.
+    """
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -41,14 +46,17 @@ def load_frame_points(path: Path) -> FramePoints:
         raise DatasetError(f"{path}: cannot read annotated points ({exc})") from None
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: expected {{\"<frame index>\": {{\"points\": [[x, y], ...]}}}}")
+    position = {name: i for i, name in enumerate(names)} if names is not None else None
     out: FramePoints = {}
     for key, entry in data.items():
         try:
-            frame = int(key)
+            frame = frame_of(key, position)
             pts = np.asarray(entry["points"] if isinstance(entry, dict) else entry, dtype=float)
         except (ValueError, TypeError, KeyError):
             raise DatasetError(f"{path}: entry {key!r} is not a frame index with a list of [x, y] "
                                "points") from None
+        except LookupError as exc:
+            raise DatasetError(f"{path}: entry {key!r}: {exc.args[0]}") from None
         pts = pts.reshape(-1, 2) if pts.size else np.zeros((0, 2))
         if frame < 0 or pts.ndim != 2 or pts.shape[1] != 2 or not np.all(np.isfinite(pts)):
             raise DatasetError(f"{path}: entry {key!r} is not a frame index with a list of [x, y] points")
@@ -56,6 +64,19 @@ def load_frame_points(path: Path) -> FramePoints:
     if not out:
         raise DatasetError(f"{path}: no annotated frames")
     return out
+
+
+def frame_of(key: str, position: Mapping[str, int] | None) -> int:
+    """A label key's frame index: the number itself, or an image file's place in the source."""
+    try:
+        return int(key)
+    except ValueError:
+        if position is None:
+            raise LookupError("keyed by image file name, but the source is not an image folder "
+                              "(file-name keys need the folder's images to place them)") from None
+        if key not in position:
+            raise LookupError("no such image in the source folder") from None
+        return position[key]
 
 
 def parse_frames(text: str | None, available: FramePoints) -> range:
@@ -249,8 +270,31 @@ def truth_in_zones(geometry: SiteGeometry, camera_id: str, feet: np.ndarray) -> 
     return {zid: int(shapely.contains(zg.polygon, pts).sum()) for zid, zg in geometry.zones.items()}
 
 
-def read_pairs(path: str, frames: range) -> Iterator[tuple[int, np.ndarray, np.ndarray | None, float]]:
-    """(index, frame, the frame after it, fps) for each frame of ``frames``, decoding in order."""
+def folder_images(path: str) -> list[Path] | None:
+    """The image files of a folder source in the order it reads them (natural name order);
+    None when ``path`` is not a folder (a video file or a stream)."""
+    if "://" in path or not Path(path).is_dir():
+        return None
+    from crowdsafe.sources.frames import SourceError
+    from crowdsafe.sources.images import FolderSource
+
+    try:
+        return list(FolderSource(Path(path)).files)
+    except SourceError as exc:
+        raise DatasetError(str(exc)) from None
+
+
+def read_pairs(path: str, frames: range,
+               folder_fps: float = 1.0) -> Iterator[tuple[int, np.ndarray, np.ndarray | None, float]]:
+    """(index, frame, the frame after it, fps) for each frame of ``frames``, decoding in order.
+
+    An image folder is read as a video whose frames are its images in name order, at
+    ``folder_fps`` (a folder has no frame rate; flow is then measured per that interval).
+    """
+    files = folder_images(path)
+    if files is not None:
+        yield from _folder_pairs(files, frames, folder_fps)
+        return
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         raise DatasetError(f"{path}: cannot open the camera's video (eval-site needs a video file source)")
@@ -280,10 +324,22 @@ def read_pairs(path: str, frames: range) -> Iterator[tuple[int, np.ndarray, np.n
         cap.release()
 
 
+def _folder_pairs(files: list[Path], frames: range,
+                  fps: float) -> Iterator[tuple[int, np.ndarray, np.ndarray | None, float]]:
+    from crowdsafe.sources.images import read_image
+
+    for index in frames:
+        if index >= len(files):
+            return
+        pair = read_image(files[index + 1]) if index + 1 < len(files) else None
+        yield index, read_image(files[index]), pair, fps
+
+
 def evaluate_site(plan: SitePlan | SiteGeometry, camera_id: str, video: str, feet: FramePoints, frames: range,
                   counter: CountsCameras | None, *, heads: FramePoints | None = None,
                   on_frame: Callable[[int], None] | None = None,
-                  tunings: dict[str, CameraTuning] | None = None) -> SiteEvaluation:
+                  tunings: dict[str, CameraTuning] | None = None,
+                  folder_fps: float = 1.0) -> SiteEvaluation:
     """Run ``FramePipeline`` on ``frames`` of the camera's video and score it against ``feet``.
 
     With ``heads`` (``density_from``), the annotated heads replace the counter (give None), and
@@ -309,7 +365,7 @@ def evaluate_site(plan: SitePlan | SiteGeometry, camera_id: str, video: str, fee
     count_i: list[tuple[float, float] | None] = []
     fps = 0.0
     evaluated = 0
-    for index, image, pair, fps in read_pairs(video, frames):
+    for index, image, pair, fps in read_pairs(video, frames, folder_fps):
         if points is not None:
             points.frame = index
         sample = Sample(camera_id, ts=index / fps, image=image, pair=pair,

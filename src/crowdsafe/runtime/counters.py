@@ -17,25 +17,26 @@ Each camera infers only the region its zones and lines read (``counting.region``
 evaluation); a scale-normalised camera infers the whole frame, since its bands are rows of it.
 
 A camera with a tuning (``cameras[i].tuning``, from ``crowdsafe tune``) runs the model its
-tuning chose, whatever its ``model`` setting says: the gain and interval were fitted to it.
+tuning chose, whatever its ``model`` setting says: the gain and interval were fitted to it. A
+tuning with fine-tuned layers (``tune --finetune``) names its model by a key of its own
+(``counting.finetuned``): that camera gets an engine with its layers, shared with no other.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from crowdsafe.counting import batch
 from crowdsafe.counting.choice import AutoCounter
 from crowdsafe.counting.counter import Counts, DensityResult
-from crowdsafe.counting.engines import EngineSpec
+from crowdsafe.counting.engines import EngineSpec, spec_for
+from crowdsafe.counting.finetuned import LayersRef
 from crowdsafe.counting.region import Box, RegionCounter
 from crowdsafe.counting.scale import ScaleNormalisedCounter, normalised_counter, person_px_per_row
 from crowdsafe.counting.tuning import CameraTuning
-from crowdsafe.counting.variants import ModelChoice, ModelName
 from crowdsafe.geometry.ground_map import GroundMap
 from crowdsafe.geometry.site import SiteGeometry
 from crowdsafe.runtime.plan import SitePlan, as_plan
@@ -43,13 +44,19 @@ from crowdsafe.runtime.plan import SitePlan, as_plan
 log = logging.getLogger(__name__)
 
 
-def precision_for(model: ModelName, spec: EngineSpec) -> EngineSpec:
-    """The spec one model runs with: the site's precision, since every model has an int8 table.
+def finetuned_layers(tunings: Mapping[str, CameraTuning]) -> tuple[LayersRef, ...]:
+    """The fine-tuned layers the site's tunings name (what replicas must be able to load)."""
+    return tuple(dict.fromkeys(t.layers for t in tunings.values() if t.layers is not None))
+
+
+def precision_for(model: str, spec: EngineSpec, layers: tuple[LayersRef, ...] = ()) -> EngineSpec:
+    """The spec one model runs with: the site's precision, since every model has an int8 table
+    (a fine-tuned one: the shipped table, with its own layers' scales from the camera's frames).
 
     Kept as the one place that maps (model, site spec) to an engine spec, so that a precision a
     future model lacks is decided here for the local runner and the Ray replicas alike.
     """
-    return replace(spec, model=model)
+    return spec_for(model, spec, layers)
 
 
 class CameraCounters:
@@ -64,11 +71,12 @@ class CameraCounters:
                  tunings: dict[str, CameraTuning] | None = None, regions: bool = True) -> None:
         self._spec = spec
         self._factory = factory
-        self._by_model: dict[ModelName, Counts] = {}
+        self._by_model: dict[str, Counts] = {}
         self.plan = plan = as_plan(plan, tunings)
         geometry = plan.geometry
         self.models = dict(plan.models)
         self.tuned = {cid for cid in plan.tunings if cid in self.models}
+        self._layers = finetuned_layers(plan.tunings)
         self.scaled: dict[str, bool] = {}
         grounds = {camera.id: geometry.cameras[camera.id].ground_map for camera in geometry.site.cameras}
         self._counters: dict[str, Counts] = {}
@@ -93,7 +101,7 @@ class CameraCounters:
             self._counters[camera.id] = counter
 
     @staticmethod
-    def _normalised(camera_id: str, model: ModelChoice, counter: Counts, ground: GroundMap) -> Counts:
+    def _normalised(camera_id: str, model: str, counter: Counts, ground: GroundMap) -> Counts:
         """The camera's counter at the trained scale, or as it is (and why) where that cannot be."""
         if model != "sparse":
             log.warning("camera %s: scale_normalise applies to the sparse model only; this camera "
@@ -111,9 +119,9 @@ class CameraCounters:
                      ", ".join(f"{b.scale:.2f}" for b in scaled.bands))
         return scaled
 
-    def _engine(self, model: ModelName) -> Counts:
+    def _engine(self, model: str) -> Counts:
         if model not in self._by_model:
-            spec = precision_for(model, self._spec)
+            spec = precision_for(model, self._spec, self._layers)
             if spec.precision != self._spec.precision:
                 log.warning("the %s model has no %s calibration; its cameras run in %s", model,
                             self._spec.precision, spec.precision)
@@ -136,7 +144,8 @@ class CameraCounters:
         """``view001 sparse (int8)``-style summary for the start banner."""
         parts = []
         for camera_id, model in self.models.items():
-            precision = "per frame" if model == "auto" else precision_for(model, self._spec).precision
+            precision = "per frame" if model == "auto" else \
+                precision_for(model, self._spec, self._layers).precision
             tuned = ", tuned" if camera_id in self.tuned else ""
             region = self.regions.get(camera_id)
             share = "" if region is None else \

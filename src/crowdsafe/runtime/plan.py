@@ -77,11 +77,12 @@ def resolve_model(choice: ModelChoice, person_px: np.ndarray | None) -> ModelCho
 
 
 def camera_models(geometry: SiteGeometry, tunings: Mapping[str, CameraTuning]) -> dict[str, ModelChoice]:
-    """Each camera's model: its tuning's, else its ``model`` setting with ``auto`` resolved where possible."""
+    """Each camera's model: its tuning's (a fine-tuned model's key where it has its own layers), else
+    its ``model`` setting with ``auto`` resolved where possible."""
     models: dict[str, ModelChoice] = {}
     for camera in geometry.site.cameras:
         if camera.id in tunings:
-            models[camera.id] = tunings[camera.id].model  # type: ignore[assignment]
+            models[camera.id] = tunings[camera.id].model_key  # type: ignore[assignment]  # own layers: their key
             continue
         ground = geometry.cameras[camera.id].ground_map
         person_px = ground.person_px[ground.valid] if ground.valid.any() else None

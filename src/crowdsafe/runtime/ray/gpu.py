@@ -24,6 +24,7 @@ from crowdsafe.counting.engines import (
     create_engine,
     model_path,
 )
+from crowdsafe.counting.finetuned import LayersRef
 from crowdsafe.counting.graph import INPUT_NAME, OUTPUT_NAME
 from crowdsafe.counting.variants import ModelName
 from crowdsafe.counting.weights import sha256_file
@@ -67,9 +68,9 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     return converted
 
 
-def fp16_model_path(model: ModelName = "dense") -> Path:
+def fp16_model_path(model: ModelName = "dense", layers: LayersRef | None = None) -> Path:
     """Build (once) and cache the fp16 graph next to the fp32 one it is made from."""
-    source = model_path("fp32", model=model)
+    source = model_path("fp32", model=model, layers=layers)
     path = source.with_name(source.stem.removesuffix("-fp32") + "-fp16.onnx")
     digest_file = path.with_suffix(".onnx.sha256")
     if path.is_file() and digest_file.is_file() and sha256_file(path) == digest_file.read_text():
@@ -95,13 +96,14 @@ class CudaEngine:
     device = "CUDA"
 
     def __init__(self, precision: GpuPrecision = "fp16", device_id: int = 0,
-                 model: ModelName = "dense") -> None:
+                 model: ModelName = "dense", layers: LayersRef | None = None) -> None:
         import onnxruntime as ort
 
         if CUDA_PROVIDER not in ort.get_available_providers():
             raise EngineUnavailable("the CUDA execution provider is not available: pip install "
                                     f"onnxruntime-gpu (providers here: {ort.get_available_providers()})")
-        path = fp16_model_path(model) if precision == "fp16" else model_path("fp32", model=model)
+        path = fp16_model_path(model, layers) if precision == "fp16" else \
+            model_path("fp32", model=model, layers=layers)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = [(CUDA_PROVIDER, {"device_id": device_id, "cudnn_conv_algo_search": "HEURISTIC"}),
@@ -131,7 +133,8 @@ def replica_engine(device: Device, cpu: EngineSpec, gpu_precision: GpuPrecision 
     """
     if device in ("cuda", "auto"):
         try:
-            return ReplicaEngine(CudaEngine(gpu_precision, model=cpu.model))  # type: ignore[arg-type]
+            return ReplicaEngine(CudaEngine(gpu_precision, model=cpu.model,  # type: ignore[arg-type]
+                                            layers=cpu.layers))
         except EngineUnavailable as exc:
             if device == "auto":
                 return ReplicaEngine(create_engine(cpu))

@@ -21,8 +21,8 @@ import numpy as np
 from crowdsafe.counting.choice import AutoCounter
 from crowdsafe.counting.counter import Counts, DensityCounter, DensityResult
 from crowdsafe.counting.engines import EngineSpec
+from crowdsafe.counting.finetuned import LayersRef
 from crowdsafe.counting.region import Box, RegionCounter
-from crowdsafe.counting.variants import ModelName
 from crowdsafe.runtime.counters import precision_for
 from crowdsafe.runtime.ray.batching import DynamicBatcher
 from crowdsafe.runtime.ray.gpu import Device, GpuPrecision, replica_engine
@@ -38,7 +38,11 @@ class ReplicaSpec:
     max_wait_s: float = 0.01
     #: The counting models the site's cameras use; a replica holds one engine for each, so any
     #: replica can count any camera (and a restarted one is as good as the one that died).
-    models: tuple[ModelName, ...] = ("dense",)
+    #: A camera's fine-tuned model is named by its key (``counting.finetuned``), its layers in
+    #: ``layers`` (a path each replica reads and verifies: on a multi-node cluster, a path that
+    #: every node sees).
+    models: tuple[str, ...] = ("dense",)
+    layers: tuple[LayersRef, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,8 @@ class CountReplica:
         self.batchers: dict[str, DynamicBatcher] = {}
         notes = []
         for model in spec.models:
-            chosen = replica_engine(spec.device, precision_for(model, spec.cpu), spec.gpu_precision)
+            chosen = replica_engine(spec.device, precision_for(model, spec.cpu, spec.layers),
+                                    spec.gpu_precision)
             self.counters[model] = DensityCounter(chosen.engine)
             if chosen.fallback:
                 notes.append(chosen.fallback)

@@ -16,10 +16,12 @@ import numpy as np
 
 from crowdsafe.counting.counter import DensityResult, validate_image
 from crowdsafe.counting.engines import EngineSpec
+from crowdsafe.counting.finetuned import base_of, is_finetuned
 from crowdsafe.counting.intervals import load_tables
-from crowdsafe.counting.variants import MODELS, ModelName
+from crowdsafe.counting.variants import MODELS
 from crowdsafe.runtime.camera import CameraHealth
 from crowdsafe.runtime.core import PreparedSite, RunnerConfig, RunSummary, SiteRunner
+from crowdsafe.runtime.counters import finetuned_layers
 from crowdsafe.runtime.pipeline import CountedFrame, FrameOutput
 from crowdsafe.runtime.ray.cluster import ClusterError, ClusterInfo, disconnect
 from crowdsafe.runtime.ray.gpu import Device, GpuPrecision, cpu_spec
@@ -173,6 +175,7 @@ class RayCounting:
         #: Each camera's model (``auto`` resolved from its calibration where it can be), as the
         #: local runner's ``CameraCounters`` would choose it.
         self.models = dict(prepared.plan.models)
+        self.layers = finetuned_layers(prepared.plan.tunings)
         self._intervals = load_tables()  # each model's count interval, as ``DensityCounter`` adds it
         #: Each camera's (core, crop) where it infers only part of its frame, as in-process.
         regions = prepared.plan.regions
@@ -202,12 +205,13 @@ class RayCounting:
 
     # -- actors ----------------------------------------------------------------------------
     @property
-    def replica_models(self) -> tuple[ModelName, ...]:
-        """The engines every replica loads: each camera's model, both for an unresolved ``auto``."""
-        needed: set[ModelName] = set()
+    def replica_models(self) -> tuple[str, ...]:
+        """The engines every replica loads: each camera's model, both for an unresolved ``auto``;
+        a fine-tuned camera's own model (by its key) after the shipped ones."""
+        needed: set[str] = set()
         for model in self.models.values():
-            needed.update(("sparse", "dense") if model == "auto" else (model,))  # type: ignore[arg-type]
-        return tuple(m for m in MODELS if m in needed)
+            needed.update(("sparse", "dense") if model == "auto" else (model,))
+        return tuple(m for m in MODELS if m in needed) + tuple(sorted(m for m in needed if is_finetuned(m)))
 
     def replica_specs(self) -> list[tuple[ReplicaSpec, dict[str, Any]]]:
         """(spec, actor options) of each replica, from the cluster's resources and the config."""
@@ -218,7 +222,8 @@ class RayCounting:
         if rc.device != "cpu" and gpus > 0:
             n = rc.replicas or gpus
             spec = ReplicaSpec(cpu_spec(self.cpu.precision, self.cpu.engine, None), "cuda",
-                               rc.gpu_precision, rc.max_batch, rc.max_wait_s, self.replica_models)
+                               rc.gpu_precision, rc.max_batch, rc.max_wait_s, self.replica_models,
+                               self.layers)
             options = {"num_gpus": 1, "num_cpus": 1, "max_concurrency": 2 * rc.max_batch + 2}
             return [(spec, options)] * n
         if rc.device == "cuda":
@@ -227,7 +232,8 @@ class RayCounting:
         n = rc.replicas or max(int(spare // rc.replica_cpus), 1)
         threads = max(int(rc.replica_cpus), 1)
         spec = ReplicaSpec(cpu_spec(self.cpu.precision, self.cpu.engine, self.cpu.threads or threads),
-                           "cpu", rc.gpu_precision, rc.cpu_max_batch, rc.max_wait_s, self.replica_models)
+                           "cpu", rc.gpu_precision, rc.cpu_max_batch, rc.max_wait_s,
+                           self.replica_models, self.layers)
         return [(spec, {"num_cpus": rc.replica_cpus, "max_concurrency": 2 * rc.cpu_max_batch + 2})] * n
 
     def open(self) -> None:
@@ -411,7 +417,7 @@ class RayCounting:
     def _result(self, camera_id: str, density: np.ndarray, height: int, width: int) -> DensityResult:
         """A replica's map as the in-process counter would give it: with its model's interval."""
         model = self.models.get(camera_id, "dense")
-        table = self._intervals.get(model)
+        table = self._intervals.get(base_of(model))  # a tuned camera's own interval replaces it
         interval = table.interval(float(density.sum(dtype=np.float64))) if table is not None else None
         return DensityResult(density, height, width, model=model, interval=interval)
 
