@@ -9,5 +9,6 @@ PIPE_WIDTH = 120
 
 
 def stdout_console() -> Console:
-    console = Console(highlight=False)
-    return console if console.is_terminal else Console(highlight=False, width=PIPE_WIDTH)
+    """No emoji codes: a frame range like ``0:100:10`` holds ``:100:``, which rich would print as 💯."""
+    console = Console(highlight=False, emoji=False)
+    return console if console.is_terminal else Console(highlight=False, emoji=False, width=PIPE_WIDTH)
