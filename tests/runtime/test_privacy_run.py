@@ -89,6 +89,14 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory,
     db = state / "crowdsafe.sqlite"
     now = time.time()
     seed_old_rows(db, now)
+    # A picture an earlier run (or an older version's weaker checks) left behind: a run must not
+    # go on serving it, so it may not survive this one (the image checks below find any survivor).
+    capture = cv2.VideoCapture(str(VIDEO))
+    ok, frame_with_people = capture.read()
+    capture.release()
+    assert ok
+    (state / "backgrounds").mkdir()
+    (state / "backgrounds" / "view001.jpg").write_bytes(encode_jpeg(frame_with_people))
 
     log_file = root / "logs" / "crowdsafe.log"
     log_file.parent.mkdir()

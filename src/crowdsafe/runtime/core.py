@@ -365,9 +365,27 @@ class SiteRunner:
         finally:
             self.counting.close()
 
+    def _retire_earlier_pictures(self) -> None:
+        """Remove each camera's picture left by an earlier run before counting starts.
+
+        It was checked against another scene, perhaps by weaker checks than this version's, and
+        would be served until this run publishes its own: a picture of a person from an earlier
+        run is as much a breach as one from this run. The note says why there is none yet.
+        """
+        for camera_id in self.pipeline.geometry.cameras:
+            picture = self.backgrounds_dir / f"{camera_id}.jpg"
+            try:
+                if picture.is_file():
+                    picture.unlink()
+                    log.info("camera %s: the background picture of an earlier run was removed; "
+                             "a new one is published once this run's checks pass", camera_id)
+            except OSError as exc:  # read-only folder: say so, keep counting
+                log.error("camera %s: could not remove the earlier background picture: %s", camera_id, exc)
+
     def _run(self) -> RunSummary:
         started = time.monotonic()
         self._started_wall = time.time()
+        self._retire_earlier_pictures()
         self.counting.start(self._stop)
         self._worker.start()
         next_health = next_retention = started
