@@ -6,12 +6,8 @@ browser download is never used: the system chromium is launched directly.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,22 +23,13 @@ from tests.support.api_support import (
     write_background,
     zone_row,
 )
-
-CHROMIUM = os.environ.get("CROWDSAFE_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+from tests.support.browser import ARGS, ARTIFACTS, CHROMIUM, serving
 
 sync_api = pytest.importorskip("playwright.sync_api",
                                reason="playwright not installed (pip install -e '.[dev]')")
 if not Path(CHROMIUM).exists():
     pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -57,28 +44,8 @@ def server(tmp_path_factory):
     fill_demo_store(store, now)
     write_background(state, real=True)
     tokens = make_tokens(state)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "crowdsafe.cli.main", "serve", str(site_file),
-                             "--state-dir", str(state), "--port", str(port), "--no-access-log"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("crowdsafe serve did not start:\n" + (proc.stdout.read() if proc.stdout else ""))
-        time.sleep(0.2)
-    yield {"url": url, "store": store, "tokens": tokens, "now": now, "site_file": site_file}
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with serving(site_file, state) as url:
+        yield {"url": url, "store": store, "tokens": tokens, "now": now, "site_file": site_file}
     store.close()
 
 

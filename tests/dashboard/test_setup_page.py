@@ -11,12 +11,8 @@ site's geometry must equal those through the shipped site's within 2 %.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,11 +29,7 @@ from crowdsafe.config.site_edit import merged_text, plain, read_tree
 from crowdsafe.geometry.site import build_site_geometry
 from crowdsafe.store import open_store
 from tests.support.api_support import DEMO_SITE, fill_demo_store, make_tokens, write_background
-
-CHROMIUM = os.environ.get("CROWDSAFE_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+from tests.support.browser import ARGS, ARTIFACTS, CHROMIUM, serving
 
 sync_api = pytest.importorskip("playwright.sync_api",
                                reason="playwright not installed (pip install -e '.[dev]')")
@@ -45,12 +37,6 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
 SHIPPED = yaml.safe_load(DEMO_SITE.read_text())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def bare_site(text: str) -> str:
@@ -76,28 +62,8 @@ def server(tmp_path: Path):
     fill_demo_store(store, time.time())
     write_background(state, real=True)
     tokens = make_tokens(state)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "crowdsafe.cli.main", "serve", str(site_file),
-                             "--state-dir", str(state), "--port", str(port), "--no-access-log"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("crowdsafe serve did not start:\n" + (proc.stdout.read() if proc.stdout else ""))
-        time.sleep(0.2)
-    yield {"url": url, "tokens": tokens, "site_file": site_file}
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with serving(site_file, state) as url:
+        yield {"url": url, "tokens": tokens, "site_file": site_file}
     store.close()
 
 
