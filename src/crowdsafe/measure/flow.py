@@ -85,6 +85,18 @@ def _bilinear(grid: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return top * (1 - fy) + bottom * fy
 
 
+
+def _velocity_at(velocity: np.ndarray, xs: np.ndarray, ys: np.ndarray, cell: int,
+                 body: BodyMotion | None) -> np.ndarray:
+    """Image velocity (px/s) of the heads at (xs, ys): read there, or, with ``body``, read on the
+    body below each head (where optical flow has texture) and carried up to head height."""
+    if body is None:
+        return _bilinear(velocity, xs, ys)
+    offset = _bilinear(body.offset_px, xs / cell, ys / cell)
+    to_head = _bilinear(body.to_head.reshape(*body.to_head.shape[:2], 4), xs / cell, ys / cell)
+    return np.einsum("nij,nj->ni", to_head.reshape(-1, 2, 2),
+                     _bilinear(velocity, xs + offset[:, 0], ys + offset[:, 1]))
+
 def line_flux(density: np.ndarray, cell: int, velocity: np.ndarray,
               a: tuple[float, float], b: tuple[float, float], step_px: float = 2.0,
               body: BodyMotion | None = None) -> LineFlux:
@@ -109,13 +121,7 @@ def line_flux(density: np.ndarray, cell: int, velocity: np.ndarray,
     ds = length / n_samples
     normal = np.array([(by - ay), -(bx - ax)]) / length
     rho = _bilinear(density, xs / cell, ys / cell) / float(cell * cell)  # people per pixel²
-    if body is None:
-        v = _bilinear(velocity, xs, ys)
-    else:
-        offset = _bilinear(body.offset_px, xs / cell, ys / cell)
-        to_head = _bilinear(body.to_head.reshape(*body.to_head.shape[:2], 4), xs / cell, ys / cell)
-        v = np.einsum("nij,nj->ni", to_head.reshape(-1, 2, 2),
-                      _bilinear(velocity, xs + offset[:, 0], ys + offset[:, 1]))
+    v = _velocity_at(velocity, xs, ys, cell, body)
     flux = rho * (v @ normal) * ds
     return LineFlux(positive_per_s=float(flux[flux > 0].sum()),
                     negative_per_s=float(-flux[flux < 0].sum()))
@@ -193,13 +199,7 @@ def _ground_motion(density: np.ndarray, cell: int, velocity: np.ndarray, image_t
     m = np.repeat(mass[keep], SWEPT_SUBSAMPLES**2)
     if keep.size == 0:
         return np.zeros((0, 2)), np.zeros((0, 2)), m, np.zeros((0, 2, 2))
-    if body is None:
-        v = _bilinear(velocity, xs, ys)
-    else:
-        offset = _bilinear(body.offset_px, xs / cell, ys / cell)
-        to_head = _bilinear(body.to_head.reshape(*body.to_head.shape[:2], 4), xs / cell, ys / cell)
-        v = np.einsum("nij,nj->ni", to_head.reshape(-1, 2, 2),
-                      _bilinear(velocity, xs + offset[:, 0], ys + offset[:, 1]))
+    v = _velocity_at(velocity, xs, ys, cell, body)
     image = np.column_stack([xs, ys])
     ground = apply(image_to_ground, image)
     jac = homography_jacobian(image_to_ground, image)

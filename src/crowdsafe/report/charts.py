@@ -14,7 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from crowdsafe.report.clock import Clock
-from crowdsafe.report.compute import RISK_LINES_PM2, CameraOverlay, GateSummary, Report, ZoneSummary, holds
+from crowdsafe.report.compute import (
+    RISK_LINES_PM2,
+    CameraOverlay,
+    GateSummary,
+    Report,
+    ZoneSummary,
+    classify,
+    holds,
+)
 from crowdsafe.report.svg import LEFT, RIGHT, WIDTH, Panel, document, esc, nice_step, num
 from crowdsafe.safety.guidance import GREEN_GUIDE_PMM
 
@@ -53,14 +61,6 @@ def band_colours(labels: Sequence[str]) -> dict[str, str]:
     n = max(len(labels) - 1, 1)
     return {label: _interp(_RAMP, i / n) for i, label in enumerate(labels)}
 
-
-def _classify(value: float | None, bands: Sequence[tuple[str, float | None]]) -> str | None:
-    if value is None or math.isnan(value):
-        return None
-    for label, upper in bands:
-        if upper is None or value < upper:
-            return label
-    return bands[-1][0]
 
 
 def _top(values: Sequence[float], floor: float = 1.0) -> float:
@@ -172,7 +172,7 @@ def zone_chart(z: ZoneSummary, report: Report, clock: Clock) -> Chart | None:
     if z.density is not None and z.density.ts:
         runs: list[list[float | str]] = []  # [start, end, colour]: one rectangle per run of a band
         for ts, held, value in zip(z.density.ts, holds(z.density.ts, end), z.density.mean, strict=True):
-            label = _classify(value, z.los_bands)
+            label = classify(value, z.los_bands)
             if label is None:
                 continue
             colour, stop = colours.get(label, "#999999"), ts + max(held, report.resolution_s)

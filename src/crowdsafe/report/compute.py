@@ -8,6 +8,7 @@ import itertools
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,17 @@ class Report:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def classify(value: float | None, bands: Sequence[tuple[str, float | None]]) -> str | None:
+    """The band a value falls in (``(label, upper)`` pairs, ascending; ``None`` is open-ended), as
+    both the HTML and the PDF charts colour it; no band for a missing value."""
+    if value is None or math.isnan(value):
+        return None
+    for label, upper in bands:
+        if upper is None or value < upper:
+            return label
+    return bands[-1][0]
+
+
 def holds(ts: list[float], end: float) -> list[float]:
     """Seconds each reading stands for (see docs/design-notes.md); one reading alone stands for 0."""
     if len(ts) < 2:

@@ -20,7 +20,15 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Polygon
 
-from crowdsafe.report.compute import RISK_LINES_PM2, CameraOverlay, GateSummary, Report, ZoneSummary, holds
+from crowdsafe.report.compute import (
+    RISK_LINES_PM2,
+    CameraOverlay,
+    GateSummary,
+    Report,
+    ZoneSummary,
+    classify,
+    holds,
+)
 from crowdsafe.safety.guidance import GREEN_GUIDE_PMM  # drawn whatever the site says
 
 WIDTH_IN = 10.0
@@ -60,14 +68,6 @@ def _time_axis(ax: object, start: float, end: float) -> None:
     ax.set_xlim(_t([start])[0], _t([end])[0])  # type: ignore[attr-defined]
     ax.grid(True, alpha=0.3)  # type: ignore[attr-defined]
 
-
-def _classify(value: float, bands: Sequence[tuple[str, float | None]]) -> str | None:
-    if value is None or math.isnan(value):
-        return None
-    for label, upper in bands:
-        if upper is None or value < upper:
-            return label
-    return bands[-1][0]
 
 
 def time_in_bands(report: Report) -> Chart | None:
@@ -143,7 +143,7 @@ def zone_chart(z: ZoneSummary, report: Report) -> Chart | None:
         # readings sparser than the buckets, the strip is continuous and gaps stay blank.
         held_s = holds(z.density.ts, report.end)
         for ts, held, value in zip(z.density.ts, held_s, z.density.mean, strict=True):
-            label = _classify(value, z.los_bands)
+            label = classify(value, z.los_bands)
             i = round(ts / res) - first
             if label is not None and 0 <= i < n:
                 rgba[0, i : i + max(1, round(held / res))] = mpl.colors.to_rgba(colours.get(label, "#999999"))
