@@ -1,4 +1,4 @@
-"""glibc malloc settings applied by ``run`` and ``demo`` (README "Memory over time")."""
+"""glibc malloc settings applied by ``run`` and ``demo`` (docs/results/running.md, "Memory over time")."""
 
 from __future__ import annotations
 

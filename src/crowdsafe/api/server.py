@@ -74,7 +74,7 @@ def lower_thread_priority(nice: int) -> int | None:
 
     Linux only, where a nice value belongs to a thread: the API beside a runner then gives way
     to the counting engine's threads when both want the cores (counting kept 81 % of its frames/s
-    under 2,000-request bursts without it, 91 % with it: README, "Measured"), yet has them to
+    under 2,000-request bursts without it, 91 % with it: docs/results/running.md), yet has them to
     itself when counting idles. Returns the thread's new
     nice value, or None where nothing was changed.
     """

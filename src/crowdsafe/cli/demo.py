@@ -263,6 +263,6 @@ def demo(
         err_console.print(
             "note: the untuned counting models over-count this sparse scene (the sparse model by about 6 "
             "people per frame); the demo camera counts with its tuning (view001_tuning.json, made by "
-            "`crowdsafe tune`; see README, Accuracy).", highlight=False, markup=False, soft_wrap=True)
+            "`crowdsafe tune`; see docs/results/accuracy.md).", highlight=False, markup=False, soft_wrap=True)
     if not summary.flushed:
         raise typer.Exit(1)

@@ -37,7 +37,7 @@ Precision = Literal["fp32", "bf16", "int8"]
 ENGINES: tuple[EngineName, ...] = ("openvino", "onnxruntime")
 PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "int8")
 #: ``auto``: the engine measured fastest per precision by ``crowdsafe bench`` on an AVX-512/AMX
-#: Xeon (README, Speed): ONNX Runtime's fp32 convolutions beat OpenVINO's (2.9 vs 4.1 s per 720p
+#: Xeon (docs/results/speed.md): ONNX Runtime's fp32 convolutions beat OpenVINO's (2.9 vs 4.1 s per 720p
 #: frame), OpenVINO's int8 (u8 on VNNI/AMX) beats ONNX Runtime's, and only OpenVINO has bf16.
 AUTO_ORDER: dict[Precision, tuple[EngineName, ...]] = {
     "fp32": ("onnxruntime", "openvino"), "bf16": ("openvino", "onnxruntime"),

@@ -10,7 +10,7 @@ kept core is pasted into a full-size zero map, so every later step (zones, lines
 subtraction, health) still sees one map per frame at the frame's size.
 
 What this changes: the map, hence the camera's frame total, holds only the people in the
-region (README "Counting only where it matters").
+region (docs/counting.md, "Only where it matters").
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ RIVAL_WINDOW_WEEKS = 4
 PEAK_FRACTION = 0.01
 #: Share of the default method's 80 % interval misses left above it (equal tails: 0.10). The
 #: busiest hours are where a median forecast falls short, so the interval leaves 5 % above and
-#: 15 % below: chosen on a validation year before the test period (README, "Event nights").
+#: 15 % below: chosen on a validation year before the test period (docs/forecast.md, "Event nights").
 UPPER_TAIL = 0.05
 #: Bump a rival's version when its code changes, so its cached forecasts are recomputed.
 CACHE_VERSION = {"autoets": 2, "mstl": 1}

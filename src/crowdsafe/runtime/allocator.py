@@ -1,7 +1,8 @@
 """glibc malloc settings for a long-running site, applied from inside the process.
 
 Frames and density maps are large, short-lived buffers; with glibc's defaults they fragment
-per-thread arenas and RSS grows in steps for the first quarter hour (README "Memory over time").
+per-thread arenas and RSS grows in steps for the first quarter hour
+(docs/results/running.md, "Memory over time").
 ``mallopt`` sets the same as ``MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=262144`` would, so a
 service gets the measured behaviour without editing its environment.
 """

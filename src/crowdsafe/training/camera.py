@@ -18,7 +18,7 @@ cross-validation chooses.
 Why only the output layer: training the last 3x3 conv as well (torch, bf16, whole frames) cost
 about 1.5 s a step on the shared two-core machine and had not reached the published layer's
 validation error after 300 steps; the closed-form refit is what fits the time a commissioning
-may take. Measured numbers: README "A second real camera".
+may take. Measured numbers: docs/results/accuracy.md, "A second real camera".
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ class FeatureExtractor:
 
     bf16 on AMX/AVX-512-BF16 is about 5x faster than fp32 here, which is what lets 800 frames
     fit a commissioning; the layer fitted on bf16 features then runs on the engine's own
-    precision (the drift is in the README). Without OpenVINO, ONNX Runtime runs fp32.
+    precision (the drift is in docs/results/speed.md). Without OpenVINO, ONNX Runtime runs fp32.
     """
 
     def __init__(self, model: ModelName = "dense", threads: int | None = None,
