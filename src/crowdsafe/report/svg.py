@@ -122,17 +122,18 @@ class Panel:
         if not self.ylim[0] <= value <= self.ylim[1]:
             return
         y = self.y(value)
-        style = f' stroke-dasharray="{dash}"' if dash else ""
-        self.parts.append(f'<line x1="{self.left:.1f}" x2="{self.left + self.width:.1f}" y1="{y:.1f}" '
-                          f'y2="{y:.1f}" stroke="{colour}" stroke-width="1"{style}/>')
-        if label:
-            self.legend.append((label, colour, f"line:{dash or ''}"))
+        self._rule(self.left, self.left + self.width, y, y, colour, 1.0, label, dash)
 
     def vline(self, value: float, colour: str, label: str | None = None, dash: str | None = "5 3") -> None:
         x = self.x(value)
+        self._rule(x, x, self.top, self.top + self.height, colour, 1.2, label, dash)
+
+    def _rule(self, x1: float, x2: float, y1: float, y2: float, colour: str, width: float,
+              label: str | None, dash: str | None) -> None:
+        """One reference line across the panel, with its legend entry (hline and vline share it)."""
         style = f' stroke-dasharray="{dash}"' if dash else ""
-        self.parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{self.top:.1f}" '
-                          f'y2="{self.top + self.height:.1f}" stroke="{colour}" stroke-width="1.2"{style}/>')
+        self.parts.append(f'<line x1="{x1:.1f}" x2="{x2:.1f}" y1="{y1:.1f}" y2="{y2:.1f}" stroke="{colour}" '
+                          f'stroke-width="{width:g}"{style}/>')
         if label:
             self.legend.append((label, colour, f"line:{dash or ''}"))
 
