@@ -362,7 +362,7 @@ function addCaptureButton(node, camId) {
 // check found), shown in place of the picture.
 function showBackgroundNote(camId, note) {
   const node = S.cameras[camId];
-  if (node && !node.img && note) node.holder.textContent = `No people-free background published: ${note}`;
+  if (node && !node.img && note) node.holder.firstChild.textContent = `No people-free background published: ${note}`;
 }
 
 function renderCameraHealth(cam) {

@@ -100,7 +100,7 @@ CS.drawCamera = function drawCamera(container, cam) {
   const holder = document.createElement("div");
   holder.className = "placeholder";
   holder.style.aspectRatio = `${w} / ${h}`;
-  holder.textContent = "no people-free background published yet";
+  holder.appendChild(document.createElement("span")).textContent = "no people-free background published yet";
   fig.appendChild(holder);
   const overlay = CS.svg("svg", { class: "overlay", viewBox: `0 0 ${w} ${h}`, preserveAspectRatio: "none" }, fig);
   const zones = {};
