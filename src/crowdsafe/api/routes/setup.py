@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import shapely
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from crowdsafe.api.auth import Principal, admin
 from crowdsafe.api.bodies import model_body
 from crowdsafe.api.context import api_state
-from crowdsafe.config.site import SiteError
+from crowdsafe.config.site import Site, SiteError
 from crowdsafe.config.site_edit import (
     changes,
     merged_text,
@@ -37,7 +38,8 @@ from crowdsafe.config.site_edit import (
 )
 from crowdsafe.geometry.homography import CalibrationError, apply, fit_homography
 from crowdsafe.geometry.pose import plane_homography, pose_from_homography
-from crowdsafe.geometry.site import build_site_geometry
+from crowdsafe.geometry.lines import plan_line
+from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
 
 router = APIRouter(prefix="/api/setup", tags=["setup"])
 _lock = threading.Lock()
@@ -90,6 +92,20 @@ def read_site(request: Request, _: Annotated[Principal, Depends(admin)]) -> dict
     return {"version": version, "file": path.name, "yaml": text, "site": data}
 
 
+def _checked(edited: dict[str, Any], path: Path, current: Any) -> tuple[Site, SiteGeometry]:
+    """The edited site checked as a save checks it (size, file paths, schema, geometry): 422 else."""
+    problems = oversized(edited) or unsafe_paths(edited, current)
+    if problems:
+        raise _problems(SiteError(problems))
+    try:
+        site = validate(edited, str(path), path.resolve().parent)
+        return site, build_site_geometry(site)
+    except SiteError as exc:
+        raise _problems(exc) from None
+    except ValueError as exc:  # a geometry the fit cannot use, said in words
+        raise _problems(SiteError([str(exc)])) from None
+
+
 @router.post("/site", summary="Save the edited site into the site file and reload it (admin)",
              responses={409: {"description": "the file changed since it was loaded"}},
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
@@ -114,18 +130,7 @@ async def save_site(request: Request, principal: Annotated[Principal, Depends(ad
             raise HTTPException(409, {"detail": "site: changed by someone else since you loaded it; reload "
                                                 "the Setup page and make your edit again",
                                       "version": now, "changed": what})
-        problems = oversized(body.site) or unsafe_paths(body.site, current)
-        if problems:
-            raise HTTPException(422, {"problems": problems,
-                                      "detail": [{"loc": ["body", "site"], "msg": p, "type": "site"}
-                                                 for p in problems]})
-        try:
-            site = validate(body.site, str(path), path.resolve().parent)
-            build_site_geometry(site)
-        except SiteError as exc:
-            raise _problems(exc) from None
-        except ValueError as exc:  # a geometry the fit cannot use, said in words
-            raise _problems(SiteError([str(exc)])) from None
+        site, _ = _checked(body.site, path, current)
         new_text = merged_text(text, body.site)
         if new_text == text:
             return {"saved": False, "version": now, "backup": None, "changed": []}
@@ -246,3 +251,66 @@ async def fit(request: Request, _: Annotated[Principal, Depends(admin)]) -> dict
             "inliers": [bool(i) for i in result.inliers],
             "camera_height_m": round(pose.height_m, 2) if pose is not None else None,
             "floor_grid": floor, "head_grid": head}
+
+
+class PreviewBody(BaseModel):
+    """The site as edited on the page, not saved yet."""
+
+    model_config = ConfigDict(extra="forbid")
+    site: dict[str, Any] = Field(description="the whole site, as `crowdsafe site schema` describes it")
+
+
+def _rings(geom: Any) -> list[np.ndarray]:
+    """Exterior rings of a (multi)polygon's parts, as arrays of ground points."""
+    parts = getattr(geom, "geoms", [geom])
+    return [np.asarray(p.exterior.coords) for p in parts if isinstance(p, shapely.Polygon) and not p.is_empty]
+
+
+def _ground(rings: list[np.ndarray]) -> list[list[list[float]]]:
+    return [[[round(float(x), 2), round(float(y), 2)] for x, y in r] for r in rings]
+
+
+@router.post("/preview", summary="Where the edited zones and lines fall in every camera (admin)",
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": PreviewBody.model_json_schema()}}}})
+async def preview(request: Request, _: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
+    """The edited site checked as a save checks it, then, per camera, the floor it owns (where cameras
+    overlap, each spot of floor is counted by one camera only), each zone and line drawn into its
+    image at the floor and at head height with the part it owns, and per gate the camera measuring
+    it, its passage and its "in" direction: what the site will do, before it is saved."""
+    body = model_body(await request.body(), PreviewBody)
+    path = api_state(request).settings.site_file
+    with _lock:
+        _, current = _read(path)
+    site, geometry = _checked(body.site, path, current)
+    cameras = []
+    for cid, cg in geometry.cameras.items():
+        size = cg.ground_map.image_size
+        polys = cg.ground_map.cell_polygons()[cg.ownership >= 0.5]
+        owned = shapely.simplify(shapely.coverage_union_all(polys), 0.05) if polys.size else shapely.Polygon()
+        head = cg.ground_map.ground_to_image  # the plane the density is counted at (head height)
+        items = []
+        for outline, closed in [(z.polygon, True) for z in site.zones] + \
+                [((ln.a, ln.b), False) for ln in site.lines]:
+            pts = _densified(np.asarray(outline, dtype=np.float64), closed=closed)
+            shape = shapely.Polygon(outline) if closed else shapely.LineString(outline)
+            mine = shapely.intersection(shape, owned) if closed else shapely.Polygon()
+            items.append({"floor": _polylines(cg.fit.inverse, [pts], size),
+                          "head": _polylines(head, [pts], size),
+                          "owned": [_polylines(cg.fit.inverse, [_densified(r[:-1], closed=True)], size)
+                                    for r in _rings(mine)],
+                          "owned_m2": round(float(mine.area), 1), "seen": bool(shape.intersects(owned))})
+        cameras.append({"id": cid, "image_size": list(size), "owned": _ground(_rings(owned)),
+                        "owned_m2": round(float(owned.area), 1),
+                        "zones": {z.id: items[k] for k, z in enumerate(site.zones)},
+                        "lines": {ln.id: items[len(site.zones) + k] for k, ln in enumerate(site.lines)}})
+    lines = []
+    for ln in site.lines:
+        lp = plan_line(geometry, ln.id)
+        lines.append({"id": ln.id, "camera": lp.camera_id if lp else None,
+                      "passage": [list(p) for p in lp.passage] if lp else None,
+                      "in_normal": [round(v, 4) for v in ln.positive_normal()],
+                      "visible_fraction": round(lp.visible_fraction, 3) if lp else 0.0})
+    return {"cameras": cameras, "lines": lines,
+            "zones": {z.id: {cid: c["zones"][z.id]["owned_m2"] for cid, c in
+                             zip(geometry.cameras, cameras, strict=True)} for z in site.zones}}
