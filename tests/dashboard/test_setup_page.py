@@ -355,6 +355,9 @@ def test_camera_set_up_from_nothing_in_the_browser(server, counter, tmp_path):
         ax1, ay1, ax2, ay2 = (float(arrow.get_attribute(k)) for k in ("x1", "y1", "x2", "y2"))
         assert abs(ax2 - ax1) < 1e-6 and ay2 < ay1  # "in" (left of a->b, which runs +x) is +y: up on the plan
         shot("drawn")
+        page.locator("#cams").scroll_into_view_if_needed()
+        shot("every-camera")
+        page.evaluate("window.scrollTo(0, 0)")
         page.click("#save")
         sync_api.expect(page.locator("#save-state")).to_have_attribute("data-saved", "yes", timeout=15_000)
         shot("saved")
