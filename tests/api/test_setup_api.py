@@ -49,6 +49,62 @@ def test_viewer_and_operator_cannot_reach_setup_routes(env):
         assert c.get("/api/setup/site", headers=auth(env, "admin")).status_code == 200
 
 
+def test_every_setup_route_refuses_viewer_and_operator_tokens(env):
+    from crowdsafe.api.routes.setup import router  # every setup route is declared there
+
+    routes = [(m, r.path) for r in router.routes for m in sorted(getattr(r, "methods", ()) or ())]
+    assert {p for _, p in routes} >= {"/api/setup/site", "/api/setup/fit", "/api/setup/preview"}, routes
+    folder = env["site_file"].parent
+    before = snapshot(folder)
+    with client(env) as c:
+        for method, path in routes:
+            for role in ("viewer", "operator"):
+                r = c.request(method, path, headers=auth(env, role), json={"version": "0" * 64, "site": {}})
+                assert r.status_code == 403, (method, path, role, r.status_code)
+            assert c.request(method, path, json={}).status_code == 401, (method, path)
+    assert snapshot(folder) == before
+
+
+def test_preview_shows_each_camera_its_part_of_every_zone_and_the_gates(env):
+    """Two cameras over the same floor (the demo camera, and a copy of it moved 8 m along x): each
+    counts its own part of each zone, the parts add up to the zone's seen floor, and the preview
+    is of the edited site, not the saved one (nothing written)."""
+    import shapely
+
+    folder = env["site_file"].parent
+    before = snapshot(folder)
+    with client(env) as c:
+        admin = auth(env, "admin")
+        site = c.get("/api/setup/site", headers=admin).json()["site"]
+        one = c.post("/api/setup/preview", headers=admin, json={"site": site}).json()
+        assert [cam["id"] for cam in one["cameras"]] == ["view001"]
+        second = copy.deepcopy(site["cameras"][0])
+        second["id"] = "view002"
+        second["calibration"]["ground_points"] = [[x + 8.0, y] for x, y in second["calibration"]["ground_points"]]
+        site["cameras"].append(second)
+        r = c.post("/api/setup/preview", headers=admin, json={"site": site})
+        assert r.status_code == 200, r.text
+        two = r.json()
+    assert snapshot(folder) == before
+    assert [cam["id"] for cam in two["cameras"]] == ["view001", "view002"]
+    for zone in ("walkway", "forecourt"):
+        parts = two["zones"][zone]
+        assert all(a > 10 for a in parts.values()), (zone, parts)  # both cameras count a part of it
+        alone = one["zones"][zone]["view001"]
+        assert sum(parts.values()) >= alone * 0.99, (zone, parts, alone)  # more floor seen, never less
+    # the owned floors do not overlap: no spot is counted twice
+    owned = [shapely.union_all([shapely.Polygon(r) for r in cam["owned"]]) for cam in two["cameras"]]
+    assert shapely.intersection(*owned).area <= 0.02 * min(o.area for o in owned)
+    for cam in two["cameras"]:
+        walkway = cam["zones"]["walkway"]
+        assert walkway["floor"] and walkway["head"] and walkway["owned"]
+    gate = two["lines"][0]
+    assert gate["id"] == "east_gate" and gate["camera"] in ("view001", "view002")
+    assert gate["in_normal"] == [0.0, 1.0] or gate["in_normal"] == [-0.0, 1.0]
+    (ax, ay), (bx, by) = gate["passage"]
+    assert ay == by == -12.0 and ax < -13.5 and bx > 0.0  # the passage reaches past the line's ends
+
+
 def test_save_keeps_comments_makes_a_backup_reloads_and_keeps_readings(env):
     site_file: Path = env["site_file"]
     original = site_file.read_text()
@@ -157,6 +213,15 @@ HOSTILE = [  # (name, body from (version, site), the field the answer names; Non
 ]
 
 
+#: Hostile sites (no version): what the preview is sent; each gets a 422 naming the field.
+HOSTILE_SITES = [(name, (lambda s, make=make: make("0" * 64, s)["site"]), field)
+                 for name, make, field in HOSTILE if field is not None and name not in
+                 ("bad version", "extra key", "site not an object")] + [
+    ("site not an object", lambda s: [1, 2], '"site"'),
+    ("traversal in a line id", lambda s: {**s, "lines": [{**s["lines"][0], "id": "../x"}]}, "lines[0].id"),
+]
+
+
 @pytest.mark.parametrize("name,make,field", HOSTILE, ids=[h[0] for h in HOSTILE])
 def test_hostile_bodies_get_a_field_named_422_and_change_nothing(env, name, make, field):
     folder = env["site_file"].parent
@@ -196,3 +261,16 @@ def test_live_fit_reports_what_calibrate_reports_and_draws_the_grids(env):
         few = {**body, "image_points": body["image_points"][:3], "ground_points": body["ground_points"][:3]}
         r = c.post("/api/setup/fit", headers=auth(env, "admin"), json=few)
         assert r.status_code == 422 and "image_points" in r.text
+
+
+@pytest.mark.parametrize("name,make,field", HOSTILE_SITES, ids=[h[0] for h in HOSTILE_SITES])
+def test_hostile_preview_bodies_get_a_field_named_422_and_change_nothing(env, name, make, field):
+    folder = env["site_file"].parent
+    with client(env) as c:
+        admin = auth(env, "admin")
+        got = c.get("/api/setup/site", headers=admin).json()
+        before = snapshot(folder)
+        r = c.post("/api/setup/preview", headers=admin, content=json.dumps({"site": make(got["site"])}))
+        assert r.status_code == 422, (name, r.status_code, r.text)
+        assert field in json.dumps(r.json()), r.text
+        assert snapshot(folder) == before

@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 import shapely
@@ -46,6 +46,7 @@ _lock = threading.Lock()
 #: Versions this process has served or written, so a refused save can say what changed since.
 _seen: OrderedDict[str, Any] = OrderedDict()
 SEEN_VERSIONS = 32
+B = TypeVar("B", bound=BaseModel)
 
 
 class SiteSave(BaseModel):
@@ -92,6 +93,17 @@ def read_site(request: Request, _: Annotated[Principal, Depends(admin)]) -> dict
     return {"version": version, "file": path.name, "yaml": text, "site": data}
 
 
+def _parsed(raw: bytes, model: type[B]) -> B:
+    """The body as ``model``; not JSON at all, or nested too deep: a 422 naming the body, as a
+    wrong field gets."""
+    try:
+        return model_body(raw, model)
+    except HTTPException as exc:
+        if exc.status_code != 400:
+            raise
+        raise HTTPException(422, [{"loc": ["body"], "msg": str(exc.detail), "type": "body"}]) from None
+
+
 def _checked(edited: dict[str, Any], path: Path, current: Any) -> tuple[Site, SiteGeometry]:
     """The edited site checked as a save checks it (size, file paths, schema, geometry): 422 else."""
     problems = oversized(edited) or unsafe_paths(edited, current)
@@ -111,13 +123,7 @@ def _checked(edited: dict[str, Any], path: Path, current: Any) -> tuple[Site, Si
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                  "schema": SiteSave.model_json_schema()}}}})
 async def save_site(request: Request, principal: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        body = model_body(raw, SiteSave)
-    except HTTPException as exc:  # not JSON at all, or nested too deep: a 422 naming the body
-        if exc.status_code != 400:
-            raise
-        raise HTTPException(422, [{"loc": ["body"], "msg": str(exc.detail), "type": "body"}]) from None
+    body = _parsed(await request.body(), SiteSave)
     state = api_state(request)
     path = state.settings.site_file
     with _lock:
@@ -216,7 +222,7 @@ def _densified(points: np.ndarray, closed: bool, step_m: float = 1.0) -> np.ndar
 async def fit(request: Request, _: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
     """The fit ``crowdsafe calibrate`` reports (RMS and each pair's error in metres on the ground),
     and the 1 m floor grid and head-height grid drawn into the image, so a bad pair shows at once."""
-    body = model_body(await request.body(), FitBody)
+    body = _parsed(await request.body(), FitBody)
     if len(body.image_points) != len(body.ground_points):
         raise HTTPException(422, [{"loc": ["body", "ground_points"], "type": "value_error",
                                    "msg": "one ground point per image point"}])
@@ -278,7 +284,7 @@ async def preview(request: Request, _: Annotated[Principal, Depends(admin)]) -> 
     overlap, each spot of floor is counted by one camera only), each zone and line drawn into its
     image at the floor and at head height with the part it owns, and per gate the camera measuring
     it, its passage and its "in" direction: what the site will do, before it is saved."""
-    body = model_body(await request.body(), PreviewBody)
+    body = _parsed(await request.body(), PreviewBody)
     path = api_state(request).settings.site_file
     with _lock:
         _, current = _read(path)
