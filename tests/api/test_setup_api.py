@@ -80,7 +80,8 @@ def test_preview_shows_each_camera_its_part_of_every_zone_and_the_gates(env):
         assert [cam["id"] for cam in one["cameras"]] == ["view001"]
         second = copy.deepcopy(site["cameras"][0])
         second["id"] = "view002"
-        second["calibration"]["ground_points"] = [[x + 8.0, y] for x, y in second["calibration"]["ground_points"]]
+        moved = [[x + 8.0, y] for x, y in second["calibration"]["ground_points"]]
+        second["calibration"]["ground_points"] = moved
         site["cameras"].append(second)
         r = c.post("/api/setup/preview", headers=admin, json={"site": site})
         assert r.status_code == 200, r.text

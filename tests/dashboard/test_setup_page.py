@@ -127,8 +127,9 @@ def venue_plan(path: Path) -> Path:
     """A venue plan as a venue has one: paths and lawns outlined, a scale bar, a datum; no metres."""
     img = np.full((900, 900, 3), 245, np.uint8)
     def px(x: float, y: float) -> tuple[int, int]:
-        return int(round(DATUM_PX[0] + x * PLAN_PX_PER_M)), int(round(DATUM_PX[1] - y * PLAN_PX_PER_M))
-    for zone, colour in zip(SHIPPED["zones"], [(200, 200, 200), (170, 220, 170), (220, 200, 170)], strict=True):
+        return round(DATUM_PX[0] + x * PLAN_PX_PER_M), round(DATUM_PX[1] - y * PLAN_PX_PER_M)
+    fills = [(200, 200, 200), (170, 220, 170), (220, 200, 170)]
+    for zone, colour in zip(SHIPPED["zones"], fills, strict=True):
         poly = np.array([px(*p) for p in zone["polygon"]], np.int32)
         cv2.fillPoly(img, [poly], colour)
         cv2.polylines(img, [poly], True, (90, 90, 90), 2)
@@ -138,17 +139,19 @@ def venue_plan(path: Path) -> Path:
         cv2.line(img, (end[0], end[1] - 10), (end[0], end[1] + 10), (0, 0, 0), 3)
     cv2.putText(img, "10 m", (a[0] + 70, a[1] - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2)
     cv2.drawMarker(img, DATUM_PX, (0, 0, 255), cv2.MARKER_CROSS, 30, 2)
-    cv2.putText(img, "datum", (DATUM_PX[0] + 10, DATUM_PX[1] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 255), 2)
+    cv2.putText(img, "datum", (DATUM_PX[0] + 10, DATUM_PX[1] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                (0, 0, 255), 2)
     cv2.imwrite(str(path), img)
     return path
 
 
 class Shots:
-    """Screenshots of the run, in order: always under test-artifacts/, and where CROWDSAFE_SETUP_SHOTS says."""
+    """Screenshots of the run, in order: under test-artifacts/, and where CROWDSAFE_SETUP_SHOTS says."""
 
     def __init__(self, page) -> None:
         self.page, self.n = page, 0
-        self.extra = Path(os.environ["CROWDSAFE_SETUP_SHOTS"]) if os.environ.get("CROWDSAFE_SETUP_SHOTS") else None
+        extra = os.environ.get("CROWDSAFE_SETUP_SHOTS")
+        self.extra = Path(extra) if extra else None
         ARTIFACTS.mkdir(exist_ok=True)
 
     def __call__(self, name: str) -> None:
@@ -237,7 +240,8 @@ def test_camera_set_up_from_nothing_in_the_browser(server, counter, tmp_path):
         u = underlay(page)
         assert abs(u["mpp"] - 1 / PLAN_PX_PER_M) <= 0.01 / PLAN_PX_PER_M, u  # within 1 %
         datum = underlay_px_to_plan(u, DATUM_PX)
-        show_on_plan(page, min(datum[0], 0) - 3, min(datum[1], 0) - 3, max(datum[0], 0) + 3, max(datum[1], 0) + 3)
+        show_on_plan(page, min(datum[0], 0) - 3, min(datum[1], 0) - 3,
+                     max(datum[0], 0) + 3, max(datum[1], 0) + 3)
         page.select_option("#mode", "underlay-move")
         drag(page, "plan-svg", (datum[0], -datum[1]), (0, 0))
         u = underlay(page)
@@ -345,7 +349,8 @@ def test_camera_set_up_from_nothing_in_the_browser(server, counter, tmp_path):
             sync_api.expect(cam.locator(f'polygon.owned-zone[data-owned="{zone["id"]}"]').first).to_be_attached()
             sync_api.expect(cam.locator(f'polyline.zone-head[data-outline="{zone["id"]}"]').first).to_be_attached()
         assert page.locator('#plan-owned polygon.owned-area[data-camera="view001"]').count() >= 1
-        sync_api.expect(page.locator(f'#zones tr[data-line="{gate["id"]}"] td.owners')).to_have_text("view001")
+        owners = page.locator(f'#zones tr[data-line="{gate["id"]}"] td.owners')
+        sync_api.expect(owners).to_have_text("view001")
         sync_api.expect(page.locator('#zones tr[data-zone="walkway"] td.owners')).to_contain_text("view001")
         passage = page.locator(f'#plan-zones line.passage[data-passage="{gate["id"]}"]')
         sync_api.expect(passage).to_have_count(1)

@@ -37,8 +37,8 @@ from crowdsafe.config.site_edit import (
     write_with_backup,
 )
 from crowdsafe.geometry.homography import CalibrationError, apply, fit_homography
-from crowdsafe.geometry.pose import plane_homography, pose_from_homography
 from crowdsafe.geometry.lines import plan_line
+from crowdsafe.geometry.pose import plane_homography, pose_from_homography
 from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
 
 router = APIRouter(prefix="/api/setup", tags=["setup"])
