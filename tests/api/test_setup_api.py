@@ -53,7 +53,8 @@ def test_every_setup_route_refuses_viewer_and_operator_tokens(env):
     from crowdsafe.api.routes.setup import router  # every setup route is declared there
 
     routes = [(m, r.path) for r in router.routes for m in sorted(getattr(r, "methods", ()) or ())]
-    assert {p for _, p in routes} >= {"/api/setup/site", "/api/setup/fit", "/api/setup/preview"}, routes
+    assert {p for _, p in routes} >= {"/api/setup/site", "/api/setup/fit", "/api/setup/preview",
+                                      "/api/setup/venue-plan", "/api/setup/venue-plan/image"}, routes
     folder = env["site_file"].parent
     before = snapshot(folder)
     with client(env) as c:
@@ -269,3 +270,69 @@ def test_live_fit_reports_what_calibrate_reports_and_draws_the_grids(env):
         few = {**body, "image_points": body["image_points"][:3], "ground_points": body["ground_points"][:3]}
         r = c.post("/api/setup/fit", headers=auth(env, "admin"), json=few)
         assert r.status_code == 422 and "image_points" in r.text
+
+
+def png_bytes(width: int, height: int) -> bytes:
+    import cv2
+    import numpy as np
+
+    image = np.full((height, width, 3), 240, np.uint8)
+    cv2.line(image, (10, 10), (width - 10, height - 10), (0, 0, 0), 3)
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+def test_venue_plan_is_kept_by_the_server_for_admins_and_placed_in_metres(env):
+    folder = env["state"] / "setup"
+    raw = png_bytes(400, 300)
+    with client(env) as c:
+        admin = auth(env, "admin")
+        assert c.get("/api/setup/venue-plan", headers=admin).status_code == 404
+        r = c.post("/api/setup/venue-plan/image", headers={**admin, "Content-Type": "image/png"}, content=raw)
+        assert r.status_code == 200, r.text
+        assert r.json()["width"] == 400 and r.json()["height"] == 300
+        got = c.get("/api/setup/venue-plan/image", headers=admin)
+        assert got.content == raw and got.headers["content-type"] == "image/png"
+        r = c.post("/api/setup/venue-plan", headers=admin, json={"x": -30.5, "y": 20.0, "mpp": 0.05})
+        assert r.status_code == 200, r.text
+        meta = c.get("/api/setup/venue-plan", headers=admin).json()
+        assert (meta["x"], meta["y"], meta["mpp"], meta["by"]) == (-30.5, 20.0, 0.05, "admin-1")
+        # a JPEG replaces it
+        import cv2
+        import numpy as np
+
+        jpeg = cv2.imencode(".jpg", np.zeros((50, 70, 3), np.uint8))[1].tobytes()
+        r = c.post("/api/setup/venue-plan/image", headers={**admin, "Content-Type": "image/jpeg"},
+                   content=jpeg)
+        assert r.status_code == 200 and (r.json()["width"], r.json()["height"]) == (70, 50), r.text
+        assert sorted(p.name for p in folder.iterdir()) == ["venue-plan.jpeg", "venue-plan.json"]
+        assert c.delete("/api/setup/venue-plan", headers=admin).json() == {"removed": True}
+        assert c.get("/api/setup/venue-plan/image", headers=admin).status_code == 404
+
+
+VENUE_HOSTILE = [  # (name, body, content type, status, what the answer names)
+    ("text", b"hello, not an image", "image/png", 422, "not a PNG or JPEG"),
+    ("a header claiming a huge picture",
+     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + (100_000).to_bytes(4, "big") * 2 + b"\x08\x02\x00\x00\x00",
+     "image/png", 422, "at most 12000 a side"),
+    ("a good header, then garbage", png_bytes(40, 30)[:33] + b"\x00" * 200, "image/png", 422,
+     "not a readable PNG"),
+    ("over 8 MiB", b"\x89PNG" + b"\x00" * (8 * 1024 * 1024), "image/png", 413, "request body over"),
+    ("SVG with a script", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+     "image/svg+xml", 422, "not a PNG or JPEG"),
+]
+
+
+@pytest.mark.parametrize("name,body,kind,status,said", VENUE_HOSTILE, ids=[h[0] for h in VENUE_HOSTILE])
+def test_hostile_venue_plans_are_refused_and_change_nothing(env, name, body, kind, status, said):
+    with client(env) as c:
+        admin = auth(env, "admin")
+        assert c.post("/api/setup/venue-plan/image", headers={**admin, "Content-Type": "image/png"},
+                      content=png_bytes(40, 30)).status_code == 200
+        before = snapshot(env["state"] / "setup")
+        r = c.post("/api/setup/venue-plan/image", headers={**admin, "Content-Type": kind}, content=body)
+        assert r.status_code == status and said in r.text, (r.status_code, r.text)
+        for placement in ({"x": 0, "y": 0, "mpp": -1}, {"x": "NaN", "y": 0, "mpp": 1}, {"x": 0, "y": 0},
+                          {"x": 0, "y": 0, "mpp": 1, "path": "../../x"}):
+            r = c.post("/api/setup/venue-plan", headers=admin, content=json.dumps(placement))
+            assert r.status_code == 422, (placement, r.text)
+        assert snapshot(env["state"] / "setup") == before

@@ -17,6 +17,7 @@ there (``tools/setup_screenshots.sh`` makes the docs' sequence this way).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -70,7 +71,7 @@ def server(tmp_path: Path):
     write_background(state, real=True)
     tokens = make_tokens(state)
     with serving(site_file, state) as url:
-        yield {"url": url, "tokens": tokens, "site_file": site_file}
+        yield {"url": url, "tokens": tokens, "site_file": site_file, "state": state}
     store.close()
 
 
@@ -249,6 +250,10 @@ def test_camera_set_up_from_nothing_in_the_browser(server, counter, tmp_path):
         metres_per_screen_px = plan_view(page)["w"] / page.locator("#plan-svg").bounding_box()["width"]
         assert np.hypot(*got) <= 2 * metres_per_screen_px, (got, metres_per_screen_px)
         page.click("#zoom-fit")
+        sync_api.expect(page.locator("#underlay-state")).to_have_attribute("data-saved", "yes")
+        kept = json.loads((server["state"] / "setup" / "venue-plan.json").read_text())
+        assert (kept["kind"], kept["width"]) == ("png", 900)
+        assert np.allclose([kept["x"], kept["y"], kept["mpp"]], [u["x"], u["y"], u["mpp"]])
         shot("venue-plan-placed")
         # calibrate: click each image point on the background, then its place on the plan (to the cm)
         page.select_option("#mode", "pairs")
@@ -303,6 +308,14 @@ def test_camera_set_up_from_nothing_in_the_browser(server, counter, tmp_path):
         zx = [p[0] for z in SHIPPED["zones"] for p in z["polygon"]]
         zy = [p[1] for z in SHIPPED["zones"] for p in z["polygon"]]
         show_on_plan(page, min(zx), min(zy), max(zx), max(zy))
+        # a stray corner: Backspace takes back the last one, Esc drops the zone being drawn
+        click_plan(page, 0, 0)
+        click_plan(page, 2, 0)
+        assert page.evaluate("U.drawing") == [[0, 0], [2, 0]]
+        page.keyboard.press("Backspace")
+        assert page.evaluate("U.drawing") == [[0, 0]]
+        page.keyboard.press("Escape")
+        assert page.evaluate("U.drawing") == []
         for zone in SHIPPED["zones"]:
             page.fill("#zone-id", zone["id"])
             page.fill("#zone-name", zone.get("name", ""))
@@ -366,10 +379,11 @@ def test_camera_set_up_from_nothing_in_the_browser(server, counter, tmp_path):
         page.click("#save")
         sync_api.expect(page.locator("#save-state")).to_have_attribute("data-saved", "yes", timeout=15_000)
         shot("saved")
-        # the venue plan stays with this browser; the saved site comes back on a reload
+        # the venue plan is kept by the server, where it was placed; the saved site comes back on a reload
         page.reload()
         sync_api.expect(page.locator("body[data-ready=yes]")).to_have_count(1, timeout=15_000)
-        assert abs(underlay(page)["mpp"] - u["mpp"]) < 1e-9
+        page.wait_for_function("() => !!U.underlay")
+        assert underlay(page) == u
         sync_api.expect(page.locator("#plan-zones polygon.zone")).to_have_count(3)
         browser.close()
     assert not errors, errors

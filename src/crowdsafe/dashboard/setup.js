@@ -5,7 +5,8 @@
 
 const TOKEN_KEY = "crowdsafe.token";
 const NS = "http://www.w3.org/2000/svg";
-const COLOURS = ["#4db6ff", "#ffb347", "#c39bff", "#77dd77", "#ff7b7b", "#f0f080"];
+// camera colours: none is the zones' blue, the gates' pink or the grids' green and orange
+const COLOURS = ["#c39bff", "#f0f080", "#7fffd4", "#ff7b7b", "#b0b0b0", "#d2a679"];
 const $ = (id) => document.getElementById(id);
 const U = { token: localStorage.getItem(TOKEN_KEY), version: null, site: null, camera: null, size: [768, 576],
   pairs: [], pending: null, fit: null, zones: [], lines: [], drawing: [], fitSeq: 0, view: null,
@@ -33,7 +34,7 @@ function svgPoint(svg, event) {
 }
 
 const round = (v, d = 3) => Math.round(v * 10 ** d) / 10 ** d;
-function snap(v) { return $("snap").checked ? Math.round(v * 2) / 2 : round(v, 2); }
+function snap(v) { return ($("snap").checked ? Math.round(v * 2) / 2 : round(v, 2)) || 0; }  // never -0
 const pts = (list, flip = false) => list.map((p) => `${p[0]},${flip ? -p[1] : p[1]}`).join(" ");
 const cameraColour = (id) => COLOURS[Math.max(0, (U.site?.cameras || []).findIndex((c) => c.id === id)) % COLOURS.length];
 
@@ -174,7 +175,9 @@ function drawImage() {
   U.pairs.forEach((pair, i) => {
     const err = U.fit && U.fit.errors_m ? U.fit.errors_m[i] : null;
     node("circle", { cx: pair.image[0], cy: pair.image[1], r: 5, class: "img-pt", "data-pair": i }, ip);
-    node("text", { x: pair.image[0] + 7, y: pair.image[1] - 5, class: "pt-label" }, ip,
+    const left = pair.image[0] > U.size[0] - 90;  // near the right edge: label on the left, not cut off
+    node("text", { x: pair.image[0] + (left ? -7 : 7), y: pair.image[1] - 5, class: "pt-label",
+      "text-anchor": left ? "end" : "start" }, ip,
       `${i + 1}${err !== null && err !== undefined ? ` ${err.toFixed(2)} m` : ""}`);
   });
   const zg = $("img-zones");
@@ -184,6 +187,12 @@ function drawImage() {
     const kinds = [...U.zones.map(() => "zone"), ...U.lines.map(() => "line")];
     U.fit.floor_outlines.forEach((r, k) => runs(zg, r, `zone-floor ${kinds[k]}-floor`, names[k]));
     U.fit.head_outlines.forEach((r, k) => runs(zg, r, `zone-head ${kinds[k]}-head`, names[k]));
+    U.fit.floor_outlines.forEach((r, k) => {  // each name once, inside the picture, on its outline
+      const inside = r.flat().filter((p) => p[0] > 20 && p[0] < U.size[0] - 60 && p[1] > 20 && p[1] < U.size[1] - 20);
+      if (!inside.length) return;
+      const [x, y] = inside[Math.floor(inside.length / 2)];
+      node("text", { x, y, class: "pt-label", "data-name": names[k] }, zg, names[k]);
+    });
   }
   const og = $("img-owned");
   og.textContent = "";
@@ -446,6 +455,7 @@ function moveTarget(t, at) {
 $("plan-svg").addEventListener("mousedown", (event) => {
   U.planJustDragged = false;
   if (event.button !== 0) return;
+  document.activeElement?.blur();  // the plan takes the keys (Esc, Backspace) from a form field
   const target = $("mode").value.startsWith("underlay") ? null : dragTarget(event.target);
   planDrag = { target, start: [event.clientX, event.clientY], at: planAt(event), view: { ...U.view }, moved: false,
     underlay: $("mode").value === "underlay-move" && U.underlay ? { x: U.underlay.x, y: U.underlay.y } : null };
@@ -553,6 +563,14 @@ function showForms() {
   $("line-form").hidden = mode !== "line";
   $("underlay-form").hidden = !mode.startsWith("underlay") && U.underlay !== null;
 }
+document.addEventListener("keydown", (event) => {  // while drawing: Esc drops it, Backspace its last corner
+  if (!U.drawing.length || ["INPUT", "SELECT"].includes(document.activeElement?.tagName)) return;
+  if (event.key === "Escape") U.drawing = [];
+  else if (event.key === "Backspace") U.drawing.pop();
+  else return;
+  event.preventDefault();
+  drawPlan();
+});
 $("mode").onchange = () => { U.drawing = []; U.scalePts = []; showForms(); drawPlan(); };
 $("clear-pairs").onclick = () => { U.pairs = []; U.pending = null; refit(); drawImage(); drawPlan(); };
 $("camera").onchange = () => selectCamera($("camera").value);
@@ -560,14 +578,31 @@ $("zoom-in").onclick = () => zoom(1 / 1.5);
 $("zoom-out").onclick = () => zoom(1.5);
 $("zoom-fit").onclick = fitView;
 
-// -- the venue plan image: kept in this browser only, placed in metres ---------------------------------
-const underlayKey = () => `crowdsafe.setup.underlay.${U.site?.name || ""}`;
-function saveUnderlay() {
-  try {
-    if (U.underlay) localStorage.setItem(underlayKey(), JSON.stringify(U.underlay));
-    else localStorage.removeItem(underlayKey());
-  } catch (err) { say(`the venue plan is shown but not kept in this browser (${err.name})`, true); }
+// -- the venue plan image: kept by the server (state dir), placed in metres --------------------------
+async function saveUnderlay() {
+  const u = U.underlay;
+  $("underlay-state").dataset.saved = "";
+  const resp = u ? await api("/api/setup/venue-plan", { method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ x: u.x, y: u.y, mpp: u.mpp }) })
+    : await api("/api/setup/venue-plan", { method: "DELETE" });
+  if (!resp.ok) say(`the venue plan's place was not kept (${resp.status})`, true);
+  $("underlay-state").dataset.saved = resp.ok ? "yes" : "";
 }
+
+async function loadUnderlay() {
+  U.underlay = null;
+  const resp = await api("/api/setup/venue-plan");
+  if (resp.ok) {
+    const meta = await resp.json();
+    const img = await api("/api/setup/venue-plan/image");
+    if (img.ok) {
+      U.underlay = { href: URL.createObjectURL(await img.blob()), natW: meta.width, natH: meta.height,
+        x: meta.x, y: meta.y, mpp: meta.mpp };
+    }
+  }
+  underlayState(); showForms();
+}
+
 function underlayState() {
   const u = U.underlay;
   const s = $("underlay-state");
@@ -582,36 +617,25 @@ function underlayState() {
   }
 }
 
-$("underlay-file").onchange = () => {
+$("underlay-file").onchange = async () => {
   const file = $("underlay-file").files[0];
   if (!file) return;
-  if (!["image/png", "image/jpeg"].includes(file.type)) { say(`${file.name}: not a PNG or JPEG`, true); return; }
-  const reader = new FileReader();
-  reader.onload = () => {
-    const img = new Image();
-    img.onload = () => {
-      let href = reader.result;
-      let [natW, natH] = [img.naturalWidth, img.naturalHeight];
-      if (href.length > 3e6 || Math.max(natW, natH) > 4000) {  // keep it small enough for this browser's storage
-        const k = Math.min(1, 3000 / Math.max(natW, natH));
-        const c = document.createElement("canvas");
-        c.width = Math.round(natW * k); c.height = Math.round(natH * k);
-        c.getContext("2d").drawImage(img, 0, 0, c.width, c.height);
-        href = c.toDataURL("image/jpeg", 0.85);
-        [natW, natH] = [c.width, c.height];
-      }
-      const v = U.view;
-      const mpp = v.w / 2 / natW;  // half the plan's width to start with, top-left at the view's
-      U.underlay = { href, natW, natH, x: round(v.x0 + v.w / 10, 3), y: round(v.y1 - v.w / 10, 3), mpp };
-      U.scalePts = [];
-      saveUnderlay(); underlayState(); drawPlan();
-      $("mode").value = "underlay-scale"; showForms();
-      say(`venue plan ${file.name} (${natW} x ${natH} px) under the grid: click two points of known distance on it`);
-    };
-    img.onerror = () => say(`${file.name}: cannot be read as an image`, true);
-    img.src = reader.result;
-  };
-  reader.readAsDataURL(file);
+  const resp = await api("/api/setup/venue-plan/image", { method: "POST", headers: { "Content-Type": file.type },
+    body: file });
+  const meta = await resp.json();
+  if (!resp.ok) {
+    const d = meta.detail;
+    say(`${file.name}: not used: ${Array.isArray(d) ? d.map((x) => x.msg).join("; ") : d}`, true);
+    return;
+  }
+  const v = U.view;
+  const mpp = v.w / 2 / meta.width;  // half the plan's width to start with, top-left near the view's
+  U.underlay = { href: URL.createObjectURL(file), natW: meta.width, natH: meta.height,
+    x: round(v.x0 + v.w / 10, 3), y: round(v.y1 - v.w / 10, 3), mpp };
+  U.scalePts = [];
+  await saveUnderlay(); underlayState(); drawPlan();
+  $("mode").value = "underlay-scale"; showForms();
+  say(`venue plan ${file.name} (${meta.width} x ${meta.height} px) under the grid: click two points of known distance on it`);
 };
 
 $("underlay-scale").onclick = () => {
@@ -695,8 +719,7 @@ async function load(cameraId, keepView = false) {
   U.version = got.version; U.site = got.site;
   U.zones = JSON.parse(JSON.stringify(got.site.zones || []));
   U.lines = JSON.parse(JSON.stringify(got.site.lines || []));
-  try { U.underlay = JSON.parse(localStorage.getItem(underlayKey()) || "null"); } catch { U.underlay = null; }
-  underlayState(); showForms();
+  await loadUnderlay();
   const sel = $("camera");
   sel.textContent = "";
   for (const c of got.site.cameras || []) { const o = document.createElement("option"); o.value = o.textContent = c.id; sel.appendChild(o); }

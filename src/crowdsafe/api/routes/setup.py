@@ -10,15 +10,18 @@ with what changed since, so two admins editing at once never overwrite each othe
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from collections import OrderedDict
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import cv2
 import numpy as np
 import shapely
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from crowdsafe.api.auth import Principal, admin
@@ -320,3 +323,141 @@ async def preview(request: Request, _: Annotated[Principal, Depends(admin)]) -> 
     return {"cameras": cameras, "lines": lines,
             "zones": {z.id: {cid: c["zones"][z.id]["owned_m2"] for cid, c in
                              zip(geometry.cameras, cameras, strict=True)} for z in site.zones}}
+
+
+# -- the venue plan under the Setup page's ground plan -------------------------------------------------
+#: A venue plan is a drawing: a few megabytes at most, and no side longer than a big poster scan.
+VENUE_PLAN_MAX_BYTES = 8 * 1024 * 1024
+VENUE_PLAN_MAX_SIDE = 12_000
+VENUE_PLAN_DIR = "setup"
+_KINDS = {"png": "image/png", "jpeg": "image/jpeg"}
+
+
+def _image_header(raw: bytes) -> tuple[str, int, int]:
+    """(kind, width, height) from a PNG's or JPEG's header, read before anything is decoded: a small
+    file may claim a picture of billions of pixels, and decoding it would take the memory first."""
+    if raw[:8] == b"\x89PNG\r\n\x1a\n" and raw[12:16] == b"IHDR" and len(raw) >= 24:
+        return "png", int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
+    if raw[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(raw):
+            if raw[i] != 0xFF:
+                break
+            marker = raw[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            length = int.from_bytes(raw[i + 2:i + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                width, height = raw[i + 7:i + 9], raw[i + 5:i + 7]
+                return "jpeg", int.from_bytes(width, "big"), int.from_bytes(height, "big")
+            i += 2 + length
+    raise ValueError("not a PNG or JPEG image")
+
+
+def _venue_dir(request: Request) -> Path:
+    return api_state(request).settings.state_dir / VENUE_PLAN_DIR
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class VenuePlacement(BaseModel):
+    """Where the venue plan lies on the ground: the ground point of its top-left corner and metres per
+    image pixel (north, the plan's +y, is up: the image is not rotated)."""
+
+    model_config = ConfigDict(extra="forbid")
+    x: float = Field(ge=-100_000, le=100_000, allow_inf_nan=False)
+    y: float = Field(ge=-100_000, le=100_000, allow_inf_nan=False)
+    mpp: float = Field(gt=0, le=100, allow_inf_nan=False, description="metres per image pixel")
+
+
+def _venue_meta(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / "venue-plan.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@router.get("/venue-plan", summary="The venue plan under the ground plan: its size and placement (admin)")
+def venue_plan(request: Request, _: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
+    meta = _venue_meta(_venue_dir(request))
+    if meta is None:
+        raise HTTPException(404, "no venue plan")
+    return meta
+
+
+@router.get("/venue-plan/image", summary="The venue plan image (admin)")
+def venue_plan_image(request: Request, _: Annotated[Principal, Depends(admin)]) -> Response:
+    folder = _venue_dir(request)
+    meta = _venue_meta(folder)
+    if meta is None or meta.get("kind") not in _KINDS:
+        raise HTTPException(404, "no venue plan")
+    try:
+        data = (folder / f"venue-plan.{meta['kind']}").read_bytes()
+    except OSError:
+        raise HTTPException(404, "no venue plan") from None
+    return Response(data, media_type=_KINDS[meta["kind"]], headers={"Cache-Control": "no-store"})
+
+
+@router.post("/venue-plan/image", summary="Put a venue plan (PNG or JPEG) under the ground plan (admin)",
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "image/png": {"schema": {"type": "string", "format": "binary"}},
+                 "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}})
+async def put_venue_plan_image(request: Request, principal: Annotated[Principal, Depends(admin)]
+                               ) -> dict[str, Any]:
+    """Checked before it is kept: a PNG or JPEG by its own header, at most 12,000 pixels a side, and
+    decodable; it then replaces the previous plan, placed at 0.05 m a pixel with its top-left corner
+    at (0, 0) until the page scales and moves it. It is shown to admins only, on the Setup page."""
+    raw = await request.body()
+    try:
+        kind, width, height = _image_header(raw)
+    except ValueError as exc:
+        raise HTTPException(422, [{"loc": ["body"], "msg": str(exc), "type": "image"}]) from None
+    if not (0 < width <= VENUE_PLAN_MAX_SIDE and 0 < height <= VENUE_PLAN_MAX_SIDE):
+        msg = f"image of {width} x {height} px: at most {VENUE_PLAN_MAX_SIDE} a side"
+        raise HTTPException(422, [{"loc": ["body"], "type": "image", "msg": msg}])
+    decoded = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None or decoded.shape[:2] != (height, width):
+        raise HTTPException(422, [{"loc": ["body"], "msg": f"not a readable {kind.upper()} image",
+                                   "type": "image"}])
+    folder = _venue_dir(request)
+    meta = {"kind": kind, "width": width, "height": height, "x": 0.0, "y": 0.0, "mpp": 0.05,
+            "by": principal.name}
+    with _lock:
+        for old in folder.glob("venue-plan.*"):
+            if old.suffix in (".png", ".jpeg"):
+                old.unlink()
+        _write_atomic(folder / f"venue-plan.{kind}", raw)
+        _write_atomic(folder / "venue-plan.json", json.dumps(meta).encode())
+    return meta
+
+
+@router.post("/venue-plan", summary="Place the venue plan on the ground (admin)",
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": VenuePlacement.model_json_schema()}}}})
+async def place_venue_plan(request: Request, principal: Annotated[Principal, Depends(admin)]
+                           ) -> dict[str, Any]:
+    body = _parsed(await request.body(), VenuePlacement)
+    folder = _venue_dir(request)
+    with _lock:
+        meta = _venue_meta(folder)
+        if meta is None:
+            raise HTTPException(404, "no venue plan: put its image first")
+        meta.update(body.model_dump(), by=principal.name)
+        _write_atomic(folder / "venue-plan.json", json.dumps(meta).encode())
+    return meta
+
+
+@router.delete("/venue-plan", summary="Remove the venue plan (admin)")
+def remove_venue_plan(request: Request, _: Annotated[Principal, Depends(admin)]) -> dict[str, bool]:
+    with _lock:
+        removed = False
+        for old in _venue_dir(request).glob("venue-plan.*"):
+            old.unlink()
+            removed = True
+    return {"removed": removed}
