@@ -49,6 +49,64 @@ def test_viewer_and_operator_cannot_reach_setup_routes(env):
         assert c.get("/api/setup/site", headers=auth(env, "admin")).status_code == 200
 
 
+def test_every_setup_route_refuses_viewer_and_operator_tokens(env):
+    from crowdsafe.api.routes.setup import router  # every setup route is declared there
+
+    routes = [(m, r.path) for r in router.routes for m in sorted(getattr(r, "methods", ()) or ())]
+    assert {p for _, p in routes} >= {"/api/setup/site", "/api/setup/fit", "/api/setup/preview",
+                                      "/api/setup/venue-plan", "/api/setup/venue-plan/image"}, routes
+    folder = env["site_file"].parent
+    before = snapshot(folder)
+    with client(env) as c:
+        for method, path in routes:
+            for role in ("viewer", "operator"):
+                r = c.request(method, path, headers=auth(env, role), json={"version": "0" * 64, "site": {}})
+                assert r.status_code == 403, (method, path, role, r.status_code)
+            assert c.request(method, path, json={}).status_code == 401, (method, path)
+    assert snapshot(folder) == before
+
+
+def test_preview_shows_each_camera_its_part_of_every_zone_and_the_gates(env):
+    """Two cameras over the same floor (the demo camera, and a copy of it moved 8 m along x): each
+    counts its own part of each zone, the parts add up to the zone's seen floor, and the preview
+    is of the edited site, not the saved one (nothing written)."""
+    import shapely
+
+    folder = env["site_file"].parent
+    before = snapshot(folder)
+    with client(env) as c:
+        admin = auth(env, "admin")
+        site = c.get("/api/setup/site", headers=admin).json()["site"]
+        one = c.post("/api/setup/preview", headers=admin, json={"site": site}).json()
+        assert [cam["id"] for cam in one["cameras"]] == ["view001"]
+        second = copy.deepcopy(site["cameras"][0])
+        second["id"] = "view002"
+        moved = [[x + 8.0, y] for x, y in second["calibration"]["ground_points"]]
+        second["calibration"]["ground_points"] = moved
+        site["cameras"].append(second)
+        r = c.post("/api/setup/preview", headers=admin, json={"site": site})
+        assert r.status_code == 200, r.text
+        two = r.json()
+    assert snapshot(folder) == before
+    assert [cam["id"] for cam in two["cameras"]] == ["view001", "view002"]
+    for zone in ("walkway", "forecourt"):
+        parts = two["zones"][zone]
+        assert all(a > 10 for a in parts.values()), (zone, parts)  # both cameras count a part of it
+        alone = one["zones"][zone]["view001"]
+        assert sum(parts.values()) >= alone * 0.99, (zone, parts, alone)  # more floor seen, never less
+    # the owned floors do not overlap: no spot is counted twice
+    owned = [shapely.union_all([shapely.Polygon(r) for r in cam["owned"]]) for cam in two["cameras"]]
+    assert shapely.intersection(*owned).area <= 0.02 * min(o.area for o in owned)
+    for cam in two["cameras"]:
+        walkway = cam["zones"]["walkway"]
+        assert walkway["floor"] and walkway["head"] and walkway["owned"]
+    gate = two["lines"][0]
+    assert gate["id"] == "east_gate" and gate["camera"] in ("view001", "view002")
+    assert gate["in_normal"] == [0.0, 1.0] or gate["in_normal"] == [-0.0, 1.0]
+    (ax, ay), (bx, by) = gate["passage"]
+    assert ay == by == -12.0 and ax < -13.5 and bx > 0.0  # the passage reaches past the line's ends
+
+
 def test_save_keeps_comments_makes_a_backup_reloads_and_keeps_readings(env):
     site_file: Path = env["site_file"]
     original = site_file.read_text()
@@ -157,15 +215,31 @@ HOSTILE = [  # (name, body from (version, site), the field the answer names; Non
 ]
 
 
-@pytest.mark.parametrize("name,make,field", HOSTILE, ids=[h[0] for h in HOSTILE])
-def test_hostile_bodies_get_a_field_named_422_and_change_nothing(env, name, make, field):
+#: Hostile sites (no version): what the preview is sent; each gets a 422 naming the field.
+HOSTILE_SITES = [(name, (lambda s, make=make: make("0" * 64, s)["site"]), field)
+                 for name, make, field in HOSTILE if field is not None and name not in
+                 ("bad version", "extra key", "site not an object")] + [
+    ("site not an object", lambda s: [1, 2], '"site"'),
+    ("traversal in a line id", lambda s: {**s, "lines": [{**s["lines"][0], "id": "../x"}]}, "lines[0].id"),
+]
+
+
+#: (route, name, body from (version, site), field): saves, and previews of the same sites.
+HOSTILE_BODIES = [("site", *h) for h in HOSTILE] + [
+    ("preview", name, (lambda v, s, make=make: {"site": make(s)}), field)
+    for name, make, field in HOSTILE_SITES]
+
+
+@pytest.mark.parametrize("route,name,make,field", HOSTILE_BODIES,
+                         ids=[f"{h[0]}-{h[1]}" for h in HOSTILE_BODIES])
+def test_hostile_bodies_get_a_field_named_422_and_change_nothing(env, route, name, make, field):
     folder = env["site_file"].parent
     with client(env) as c:
         admin = auth(env, "admin")
         got = c.get("/api/setup/site", headers=admin).json()
         before = snapshot(folder)
         body = make(got["version"], got["site"])
-        r = c.post("/api/setup/site", headers=admin, content=json.dumps(body))
+        r = c.post(f"/api/setup/{route}", headers=admin, content=json.dumps(body))
         if field is None:
             assert r.status_code == 413, r.text  # the API's body limit answers before any parsing
         else:
@@ -196,3 +270,69 @@ def test_live_fit_reports_what_calibrate_reports_and_draws_the_grids(env):
         few = {**body, "image_points": body["image_points"][:3], "ground_points": body["ground_points"][:3]}
         r = c.post("/api/setup/fit", headers=auth(env, "admin"), json=few)
         assert r.status_code == 422 and "image_points" in r.text
+
+
+def png_bytes(width: int, height: int) -> bytes:
+    import cv2
+    import numpy as np
+
+    image = np.full((height, width, 3), 240, np.uint8)
+    cv2.line(image, (10, 10), (width - 10, height - 10), (0, 0, 0), 3)
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+def test_venue_plan_is_kept_by_the_server_for_admins_and_placed_in_metres(env):
+    folder = env["state"] / "setup"
+    raw = png_bytes(400, 300)
+    with client(env) as c:
+        admin = auth(env, "admin")
+        assert c.get("/api/setup/venue-plan", headers=admin).status_code == 404
+        r = c.post("/api/setup/venue-plan/image", headers={**admin, "Content-Type": "image/png"}, content=raw)
+        assert r.status_code == 200, r.text
+        assert r.json()["width"] == 400 and r.json()["height"] == 300
+        got = c.get("/api/setup/venue-plan/image", headers=admin)
+        assert got.content == raw and got.headers["content-type"] == "image/png"
+        r = c.post("/api/setup/venue-plan", headers=admin, json={"x": -30.5, "y": 20.0, "mpp": 0.05})
+        assert r.status_code == 200, r.text
+        meta = c.get("/api/setup/venue-plan", headers=admin).json()
+        assert (meta["x"], meta["y"], meta["mpp"], meta["by"]) == (-30.5, 20.0, 0.05, "admin-1")
+        # a JPEG replaces it
+        import cv2
+        import numpy as np
+
+        jpeg = cv2.imencode(".jpg", np.zeros((50, 70, 3), np.uint8))[1].tobytes()
+        r = c.post("/api/setup/venue-plan/image", headers={**admin, "Content-Type": "image/jpeg"},
+                   content=jpeg)
+        assert r.status_code == 200 and (r.json()["width"], r.json()["height"]) == (70, 50), r.text
+        assert sorted(p.name for p in folder.iterdir()) == ["venue-plan.jpeg", "venue-plan.json"]
+        assert c.delete("/api/setup/venue-plan", headers=admin).json() == {"removed": True}
+        assert c.get("/api/setup/venue-plan/image", headers=admin).status_code == 404
+
+
+VENUE_HOSTILE = [  # (name, body, content type, status, what the answer names)
+    ("text", b"hello, not an image", "image/png", 422, "not a PNG or JPEG"),
+    ("a header claiming a huge picture",
+     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + (100_000).to_bytes(4, "big") * 2 + b"\x08\x02\x00\x00\x00",
+     "image/png", 422, "at most 12000 a side"),
+    ("a good header, then garbage", png_bytes(40, 30)[:33] + b"\x00" * 200, "image/png", 422,
+     "not a readable PNG"),
+    ("over 8 MiB", b"\x89PNG" + b"\x00" * (8 * 1024 * 1024), "image/png", 413, "request body over"),
+    ("SVG with a script", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+     "image/svg+xml", 422, "not a PNG or JPEG"),
+]
+
+
+@pytest.mark.parametrize("name,body,kind,status,said", VENUE_HOSTILE, ids=[h[0] for h in VENUE_HOSTILE])
+def test_hostile_venue_plans_are_refused_and_change_nothing(env, name, body, kind, status, said):
+    with client(env) as c:
+        admin = auth(env, "admin")
+        assert c.post("/api/setup/venue-plan/image", headers={**admin, "Content-Type": "image/png"},
+                      content=png_bytes(40, 30)).status_code == 200
+        before = snapshot(env["state"] / "setup")
+        r = c.post("/api/setup/venue-plan/image", headers={**admin, "Content-Type": kind}, content=body)
+        assert r.status_code == status and said in r.text, (r.status_code, r.text)
+        for placement in ({"x": 0, "y": 0, "mpp": -1}, {"x": "NaN", "y": 0, "mpp": 1}, {"x": 0, "y": 0},
+                          {"x": 0, "y": 0, "mpp": 1, "path": "../../x"}):
+            r = c.post("/api/setup/venue-plan", headers=admin, content=json.dumps(placement))
+            assert r.status_code == 422, (placement, r.text)
+        assert snapshot(env["state"] / "setup") == before

@@ -74,7 +74,8 @@ def create_app(settings: ApiSettings, store: Store | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes,
+                       larger={"/api/setup/venue-plan/image": setup.VENUE_PLAN_MAX_BYTES})
     return app
 
 

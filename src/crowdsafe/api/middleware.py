@@ -24,24 +24,28 @@ SECURITY_HEADERS = [
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """``max_bytes`` for every body, except the paths in ``larger`` (an upload route), which get theirs."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope.get("path", ""), self.max_bytes)
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None:
             try:
-                too_big = int(length) > self.max_bytes
+                too_big = int(length) > limit
             except ValueError:
                 await _reply(send, 400, {"detail": "bad Content-Length"})
                 return
             if too_big:
-                await _reply(send, 413, {"detail": f"request body over {self.max_bytes} bytes"})
+                await _reply(send, 413, {"detail": f"request body over {limit} bytes"})
                 return
             await self.app(scope, receive, send)
             return
@@ -56,8 +60,8 @@ class BodyLimit:
             if message["type"] != "http.request":
                 break
             size += len(message.get("body", b""))
-            if size > self.max_bytes:
-                await _reply(send, 413, {"detail": f"request body over {self.max_bytes} bytes"})
+            if size > limit:
+                await _reply(send, 413, {"detail": f"request body over {limit} bytes"})
                 return
             if not message.get("more_body"):
                 break

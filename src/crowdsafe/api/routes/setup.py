@@ -10,20 +10,24 @@ with what changed since, so two admins editing at once never overwrite each othe
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from collections import OrderedDict
 from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import cv2
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Request
+import shapely
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from crowdsafe.api.auth import Principal, admin
 from crowdsafe.api.bodies import model_body
 from crowdsafe.api.context import api_state
-from crowdsafe.config.site import SiteError
+from crowdsafe.config.site import Site, SiteError
 from crowdsafe.config.site_edit import (
     changes,
     merged_text,
@@ -36,14 +40,16 @@ from crowdsafe.config.site_edit import (
     write_with_backup,
 )
 from crowdsafe.geometry.homography import CalibrationError, apply, fit_homography
+from crowdsafe.geometry.lines import plan_line
 from crowdsafe.geometry.pose import plane_homography, pose_from_homography
-from crowdsafe.geometry.site import build_site_geometry
+from crowdsafe.geometry.site import SiteGeometry, build_site_geometry
 
 router = APIRouter(prefix="/api/setup", tags=["setup"])
 _lock = threading.Lock()
 #: Versions this process has served or written, so a refused save can say what changed since.
 _seen: OrderedDict[str, Any] = OrderedDict()
 SEEN_VERSIONS = 32
+B = TypeVar("B", bound=BaseModel)
 
 
 class SiteSave(BaseModel):
@@ -90,18 +96,37 @@ def read_site(request: Request, _: Annotated[Principal, Depends(admin)]) -> dict
     return {"version": version, "file": path.name, "yaml": text, "site": data}
 
 
+def _parsed(raw: bytes, model: type[B]) -> B:
+    """The body as ``model``; not JSON at all, or nested too deep: a 422 naming the body, as a
+    wrong field gets."""
+    try:
+        return model_body(raw, model)
+    except HTTPException as exc:
+        if exc.status_code != 400:
+            raise
+        raise HTTPException(422, [{"loc": ["body"], "msg": str(exc.detail), "type": "body"}]) from None
+
+
+def _checked(edited: dict[str, Any], path: Path, current: Any) -> tuple[Site, SiteGeometry]:
+    """The edited site checked as a save checks it (size, file paths, schema, geometry): 422 else."""
+    problems = oversized(edited) or unsafe_paths(edited, current)
+    if problems:
+        raise _problems(SiteError(problems))
+    try:
+        site = validate(edited, str(path), path.resolve().parent)
+        return site, build_site_geometry(site)
+    except SiteError as exc:
+        raise _problems(exc) from None
+    except ValueError as exc:  # a geometry the fit cannot use, said in words
+        raise _problems(SiteError([str(exc)])) from None
+
+
 @router.post("/site", summary="Save the edited site into the site file and reload it (admin)",
              responses={409: {"description": "the file changed since it was loaded"}},
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                  "schema": SiteSave.model_json_schema()}}}})
 async def save_site(request: Request, principal: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        body = model_body(raw, SiteSave)
-    except HTTPException as exc:  # not JSON at all, or nested too deep: a 422 naming the body
-        if exc.status_code != 400:
-            raise
-        raise HTTPException(422, [{"loc": ["body"], "msg": str(exc.detail), "type": "body"}]) from None
+    body = _parsed(await request.body(), SiteSave)
     state = api_state(request)
     path = state.settings.site_file
     with _lock:
@@ -114,18 +139,7 @@ async def save_site(request: Request, principal: Annotated[Principal, Depends(ad
             raise HTTPException(409, {"detail": "site: changed by someone else since you loaded it; reload "
                                                 "the Setup page and make your edit again",
                                       "version": now, "changed": what})
-        problems = oversized(body.site) or unsafe_paths(body.site, current)
-        if problems:
-            raise HTTPException(422, {"problems": problems,
-                                      "detail": [{"loc": ["body", "site"], "msg": p, "type": "site"}
-                                                 for p in problems]})
-        try:
-            site = validate(body.site, str(path), path.resolve().parent)
-            build_site_geometry(site)
-        except SiteError as exc:
-            raise _problems(exc) from None
-        except ValueError as exc:  # a geometry the fit cannot use, said in words
-            raise _problems(SiteError([str(exc)])) from None
+        site, _ = _checked(body.site, path, current)
         new_text = merged_text(text, body.site)
         if new_text == text:
             return {"saved": False, "version": now, "backup": None, "changed": []}
@@ -211,7 +225,7 @@ def _densified(points: np.ndarray, closed: bool, step_m: float = 1.0) -> np.ndar
 async def fit(request: Request, _: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
     """The fit ``crowdsafe calibrate`` reports (RMS and each pair's error in metres on the ground),
     and the 1 m floor grid and head-height grid drawn into the image, so a bad pair shows at once."""
-    body = model_body(await request.body(), FitBody)
+    body = _parsed(await request.body(), FitBody)
     if len(body.image_points) != len(body.ground_points):
         raise HTTPException(422, [{"loc": ["body", "ground_points"], "type": "value_error",
                                    "msg": "one ground point per image point"}])
@@ -246,3 +260,204 @@ async def fit(request: Request, _: Annotated[Principal, Depends(admin)]) -> dict
             "inliers": [bool(i) for i in result.inliers],
             "camera_height_m": round(pose.height_m, 2) if pose is not None else None,
             "floor_grid": floor, "head_grid": head}
+
+
+class PreviewBody(BaseModel):
+    """The site as edited on the page, not saved yet."""
+
+    model_config = ConfigDict(extra="forbid")
+    site: dict[str, Any] = Field(description="the whole site, as `crowdsafe site schema` describes it")
+
+
+def _rings(geom: Any) -> list[np.ndarray]:
+    """Exterior rings of a (multi)polygon's parts, as arrays of ground points."""
+    parts = getattr(geom, "geoms", [geom])
+    return [np.asarray(p.exterior.coords) for p in parts if isinstance(p, shapely.Polygon) and not p.is_empty]
+
+
+def _ground(rings: list[np.ndarray]) -> list[list[list[float]]]:
+    return [[[round(float(x), 2), round(float(y), 2)] for x, y in r] for r in rings]
+
+
+@router.post("/preview", summary="Where the edited zones and lines fall in every camera (admin)",
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": PreviewBody.model_json_schema()}}}})
+async def preview(request: Request, _: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
+    """The edited site checked as a save checks it, then, per camera, the floor it owns (where cameras
+    overlap, each spot of floor is counted by one camera only), each zone and line drawn into its
+    image at the floor and at head height with the part it owns, and per gate the camera measuring
+    it, its passage and its "in" direction: what the site will do, before it is saved."""
+    body = _parsed(await request.body(), PreviewBody)
+    path = api_state(request).settings.site_file
+    with _lock:
+        _, current = _read(path)
+    site, geometry = _checked(body.site, path, current)
+    cameras = []
+    for cid, cg in geometry.cameras.items():
+        size = cg.ground_map.image_size
+        polys = cg.ground_map.cell_polygons()[cg.ownership >= 0.5]
+        owned = shapely.simplify(shapely.coverage_union_all(polys), 0.05) if polys.size else shapely.Polygon()
+        head = cg.ground_map.ground_to_image  # the plane the density is counted at (head height)
+        items = []
+        for outline, closed in [(z.polygon, True) for z in site.zones] + \
+                [((ln.a, ln.b), False) for ln in site.lines]:
+            pts = _densified(np.asarray(outline, dtype=np.float64), closed=closed)
+            shape = shapely.Polygon(outline) if closed else shapely.LineString(outline)
+            mine = shapely.intersection(shape, owned) if closed else shapely.Polygon()
+            items.append({"floor": _polylines(cg.fit.inverse, [pts], size),
+                          "head": _polylines(head, [pts], size),
+                          "owned": [_polylines(cg.fit.inverse, [_densified(r[:-1], closed=True)], size)
+                                    for r in _rings(mine)],
+                          "owned_m2": round(float(mine.area), 1), "seen": bool(shape.intersects(owned))})
+        cameras.append({"id": cid, "image_size": list(size), "owned": _ground(_rings(owned)),
+                        "owned_m2": round(float(owned.area), 1),
+                        "zones": {z.id: items[k] for k, z in enumerate(site.zones)},
+                        "lines": {ln.id: items[len(site.zones) + k] for k, ln in enumerate(site.lines)}})
+    lines = []
+    for ln in site.lines:
+        lp = plan_line(geometry, ln.id)
+        lines.append({"id": ln.id, "camera": lp.camera_id if lp else None,
+                      "passage": [list(p) for p in lp.passage] if lp else None,
+                      "in_normal": [round(v, 4) for v in ln.positive_normal()],
+                      "visible_fraction": round(lp.visible_fraction, 3) if lp else 0.0})
+    return {"cameras": cameras, "lines": lines,
+            "zones": {z.id: {cid: c["zones"][z.id]["owned_m2"] for cid, c in
+                             zip(geometry.cameras, cameras, strict=True)} for z in site.zones}}
+
+
+# -- the venue plan under the Setup page's ground plan -------------------------------------------------
+#: A venue plan is a drawing: a few megabytes at most, and no side longer than a big poster scan.
+VENUE_PLAN_MAX_BYTES = 8 * 1024 * 1024
+VENUE_PLAN_MAX_SIDE = 12_000
+VENUE_PLAN_DIR = "setup"
+_KINDS = {"png": "image/png", "jpeg": "image/jpeg"}
+
+
+def _image_header(raw: bytes) -> tuple[str, int, int]:
+    """(kind, width, height) from a PNG's or JPEG's header, read before anything is decoded: a small
+    file may claim a picture of billions of pixels, and decoding it would take the memory first."""
+    if raw[:8] == b"\x89PNG\r\n\x1a\n" and raw[12:16] == b"IHDR" and len(raw) >= 24:
+        return "png", int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
+    if raw[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(raw):
+            if raw[i] != 0xFF:
+                break
+            marker = raw[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            length = int.from_bytes(raw[i + 2:i + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                width, height = raw[i + 7:i + 9], raw[i + 5:i + 7]
+                return "jpeg", int.from_bytes(width, "big"), int.from_bytes(height, "big")
+            i += 2 + length
+    raise ValueError("not a PNG or JPEG image")
+
+
+def _venue_dir(request: Request) -> Path:
+    return api_state(request).settings.state_dir / VENUE_PLAN_DIR
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class VenuePlacement(BaseModel):
+    """Where the venue plan lies on the ground: the ground point of its top-left corner and metres per
+    image pixel (north, the plan's +y, is up: the image is not rotated)."""
+
+    model_config = ConfigDict(extra="forbid")
+    x: float = Field(ge=-100_000, le=100_000, allow_inf_nan=False)
+    y: float = Field(ge=-100_000, le=100_000, allow_inf_nan=False)
+    mpp: float = Field(gt=0, le=100, allow_inf_nan=False, description="metres per image pixel")
+
+
+def _venue_meta(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / "venue-plan.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@router.get("/venue-plan", summary="The venue plan under the ground plan: its size and placement (admin)")
+def venue_plan(request: Request, _: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
+    meta = _venue_meta(_venue_dir(request))
+    if meta is None:
+        raise HTTPException(404, "no venue plan")
+    return meta
+
+
+@router.get("/venue-plan/image", summary="The venue plan image (admin)")
+def venue_plan_image(request: Request, _: Annotated[Principal, Depends(admin)]) -> Response:
+    folder = _venue_dir(request)
+    meta = _venue_meta(folder)
+    if meta is None or meta.get("kind") not in _KINDS:
+        raise HTTPException(404, "no venue plan")
+    try:
+        data = (folder / f"venue-plan.{meta['kind']}").read_bytes()
+    except OSError:
+        raise HTTPException(404, "no venue plan") from None
+    return Response(data, media_type=_KINDS[meta["kind"]], headers={"Cache-Control": "no-store"})
+
+
+@router.post("/venue-plan/image", summary="Put a venue plan (PNG or JPEG) under the ground plan (admin)",
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "image/png": {"schema": {"type": "string", "format": "binary"}},
+                 "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}})
+async def put_venue_plan_image(request: Request, principal: Annotated[Principal, Depends(admin)]
+                               ) -> dict[str, Any]:
+    """Checked before it is kept: a PNG or JPEG by its own header, at most 12,000 pixels a side, and
+    decodable; it then replaces the previous plan, placed at 0.05 m a pixel with its top-left corner
+    at (0, 0) until the page scales and moves it. It is shown to admins only, on the Setup page."""
+    raw = await request.body()
+    try:
+        kind, width, height = _image_header(raw)
+    except ValueError as exc:
+        raise HTTPException(422, [{"loc": ["body"], "msg": str(exc), "type": "image"}]) from None
+    if not (0 < width <= VENUE_PLAN_MAX_SIDE and 0 < height <= VENUE_PLAN_MAX_SIDE):
+        msg = f"image of {width} x {height} px: at most {VENUE_PLAN_MAX_SIDE} a side"
+        raise HTTPException(422, [{"loc": ["body"], "type": "image", "msg": msg}])
+    decoded = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None or decoded.shape[:2] != (height, width):
+        raise HTTPException(422, [{"loc": ["body"], "msg": f"not a readable {kind.upper()} image",
+                                   "type": "image"}])
+    folder = _venue_dir(request)
+    meta = {"kind": kind, "width": width, "height": height, "x": 0.0, "y": 0.0, "mpp": 0.05,
+            "by": principal.name}
+    with _lock:
+        for old in folder.glob("venue-plan.*"):
+            if old.suffix in (".png", ".jpeg"):
+                old.unlink()
+        _write_atomic(folder / f"venue-plan.{kind}", raw)
+        _write_atomic(folder / "venue-plan.json", json.dumps(meta).encode())
+    return meta
+
+
+@router.post("/venue-plan", summary="Place the venue plan on the ground (admin)",
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": VenuePlacement.model_json_schema()}}}})
+async def place_venue_plan(request: Request, principal: Annotated[Principal, Depends(admin)]
+                           ) -> dict[str, Any]:
+    body = _parsed(await request.body(), VenuePlacement)
+    folder = _venue_dir(request)
+    with _lock:
+        meta = _venue_meta(folder)
+        if meta is None:
+            raise HTTPException(404, "no venue plan: put its image first")
+        meta.update(body.model_dump(), by=principal.name)
+        _write_atomic(folder / "venue-plan.json", json.dumps(meta).encode())
+    return meta
+
+
+@router.delete("/venue-plan", summary="Remove the venue plan (admin)")
+def remove_venue_plan(request: Request, _: Annotated[Principal, Depends(admin)]) -> dict[str, bool]:
+    with _lock:
+        removed = False
+        for old in _venue_dir(request).glob("venue-plan.*"):
+            old.unlink()
+            removed = True
+    return {"removed": removed}
