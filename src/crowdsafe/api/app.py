@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 import crowdsafe.api.metrics as metrics
 import crowdsafe.api.pages as pages
 from crowdsafe.api.context import ApiState, load_state
-from crowdsafe.api.events import EventHub
+from crowdsafe.api.events import Admission, EventHub
 from crowdsafe.api.events import router as events_router
 from crowdsafe.api.middleware import BodyLimit, SecurityHeaders
 from crowdsafe.api.routes import alerts, cameras, forecast, lines, report, setup, site, zones
@@ -36,13 +36,15 @@ Every endpoint except `/health` needs `Authorization: Bearer <token>` (`crowdsaf
 Roles: viewer (read), operator (+ acknowledge alerts), admin (+ site reload, the Setup page)."""
 
 
-def create_app(settings: ApiSettings, store: Store | None = None) -> FastAPI:
-    """The app for a site; opens the store unless one is given (the caller then keeps closing it)."""
+def create_app(settings: ApiSettings, store: Store | None = None,
+               admission: Admission | None = None) -> FastAPI:
+    """The app for a site; opens the store unless one is given (the caller then keeps closing it).
+    ``admission``: who counts the live streams against their caps (default: this app alone)."""
     own_store = store is None
     opened = store if store is not None else open_store(settings.store_target)
     state = load_state(settings, opened)
     registry = CollectorRegistry()
-    hub = EventHub(lambda: app.state.crowdsafe)
+    hub = EventHub(lambda: app.state.crowdsafe, admission)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
