@@ -75,13 +75,24 @@ class Run:
     def headers(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
 
+    def workers(self, expected: int) -> list[int]:
+        found = _workers_of(self.proc.pid)
+        assert len(found) == expected
+        return found
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
 
 def test_api_workers_serve_live_state_and_operator_actions_and_end_with_the_run(tmp_path: Path):
-    run = Run(tmp_path, workers=2)
-    try:
+    with Run(tmp_path, workers=2) as run:
         url = run.url()
-        workers = _workers_of(run.proc.pid)
-        assert len(workers) == 2
+        workers = run.workers(2)
         viewer = run.headers("viewer")
 
         def live_zones() -> list[dict[str, object]]:
@@ -107,10 +118,6 @@ def test_api_workers_serve_live_state_and_operator_actions_and_end_with_the_run(
         assert seen[0] == "hello" and "zone" in seen
         run.proc.send_signal(signal.SIGINT)
         assert run.proc.wait(60) == 0
-    finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait(10)
     for drain in run.drains:
         drain.join(10)
     assert "0 unwritten" in "".join(run.out)
@@ -118,18 +125,12 @@ def test_api_workers_serve_live_state_and_operator_actions_and_end_with_the_run(
 
 
 def test_api_workers_end_when_the_counting_process_is_killed(tmp_path: Path):
-    run = Run(tmp_path, workers=1)
-    try:
+    with Run(tmp_path, workers=1) as run:
         url = run.url()
-        workers = _workers_of(run.proc.pid)
-        assert len(workers) == 1
+        workers = run.workers(1)
         assert httpx.get(url + "/health", timeout=10).status_code == 200
         os.kill(run.proc.pid, signal.SIGKILL)
         run.proc.wait(10)
-    finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait(10)
     started = time.monotonic()
     assert wait_for(lambda: not _alive(workers), 15), "an API worker outlived its counting process"
     assert time.monotonic() - started < 15
