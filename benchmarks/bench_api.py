@@ -71,8 +71,11 @@ async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reque
 
 
 async def load(url: str, token: str, total: int, concurrency: int, limit_s: float,
-               route: str = "/api/zones") -> dict:
-    """``total`` GETs of ``route`` over ``concurrency`` keep-alive connections; latency per request."""
+               route: str = "/api/zones", rate: float | None = None) -> dict:
+    """``total`` GETs of ``route`` over ``concurrency`` keep-alive connections; latency per request.
+    With ``rate``, requests are sent on a fixed schedule (open loop, ``rate`` a second in all) and
+    each latency counts from its scheduled time, so a stalled server is not excused by the client
+    waiting for it (no coordinated omission); without, each connection sends as fast as answered."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
     request = (f"GET {route} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
                "Connection: keep-alive\r\n\r\n").encode()
@@ -82,11 +85,17 @@ async def load(url: str, token: str, total: int, concurrency: int, limit_s: floa
     deadline = time.perf_counter() + limit_s
     conns = [await asyncio.open_connection(host, int(port)) for _ in range(concurrency)]
 
-    async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, offset: float) -> None:
         nonlocal issued, errors
+        due = time.perf_counter() + offset
         while issued < total and time.perf_counter() < deadline:
             issued += 1
-            t0 = time.perf_counter()
+            if rate:
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                t0 = due
+                due += concurrency / rate
+            else:
+                t0 = time.perf_counter()
             status = await _get(reader, writer, request)
             latencies.append(time.perf_counter() - t0)
             if status != 200:
@@ -96,13 +105,14 @@ async def load(url: str, token: str, total: int, concurrency: int, limit_s: floa
         for reader, writer in conns:  # warm-up: each connection, the site view, SQLite's page cache
             await _get(reader, writer, request)
         start = time.perf_counter()
-        await asyncio.gather(*(worker(r, w) for r, w in conns))
+        await asyncio.gather(*(worker(r, w, i / rate if rate else 0.0) for i, (r, w) in enumerate(conns)))
         elapsed = time.perf_counter() - start
     finally:
         for _, writer in conns:
             writer.close()
     ms = [v * 1000 for v in latencies]
-    return {"_ms": ms, "route": route, "requests": len(ms), "errors": errors, "seconds": round(elapsed, 2),
+    return {"_ms": ms, "route": route, "offered_per_s": rate, "requests": len(ms), "errors": errors,
+            "seconds": round(elapsed, 2),
             "concurrency": concurrency,
             "req_per_s": round(len(ms) / elapsed, 1), "p50_ms": round(pct(ms, 50), 2),
             "p99_ms": round(pct(ms, 99), 2), "max_ms": round(max(ms), 2)}
@@ -216,7 +226,8 @@ def measure_round(url: str, token: str, server_pid: int, args: argparse.Namespac
         frames_before = frames_processed(url, token) if args.pipeline else None
         cpu_before = cpu_now(server_pid)
         started = time.monotonic()
-        result = asyncio.run(load(url, token, args.requests, args.concurrency, args.time_limit, route))
+        result = asyncio.run(load(url, token, args.requests, args.concurrency, args.time_limit, route,
+                                  args.rate))
         burst_s = time.monotonic() - started
         frames = None if frames_before is None else (frames_processed(url, token) or 0) - frames_before
         cpu_after = cpu_now(server_pid)
@@ -250,6 +261,7 @@ def route_totals(rounds: list[dict[str, Any]], route: str) -> dict[str, Any]:
     seconds = sum(x["seconds"] for x in loads)
     return {"route": route, "requests": len(ms), "errors": sum(x["errors"] for x in loads),
             "seconds": round(seconds, 2), "concurrency": loads[0]["concurrency"],
+            "offered_per_s": loads[0]["offered_per_s"],
             "req_per_s": round(len(ms) / seconds, 1), "p50_ms": round(pct(ms, 50), 2),
             "p99_ms": round(pct(ms, 99), 2), "max_ms": round(max(ms), 2),
             "req_per_s_rounds": [x["req_per_s"] for x in loads],
@@ -385,6 +397,8 @@ def main() -> None:
                     help="idle window + bursts in this run; frames/s adds them all up")
     ap.add_argument("--api-workers", type=int, nargs="+", default=[1],
                     help="one run per value: API processes beside counting (0: threads of the counting one)")
+    ap.add_argument("--rate", type=float, default=None,
+                    help="requests a second, on a fixed schedule (open loop); default: as fast as answered")
     ap.add_argument("--sample-every", default=None,
                     help="sample the demo camera this often (e.g. 0.25s, faster than the engine counts) "
                          "instead of the demo's 1 s")
