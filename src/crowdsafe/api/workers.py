@@ -11,9 +11,9 @@ Lifetime: the workers start in a process group of their own, so a terminal's Ctr
 counting process only, which stops its runner (the store flushed) and then its workers. Not in a
 session of their own: where the kernel groups CPU time by session (Linux autogroup, on by default
 on desktops and in many containers), a new session would weigh as much as the counting process
-whatever its nice value, and a burst of requests took a sixth of counting's frames that way. A worker also stops
-when its stdin closes, which is when the counting process ends however it ends (killed included):
-no worker outlives it.
+whatever its nice value, and a burst of requests would take frames from counting (measured:
+docs/results/running.md). A worker also stops when its stdin closes, which is when the counting
+process ends however it ends (killed included): no worker outlives it.
 """
 
 from __future__ import annotations
