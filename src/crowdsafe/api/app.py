@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import importlib.metadata
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 import crowdsafe.api.metrics as metrics
 import crowdsafe.api.pages as pages
 from crowdsafe.api.context import ApiState, load_state
-from crowdsafe.api.events import EventHub
+from crowdsafe.api.events import Admission, EventHub
 from crowdsafe.api.events import router as events_router
 from crowdsafe.api.middleware import BodyLimit, SecurityHeaders
 from crowdsafe.api.routes import alerts, cameras, forecast, lines, report, setup, site, zones
@@ -29,6 +30,8 @@ from crowdsafe.store import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
+HEALTH_EVERY_S = 1.0  # how old /health's store check may be
+
 DESCRIPTION = """Crowd counts, densities, Level of Service, line flows and alerts of one site.
 crowdsafe measures crowds, never persons: nothing here identifies or follows anyone.
 
@@ -36,13 +39,15 @@ Every endpoint except `/health` needs `Authorization: Bearer <token>` (`crowdsaf
 Roles: viewer (read), operator (+ acknowledge alerts), admin (+ site reload, the Setup page)."""
 
 
-def create_app(settings: ApiSettings, store: Store | None = None) -> FastAPI:
-    """The app for a site; opens the store unless one is given (the caller then keeps closing it)."""
+def create_app(settings: ApiSettings, store: Store | None = None,
+               admission: Admission | None = None) -> FastAPI:
+    """The app for a site; opens the store unless one is given (the caller then keeps closing it).
+    ``admission``: who counts the live streams against their caps (default: this app alone)."""
     own_store = store is None
     opened = store if store is not None else open_store(settings.store_target)
     state = load_state(settings, opened)
     registry = CollectorRegistry()
-    hub = EventHub(lambda: app.state.crowdsafe)
+    hub = EventHub(lambda: app.state.crowdsafe, admission)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -91,15 +96,24 @@ def _routes(app: FastAPI) -> None:
 
     from crowdsafe.api.auth import viewer
 
-    @app.get("/health", tags=["health"], summary="Liveness (no token needed)")
-    def health(request: Request) -> dict[str, Any]:
-        """Says only that the API runs and can read the store: nothing about the crowd."""
-        state: ApiState = request.app.state.crowdsafe
+    checked: list[tuple[float, bool]] = []  # (when, store readable): one store read a second at most
+
+    def store_readable(state: ApiState) -> bool:
         try:
             state.store.latest("camera_health")
-            store_ok = True
+            return True
         except (StoreError, SQLAlchemyError):
-            store_ok = False
+            return False
+
+    @app.get("/health", tags=["health"], summary="Liveness (no token needed)")
+    async def health(request: Request) -> dict[str, Any]:
+        """Says only that the API runs and can read the store: nothing about the crowd. The store
+        is read at most once every ``HEALTH_EVERY_S`` per API process, so a probe storm (or a
+        flood from anyone, as no token is needed) costs the store nothing more."""
+        now = time.monotonic()
+        if not checked or now - checked[-1][0] >= HEALTH_EVERY_S:
+            checked[:] = [(now, await anyio.to_thread.run_sync(store_readable, request.app.state.crowdsafe))]
+        store_ok = checked[-1][1]
         return {"status": "ok" if store_ok else "degraded", "store": store_ok}
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(viewer)])

@@ -30,10 +30,13 @@ class ApiState:
     trusted_proxies: tuple[Network, ...] = ()
     _reload_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def reload_site(self) -> SiteView:
-        """Re-read the site file; a SiteError leaves the current view in place."""
+    def reload_site(self, announce: bool = True) -> SiteView:
+        """Re-read the site file; a SiteError leaves the current view in place. ``announce``: tell
+        the other API worker processes, if any, to re-read it too (not when they told this one)."""
         with self._reload_lock:
             self.site_view = build_site_view(load_site(self.settings.site_file))
+            if announce and self.settings.announce_reload is not None:
+                self.settings.announce_reload()
             return self.site_view
 
 

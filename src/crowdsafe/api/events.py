@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -42,6 +42,7 @@ class Subscriber:
     token: str = ""  # token name, for the per-token cap
     client: str = ""  # client address, for the per-client cap
     privileged: bool = False  # operator or admin: may use the reserved share
+    lease: int = 0  # this stream's place in the caps (StreamCaps), given back when it ends
 
 
 @dataclass
@@ -50,9 +51,89 @@ class _Cursor:
     seen: dict[tuple[str, ...], float] = field(default_factory=dict)  # key -> ts, within the look-back
 
 
+class StreamRefused(Exception):
+    """A live stream over its share: ``status`` 429 (this token's or address's) or 503 (the pool's)."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status_code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    per_token: int
+    per_client: int
+    total: int
+    operator_reserve: float
+
+    @classmethod
+    def of(cls, settings: Any) -> StreamLimits:
+        return cls(settings.sse_max_per_token, settings.sse_max_per_client, settings.sse_max_clients,
+                   settings.sse_operator_reserve)
+
+    def share(self, cap: int, privileged: bool) -> int:
+        """Streams a cap leaves to one role: all of it for operators, the unreserved part for viewers."""
+        return cap if privileged else int(cap * (1.0 - self.operator_reserve) + 1e-9)
+
+
+class Admission(Protocol):
+    def admit(self, token: str, client: str, privileged: bool) -> int: ...
+
+    def release(self, lease: int) -> None: ...
+
+
+class StreamCaps:
+    """Who holds the live streams, against three caps (per token, per client address, the whole
+    pool), with the operator reserve applied to each: viewer streams may fill at most
+    ``1 - sse_operator_reserve`` of any cap, so no mix of viewer tokens and addresses can take the
+    streams an operator needs. One per app; with API worker processes, one in the counting process
+    for all of them (``api.channel``), so the caps are the site's, not each worker's."""
+
+    def __init__(self, limits_of: Callable[[], StreamLimits]) -> None:
+        self._limits_of = limits_of
+        self._held: dict[int, tuple[str, str, bool]] = {}  # lease -> (token, client, privileged)
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def admit(self, token: str, client: str, privileged: bool) -> int:
+        """A lease on one stream, or StreamRefused: 429 when this token's or this address's share
+        is used (the caller can close one of its own); 503 when the pool is full for its role."""
+        limits = self._limits_of()
+        kind = "" if privileged else "viewer "
+        with self._lock:
+            held = list(self._held.values())
+            for scope, cap, index, mine in (("this token", limits.per_token, 0, token),
+                                            ("this address", limits.per_client, 1, client)):
+                if not self._admits(limits, cap, [h for h in held if h[index] == mine], privileged):
+                    share = limits.share(cap, privileged)
+                    raise StreamRefused(status.HTTP_429_TOO_MANY_REQUESTS,
+                                        f"{scope} already holds its {share} {kind}live streams; "
+                                        "close one first")
+            if not self._admits(limits, limits.total, held, privileged):
+                raise StreamRefused(status.HTTP_503_SERVICE_UNAVAILABLE, "too many live clients")
+            self._next += 1
+            self._held[self._next] = (token, client, privileged)
+            return self._next
+
+    def release(self, lease: int) -> None:
+        with self._lock:
+            self._held.pop(lease, None)
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    @staticmethod
+    def _admits(limits: StreamLimits, cap: int, held: list[tuple[str, str, bool]], privileged: bool) -> bool:
+        if len(held) >= cap:
+            return False
+        return privileged or sum(not h[2] for h in held) < limits.share(cap, privileged)
+
+
 class EventHub:
-    def __init__(self, state_of: Callable[[], ApiState]) -> None:
+    def __init__(self, state_of: Callable[[], ApiState], admission: Admission | None = None) -> None:
         self._state_of = state_of
+        self.admission: Admission = admission or StreamCaps(lambda: StreamLimits.of(self.settings))
         self.subscribers: set[Subscriber] = set()
         self._cursors: dict[str, _Cursor] = {}
         self.events_sent = 0
@@ -67,45 +148,27 @@ class EventHub:
         return self._state_of().settings
 
     def subscribe(self, token: str = "", client: str = "", role: str = "admin") -> Subscriber:
-        """A new stream for ``token`` from ``client``, or 429/503 when its share is used up.
-
-        Three caps (per token, per client address, the whole pool), and the operator reserve
-        applies to each: viewer streams may fill at most ``1 - sse_operator_reserve`` of any cap,
-        so no mix of viewer tokens and addresses can take the streams an operator needs. 429 when
-        this token's or this address's share is used (the caller can close one of its own); 503
-        when the pool is full for its role (the server is busy).
-        """
+        """A new stream for ``token`` from ``client``, or 429/503 when its share is used up
+        (``StreamCaps.admit``; with several API processes the counting process holds the one count)."""
         if self._closed:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "server is shutting down")
-        settings = self.settings
         privileged = role_rank(role) >= role_rank("operator")
-        kind = "" if privileged else "viewer "
-        for scope, cap, mine in (("this token", settings.sse_max_per_token, lambda s: s.token == token),
-                                 ("this address", settings.sse_max_per_client, lambda s: s.client == client)):
-            held = [s for s in self.subscribers if mine(s)]
-            if not self._admits(cap, held, privileged):
-                raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
-                                    f"{scope} already holds its {self.share(cap, privileged)} {kind}live "
-                                    "streams; close one first", headers={"Retry-After": "10"})
-        if not self._admits(settings.sse_max_clients, list(self.subscribers), privileged):
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "too many live clients",
-                                headers={"Retry-After": "10"})
-        sub = Subscriber(asyncio.Queue(maxsize=settings.sse_queue_size), token=token, client=client,
-                         privileged=privileged)
+        try:
+            lease = self.admission.admit(token, client, privileged)
+        except StreamRefused as exc:
+            raise HTTPException(exc.status, exc.detail, headers={"Retry-After": "10"}) from None
+        sub = Subscriber(asyncio.Queue(maxsize=self.settings.sse_queue_size), token=token, client=client,
+                         privileged=privileged, lease=lease)
         self.subscribers.add(sub)
         return sub
 
     def share(self, cap: int, privileged: bool) -> int:
-        """Streams a cap leaves to one role: all of it for operators, the unreserved part for viewers."""
-        return cap if privileged else int(cap * (1.0 - self.settings.sse_operator_reserve) + 1e-9)
-
-    def _admits(self, cap: int, held: list[Subscriber], privileged: bool) -> bool:
-        if len(held) >= cap:
-            return False
-        return privileged or sum(not s.privileged for s in held) < self.share(cap, privileged)
+        return StreamLimits.of(self.settings).share(cap, privileged)
 
     def unsubscribe(self, sub: Subscriber) -> None:
-        self.subscribers.discard(sub)
+        if sub in self.subscribers:
+            self.subscribers.discard(sub)
+            self.admission.release(sub.lease)
         if not self.subscribers:
             self.needs_prime = True  # nobody watching: the next client starts from "now", not from here
 
@@ -261,7 +324,9 @@ async def events(request: Request, who: Annotated[Principal, Depends(viewer)]) -
     if hub.needs_prime:
         await anyio.to_thread.run_sync(hub.prime)
     state = api_state(request)
-    sub = hub.subscribe(who.name, client_address(request, state.trusted_proxies), who.role)
+    # In a thread: with API worker processes, admission asks the counting process (api.channel).
+    sub = await anyio.to_thread.run_sync(hub.subscribe, who.name,
+                                         client_address(request, state.trusted_proxies), who.role)
     return StreamingResponse(_stream(hub, sub, state.settings.sse_heartbeat_s),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -68,6 +68,9 @@ class ServerHandle:
         self.server.should_exit = True
         self.thread.join(timeout)
 
+    def wait_ready(self, timeout_s: float = 0.0) -> None:
+        """Nothing to wait for: ``serve_in_thread`` returns once it accepts (as ``WorkerPool``'s)."""
+
 
 def lower_thread_priority(nice: int) -> int | None:
     """Make the calling thread ``nice`` steps nicer (at most 19); the threads it starts inherit it.

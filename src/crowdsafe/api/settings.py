@@ -62,6 +62,9 @@ class ApiSettings:
     capture_background: Callable[[str], tuple[bool, str]] | None = None
     #: Restore the background in use before the camera's last capture: (undone, status or why not).
     undo_background: Callable[[str], tuple[bool, str]] | None = None
+    #: With several API worker processes: tell the others this one re-read the site file (they
+    #: re-read it too, within ``api.channel.MIRROR_EVERY_S``); returns the new site generation.
+    announce_reload: Callable[[], int] | None = None
     forecast_fit: Callable[..., Any] | None = None  # the forecaster's model fit; None: its own
     log_level: str = "info"
 

@@ -17,8 +17,9 @@ import typer
 from crowdsafe.api.settings import BACKGROUNDS_DIR, TOKENS_FILE
 from crowdsafe.api.tokens import TokenBook, TokenError
 from crowdsafe.cli.errors import err_console, fail, user_errors
-from crowdsafe.cli.live import start_api
+from crowdsafe.cli.live import ready_or_fail, start_api
 from crowdsafe.cli.options import (
+    ApiWorkersOption,
     EngineChoice,
     EngineOption,
     PrecisionChoice,
@@ -195,6 +196,7 @@ def demo(
     quiet: Annotated[bool, typer.Option(help="Print only the summary, not a line per frame.")] = False,
     report: Annotated[Path | None, typer.Option(
         help="At the end, write the event debrief of the run to this HTML file.", show_default=False)] = None,
+    api_workers: ApiWorkersOption = 1,
 ) -> None:
     """Run the demo site (sample video as a live camera, 3 zones, a gate) with its dashboard."""
     log_to_stderr(logging.WARNING)
@@ -210,7 +212,7 @@ def demo(
         raise fail(str(exc)) from None
     holder: list[SiteRunner] = []
     api = start_api(site_file, prepared.site, store, state_dir, host=host, port=port,
-                    runner_of=lambda: next(iter(holder), None), any_port_if_taken=True)
+                    runner_of=lambda: next(iter(holder), None), any_port_if_taken=True, workers=api_workers)
     try:
         with user_errors():
             counter = CameraCounters(prepared.plan, engine_spec(engine, precision, threads),
@@ -232,6 +234,7 @@ def demo(
         holder.append(runner)
         install_signals(runner)
         site = prepared.site
+        ready_or_fail(api)
         url = f"{api.url}/"
         echo = err_console.print
         echo(f"demo site '{site.name}': the sample video looped as camera {site.cameras[0].id}, "

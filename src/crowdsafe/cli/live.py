@@ -1,10 +1,11 @@
-"""The runner and the API in one process: what ``crowdsafe run`` and ``crowdsafe demo`` share.
+"""The runner and its API: what ``crowdsafe run`` and ``crowdsafe demo`` share.
 
-The API normally reads everything from the store, so it also works beside a runner in another
-process; in the same process it shares the store's engine and additionally exports what only
-the runner knows (pipeline latency, queue depth, live camera fps) through ``runtime_stats``.
-The server runs in a daemon thread and installs no signal handlers, so SIGINT/SIGTERM stay
-with the runner's clean shutdown; the server is stopped after the runner has flushed.
+The API reads everything durable from the store; what only the runner knows (pipeline latency,
+queue depth, live camera fps, the newest rows, background capture) it gets from providers built
+here. By default (``--api-workers 1`` or more) the API runs in processes of its own that reach
+those providers over ``api.channel`` (``api.workers``); with ``--api-workers 0`` it runs in a
+daemon thread of this process, as before. Either way SIGINT/SIGTERM stay with the runner's clean
+shutdown, and the API is stopped after the runner has flushed.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from crowdsafe.store import Store
 
 if TYPE_CHECKING:
     from crowdsafe.api.server import ServerHandle
+    from crowdsafe.api.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +96,16 @@ def background_undo(runner_of: Callable[[], SiteRunner | None]) -> Callable[[str
 def start_api(site_file: Path, site: Site, store: Store, state_dir: Path, *, host: str, port: int,
               cors_origins: tuple[str, ...] = (), runner_of: Callable[[], SiteRunner | None],
               any_port_if_taken: bool = False, store_target: str | None = None,
-              access_log: bool = False, trusted_proxies: tuple[str, ...] = ()) -> ServerHandle:
+              access_log: bool = False, trusted_proxies: tuple[str, ...] = (),
+              workers: int = 1) -> ServerHandle | WorkerPool:
     """Serve the API beside the runner; a port that cannot be used is a one-line error (exit 2).
 
-    ``any_port_if_taken`` (the demo): a taken port falls back to a free one rather than failing,
-    since the person running the demo did not choose it.
+    ``workers`` API processes (0: threads of this one). ``any_port_if_taken`` (the demo): a taken
+    port falls back to a free one rather than failing, since the person running the demo did not
+    choose it. Call ``wait_ready()`` on the result before printing its URL.
     """
     from crowdsafe.api.server import serve_in_thread  # uvicorn loads only when serving
+    from crowdsafe.api.workers import start_workers
 
     if not is_loopback(host):
         err_console.print(f"listening on {host}: traffic is plain HTTP; put a TLS proxy in front before "
@@ -119,8 +124,10 @@ def start_api(site_file: Path, site: Site, store: Store, state_dir: Path, *, hos
                            capture_background=background_capture(runner_of),
                            undo_background=background_undo(runner_of), log_level="warning")
     try:
+        if workers > 0:
+            return start_workers(settings, workers)
         return serve_in_thread(settings, store=store, access_log=access_log)
-    except RuntimeError as exc:
+    except (RuntimeError, OSError) as exc:
         raise fail(f"--port {port}: {exc}; choose another port (0 picks a free one) or pass --no-serve") \
             from None
 
@@ -134,3 +141,12 @@ def token_hint(state_dir: Path) -> str | None:
         return str(exc)
     return (f"no API tokens in {state_dir}: create one with "
             f"`crowdsafe token create --role viewer --state-dir {state_dir}`")
+
+
+def ready_or_fail(api: ServerHandle | WorkerPool) -> None:
+    """Before the URL is printed: every API worker accepts connections, or a one-line error (exit 2)."""
+    try:
+        api.wait_ready()
+    except RuntimeError as exc:
+        raise fail(f"{exc}; see the lines above, or pass --api-workers 0 to serve from this process") \
+            from None

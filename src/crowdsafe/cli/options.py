@@ -60,6 +60,9 @@ def counter_factory(ctx: typer.Context) -> Callable[[EngineSpec], Counts]:
 CorsOriginOption = Annotated[list[str] | None, typer.Option(
     help="Allow browser calls from this origin (repeatable). Default: none (CORS closed).",
     show_default=False)]
+ApiWorkersOption = Annotated[int, typer.Option(
+    min=0, max=64, help="API processes beside the counting one (they share the port; the counting "
+                        "process keeps its cores and its GIL); 0: the API in threads of the counting one.")]
 TrustedProxyOption = Annotated[list[str] | None, typer.Option(
     help="A reverse proxy (IP or CIDR, repeatable) whose X-Forwarded-For names the client, so failed "
          "logins and live streams are counted per client, not per proxy. Default: none.",

@@ -18,8 +18,9 @@ from typing import Annotated
 import typer
 
 from crowdsafe.cli.errors import err_console, fail, user_errors
-from crowdsafe.cli.live import start_api, token_hint
+from crowdsafe.cli.live import ready_or_fail, start_api, token_hint
 from crowdsafe.cli.options import (
+    ApiWorkersOption,
     CorsOriginOption,
     EngineChoice,
     EngineOption,
@@ -119,11 +120,13 @@ def run(
         min=0.0, help="Least seconds between the frames a camera's background median is made of, so "
                       "people walking through are in few of them; 0 takes every sampled frame.")] = 15.0,
     serve: Annotated[bool, typer.Option(
-        help="Also serve the API and dashboard (as `crowdsafe serve`) from this process.")] = True,
+        help="Also serve the API and dashboard (as `crowdsafe serve`), from --api-workers processes.")
+    ] = True,
     host: Annotated[str, typer.Option(help="API address; 0.0.0.0 for all.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="API port; 0 picks a free one.")] = 8080,
     cors_origin: CorsOriginOption = None,
     trusted_proxy: TrustedProxyOption = None,
+    api_workers: ApiWorkersOption = 1,
     cluster: Annotated[str | None, typer.Option(
         help="Run on a Ray cluster: ray://HOST:PORT, HOST:PORT or auto (this machine's cluster, else a "
              "local one). Needs crowdsafe[ray]; see docs/scaling.md.", show_default=False)] = None,
@@ -148,7 +151,7 @@ def run(
     if serve:  # before the engine: a taken port fails in milliseconds, not after model start-up
         api = start_api(site_file, prepared.site, opened, state_dir, host=host, port=port,
                         cors_origins=tuple(cors_origin or ()), runner_of=lambda: next(iter(holder), None),
-                        store_target=target, trusted_proxies=proxies)
+                        store_target=target, trusted_proxies=proxies, workers=api_workers)
     try:
         with user_errors():
             counter = None if cluster else CameraCounters(prepared.plan,
@@ -183,6 +186,7 @@ def run(
         if counter is not None:
             typer.echo(f"models: {engine_name(counter)}: {counter.describe()}", err=True)
         if api is not None:
+            ready_or_fail(api)
             typer.echo(f"dashboard and API: {api.url}/ (API docs at /docs, metrics at /metrics)", err=True)
             if (hint := token_hint(state_dir)) is not None:
                 err_console.print(hint, highlight=False, markup=False)
