@@ -97,7 +97,7 @@ def main(heads_path: Path, step: int, mode: str) -> None:
         if len(clip) < 4:
             return optical_flow(image, pair, dt)
         if mode == "followed3":
-            return followed_flow(clip, lambda a, b: optical_flow(a, b, dt))
+            return followed_flow(clip, lambda a, b: optical_flow(a, b, 1.0)) / dt  # px a frame to px/s
         if mode == "pairs3":
             return np.mean([optical_flow(a, b, dt) for a, b in itertools.pairwise(clip)], axis=0)
         return optical_flow(clip[0], clip[3], 3 * dt)  # span3
