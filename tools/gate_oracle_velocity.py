@@ -30,7 +30,13 @@ from crowdsafe.cli.demo import demo_site_file
 from crowdsafe.config.site import load_site
 from crowdsafe.counting.counter import EveryCamera
 from crowdsafe.evaluation.flow_speed import followed_flow
-from crowdsafe.evaluation.site import PointsCounter, load_frame_points, read_pairs, truth_crossings
+from crowdsafe.evaluation.site import (
+    PointsCounter,
+    load_frame_points,
+    match_points,
+    read_pairs,
+    truth_crossings,
+)
 from crowdsafe.geometry.site import build_site_geometry
 from crowdsafe.measure.flow import optical_flow
 from crowdsafe.runtime.camera import Sample
@@ -70,14 +76,7 @@ def main(heads_path: Path, step: int, mode: str) -> None:
         a, b = heads.get(current["k"]), heads.get(current["k"] + 1)
         if a is None or b is None or len(a) == 0 or len(b) == 0:
             return field
-        dist = np.hypot(*(a[:, None, :] - b[None, :, :]).transpose(2, 0, 1))
-        used: dict[int, int] = {}
-        for flat in np.argsort(dist, axis=None):
-            i, j = divmod(int(flat), dist.shape[1])
-            if dist[i, j] > 25:
-                break
-            if i not in used and j not in used.values():
-                used[i] = j
+        used = match_points(a, b, 25.0)
         yy, xx = np.mgrid[0:h, 0:w]
         best = np.full((h, w), np.inf)
         for i, j in used.items():

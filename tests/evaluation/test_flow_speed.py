@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from crowdsafe.evaluation.flow_speed import dropped_frame_pairs, followed_flow, match_heads, speed_ratio
-from crowdsafe.evaluation.site import load_frame_points, read_pairs
+from crowdsafe.evaluation.flow_speed import dropped_frame_pairs, followed_flow, speed_ratio
+from crowdsafe.evaluation.site import load_frame_points, match_points, read_pairs
 from crowdsafe.measure.flow import optical_flow
 
 
@@ -76,5 +76,6 @@ def test_followed_flow_reads_the_mean_motion_over_its_span(steps, expected):
     ([[0, 0]], [[9, 0]], 5.0, {}),  # beyond the gate
     ([], [[0, 0]], 5.0, {}),
 ])
-def test_match_heads(a, b, gate, expected):
-    assert match_heads(np.array(a, float).reshape(-1, 2), np.array(b, float).reshape(-1, 2), gate) == expected
+def test_match_points(a, b, gate, expected):
+    before, after = np.array(a, float).reshape(-1, 2), np.array(b, float).reshape(-1, 2)
+    assert match_points(before, after, gate) == expected

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from crowdsafe.evaluation.site import match_points
 from crowdsafe.measure.flow import _bilinear
 
 #: Heads are matched to the annotation SPAN frames later; their velocity is that displacement /
@@ -38,29 +39,12 @@ class SpeedRatio:
     heads: int
 
 
-def match_heads(a: np.ndarray, b: np.ndarray, gate_px: float) -> dict[int, int]:
-    """Nearest-first one-to-one matching of points ``a`` to ``b`` at most ``gate_px`` apart."""
-    if len(a) == 0 or len(b) == 0:
-        return {}
-    dist = np.hypot(*(a[:, None, :] - b[None, :, :]).transpose(2, 0, 1))
-    out: dict[int, int] = {}
-    taken: set[int] = set()
-    for flat in np.argsort(dist, axis=None):
-        i, j = divmod(int(flat), dist.shape[1])
-        if dist[i, j] > gate_px:
-            break
-        if i not in out and j not in taken:
-            out[i] = j
-            taken.add(j)
-    return out
-
-
 def moving_heads(heads: Mapping[int, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
     """(positions at frame k, annotated velocity in px per frame) of the heads that moved."""
     a, c = heads.get(k), heads.get(k + SPAN)
     if a is None or c is None:
         return np.zeros((0, 2)), np.zeros((0, 2))
-    pairs = [(i, j) for i, j in match_heads(a, c, 80.0).items() if np.hypot(*(c[j] - a[i])) >= MIN_MOVE_PX]
+    pairs = [(i, j) for i, j in match_points(a, c, 80.0).items() if np.hypot(*(c[j] - a[i])) >= MIN_MOVE_PX]
     return (np.array([a[i] for i, _ in pairs]).reshape(-1, 2),
             np.array([(c[j] - a[i]) / SPAN for i, j in pairs]).reshape(-1, 2))
 
