@@ -8,8 +8,9 @@ scored against the crossings of the simulated trajectories in the time the sampl
 
     python benchmarks/bottleneck.py --json benchmarks/results/bottleneck-<date>.json
 
-``cases``: the estimator the pipeline runs (swept path over the gate's passage); ``estimators``:
-every estimator compared on the same samples, the measurement the choice rests on.
+``cases``: the estimator the pipeline runs (the band on the exit side over the gate's automatic
+passage, ``measure.flow.band_crossings``); ``estimators``: every estimator compared on the same
+samples, the measurement the choice rests on.
 """
 
 from __future__ import annotations

@@ -21,25 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from crowdsafe.evaluation.flow_speed import SPAN, moving_heads, read_velocity
 from crowdsafe.evaluation.site import load_frame_points
 from crowdsafe.measure.flow import _bilinear, optical_flow
-
-SPAN = 5
-MIN_MOVE_PX = 10.0
-
-
-def matches(a: np.ndarray, b: np.ndarray, gate_px: float) -> dict[int, int]:
-    if len(a) == 0 or len(b) == 0:
-        return {}
-    dist = np.hypot(*(a[:, None, :] - b[None, :, :]).transpose(2, 0, 1))
-    out: dict[int, int] = {}
-    for flat in np.argsort(dist, axis=None):
-        i, j = divmod(int(flat), dist.shape[1])
-        if dist[i, j] > gate_px:
-            break
-        if i not in out and j not in out.values():
-            out[i] = j
-    return out
 
 
 def main(video: Path, heads_path: Path) -> None:
@@ -55,18 +39,12 @@ def main(video: Path, heads_path: Path) -> None:
     sums = {name: [0.0, 0.0] for name in ("optical_flow at head", "optical_flow head..torso",
                                           "Lucas-Kanade 15x15 upper torso", "template match 5 frames")}
     for k in range(0, len(frames) - SPAN, 10):
-        a, c = heads.get(k), heads.get(k + SPAN)
-        if a is None or c is None:
+        p, t = moving_heads(heads, k)  # t: px per frame
+        if len(p) == 0:
             continue
-        pairs = [(i, j) for i, j in matches(a, c, 80.0).items() if np.hypot(*(c[j] - a[i])) >= MIN_MOVE_PX]
-        if not pairs:
-            continue
-        p = np.array([a[i] for i, _ in pairs])
-        t = np.array([(c[j] - a[i]) / SPAN for i, j in pairs])  # px per frame
         flow = optical_flow(frames[k], frames[k + 1], 1.0)
         readings = {"optical_flow at head": _bilinear(flow, p[:, 0], p[:, 1]),
-                    "optical_flow head..torso": np.mean([_bilinear(flow, p[:, 0], p[:, 1] + dy)
-                                                         for dy in (0, 10, 20, 30)], axis=0)}
+                    "optical_flow head..torso": read_velocity(flow, p)}
         g0, g1 = (cv2.cvtColor(frames[n], cv2.COLOR_BGR2GRAY) for n in (k, k + 1))
         torso = (p + np.array([0.0, 12.0])).astype(np.float32).reshape(-1, 1, 2)
         moved, status, _ = cv2.calcOpticalFlowPyrLK(g0, g1, torso, None, winSize=(15, 15), maxLevel=2)

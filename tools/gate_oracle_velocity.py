@@ -3,25 +3,40 @@ or with the annotated head velocity (issue 25), to split the under-read between 
 
     python tools/gate_oracle_velocity.py ../shared/data/video/vtest_heads.json 10 oracle
     python tools/gate_oracle_velocity.py ../shared/data/video/vtest_heads.json 10 flow
+    python tools/gate_oracle_velocity.py ../shared/data/video/vtest_heads.json 10 followed3
 
 Both run ``FramePipeline`` on the demo site with the annotated heads as the density (as
 ``crowdsafe eval-site --density-from``). "oracle" replaces the optical flow by a field giving
 every pixel the annotated velocity of the nearest head (matched to the next frame, at most 25 px
 away; zero beyond 60 px) and reads it at the head itself (no body-motion step); "flow" is the
-pipeline unchanged. The annotations are ground truth for diagnosis; nothing is fitted to them.
+pipeline unchanged. Other velocities, each read as the pipeline reads the flow: "followed3", each
+pixel followed through the next 3 one-frame flows (``evaluation.flow_speed.followed_flow``: a span
+that includes the video's dropped frames in proportion); "pairs3", the mean of the next 3 pairs'
+flows at the same pixels; "span3", one flow from frame k to k + 3, divided by 3; "spread15", the
+flow of moving pixels (over 1 px a frame) spread over 15 px (``optical_flow(spread_px=15)``). The
+annotations are ground truth for diagnosis; nothing is fitted to them.
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from crowdsafe.cli.demo import demo_site_file
 from crowdsafe.config.site import load_site
 from crowdsafe.counting.counter import EveryCamera
-from crowdsafe.evaluation.site import PointsCounter, load_frame_points, read_pairs, truth_crossings
+from crowdsafe.evaluation.flow_speed import followed_flow
+from crowdsafe.evaluation.site import (
+    PointsCounter,
+    load_frame_points,
+    match_points,
+    read_pairs,
+    truth_crossings,
+)
 from crowdsafe.geometry.site import build_site_geometry
 from crowdsafe.measure.flow import optical_flow
 from crowdsafe.runtime.camera import Sample
@@ -29,6 +44,24 @@ from crowdsafe.runtime.pipeline import FramePipeline
 from crowdsafe.runtime.plan import as_plan
 
 CAMERA = "view001"
+SPANNED = ("followed3", "pairs3", "span3")
+
+
+def following_frames(path: str, frames: range, count: int) -> dict[int, np.ndarray]:
+    """The ``count`` frames after each of ``frames``, by index (only those: the clip is long)."""
+    wanted = {k + j for k in frames for j in range(1, count + 1)}
+    cap = cv2.VideoCapture(path)
+    out: dict[int, np.ndarray] = {}
+    index = 0
+    while index <= max(wanted):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if index in wanted:
+            out[index] = frame
+        index += 1
+    cap.release()
+    return out
 
 
 def main(heads_path: Path, step: int, mode: str) -> None:
@@ -43,14 +76,7 @@ def main(heads_path: Path, step: int, mode: str) -> None:
         a, b = heads.get(current["k"]), heads.get(current["k"] + 1)
         if a is None or b is None or len(a) == 0 or len(b) == 0:
             return field
-        dist = np.hypot(*(a[:, None, :] - b[None, :, :]).transpose(2, 0, 1))
-        used: dict[int, int] = {}
-        for flat in np.argsort(dist, axis=None):
-            i, j = divmod(int(flat), dist.shape[1])
-            if dist[i, j] > 25:
-                break
-            if i not in used and j not in used.values():
-                used[i] = j
+        used = match_points(a, b, 25.0)
         yy, xx = np.mgrid[0:h, 0:w]
         best = np.full((h, w), np.inf)
         for i, j in used.items():
@@ -61,12 +87,26 @@ def main(heads_path: Path, step: int, mode: str) -> None:
         field[best > 60**2] = 0
         return field
 
+    frames = range(0, 795, step)
+    later = following_frames(site.resolve_source(site.camera(CAMERA)), frames, 3) if mode in SPANNED else {}
+
+    def spanned(image: np.ndarray, pair: np.ndarray, dt: float) -> np.ndarray:
+        k = current["k"]
+        clip = [image] + [later[k + j] for j in (1, 2, 3) if k + j in later]
+        if len(clip) < 4:
+            return optical_flow(image, pair, dt)
+        if mode == "followed3":
+            return followed_flow(clip, lambda a, b: optical_flow(a, b, 1.0)) / dt  # px a frame to px/s
+        if mode == "pairs3":
+            return np.mean([optical_flow(a, b, dt) for a, b in itertools.pairwise(clip)], axis=0)
+        return optical_flow(clip[0], clip[3], 3 * dt)  # span3
+
+    flows = {"oracle": oracle, "flow": optical_flow,
+             "spread15": lambda a, b, dt: optical_flow(a, b, dt, spread_px=15.0, moving_px=1.0)}
     counter = PointsCounter(heads)
-    pipe = FramePipeline(as_plan(geometry, {}), EveryCamera(counter),
-                         flow=oracle if mode == "oracle" else optical_flow)
+    pipe = FramePipeline(as_plan(geometry, {}), EveryCamera(counter), flow=flows.get(mode, spanned))
     if mode == "oracle":
         pipe._bodies[CAMERA] = None  # read the velocity at the head itself
-    frames = range(0, 795, step)
     totals = {ln.id: [0.0, 0.0] for ln in geometry.site.lines}
     for index, image, pair, fps in read_pairs(site.resolve_source(site.camera(CAMERA)), frames):
         current["k"] = counter.frame = index

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -64,6 +66,27 @@ def test_sparse_samples_count_one_walker_once_whatever_the_phase(estimator, peri
     assert np.all(np.array([c[1] for c in counts]) < 1e-6)
     if estimator == "swept":
         assert np.all(np.abs(ins - 1.0) < 0.05)  # rigid motion: exact at every phase
+
+
+@pytest.mark.parametrize(("period", "sigma"), [(2.0, 0.1), (2.0, 0.15), (1.5, 0.1)])
+def test_one_copy_per_density_cell_reads_the_mass_in_the_band_wherever_a_sharp_walker_is(period, sigma):
+    """A band 3 m deep (2 s) with 8 copies has them 0.375 m apart: a sharp blur is on a copy or
+    between two. One copy per density cell (0.2 m here) reads the walker's mass in the band x its
+    speed / the depth, times the period, wherever it is."""
+    speed, depth = 1.3, 2 * band_half_width_m(period)
+    errors: dict[int | None, list[float]] = {8: [], None: []}
+    for x in 10.0 + np.linspace(0.3, depth - 0.3, 23):
+        density, velocity = frame(float(x), 10.0, speed, sigma)
+        z = sigma * math.sqrt(2)
+        inside = 0.5 * (math.erf((10.0 + depth - x) / z) - math.erf((10.0 - x) / z))
+        exact = inside * speed * period / depth
+        for lines in errors:
+            c = band_crossings(density, CELL, velocity, TO_IMAGE, *PASSAGE, IN, period,
+                               band_half_width_m(period), lines=lines)
+            errors[lines].append(c.in_count / exact - 1.0)
+    worst = {lines: float(np.max(np.abs(e))) for lines, e in errors.items()}
+    assert worst[None] < 0.1, worst
+    assert worst[8] > 2 * worst[None], worst
 
 
 def test_a_snapshot_times_the_period_is_right_on_average_but_not_per_walker():

@@ -143,25 +143,29 @@ class PointsCounter:
         return DensityResult(density=density, image_height=h, image_width=w, cell=self.cell, model="points")
 
 
+def match_points(before: np.ndarray, after: np.ndarray, gate: float) -> dict[int, int]:
+    """Indices i → j of points of ``before`` and ``after`` at most ``gate`` apart, closest first,
+    each point used once (the dict keeps that order)."""
+    if len(before) == 0 or len(after) == 0:
+        return {}
+    dist = np.hypot(*(before[:, None, :] - after[None, :, :]).transpose(2, 0, 1))
+    dist = np.where(np.isfinite(dist), dist, np.inf)
+    out: dict[int, int] = {}
+    taken: set[int] = set()
+    for flat in np.argsort(dist, axis=None):
+        i, j = divmod(int(flat), dist.shape[1])
+        if dist[i, j] > gate:
+            break
+        if i not in out and j not in taken:
+            out[i] = j
+            taken.add(j)
+    return out
+
+
 def match_steps(before: np.ndarray, after: np.ndarray, gate_m: float = MATCH_GATE_M
                 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Pairs (p, q) of ground points of consecutive frames, closest first, each point used once."""
-    if len(before) == 0 or len(after) == 0:
-        return []
-    dist = np.hypot(*(before[:, None, :] - after[None, :, :]).transpose(2, 0, 1))
-    dist = np.where(np.isfinite(dist), dist, np.inf)
-    pairs = []
-    used_a: set[int] = set()
-    used_b: set[int] = set()
-    for flat in np.argsort(dist, axis=None):
-        i, j = divmod(int(flat), dist.shape[1])
-        if dist[i, j] > gate_m:
-            break
-        if i not in used_a and j not in used_b:
-            used_a.add(i)
-            used_b.add(j)
-            pairs.append((before[i], after[j]))
-    return pairs
+    return [(before[i], after[j]) for i, j in match_points(before, after, gate_m).items()]
 
 
 def crossing(p: np.ndarray, q: np.ndarray, a: np.ndarray, b: np.ndarray, normal: np.ndarray) -> int:

@@ -21,7 +21,7 @@ SWEPT_SUBSAMPLES = 2
 #: period, so a walker at up to 1.5 m/s is inside it at one sample at least.
 BAND_HALF_WIDTH_M_PER_S = 0.75
 BAND_MIN_HALF_WIDTH_M = 0.3
-#: Copies of the line the band's flux is averaged over, per side.
+#: Copies of the line the band's flux is averaged over, per side, at least.
 BAND_LINES = 8
 
 
@@ -220,16 +220,21 @@ def _extent(steps: np.ndarray, normal: np.ndarray) -> np.ndarray:
 def band_crossings(density: np.ndarray, cell: int, velocity: np.ndarray, ground_to_image: np.ndarray,
                    a: tuple[float, float], b: tuple[float, float], in_normal: tuple[float, float],
                    period_s: float, half_width_m: float, body: BodyMotion | None = None,
-                   exit_side: bool = True, lines: int = BAND_LINES) -> GateCrossings:
+                   exit_side: bool = True, lines: int | None = None) -> GateCrossings:
     """People crossing the ground segment a→b in the period, from the flux through a band of lines.
 
-    The flux through ``lines`` copies of a→b moved across it, averaged: on the side each way
+    The flux through copies of a→b moved across it, averaged: on the side each way
     leaves to, 0 to 2 x ``half_width_m`` beyond the line (``exit_side``), else within
     ``half_width_m`` either side. Each person adds to it for as long as they are in the band, so
     a sample every ``period_s`` sees everyone who crosses when the band is deeper than a period's
     walk, where a snapshot of the flux through the line alone sees only those on the line at the
     sample. On the exit side, flow is a stream leaving the gate; before it, a crowd converging
     on a narrow gate crosses the band's copies beyond the gate's ends and is lost.
+
+    There are ``lines`` copies per side where given, else one per density cell the band spans
+    in the image (``BAND_LINES`` at least): the copies sample the band's mass, and where they are
+    spaced wider than the map's cells, how much of a person's blur falls on a copy shifts with
+    the sampling phase, a noise as large as the sampling's own (docs/sites.md, Gates).
 
     Linear in density x velocity (each line by ``line_flux``), it stays unbiased where velocity
     is a local average mixing walkers with people standing beside them. ``ground_to_image`` maps
@@ -238,6 +243,9 @@ def band_crossings(density: np.ndarray, cell: int, velocity: np.ndarray, ground_
     if period_s <= 0 or half_width_m <= 0:
         raise ValueError("the sampling period and the band's half-width must be positive")
     pa, pb, n = np.asarray(a, float), np.asarray(b, float), np.asarray(in_normal, float)
+    if lines is None:
+        spanned = _cells_spanned(ground_to_image, (pa + pb) / 2, n, half_width_m, cell, exit_side)
+        lines = max(BAND_LINES, spanned)
     fractions = (np.arange(lines) + 0.5) / lines
     if exit_side:
         offsets = [(f * 2 * half_width_m, True) for f in fractions] + \
@@ -263,3 +271,17 @@ def band_crossings(density: np.ndarray, cell: int, velocity: np.ndarray, ground_
         if way is None or not way:
             flux_out += f_out
     return GateCrossings(in_count=flux_in * period_s / lines, out_count=flux_out * period_s / lines)
+
+
+def _cells_spanned(ground_to_image: np.ndarray, centre: np.ndarray, normal: np.ndarray, half_width_m: float,
+                   cell: int, exit_side: bool) -> int:
+    """Density cells the band's depth spans in the image on its longer side (0 where it leaves the
+    view's plane): how many copies sample every cell the band covers."""
+    depth = 2 * half_width_m
+    ends = [(0.0, depth), (0.0, -depth)] if exit_side else [(-half_width_m, half_width_m)]
+    most = 0.0
+    for near, far in ends:
+        px = apply(ground_to_image, np.array([centre + near * normal, centre + far * normal]))
+        if np.all(np.isfinite(px)):
+            most = max(most, float(np.hypot(*(px[1] - px[0]))))
+    return int(np.ceil(most / cell))
