@@ -169,7 +169,7 @@ def count(
                            "without this option no pixels are ever written.",
         show_default=False)] = None,
     engine: EngineOption = EngineChoice.auto,
-    precision: PrecisionOption = PrecisionChoice.fp32,
+    precision: PrecisionOption = PrecisionChoice.auto,
     threads: ThreadsOption = None,
     model: ModelOption = ModelChoiceOpt.dense,
 ) -> None:
@@ -210,5 +210,5 @@ def count(
         reasons = "; ".join(f"{s.source}: {s.reason}" for s in report.skipped[:3])
         raise fail(f"no frame could be counted ({reasons or 'the source yielded no frames'})")
     engine_name = getattr(counter.engine, "name", None)
-    _emit(report, _resolve_format(fmt, output), output, engine_name, precision.value)
+    _emit(report, _resolve_format(fmt, output), output, engine_name, spec.precision)
     _report_end(report, writer)

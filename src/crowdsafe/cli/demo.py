@@ -190,7 +190,7 @@ def demo(
     duration: Annotated[float | None, typer.Option(
         min=0.0, help="Stop after this many seconds. Default: run until Ctrl-C.", show_default=False)] = None,
     engine: EngineOption = EngineChoice.auto,
-    precision: PrecisionOption = PrecisionChoice.int8,
+    precision: PrecisionOption = PrecisionChoice.auto,
     threads: ThreadsOption = None,
     quiet: Annotated[bool, typer.Option(help="Print only the summary, not a line per frame.")] = False,
     report: Annotated[Path | None, typer.Option(

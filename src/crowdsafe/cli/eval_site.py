@@ -50,7 +50,7 @@ def eval_site(
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Also write the results as JSON to this file.", show_default=False)] = None,
     engine: EngineOption = EngineChoice.auto,
-    precision: PrecisionOption = PrecisionChoice.fp32,
+    precision: PrecisionOption = PrecisionChoice.auto,
     threads: ThreadsOption = None,
 ) -> None:
     """Per zone, per line and whole-frame accuracy of the site pipeline on an annotated video."""

@@ -121,7 +121,7 @@ def evaluate(
         min=1, help="Use only the first N images of each dataset (natural name order).",
         show_default=False)] = None,
     engine: EngineOption = EngineChoice.auto,
-    precision: PrecisionOption = PrecisionChoice.fp32,
+    precision: PrecisionOption = PrecisionChoice.auto,
     threads: ThreadsOption = None,
     model: ModelOption = ModelChoiceOpt.dense,
     every: Annotated[str, typer.Option(
@@ -176,9 +176,9 @@ def evaluate(
                 results.append(evaluate_video(video, counter, interval, on_progress=advance))
     engine_name = getattr(getattr(counter, "engine", None), "name", "n/a")
     stdout_console().print(results_table(
-        results, f"Counting accuracy ({model_name} model, {engine_name}, {precision.value})"))
+        results, f"Counting accuracy ({model_name} model, {engine_name}, {spec.precision})"))
     if json_out is not None:
-        out = results_json(results, engine_name, precision.value, model.value)
+        out = results_json(results, engine_name, spec.precision, model.value)
         if tuning_file is not None:
             out.update({"model": tuned.model_key, "tuning": str(tuning_file)})
         write_out(json_out, json.dumps(out, indent=2) + "\n")

@@ -99,7 +99,7 @@ def run(
         min=0.0, help="Stop after this many seconds. Default: run until SIGINT/SIGTERM.",
         show_default=False)] = None,
     engine: EngineOption = EngineChoice.auto,
-    precision: PrecisionOption = PrecisionChoice.int8,  # as `demo`: the live default is the fast path
+    precision: PrecisionOption = PrecisionChoice.auto,
     threads: ThreadsOption = None,
     webhook: Annotated[list[str] | None, typer.Option(
         help="POST alert changes as JSON to this URL (repeatable).", show_default=False)] = None,
