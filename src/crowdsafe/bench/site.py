@@ -77,7 +77,8 @@ class EngineFedVideo(LiveSource):
             raise SourceError(f"{path}: the video has no frame rate")
 
     def grabs(self) -> Iterator[Grab]:
-        start, offset, period = time.time(), 0.0, -1
+        # Start on a sampling boundary: the reader samples at multiples of ``every`` since the epoch.
+        start, offset, period = math.floor(time.time() / self.every) * self.every, 0.0, -1
         while not self._stop.is_set():
             cap = cv2.VideoCapture(str(self.path))
             frames = 0
@@ -179,7 +180,7 @@ def engine_only(counter: Counts, frames: list[np.ndarray], seconds: float) -> tu
 
 def site_bench(site_path: Path, spec: EngineSpec, duration_s: float = 60.0,
                factory: Callable[[EngineSpec], Counts] = batch.make_counter,
-               progress: Callable[[str], None] = lambda _: None) -> SiteBench:
+               progress: Callable[[str], None] = lambda _: None, *, overlap: bool = True) -> SiteBench:
     """Engine-only for a quarter of ``duration_s``, the pipeline for half, engine-only again."""
     if duration_s <= 0:
         raise BenchError("--duration must be positive")
@@ -202,7 +203,7 @@ def site_bench(site_path: Path, spec: EngineSpec, duration_s: float = 60.0,
     progress(f"engine only, {duration_s / 4:.0f} s")
     engine_phase(duration_s / 4)
     progress(f"whole pipeline, {duration_s / 2:.0f} s")
-    outputs, pipeline_s, dropped = _pipeline(prepared, counters, duration_s / 2)
+    outputs, pipeline_s, dropped = _pipeline(prepared, counters, duration_s / 2, overlap)
     progress(f"engine only again, {duration_s / 4:.0f} s")
     engine_phase(duration_s / 4)
 
@@ -220,8 +221,8 @@ def site_bench(site_path: Path, spec: EngineSpec, duration_s: float = 60.0,
                      pipeline_s, sum(engine_t.values()), rows)
 
 
-def _pipeline(prepared: PreparedSite, counters: CameraCounters,
-              seconds: float) -> tuple[list[FrameOutput], float, dict[str, int]]:
+def _pipeline(prepared: PreparedSite, counters: CameraCounters, seconds: float,
+              overlap: bool = True) -> tuple[list[FrameOutput], float, dict[str, int]]:
     """The runner on the engine-fed site for ``seconds``: its outputs, wall seconds and drops."""
     outputs: list[FrameOutput] = []
     with tempfile.TemporaryDirectory(prefix="crowdsafe-bench-") as state:
@@ -229,7 +230,8 @@ def _pipeline(prepared: PreparedSite, counters: CameraCounters,
         try:
             counting = InProcessCounting(prepared, counters)
             _hold_readers(prepared, counting.slots)
-            config = RunnerConfig(state_dir=Path(state), duration_s=seconds, health_every_s=10.0)
+            config = RunnerConfig(state_dir=Path(state), duration_s=seconds, health_every_s=10.0,
+                                  overlap_measure=overlap)
             runner = SiteRunner(prepared, store, counting, config, on_frame=outputs.append)
             summary = runner.run()
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +18,8 @@ from crowdsafe.bench.regions import RegionRow, as_dicts, region_bench
 from crowdsafe.bench.runner import SIZES, BenchConfig, BenchReport, run_bench
 from crowdsafe.bench.site import STAGES, BenchError, SiteBench, site_bench
 from crowdsafe.cli.errors import fail, user_errors
+from crowdsafe.cli.options import counter_factory
+from crowdsafe.counting.counter import Counts
 from crowdsafe.counting.engines import ENGINES, PRECISIONS, EngineName, EngineSpec, Precision
 from crowdsafe.counting.precision import default_precision
 from crowdsafe.counting.variants import MODELS, ModelName
@@ -91,6 +94,7 @@ def render_regions(rows: list[RegionRow], spec: EngineSpec, console: Console) ->
 
 
 def bench(
+    ctx: typer.Context,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Also write the report here as JSON.")] = None,
     models: Annotated[list[str] | None, typer.Option("--model", "-m",
@@ -126,7 +130,7 @@ def bench(
 ) -> None:
     """Measure speed and int8/bf16 count drift of every model x engine x precision on this machine."""
     if site is not None and not regions:
-        _site_bench(site, engines, precisions, threads, duration, json_out)
+        _site_bench(site, engines, precisions, threads, duration, json_out, counter_factory(ctx))
         return
     site = site or DEMO_SITE
     size_list = [_parse_size(s) for s in sizes] if sizes else list(SIZES)
@@ -176,7 +180,7 @@ def render_site(result: SiteBench, console: Console) -> None:
 
 
 def _site_bench(site: Path, engines: list[str] | None, precisions: list[str] | None, threads: int | None,
-                duration: float, json_out: Path | None) -> None:
+                duration: float, json_out: Path | None, factory: Callable[[EngineSpec], Counts]) -> None:
     engine_list = _choices(engines, (*ENGINES, "auto"), "engine") if engines else ["auto"]
     precision_list = _choices(precisions, PRECISIONS, "precision") if precisions else None
     console = Console(width=None if Console().is_terminal else 130)
@@ -186,7 +190,7 @@ def _site_bench(site: Path, engines: list[str] | None, precisions: list[str] | N
     console.print(f"precision {precision}: {why}", highlight=False)
     with user_errors(), console.status(f"running {site}") as status:
         try:
-            result = site_bench(site, spec, duration, progress=lambda msg: status.update(msg))
+            result = site_bench(site, spec, duration, factory, progress=lambda msg: status.update(msg))
         except BenchError as exc:
             raise fail(str(exc)) from None
     render_site(result, console)
