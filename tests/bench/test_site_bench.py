@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -39,7 +42,7 @@ def test_an_engine_fed_camera_never_drops_a_sample_and_keeps_video_time():
         reader.join(5)
     assert slots.stats["cam"].dropped == 0
     assert [s.frame_index for s in taken] == [0, 10, 20, 30, 40, 50]  # 10 fps, one sample per second
-    gaps = [b.ts - a.ts for a, b in zip(taken, taken[1:], strict=False)]
+    gaps = [b.ts - a.ts for a, b in itertools.pairwise(taken)]
     assert gaps == pytest.approx([1.0] * 5)
     assert all(s.pair is not None and s.pair_dt == pytest.approx(0.1) for s in taken)
     assert all(s.decode_s > 0 for s in taken)
@@ -62,11 +65,12 @@ def test_a_camera_that_is_not_a_video_file_is_refused(tmp_path: Path, fast_count
     data = yaml.safe_load(DEMO_SITE.read_text())
     folder = tmp_path / "frames"
     folder.mkdir()
+    cv2.imwrite(str(folder / "a.jpg"), np.zeros((576, 768, 3), np.uint8))
     data["cameras"][0]["source"] = str(folder)
     data["cameras"][0].pop("tuning", None)
     site = tmp_path / "site.yaml"
     site.write_text(yaml.safe_dump(data))
-    with pytest.raises((BenchError, ValueError), match="video file|no image"):
+    with pytest.raises(BenchError, match="needs a video file"):
         site_bench(site, EngineSpec(), duration_s=4.0, factory=lambda spec: fast_counter)
 
 
@@ -74,8 +78,8 @@ def test_cli_writes_the_site_block(tmp_path: Path, fast_counter: DensityCounter)
     from crowdsafe.cli.main import app
 
     out = tmp_path / "b.json"
-    result = CliRunner().invoke(app, ["bench", "--site", str(DEMO_SITE), "--duration", "6", "--json", str(out)],
-                                obj={"make_counter": lambda spec: fast_counter})
+    args = ["bench", "--site", str(DEMO_SITE), "--duration", "6", "--json", str(out)]
+    result = CliRunner().invoke(app, args, obj={"make_counter": lambda spec: fast_counter})
     assert result.exit_code == 0, result.output
     assert "precision int8" in result.output or "precision bf16" in result.output or \
         "precision fp32" in result.output
