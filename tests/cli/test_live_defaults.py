@@ -13,7 +13,8 @@ from crowdsafe.cli.options import EngineChoice, PrecisionChoice, engine_spec
 from crowdsafe.counting import precision as prec
 from crowdsafe.counting.precision import INT8_DRIFT_LIMIT_PCT, Int8Validation, default_precision
 
-COMMANDS = ("run", "demo", "count", "eval", "eval-site", "tune")
+LIVE = ("run", "demo", "count")
+ACCURACY = ("eval", "eval-site", "tune")
 
 
 def _defaults(command: str) -> dict[str, object]:
@@ -28,9 +29,20 @@ def test_run_starts_on_the_demos_engine_and_precision():
     assert str(run["precision"]) in ("auto", "PrecisionChoice.auto")
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_every_counting_command_defaults_to_what_demo_runs(command: str):
+@pytest.mark.parametrize("command", LIVE)
+def test_the_live_commands_and_count_default_to_what_demo_runs(command: str):
     assert _defaults(command) == _defaults("demo")
+
+
+@pytest.mark.parametrize("command", ACCURACY)
+def test_the_accuracy_commands_default_to_fp32_and_say_why(command: str, capsys: pytest.CaptureFixture[str]):
+    defaults = _defaults(command)
+    assert defaults["precision"] is None and defaults["engine"] == _defaults("demo")["engine"]
+    spec = engine_spec(EngineChoice.auto, defaults["precision"], None)  # type: ignore[arg-type]
+    assert spec.precision == "fp32"
+    banner = " ".join(capsys.readouterr().err.split())
+    assert "precision fp32" in banner and "coverage 96 % in int8" in banner
+    assert engine_spec(EngineChoice.auto, PrecisionChoice.auto, None).precision == "int8"
 
 
 def test_auto_is_int8_where_each_shipped_table_is_validated(capsys: pytest.CaptureFixture[str]):
