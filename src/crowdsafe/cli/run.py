@@ -63,8 +63,12 @@ def summary_lines(summary: RunSummary) -> list[str]:
     frames = ", ".join(f"{cid} {n}" for cid, n in sorted(summary.frames.items())) or "none"
     dropped = sum(summary.dropped.values())
     st = summary.store
+    sampled = sum(h.samples for h in summary.health)
+    # frames/s next to the samples the cameras offered per second: equal when the engine keeps up
+    rate = f" of {sampled / summary.seconds:.2f} sampled" if sampled and summary.seconds > 0 else ""
     out = [f"ran {summary.seconds:.1f} s: {summary.frames_total} frames counted ({frames}), "
-           f"{summary.fps:.2f} frames/s, {dropped} samples dropped (engine busy), {summary.errors} failed",
+           f"{summary.fps:.2f} frames/s{rate}, {dropped} samples dropped (engine busy), "
+           f"{summary.errors} failed",
            f"store: {st.written} rows written, {st.ignored} already there, {st.dropped} dropped, "
            f"{st.pending} unwritten; alert changes {summary.alert_changes}; backgrounds saved "
            f"{summary.backgrounds}; peak memory {summary.peak_rss_mb:.0f} MB"]
