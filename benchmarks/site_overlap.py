@@ -41,16 +41,18 @@ def main(argv: list[str] | None = None) -> int:
             load = os.getloadavg()[0]
             result = site_bench(args.site, spec, args.duration, overlap=overlap)
             for cam in result.cameras:
-                runs.append({"round": round_, "overlap": overlap, "camera": cam.camera, "load_1m_at_start": load,
-                             "delivered_fps": cam.delivered_fps, "engine_fps": cam.engine_fps, "ratio": cam.ratio,
-                             "stages": cam.stages})
+                runs.append({"round": round_, "overlap": overlap, "camera": cam.camera,
+                             "load_1m_at_start": load, "delivered_fps": cam.delivered_fps,
+                             "engine_fps": cam.engine_fps, "ratio": cam.ratio, "stages": cam.stages})
                 print(f"round {round_} overlap {overlap!s:5}: delivered {cam.delivered_fps:.2f} engine "
                       f"{cam.engine_fps:.2f} frames/s = {cam.ratio:.0%} (load {load:.1f})", flush=True)
-    summary = {str(o): statistics.median(r["ratio"] for r in runs if r["overlap"] is o) for o in (True, False)}
+    summary = {str(o): statistics.median(r["ratio"] for r in runs if r["overlap"] is o)
+               for o in (True, False)}
     print(f"median delivered / engine: overlapped {summary['True']:.0%}, serial {summary['False']:.0%}")
     if args.json is not None:
+        given = sys.argv[1:] if argv is None else argv
         args.json.write_text(json.dumps({
-            "command": "python benchmarks/site_overlap.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": "python benchmarks/site_overlap.py " + " ".join(given),
             "machine": machine_info(), "precision": precision, "precision_reason": why,
             "median_ratio": summary, "runs": runs}, indent=2) + "\n")
     return 0
