@@ -68,7 +68,7 @@ class InProcessCounting:
         return all(r.finished for r in self.readers) and self.slots.depth() == 0
 
     def drain(self) -> Iterator[CountedFrame]:
-        return iter(())  # the worker counts one frame at a time and measures it before the next
+        return iter(())  # the worker counts one frame at a time and hands it on before the next
 
     def close(self) -> None:
         """Nothing to release: reader threads were stopped and joined by the core."""
