@@ -9,8 +9,9 @@ clock, not the pipeline. The reader waits for the engine to take a camera's samp
 decodes the next one (never dropping), so the figure is the pipeline's capacity.
 
 The engine-only figure is the same camera's counter (model, precision, region) on the same
-sampled frames, back to back and nothing else running. Both are measured in one run, engine
-before and after the pipeline, so a machine whose load changes during the run biases neither.
+sampled frames, back to back and nothing else running. Both are measured in one run, in
+interleaved slices of about 20 s (engine, pipeline, engine, ...: ``SLICE_S``), so a machine whose
+load changes during the run biases neither much.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ from crowdsafe.store.store import open_store
 
 #: The stages of a frame, in order, as ``FrameOutput.timings`` names them (``<stage>_s``).
 STAGES = ("decode", "count", "measure", "flow", "background", "store", "alerts")
+#: Seconds of one engine-only and pipeline slice pair (``site_bench`` interleaves them).
+SLICE_S = 20.0
 #: Sampled frames the engine-only figure cycles through, per camera.
 ENGINE_FRAMES = 8
 
@@ -181,7 +184,7 @@ def engine_only(counter: Counts, frames: list[np.ndarray], seconds: float) -> tu
 def site_bench(site_path: Path, spec: EngineSpec, duration_s: float = 60.0,
                factory: Callable[[EngineSpec], Counts] = batch.make_counter,
                progress: Callable[[str], None] = lambda _: None, *, overlap: bool = True) -> SiteBench:
-    """Engine-only for a quarter of ``duration_s``, the pipeline for half, engine-only again."""
+    """Half of ``duration_s`` engine-only, half the whole pipeline, interleaved in slices."""
     if duration_s <= 0:
         raise BenchError("--duration must be positive")
     site = load_site(site_path)
@@ -200,12 +203,24 @@ def site_bench(site_path: Path, spec: EngineSpec, duration_s: float = 60.0,
             engine_n[cid] += n
             engine_t[cid] += t
 
-    progress(f"engine only, {duration_s / 4:.0f} s")
-    engine_phase(duration_s / 4)
-    progress(f"whole pipeline, {duration_s / 2:.0f} s")
-    outputs, pipeline_s, dropped = _pipeline(prepared, counters, duration_s / 2, overlap)
-    progress(f"engine only again, {duration_s / 4:.0f} s")
-    engine_phase(duration_s / 4)
+    # Interleaved in slices of about SLICE_S (engine half a slice, then pipeline and engine in
+    # turn, engine half a slice last): a load that changes during the run falls on both alike.
+    slices = max(1, round(duration_s / SLICE_S))
+    piece = duration_s / (2 * slices)
+    outputs: list[FrameOutput] = []
+    pipeline_s = 0.0
+    dropped: dict[str, int] = {}
+    for k in range(slices):
+        progress(f"slice {k + 1} of {slices}: engine only, {piece / (2 if k == 0 else 1):.0f} s")
+        engine_phase(piece / 2 if k == 0 else piece)
+        progress(f"slice {k + 1} of {slices}: whole pipeline, {piece:.0f} s")
+        out, seconds, drops = _pipeline(prepared, counters, piece, overlap)
+        outputs += out
+        pipeline_s += seconds
+        for cid, n in drops.items():
+            dropped[cid] = dropped.get(cid, 0) + n
+    progress(f"engine only, {piece / 2:.0f} s")
+    engine_phase(piece / 2)
 
     rows = []
     for cid in inputs:

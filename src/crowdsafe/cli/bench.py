@@ -125,8 +125,8 @@ def bench(
         "the time per frame of each stage. With --regions: the site whose regions are timed "
         "(default: the demo site).", show_default=False)] = None,
     duration: Annotated[float, typer.Option(
-        min=4.0, help="Seconds of --site: a quarter engine-only, half the pipeline, a quarter "
-        "engine-only again.")] = 60.0,
+        min=4.0, help="Seconds of --site: half engine-only, half the whole pipeline, interleaved in "
+        "slices of about 20 s.")] = 60.0,
 ) -> None:
     """Measure speed and int8/bf16 count drift of every model x engine x precision on this machine."""
     if site is not None and not regions:
@@ -167,16 +167,17 @@ def bench(
 
 def render_site(result: SiteBench, console: Console) -> None:
     table = Table(title=f"site pipeline ({result.engine} {result.precision}; {result.models})")
-    for col in ("camera", "frames/s delivered", "frames/s engine only", "delivered / engine", "dropped",
-                *(f"{name} ms" for name in STAGES)):
+    for col in ("camera", "delivered/s", "engine/s", "ratio", "dropped", *(f"{name} ms" for name in STAGES)):
         table.add_column(col, justify="left" if col == "camera" else "right", no_wrap=True)
     for cam in result.cameras:
         table.add_row(cam.camera, f"{cam.delivered_fps:.2f}", f"{cam.engine_fps:.2f}",
                       f"{100 * cam.ratio:.0f} %", str(cam.dropped),
                       *(f"{1000 * cam.stages[name]:.1f}" for name in STAGES))
     console.print(table)
-    console.print("ms = wall milliseconds per delivered frame in each stage; decode runs on the camera's "
-                  "reader thread, store and alerts hand their rows to threads of their own", highlight=False)
+    console.print("delivered/s: frames/s through the whole pipeline; engine/s: the camera's counter alone on "
+                  "the same frames, interleaved with it; ms: wall milliseconds per delivered frame in each "
+                  "stage (decode runs on the camera's reader thread, measure to alerts beside the engine's "
+                  "next frame; store and alerts hand their rows to threads of their own)", highlight=False)
 
 
 def _site_bench(site: Path, engines: list[str] | None, precisions: list[str] | None, threads: int | None,
