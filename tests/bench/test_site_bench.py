@@ -59,6 +59,8 @@ def test_the_demo_site_reports_every_stage_and_both_rates(fast_counter: DensityC
     # the engine is the stage that costs most, and the demo's gate makes flow cost something
     assert cam.stages["count"] == max(cam.stages.values())
     assert cam.stages["flow"] > 0 and cam.stages["decode"] > 0
+    # the pipeline's CPU per frame holds the engine's and the stages' beside it
+    assert result.pipeline_cpu_s_per_frame > 0 and result.engine_cpu_s_per_frame > 0
 
 
 def test_a_camera_that_is_not_a_video_file_is_refused(tmp_path: Path, fast_counter: DensityCounter):

@@ -132,6 +132,12 @@ class SiteBench:
     pipeline_s: float
     engine_s: float
     cameras: list[CameraBench]
+    #: This process's CPU seconds (all threads) per frame: engine-only frames, and frames through the
+    #: whole pipeline. On a machine shared with other jobs the wall-clock rates depend on the CPU share
+    #: the scheduler gives the process (more runnable threads, more share); the CPU cost per frame
+    #: does not, so it says what the stages beside the engine cost where wall clocks cannot.
+    engine_cpu_s_per_frame: float = 0.0
+    pipeline_cpu_s_per_frame: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -197,11 +203,15 @@ def site_bench(site_path: Path, spec: EngineSpec, duration_s: float = 60.0,
     engine_n = dict.fromkeys(inputs, 0)
     engine_t = dict.fromkeys(inputs, 0.0)
 
+    cpu = {"engine": 0.0, "pipeline": 0.0}
+
     def engine_phase(seconds: float) -> None:
+        c0 = time.process_time()
         for cid, frames in inputs.items():
             n, t = engine_only(counters.for_camera(cid), frames, seconds / len(inputs))
             engine_n[cid] += n
             engine_t[cid] += t
+        cpu["engine"] += time.process_time() - c0
 
     # Interleaved in slices of about SLICE_S (engine half a slice, then pipeline and engine in
     # turn, engine half a slice last): a load that changes during the run falls on both alike.
@@ -214,7 +224,9 @@ def site_bench(site_path: Path, spec: EngineSpec, duration_s: float = 60.0,
         progress(f"slice {k + 1} of {slices}: engine only, {piece / (2 if k == 0 else 1):.0f} s")
         engine_phase(piece / 2 if k == 0 else piece)
         progress(f"slice {k + 1} of {slices}: whole pipeline, {piece:.0f} s")
+        c0 = time.process_time()
         out, seconds, drops = _pipeline(prepared, counters, piece, overlap)
+        cpu["pipeline"] += time.process_time() - c0
         outputs += out
         pipeline_s += seconds
         for cid, n in drops.items():
@@ -233,7 +245,8 @@ def site_bench(site_path: Path, spec: EngineSpec, duration_s: float = 60.0,
     engine = counters.engine
     return SiteBench(str(site_path), str(getattr(engine, "name", spec.engine)),
                      str(getattr(engine, "precision", spec.precision)), counters.describe() or first,
-                     pipeline_s, sum(engine_t.values()), rows)
+                     pipeline_s, sum(engine_t.values()), rows,
+                     cpu["engine"] / max(sum(engine_n.values()), 1), cpu["pipeline"] / max(len(outputs), 1))
 
 
 def _pipeline(prepared: PreparedSite, counters: CameraCounters, seconds: float,
