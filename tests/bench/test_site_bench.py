@@ -90,3 +90,23 @@ def test_cli_writes_the_site_block(tmp_path: Path, fast_counter: DensityCounter)
     assert {"camera", "delivered_fps", "engine_fps", "stages"} <= set(cam)
     assert set(cam["stages"]) == set(STAGES)
     assert data["machine"]["cores"] >= 1 and "--site" in data["command"]
+
+
+def test_two_cameras_are_compared_with_the_engine_serving_both_in_turn(tmp_path: Path,
+                                                                       fast_counter: DensityCounter):
+    data = yaml.safe_load(DEMO_SITE.read_text())
+    first = data["cameras"][0]
+    first.pop("tuning", None)
+    first["source"] = str(VIDEO)
+    data["cameras"].append({**first, "id": "view002"})
+    site = tmp_path / "two.yaml"
+    site.write_text(yaml.safe_dump(data))
+    result = site_bench(site, EngineSpec(), duration_s=8.0, factory=lambda spec: fast_counter)
+    cams = {c.camera: c for c in result.cameras}
+    assert set(cams) == {"view001", "view002"}
+    in_turn = 1.0 / sum(1.0 / c.engine_alone_fps for c in cams.values())
+    for cam in cams.values():
+        assert cam.frames >= 1 and cam.dropped == 0
+        assert cam.engine_fps == pytest.approx(in_turn) and cam.engine_fps < cam.engine_alone_fps
+    # round robin: each camera gets about every other frame of the engine
+    assert abs(cams["view001"].frames - cams["view002"].frames) <= 1

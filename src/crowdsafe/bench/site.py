@@ -110,6 +110,9 @@ def _retrieve(cap: cv2.VideoCapture) -> np.ndarray | None:
 class CameraBench:
     camera: str
     delivered_fps: float
+    #: Engine-only frames/s of this camera when the engine serves the site's cameras in turn, as
+    #: the runner does (one frame each per round): 1 / the sum of every camera's seconds per frame.
+    #: With one camera, its engine alone.
     engine_fps: float
     #: Seconds per delivered frame in each stage (``STAGES``); decode runs on the reader thread,
     #: store and alerts hand rows to their own threads (the time shown is the hand-over).
@@ -117,6 +120,7 @@ class CameraBench:
     frames: int
     engine_frames: int
     dropped: int
+    engine_alone_fps: float = 0.0  # this camera's counter alone, the engine serving no other camera
     ratio: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -234,13 +238,15 @@ def site_bench(site_path: Path, spec: EngineSpec, duration_s: float = 60.0,
     progress(f"engine only, {piece / 2:.0f} s")
     engine_phase(piece / 2)
 
+    alone = {cid: engine_n[cid] / engine_t[cid] for cid in inputs}
+    in_turn = 1.0 / sum(1.0 / fps for fps in alone.values())
     rows = []
     for cid in inputs:
         mine = [o for o in outputs if o.camera_id == cid]
         stages = {name: statistics.fmean(o.timings.get(f"{name}_s", 0.0) for o in mine) if mine else 0.0
                   for name in STAGES}
-        rows.append(CameraBench(cid, len(mine) / pipeline_s, engine_n[cid] / engine_t[cid], stages, len(mine),
-                                engine_n[cid], dropped.get(cid, 0)))
+        rows.append(CameraBench(cid, len(mine) / pipeline_s, in_turn, stages, len(mine), engine_n[cid],
+                                dropped.get(cid, 0), alone[cid]))
     first = next(iter(counters.models.values()), "")
     engine = counters.engine
     return SiteBench(str(site_path), str(getattr(engine, "name", spec.engine)),
