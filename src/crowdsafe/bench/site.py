@@ -43,7 +43,7 @@ from crowdsafe.sources.video import VIDEO_SUFFIXES
 from crowdsafe.store.store import open_store
 
 #: The stages of a frame, in order, as ``FrameOutput.timings`` names them (``<stage>_s``).
-STAGES = ("decode", "count", "measure", "flow", "background", "store", "alerts")
+STAGES = ("decode", "sample", "count", "measure", "flow", "background", "store", "alerts")
 #: Seconds of one engine-only and pipeline slice pair (``site_bench`` interleaves them).
 SLICE_S = 20.0
 #: Sampled frames the engine-only figure cycles through, per camera.

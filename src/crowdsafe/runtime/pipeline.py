@@ -65,6 +65,7 @@ class CountedFrame:
     sample: Sample
     raw: DensityResult
     count_s: float = 0.0
+    sample_s: float = 0.0  # fitting the sample to the calibration's size, before counting
 
 
 class FrameFit:
@@ -97,8 +98,9 @@ def count_frame(counting: CountsCameras, fit: FrameFit, sample: Sample) -> Count
     """The counting step in this process: the frame at the calibration's size, and its density."""
     t0 = time.perf_counter()
     fitted = fit.sample(sample)
+    t1 = time.perf_counter()
     raw = counting.count_camera(fitted.camera_id, fitted.image)
-    return CountedFrame(fitted, raw, time.perf_counter() - t0)
+    return CountedFrame(fitted, raw, time.perf_counter() - t1, t1 - t0)
 
 
 class FramePipeline:
@@ -157,7 +159,7 @@ class FramePipeline:
     def measure(self, counted: CountedFrame) -> FrameOutput:
         sample = self.fit.sample(counted.sample)
         cid, ts, image = sample.camera_id, sample.ts, sample.image
-        timings = {"decode_s": sample.decode_s, "count_s": counted.count_s}
+        timings = {"decode_s": sample.decode_s, "sample_s": counted.sample_s, "count_s": counted.count_s}
         t1 = time.perf_counter()
         result = self._corrected(cid, ts, counted.raw)
         self._evidence[cid].note(ts, counted.raw.density, self._densities[cid].captured, image,
