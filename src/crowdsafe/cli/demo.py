@@ -24,6 +24,7 @@ from crowdsafe.cli.options import (
     PrecisionChoice,
     PrecisionOption,
     ThreadsOption,
+    announce_precision,
     counter_factory,
     engine_spec,
     log_to_stderr,
@@ -213,7 +214,7 @@ def demo(
                     runner_of=lambda: next(iter(holder), None), any_port_if_taken=True)
     try:
         with user_errors():
-            counter = CameraCounters(prepared.plan, engine_spec(engine, precision, threads),
+            counter = CameraCounters(prepared.plan, engine_spec(engine, precision, threads, announce=False),
                                      counter_factory(ctx))
         tally = TruthTally(ground_truth())
         gates = GateTally(annotated_crossings(), fps=DEMO_FPS, frame_count=DEMO_FRAMES)
@@ -234,6 +235,7 @@ def demo(
         site = prepared.site
         url = f"{api.url}/"
         echo = err_console.print
+        announce_precision(precision)
         echo(f"demo site '{site.name}': the sample video looped as camera {site.cameras[0].id}, "
              f"{len(site.zones)} zones, {len(site.lines)} line; {engine_name(counter)}: {counter.describe()}",
              highlight=False, markup=False, soft_wrap=True)

@@ -29,6 +29,7 @@ from crowdsafe.cli.options import (
     PrecisionOption,
     ThreadsOption,
     TrustedProxyOption,
+    announce_precision,
     counter_factory,
     engine_spec,
     log_to_stderr,
@@ -155,9 +156,9 @@ def run(
                         store_target=target, trusted_proxies=proxies)
     try:
         with user_errors():
-            counter = None if cluster else CameraCounters(prepared.plan,
-                                                          engine_spec(engine, precision, threads),
-                                                          counter_factory(ctx))
+            # the precision's banner line once the engines or the cluster started: an error stays one line
+            spec = engine_spec(engine, precision, threads, announce=False)
+            counter = None if cluster else CameraCounters(prepared.plan, spec, counter_factory(ctx))
         config = RunnerConfig(state_dir=state_dir, duration_s=duration, health_every_s=health_every,
                               webhooks=tuple(webhook or ()), forecast_every_s=60.0,
                               retention_s=None if retention_days is None else retention_days * 86400.0,
@@ -172,7 +173,7 @@ def run(
                 err_console.print(line, highlight=False, markup=False, soft_wrap=True)
 
             try:
-                runner = cluster_runner(cluster, prepared, opened, engine_spec(engine, precision, threads),
+                runner = cluster_runner(cluster, prepared, opened, spec,
                                         config, on_frame, announce=announce)
             except ClusterError as exc:
                 raise fail(str(exc)) from None
@@ -182,6 +183,7 @@ def run(
         holder.append(runner)
         install_signals(runner)
         site = prepared.site
+        announce_precision(precision)
         typer.echo(f"running site '{site.name}': {len(site.cameras)} camera(s), {len(site.zones)} zone(s), "
                    f"{len(site.lines)} line(s); state in {state_dir}; Ctrl-C to stop", err=True)
         if counter is not None:
