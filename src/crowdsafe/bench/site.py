@@ -198,7 +198,8 @@ def site_bench(site_path: Path, spec: EngineSpec, duration_s: float = 60.0,
     if duration_s <= 0:
         raise BenchError("--duration must be positive")
     site = load_site(site_path)
-    prepared = engine_fed(prepare_site(site, loop=True))
+    base = prepare_site(site, loop=True)
+    prepared = engine_fed(base)
     counters = CameraCounters(prepared.plan, spec, factory)
     fit = FrameFit(prepared.geometry)
     inputs = {cam.id: sampled_frames(site, i, fit) for i, cam in enumerate(site.cameras)}
@@ -229,7 +230,8 @@ def site_bench(site_path: Path, spec: EngineSpec, duration_s: float = 60.0,
         engine_phase(piece / 2 if k == 0 else piece)
         progress(f"slice {k + 1} of {slices}: whole pipeline, {piece:.0f} s")
         c0 = time.process_time()
-        out, seconds, drops = _pipeline(prepared, counters, piece, overlap)
+        # fresh sources each slice: the last slice's run stopped its readers
+        out, seconds, drops = _pipeline(engine_fed(base), counters, piece, overlap)
         cpu["pipeline"] += time.process_time() - c0
         outputs += out
         pipeline_s += seconds
