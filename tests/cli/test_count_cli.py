@@ -56,11 +56,15 @@ def crop_interval(crop_jpeg: Path, counter: DensityCounter) -> tuple[float | Non
 
 
 def test_count_image_table_with_real_engine(crop_jpeg: Path, crop_count: float) -> None:
-    """No shared counter here: the command builds its own engine, as a user's run does."""
+    """No shared counter here: the command builds its own engine, as a user's run does, in the
+    precision ``demo`` runs (int8, said on stderr), within int8's drift of the fp32 count."""
     result = invoke(crop_jpeg)
     assert result.exit_code == 0, result.output
     assert "crop.jpg" in result.stdout
-    assert f"{crop_count:.1f}" in result.stdout
+    assert "precision int8" in result.stderr
+    [row] = [line for line in result.stdout.splitlines() if "crop.jpg" in line and "│" in line]
+    counts = [float(cell) for cell in row.split("│") if cell.strip().replace(".", "", 1).isdigit()]
+    assert any(abs(c - crop_count) <= 0.03 * crop_count for c in counts), (row, crop_count)
     assert "1 frame(s) counted" in result.stderr
 
 

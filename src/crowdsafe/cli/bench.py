@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -12,10 +13,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from crowdsafe.bench.machine import machine_info
 from crowdsafe.bench.regions import RegionRow, as_dicts, region_bench
 from crowdsafe.bench.runner import SIZES, BenchConfig, BenchReport, run_bench
+from crowdsafe.bench.site import STAGES, BenchError, SiteBench, site_bench
 from crowdsafe.cli.errors import fail, user_errors
+from crowdsafe.cli.options import counter_factory
+from crowdsafe.counting.counter import Counts
 from crowdsafe.counting.engines import ENGINES, PRECISIONS, EngineName, EngineSpec, Precision
+from crowdsafe.counting.precision import default_precision
 from crowdsafe.counting.variants import MODELS, ModelName
 
 #: The public dev set, when this runs inside a checkout that has the shared data next to it.
@@ -88,6 +94,7 @@ def render_regions(rows: list[RegionRow], spec: EngineSpec, console: Console) ->
 
 
 def bench(
+    ctx: typer.Context,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Also write the report here as JSON.")] = None,
     models: Annotated[list[str] | None, typer.Option("--model", "-m",
@@ -112,9 +119,20 @@ def bench(
     regions: Annotated[bool, typer.Option(
         "--regions", help="Also time each camera of --site inferring only the region its zones and "
         "lines need vs its full frame (first engine and precision asked).")] = False,
-    site: Annotated[Path, typer.Option(help="Site file for --regions.")] = DEMO_SITE,
+    site: Annotated[Path | None, typer.Option(
+        help="Run this site's whole pipeline (decode, sample, count, background, measure, flow, store, "
+        "alerts; no API) and report each camera's frames/s delivered against its engine alone and "
+        "the time per frame of each stage. With --regions: the site whose regions are timed "
+        "(default: the demo site).", show_default=False)] = None,
+    duration: Annotated[float, typer.Option(
+        min=4.0, help="Seconds of --site: half engine-only, half the whole pipeline, interleaved in "
+        "slices of about 20 s.")] = 60.0,
 ) -> None:
     """Measure speed and int8/bf16 count drift of every model x engine x precision on this machine."""
+    if site is not None and not regions:
+        _site_bench(site, engines, precisions, threads, duration, json_out, counter_factory(ctx))
+        return
+    site = site or DEMO_SITE
     size_list = [_parse_size(s) for s in sizes] if sizes else list(SIZES)
     if quick:
         size_list, repeats = [(640, 360)], 1
@@ -142,6 +160,50 @@ def bench(
         data["regions"] = {"site": str(site), "engine": spec.engine, "precision": spec.precision,
                            "command": shlex.join(command), "cameras": as_dicts(region_rows)}
     if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(data, indent=2) + "\n")
+        console.print(f"wrote {json_out}")
+
+
+def render_site(result: SiteBench, console: Console) -> None:
+    table = Table(title=f"site pipeline ({result.engine} {result.precision}; {result.models})")
+    for col in ("camera", "delivered/s", "engine/s", "ratio", "dropped", *(f"{name} ms" for name in STAGES)):
+        table.add_column(col, justify="left" if col == "camera" else "right", no_wrap=True)
+    for cam in result.cameras:
+        table.add_row(cam.camera, f"{cam.delivered_fps:.2f}", f"{cam.engine_fps:.2f}",
+                      f"{100 * cam.ratio:.0f} %", str(cam.dropped),
+                      *(f"{1000 * cam.stages[name]:.1f}" for name in STAGES))
+    console.print(table)
+    console.print(f"CPU seconds of this process per frame: {result.engine_cpu_s_per_frame:.2f} engine only, "
+                  f"{result.pipeline_cpu_s_per_frame:.2f} through the whole pipeline", highlight=False)
+    console.print("delivered/s: frames/s through the whole pipeline; engine/s: the camera's counter alone on "
+                  "the same frames, interleaved with it; ms: wall milliseconds per delivered frame in each "
+                  "stage (decode runs on the camera's reader thread, measure to alerts beside the engine's "
+                  "next frame; store and alerts hand their rows to threads of their own)", highlight=False)
+
+
+def _site_bench(site: Path, engines: list[str] | None, precisions: list[str] | None, threads: int | None,
+                duration: float, json_out: Path | None, factory: Callable[[EngineSpec], Counts]) -> None:
+    engine_list = _choices(engines, (*ENGINES, "auto"), "engine") if engines else ["auto"]
+    precision_list = _choices(precisions, PRECISIONS, "precision") if precisions else None
+    console = Console(width=None if Console().is_terminal else 130)
+    precision, why = (precision_list[0], "asked for with --precision") if precision_list \
+        else default_precision()
+    spec = EngineSpec(engine=engine_list[0], precision=precision, threads=threads)  # type: ignore[arg-type]
+    console.print(f"precision {precision}: {why}", highlight=False)
+    with user_errors(), console.status(f"running {site}") as status:
+        try:
+            result = site_bench(site, spec, duration, factory, progress=lambda msg: status.update(msg))
+        except BenchError as exc:
+            raise fail(str(exc)) from None
+    render_site(result, console)
+    if json_out is not None:
+        command = ["crowdsafe", "bench", "--site", str(site), "--duration", f"{duration:g}",
+                   *(["-e", engine_list[0]] if engines else []),
+                   *(["-p", precision] if precision_list else []),
+                   *(["--threads", str(threads)] if threads else [])]
+        data = {"machine": machine_info(), "command": shlex.join(command), "precision_reason": why,
+                "site": result.as_dict()}
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(data, indent=2) + "\n")
         console.print(f"wrote {json_out}")

@@ -28,12 +28,14 @@ from crowdsafe.cli.options import (
     PrecisionChoice,
     PrecisionOption,
     ThreadsOption,
+    announce_precision,
     counter_factory,
     engine_spec,
 )
 from crowdsafe.cli.progress import progress_bar
 from crowdsafe.counting.batch import CountReport, LazyCounter, run_count
 from crowdsafe.counting.choice import make_model_counter
+from crowdsafe.counting.counter import Counts
 from crowdsafe.render.writer import HeatmapWriter
 from crowdsafe.sources import open_source, parse_interval
 from crowdsafe.sources.stream import FiniteStream, is_stream_url
@@ -169,7 +171,7 @@ def count(
                            "without this option no pixels are ever written.",
         show_default=False)] = None,
     engine: EngineOption = EngineChoice.auto,
-    precision: PrecisionOption = PrecisionChoice.fp32,
+    precision: PrecisionOption = PrecisionChoice.auto,
     threads: ThreadsOption = None,
     model: ModelOption = ModelChoiceOpt.dense,
 ) -> None:
@@ -195,9 +197,15 @@ def count(
                 writer = HeatmapWriter(heatmaps)
             except OSError as exc:
                 raise fail(f"--heatmaps {heatmaps}: {exc}") from None
-        spec = engine_spec(engine, precision, threads)
+        spec = engine_spec(engine, precision, threads, announce=False)
         factory = counter_factory(ctx)
-        counter = LazyCounter(lambda: make_model_counter(model.value, spec, factory=factory))
+
+        def build() -> Counts:  # the banner's line once the engine started: a source with nothing
+            built = make_model_counter(model.value, spec, factory=factory)  # countable, or an engine
+            announce_precision(precision)  # that cannot run here, ends on its error line alone
+            return built
+
+        counter = LazyCounter(build)
         try:
             with progress_bar(f"counting {source.name}", source.expected,
                               enabled=(source.expected or 2) > 1) as advance:
@@ -210,5 +218,6 @@ def count(
         reasons = "; ".join(f"{s.source}: {s.reason}" for s in report.skipped[:3])
         raise fail(f"no frame could be counted ({reasons or 'the source yielded no frames'})")
     engine_name = getattr(counter.engine, "name", None)
-    _emit(report, _resolve_format(fmt, output), output, engine_name, precision.value)
+    _emit(report, _resolve_format(fmt, output), output, engine_name,
+          str(getattr(counter.engine, "precision", spec.precision)))  # what ran, not what was asked
     _report_end(report, writer)

@@ -25,6 +25,7 @@ from crowdsafe.cli.options import (
     PrecisionChoice,
     PrecisionOption,
     ThreadsOption,
+    announce_precision,
     counter_factory,
     engine_spec,
     log_to_stderr,
@@ -191,7 +192,7 @@ def demo(
     duration: Annotated[float | None, typer.Option(
         min=0.0, help="Stop after this many seconds. Default: run until Ctrl-C.", show_default=False)] = None,
     engine: EngineOption = EngineChoice.auto,
-    precision: PrecisionOption = PrecisionChoice.int8,
+    precision: PrecisionOption = PrecisionChoice.auto,
     threads: ThreadsOption = None,
     quiet: Annotated[bool, typer.Option(help="Print only the summary, not a line per frame.")] = False,
     report: Annotated[Path | None, typer.Option(
@@ -215,7 +216,7 @@ def demo(
                     runner_of=lambda: next(iter(holder), None), any_port_if_taken=True, workers=api_workers)
     try:
         with user_errors():
-            counter = CameraCounters(prepared.plan, engine_spec(engine, precision, threads),
+            counter = CameraCounters(prepared.plan, engine_spec(engine, precision, threads, announce=False),
                                      counter_factory(ctx))
         tally = TruthTally(ground_truth())
         gates = GateTally(annotated_crossings(), fps=DEMO_FPS, frame_count=DEMO_FRAMES)
@@ -237,6 +238,7 @@ def demo(
         ready_or_fail(api)
         url = f"{api.url}/"
         echo = err_console.print
+        announce_precision(precision)
         echo(f"demo site '{site.name}': the sample video looped as camera {site.cameras[0].id}, "
              f"{len(site.zones)} zones, {len(site.lines)} line; {engine_name(counter)}: {counter.describe()}",
              highlight=False, markup=False, soft_wrap=True)

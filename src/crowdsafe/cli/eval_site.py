@@ -12,10 +12,9 @@ from rich.table import Table
 from crowdsafe.cli.console import stdout_console
 from crowdsafe.cli.errors import check_out_folder, fail, user_errors, write_out
 from crowdsafe.cli.options import (
+    AccuracyPrecisionOption,
     EngineChoice,
     EngineOption,
-    PrecisionChoice,
-    PrecisionOption,
     SiteFileArg,
     ThreadsOption,
     VideoCameraOption,
@@ -50,7 +49,7 @@ def eval_site(
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Also write the results as JSON to this file.", show_default=False)] = None,
     engine: EngineOption = EngineChoice.auto,
-    precision: PrecisionOption = PrecisionChoice.fp32,
+    precision: AccuracyPrecisionOption = None,
     threads: ThreadsOption = None,
 ) -> None:
     """Per zone, per line and whole-frame accuracy of the site pipeline on an annotated video."""

@@ -14,11 +14,11 @@ from crowdsafe.cli.console import stdout_console
 from crowdsafe.cli.errors import check_out_folder, fail, user_errors, write_out
 from crowdsafe.cli.model_option import ModelChoiceOpt, ModelOption
 from crowdsafe.cli.options import (
+    AccuracyPrecisionOption,
     EngineChoice,
     EngineOption,
-    PrecisionChoice,
-    PrecisionOption,
     ThreadsOption,
+    announce_precision,
     counter_factory,
     engine_spec,
 )
@@ -121,7 +121,7 @@ def evaluate(
         min=1, help="Use only the first N images of each dataset (natural name order).",
         show_default=False)] = None,
     engine: EngineOption = EngineChoice.auto,
-    precision: PrecisionOption = PrecisionChoice.fp32,
+    precision: AccuracyPrecisionOption = None,
     threads: ThreadsOption = None,
     model: ModelOption = ModelChoiceOpt.dense,
     every: Annotated[str, typer.Option(
@@ -150,7 +150,7 @@ def evaluate(
         videos = [path for path in data if is_video(path)]
         datasets = _unique([d for path in data if path not in videos for d in find_datasets(path)])
         interval = parse_interval(every) if videos else None
-        spec = engine_spec(engine, precision, threads)
+        spec = engine_spec(engine, precision, threads, announce=False)
         if tuning_file is not None:
             if person_heights is not None or site_file is not None:
                 raise fail("--tuning sets the camera's counting; leave out --person-heights and --site")
@@ -166,6 +166,7 @@ def evaluate(
             if person_rows is not None and scale_normalise:
                 counter = normalised_counter(counter, getattr(counter, "model", "auto"), person_rows)
             model_name = model.value
+        announce_precision(precision)  # once the options are known good: an error stays one line
         results = []
         for dataset in datasets.values():
             total = min(len(dataset.images), limit or len(dataset.images))
@@ -176,9 +177,9 @@ def evaluate(
                 results.append(evaluate_video(video, counter, interval, on_progress=advance))
     engine_name = getattr(getattr(counter, "engine", None), "name", "n/a")
     stdout_console().print(results_table(
-        results, f"Counting accuracy ({model_name} model, {engine_name}, {precision.value})"))
+        results, f"Counting accuracy ({model_name} model, {engine_name}, {spec.precision})"))
     if json_out is not None:
-        out = results_json(results, engine_name, precision.value, model.value)
+        out = results_json(results, engine_name, spec.precision, model.value)
         if tuning_file is not None:
             out.update({"model": tuned.model_key, "tuning": str(tuning_file)})
         write_out(json_out, json.dumps(out, indent=2) + "\n")

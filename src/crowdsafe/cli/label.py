@@ -353,4 +353,4 @@ def label(
 
         ctx.invoke(tune, ctx, site_file=site_file, camera=camera, labels=out, frames=frames, out=tune_out,
                    max_frames=40, interval_frames=0, keep_frames=None, folds=5, level=0.9, engine=engine,
-                   precision=opt.PrecisionChoice.fp32, threads=threads)
+                   precision=None, threads=threads)

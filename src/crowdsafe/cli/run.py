@@ -30,6 +30,7 @@ from crowdsafe.cli.options import (
     PrecisionOption,
     ThreadsOption,
     TrustedProxyOption,
+    announce_precision,
     counter_factory,
     engine_spec,
     log_to_stderr,
@@ -64,8 +65,12 @@ def summary_lines(summary: RunSummary) -> list[str]:
     frames = ", ".join(f"{cid} {n}" for cid, n in sorted(summary.frames.items())) or "none"
     dropped = sum(summary.dropped.values())
     st = summary.store
+    sampled = sum(h.samples for h in summary.health)
+    # frames/s next to the samples the cameras offered per second: equal when the engine keeps up
+    rate = f" of {sampled / summary.seconds:.2f} sampled" if sampled and summary.seconds > 0 else ""
     out = [f"ran {summary.seconds:.1f} s: {summary.frames_total} frames counted ({frames}), "
-           f"{summary.fps:.2f} frames/s, {dropped} samples dropped (engine busy), {summary.errors} failed",
+           f"{summary.fps:.2f} frames/s{rate}, {dropped} samples dropped (engine busy), "
+           f"{summary.errors} failed",
            f"store: {st.written} rows written, {st.ignored} already there, {st.dropped} dropped, "
            f"{st.pending} unwritten; alert changes {summary.alert_changes}; backgrounds saved "
            f"{summary.backgrounds}; peak memory {summary.peak_rss_mb:.0f} MB"]
@@ -100,7 +105,7 @@ def run(
         min=0.0, help="Stop after this many seconds. Default: run until SIGINT/SIGTERM.",
         show_default=False)] = None,
     engine: EngineOption = EngineChoice.auto,
-    precision: PrecisionOption = PrecisionChoice.int8,  # as `demo`: the live default is the fast path
+    precision: PrecisionOption = PrecisionChoice.auto,
     threads: ThreadsOption = None,
     webhook: Annotated[list[str] | None, typer.Option(
         help="POST alert changes as JSON to this URL (repeatable).", show_default=False)] = None,
@@ -154,9 +159,9 @@ def run(
                         store_target=target, trusted_proxies=proxies, workers=api_workers)
     try:
         with user_errors():
-            counter = None if cluster else CameraCounters(prepared.plan,
-                                                          engine_spec(engine, precision, threads),
-                                                          counter_factory(ctx))
+            # the precision's banner line once the engines or the cluster started: an error stays one line
+            spec = engine_spec(engine, precision, threads, announce=False)
+            counter = None if cluster else CameraCounters(prepared.plan, spec, counter_factory(ctx))
         config = RunnerConfig(state_dir=state_dir, duration_s=duration, health_every_s=health_every,
                               webhooks=tuple(webhook or ()), forecast_every_s=60.0,
                               retention_s=None if retention_days is None else retention_days * 86400.0,
@@ -171,7 +176,7 @@ def run(
                 err_console.print(line, highlight=False, markup=False, soft_wrap=True)
 
             try:
-                runner = cluster_runner(cluster, prepared, opened, engine_spec(engine, precision, threads),
+                runner = cluster_runner(cluster, prepared, opened, spec,
                                         config, on_frame, announce=announce)
             except ClusterError as exc:
                 raise fail(str(exc)) from None
@@ -181,6 +186,7 @@ def run(
         holder.append(runner)
         install_signals(runner)
         site = prepared.site
+        announce_precision(precision)
         typer.echo(f"running site '{site.name}': {len(site.cameras)} camera(s), {len(site.zones)} zone(s), "
                    f"{len(site.lines)} line(s); state in {state_dir}; Ctrl-C to stop", err=True)
         if counter is not None:

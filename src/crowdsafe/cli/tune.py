@@ -135,7 +135,7 @@ def tune(
                            "let cross-validation choose it only where it beats the shipped "
                            "settings. Writes the layer next to --out (<out stem>.layers.npz).")] = False,
     engine: opt.EngineOption = opt.EngineChoice.auto,
-    precision: opt.PrecisionOption = opt.PrecisionChoice.fp32,
+    precision: opt.AccuracyPrecisionOption = None,
     threads: opt.ThreadsOption = None,
 ) -> None:
     """Choose model, background subtraction and gain for one camera from annotated frames."""

@@ -4,6 +4,7 @@ Why and how: docs/design-notes.md, ``crowdsafe.measure.flow``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -285,3 +286,51 @@ def _cells_spanned(ground_to_image: np.ndarray, centre: np.ndarray, normal: np.n
         if np.all(np.isfinite(px)):
             most = max(most, float(np.hypot(*(px[1] - px[0]))))
     return int(np.ceil(most / cell))
+
+
+def band_box(ground_to_image: np.ndarray, a: tuple[float, float], b: tuple[float, float],
+             in_normal: tuple[float, float], half_width_m: float, image_size: tuple[int, int],
+             reach_px: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0),
+             margin_px: int = 24) -> tuple[int, int, int, int]:
+    """The image box (x0, y0, x1, y1) holding every point ``band_crossings`` reads velocity at.
+
+    Its band lies within 2 x ``half_width_m`` of a→b on either side; ``reach_px`` (left, up, right,
+    down) widens the box by how far from a head the velocity is read (``BodyMotion.offset_px``),
+    ``margin_px`` by the context optical flow needs around the points it is asked about. Reads
+    clamp to the image's border, so the box is clipped to it. Computing flow only in this box is
+    where the line needs it; elsewhere nobody reads it.
+    """
+    pa, pb, n = np.asarray(a, float), np.asarray(b, float), np.asarray(in_normal, float)
+    d = 2.0 * half_width_m
+    corners = apply(ground_to_image, np.array([pa - d * n, pa + d * n, pb - d * n, pb + d * n]))
+    w, h = image_size
+    if not np.all(np.isfinite(corners)):
+        return 0, 0, w, h
+    left, up, right, down = reach_px
+    x0 = int(np.floor(corners[:, 0].min() - left)) - margin_px
+    y0 = int(np.floor(corners[:, 1].min() - up)) - margin_px
+    x1 = int(np.ceil(corners[:, 0].max() + right)) + margin_px
+    y1 = int(np.ceil(corners[:, 1].max() + down)) + margin_px
+    return max(x0, 0), max(y0, 0), min(max(x1, 1), w), min(max(y1, 1), h)
+
+
+def flow_in_box(flow: Callable[[np.ndarray, np.ndarray, float], np.ndarray], prev_bgr: np.ndarray,
+                next_bgr: np.ndarray, dt_s: float, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Velocity (H, W, 2) px/s of the whole frame with ``flow`` computed only inside ``box`` (zero
+    outside), at the resolution ``optical_flow`` would use for the whole frame (``FLOW_MAX_SIDE``)."""
+    h, w = prev_bgr.shape[:2]
+    x0, y0, x1, y1 = box
+    velocity = np.zeros((h, w, 2), np.float32)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return velocity
+    a, b = prev_bgr[y0:y1, x0:x1], next_bgr[y0:y1, x0:x1]
+    scale = min(1.0, FLOW_MAX_SIDE / max(h, w))
+    if scale < 1.0:  # the box at the frame's flow resolution, so its velocities match the whole frame's
+        size = (max(round((x1 - x0) * scale), 8), max(round((y1 - y0) * scale), 8))
+        a = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+        b = cv2.resize(b, size, interpolation=cv2.INTER_AREA)
+    part = flow(a, b, dt_s)
+    if scale < 1.0:
+        part = cv2.resize(part.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR) / scale
+    velocity[y0:y1, x0:x1] = part
+    return velocity

@@ -41,6 +41,7 @@ class Sample:
     pair: np.ndarray | None = None
     pair_dt: float | None = None  # seconds from image to pair
     frame_index: int | None = None  # the frame's number in its source (a file's frame number)
+    decode_s: float = 0.0  # seconds the reader spent decoding the frame and its pair
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,8 @@ class CameraReader:
     def _run(self) -> None:
         every = self.cam.every
         next_due = 0.0
-        pending: tuple[float, np.ndarray, int] | None = None  # (ts, image, index) awaiting its pair
+        # (ts, image, index, decode seconds) of a sample awaiting its pair
+        pending: tuple[float, np.ndarray, int, float] | None = None
         rate_t0, rate_n = time.monotonic(), 0
         try:
             for grab in self._grabs():
@@ -225,26 +227,31 @@ class CameraReader:
                 if (elapsed := time.monotonic() - rate_t0) >= 2.0:
                     self._fps, rate_t0, rate_n = rate_n / elapsed, time.monotonic(), 0
                 if pending is not None:
-                    first_ts, first, index = pending
+                    first_ts, first, index, spent = pending
                     pending = None
+                    t0 = time.perf_counter()
                     second = grab.decode()
+                    spent += time.perf_counter() - t0
                     if second is None:  # no close pair this time: count the frame, skip the flow
-                        self._offer(Sample(self.camera_id, first_ts, first, frame_index=index))
+                        self._offer(Sample(self.camera_id, first_ts, first, frame_index=index,
+                                           decode_s=spent))
                     else:
                         self._offer(Sample(self.camera_id, first_ts, first, second,
-                                           self._pair_dt(first_ts, ts), frame_index=index))
+                                           self._pair_dt(first_ts, ts), frame_index=index, decode_s=spent))
                     continue
                 if ts < next_due:
                     continue  # grabbed only: no colour conversion, no copy
+                t0 = time.perf_counter()
                 image = grab.decode()
+                spent = time.perf_counter() - t0
                 if image is None:
                     self._errors += 1
                     continue  # the next frame is sampled instead
                 next_due = (math.floor(ts / every) + 1) * every
                 if self.cam.pairs:
-                    pending = (ts, image, grab.index)
+                    pending = (ts, image, grab.index, spent)
                 else:
-                    self._offer(Sample(self.camera_id, ts, image, frame_index=grab.index))
+                    self._offer(Sample(self.camera_id, ts, image, frame_index=grab.index, decode_s=spent))
             self._status = "stopped" if self._stop.is_set() else "ended"
         except Exception as exc:  # a reader must fail alone and say why, never take the runner down
             self._status = "failed"

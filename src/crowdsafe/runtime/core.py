@@ -5,6 +5,7 @@ Why and how: docs/design-notes.md, ``crowdsafe.runtime.core``."""
 from __future__ import annotations
 
 import logging
+import queue
 import resource
 import threading
 import time
@@ -53,6 +54,9 @@ class RunnerConfig:
     reader_join_s: float = 2.0
     retention_s: float | None = None  # delete readings older than this (None: keep them all)
     retention_every_s: float = 3600.0
+    #: Measure each frame (zones, flow, background, store, alerts) on a thread of its own while the
+    #: engine counts the next one, rather than between the engine's frames (``bench --site``).
+    overlap_measure: bool = True
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,9 @@ class SiteRunner:
         self._latest_rows: dict[str, dict[str, dict[str, object]]] = {"zone_readings": {},
                                                                       "line_readings": {}}
         self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
+        # One counted frame waits for the measurer at most: the engine runs one frame ahead, no more.
+        self._handoff: queue.Queue[CountedFrame | None] = queue.Queue(maxsize=1)
+        self._measurer = threading.Thread(target=self._measuring, name="measure", daemon=True)
 
     def request_stop(self, reason: str = "") -> None:
         """Safe from a signal handler: only sets flags (no logging, no locks); threads wind down."""
@@ -255,20 +262,29 @@ class SiteRunner:
 
     # -- worker ---------------------------------------------------------------------------
     def _work(self) -> None:
+        hand = self._handoff.put if self.config.overlap_measure else self._measure
         try:
             while not self._stop.is_set():
                 counted = self.counting.next(0.5)
                 if counted is not None:
-                    self._measure(counted)
+                    hand(counted)  # with overlap: waits while the measurer still has a frame waiting
                     del counted  # the pixels go now, not when the next frame arrives
                 elif self.counting.finished:
                     self._stop.set()  # every source ended (files without --loop): the run is done
             for counted in self.counting.drain():  # frames still being counted when the run stopped
-                self._measure(counted)
+                hand(counted)
         except Exception as exc:  # the strategy cannot go on: stop the run and say why, never silently
             log.exception("counting failed: %s", exc)
             self.summary.errors += 1
             self.request_stop(f"counting failed: {exc}")
+        finally:
+            if self.config.overlap_measure:
+                self._handoff.put(None)  # the measurer finishes what it was handed, then ends
+
+    def _measuring(self) -> None:
+        while (counted := self._handoff.get()) is not None:
+            self._measure(counted)
+            counted = None  # the pixels go now, not when the next frame arrives
 
     def _measure(self, counted: CountedFrame) -> None:
         camera_id, ts = counted.sample.camera_id, counted.sample.ts
@@ -284,13 +300,16 @@ class SiteRunner:
         self.summary.frames[output.camera_id] = self.summary.frames.get(output.camera_id, 0) + 1
         self._latency[output.camera_id] = max(time.time() - output.ts, 0.0)
         self._processing[output.camera_id] = sum(output.timings.values())
+        t0 = time.perf_counter()
         zone_rows = [r.as_row() for r in output.zones]
         self.writer.write("zone_readings", zone_rows)
         self.writer.write("line_readings", output.line_rows)
         self._remember("zone_readings", "zone_id", zone_rows)
         self._remember("line_readings", "line_id", output.line_rows)
+        t1 = time.perf_counter()
         for metric in output.metrics:
             self.alerts.update(metric.subject, metric.metric, output.ts, metric.value)
+        output.timings["store_s"], output.timings["alerts_s"] = t1 - t0, time.perf_counter() - t1
         if output.background is not None:
             self._log_background(output.camera_id, output.background)
         if self.on_frame is not None:
@@ -387,6 +406,8 @@ class SiteRunner:
         self._started_wall = time.time()
         self._retire_earlier_pictures()
         self.counting.start(self._stop)
+        if self.config.overlap_measure:
+            self._measurer.start()
         self._worker.start()
         next_health = next_retention = started
         deadline = started + self.config.duration_s if self.config.duration_s is not None else None
@@ -416,6 +437,8 @@ class SiteRunner:
                 log.warning("camera %s: reader still blocked on its source; abandoning it", reader.camera_id)
         self.counting.slots.close()
         self._worker.join()  # finishes the frames in hand
+        if self.config.overlap_measure:
+            self._measurer.join()  # ... and measures them
         self.summary.seconds = time.monotonic() - started
         self.summary.health = self._health(time.time())
         self.summary.flushed = self.writer.close(self.config.flush_deadline_s)

@@ -34,9 +34,13 @@ class InProcessCounting:
         self.slots: LatestSlots[Sample] = LatestSlots()
         self.readers = [CameraReader(cam, self.slots) for cam in prepared.cameras]
         self.errors = 0
+        # The measuring thread's rare inference (a background check) takes turns with the frames':
+        # an engine's compiled model runs one inference at a time.
+        self._engine = threading.Lock()
 
     def count_camera(self, camera_id: str, image_bgr: np.ndarray) -> DensityResult:
-        return self.counters.count_camera(camera_id, image_bgr)
+        with self._engine:
+            return self.counters.count_camera(camera_id, image_bgr)
 
     def open(self) -> None:
         """Nothing to start before the run: the engines were built with the counters."""
@@ -52,7 +56,8 @@ class InProcessCounting:
         sample = item[1]
         del item
         try:
-            return count_frame(self.counters, self.fit, sample)
+            with self._engine:
+                return count_frame(self.counters, self.fit, sample)
         except Exception as exc:  # one bad frame must not stop the site
             self.errors += 1
             log.exception("camera %s: frame at %.3f failed: %s", sample.camera_id, sample.ts, exc)
@@ -63,7 +68,7 @@ class InProcessCounting:
         return all(r.finished for r in self.readers) and self.slots.depth() == 0
 
     def drain(self) -> Iterator[CountedFrame]:
-        return iter(())  # the worker counts one frame at a time and measures it before the next
+        return iter(())  # the worker counts one frame at a time and hands it on before the next
 
     def close(self) -> None:
         """Nothing to release: reader threads were stopped and joined by the core."""

@@ -5,6 +5,7 @@ Why and how: docs/design-notes.md, ``crowdsafe.runtime.pipeline``."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -15,8 +16,9 @@ import numpy as np
 from crowdsafe.counting.counter import CountsCameras, DensityResult
 from crowdsafe.counting.tuning import CameraTuning
 from crowdsafe.geometry.body import BodyMotion, body_motion
+from crowdsafe.geometry.lines import LinePlan
 from crowdsafe.geometry.site import SiteGeometry
-from crowdsafe.measure.flow import band_crossings, band_half_width_m, optical_flow
+from crowdsafe.measure.flow import band_box, band_crossings, band_half_width_m, flow_in_box, optical_flow
 from crowdsafe.measure.metrics import Metric, zone_metrics
 from crowdsafe.measure.zones import ZoneReading, zone_readings
 from crowdsafe.runtime.background import (
@@ -63,6 +65,7 @@ class CountedFrame:
     sample: Sample
     raw: DensityResult
     count_s: float = 0.0
+    sample_s: float = 0.0  # fitting the sample to the calibration's size, before counting
 
 
 class FrameFit:
@@ -95,8 +98,9 @@ def count_frame(counting: CountsCameras, fit: FrameFit, sample: Sample) -> Count
     """The counting step in this process: the frame at the calibration's size, and its density."""
     t0 = time.perf_counter()
     fitted = fit.sample(sample)
+    t1 = time.perf_counter()
     raw = counting.count_camera(fitted.camera_id, fitted.image)
-    return CountedFrame(fitted, raw, time.perf_counter() - t0)
+    return CountedFrame(fitted, raw, time.perf_counter() - t1, t1 - t0)
 
 
 class FramePipeline:
@@ -134,6 +138,7 @@ class FramePipeline:
         self._evidence = {cid: PersonEvidence(self._policy.person_window_people) for cid in geometry.cameras}
         self._publish = publish_background
         self._bodies: dict[str, BodyMotion | None] = {}
+        self._flow_boxes: dict[tuple[str, float, bool], tuple[int, int, int, int]] = {}
 
     def _fresh_results(self, ts: float) -> dict[str, DensityResult]:
         """Newest density map of each camera not older than a few of its sampling periods."""
@@ -154,7 +159,7 @@ class FramePipeline:
     def measure(self, counted: CountedFrame) -> FrameOutput:
         sample = self.fit.sample(counted.sample)
         cid, ts, image = sample.camera_id, sample.ts, sample.image
-        timings = {"count_s": counted.count_s}
+        timings = {"decode_s": sample.decode_s, "sample_s": counted.sample_s, "count_s": counted.count_s}
         t1 = time.perf_counter()
         result = self._corrected(cid, ts, counted.raw)
         self._evidence[cid].note(ts, counted.raw.density, self._densities[cid].captured, image,
@@ -168,8 +173,10 @@ class FramePipeline:
                     if cam.zone_owned_m2.get(r.zone_id, 0.0) > 0]
         period = self._period(cid, ts)
         self._previous_ts[cid] = ts
-        line_rows, line_metrics = self._lines(cid, ts, image, sample, result, period)
         timings["measure_s"] = time.perf_counter() - t1
+        t_flow = time.perf_counter()
+        line_rows, line_metrics = self._lines(cid, ts, image, sample, result, period)
+        timings["flow_s"] = time.perf_counter() - t_flow
 
         t2 = time.perf_counter()
         check = self.offer_background(cid, ts, image, result.count)
@@ -239,11 +246,12 @@ class FramePipeline:
         if not plans or sample.pair is None or not sample.pair_dt:
             return [], []
         pair = sample.pair  # at the calibration's size, as the frame (FrameFit.sample)
-        velocity = self.flow(image, pair, sample.pair_dt)
-        rows: list[dict[str, object]] = []
-        metrics = []
         body = self._body(cid) if result.cell == self.geometry.cameras[cid].ground_map.cell else None
         gm = self.geometry.cameras[cid].ground_map
+        box = self._flow_box(cid, plans, period, body)
+        velocity = flow_in_box(self.flow, image, pair, sample.pair_dt, box)
+        rows: list[dict[str, object]] = []
+        metrics = []
         for plan in plans:
             # Flux averaged over a band as deep as a walk of one period on the side each way
             # leaves to, over the gate's passage: a snapshot through the line alone times the
@@ -257,6 +265,27 @@ class FramePipeline:
                          "out_count": out_n, "flow_pmm": pmm})
             metrics.append(Metric(plan.line_id, "flow_pmm", pmm))
         return rows, metrics
+
+    def _flow_box(self, cid: str, plans: list[LinePlan], period: float,
+                  body: BodyMotion | None) -> tuple[int, int, int, int]:
+        """The part of the camera's frame its lines read velocity in, for a period (computed once per
+        camera and half-second of period): optical flow elsewhere would be computed for nobody."""
+        period_key = math.ceil(period * 2.0) / 2.0  # rounded up: a wider band, never a narrower one
+        key = (cid, period_key, body is not None)
+        box = self._flow_boxes.get(key)
+        if box is None:
+            gm = self.geometry.cameras[cid].ground_map
+            reach = (0.0, 0.0, 0.0, 0.0)
+            if body is not None:
+                off = body.offset_px.reshape(-1, 2)
+                reach = (max(-off[:, 0].min(), 0.0), max(-off[:, 1].min(), 0.0),
+                         max(off[:, 0].max(), 0.0), max(off[:, 1].max(), 0.0))
+            boxes = [band_box(gm.ground_to_image, *p.passage, p.in_normal, band_half_width_m(period_key),
+                              gm.image_size, reach) for p in plans]
+            box = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+                   max(b[3] for b in boxes))
+            self._flow_boxes[key] = box
+        return box
 
     def _body(self, cid: str) -> BodyMotion | None:
         """The camera's body-motion fields, computed on first use (only cameras with lines need them)."""

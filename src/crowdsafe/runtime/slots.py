@@ -62,6 +62,11 @@ class LatestSlots(Generic[T]):
                     return key, self._items.pop(key)
             return None
 
+    def pending(self, key: str) -> bool:
+        """Whether ``key`` has an item not yet taken (a reader that must not drop can wait on it)."""
+        with self._cond:
+            return key in self._items
+
     def depth(self) -> int:
         with self._cond:
             return len(self._items)
