@@ -183,3 +183,49 @@ def test_site_counters_give_a_fine_tuned_camera_its_own_engine(tmp_path: Path):
     assert asked == [EngineSpec(precision="int8", model="dense", layers=ref)]
     assert precision_for(ref.key, EngineSpec(precision="int8"), (ref,)) == asked[0]
     assert "tuned" in counters.describe()
+
+
+def test_one_graph_gives_the_dense_features_and_both_models_maps():
+    """The commissioning pass's branched graph computes what the separate models do."""
+    import onnxruntime as ort
+
+    from crowdsafe.counting.graph import INPUT_NAME, build_branched, build_model
+    from crowdsafe.counting.variants import model_weights
+
+    dense, sparse = model_weights("dense"), model_weights("sparse")
+    image = np.random.default_rng(0).uniform(0, 255, (1, 3, 96, 128)).astype(np.float32)
+
+    def run(model: object, names: list[str] | None = None) -> list[np.ndarray]:
+        session = ort.InferenceSession(model.SerializeToString(),  # type: ignore[attr-defined]
+                                       providers=["CPUExecutionProvider"])
+        return session.run(names, {INPUT_NAME: image})
+
+    features, maps = run(build_branched(dense, "backend.2", {"features": (dense, "backend.10"),
+                                                             "sparse": (sparse, None)}),
+                         ["features", "sparse"])
+    assert features.shape == (1, 64, 12, 16)
+    assert np.allclose(features, run(build_model(dense, stop_after="backend.10"))[0], atol=1e-4)
+    assert np.allclose(maps, run(build_model(sparse))[0], atol=1e-5)
+    # the dense map is the published output layer on those features
+    w, b = dense["output_layer.weight"].reshape(-1), dense["output_layer.bias"][0]
+    assert np.allclose(np.tensordot(w, features[0], axes=1) + b, run(build_model(dense))[0][0, 0], atol=1e-4)
+    with pytest.raises(ValueError, match="not after"):
+        build_branched(dense, "backend.2", {"x": (dense, "backend.0")})
+
+
+def test_the_interval_of_a_typical_stretch_is_narrower_than_the_pooled_one():
+    """Errors in stretches (each block off by its own amount): the pooled quantile spans every
+    block's offset, the typical block's only its own spread."""
+    from crowdsafe.counting.intervals import coverage
+    from crowdsafe.counting.tuning import typical_block_table
+
+    rng = np.random.default_rng(1)
+    truth = rng.uniform(20, 40, 500)
+    offsets = np.repeat([-0.15, -0.05, 0.0, 0.05, 0.15], 100)  # log-ratio bias per block
+    pred = (truth + 1) * np.exp(-(offsets + rng.normal(0, 0.03, 500))) - 1
+    pooled = fit_table("dense", pred.tolist(), truth.tolist(), 0.9, min_per_bin=501)
+    typical = typical_block_table("dense", pred, truth, 5)
+    assert typical.hi[0] - typical.lo[0] < pooled.hi[0] - pooled.lo[0]
+    middle = slice(200, 300)  # the block with no offset: the typical interval covers about 90 %
+    assert 0.8 <= coverage(typical, pred[middle].tolist(), truth[middle].tolist()) <= 0.98
+    assert coverage(pooled, pred[middle].tolist(), truth[middle].tolist()) == 1.0
