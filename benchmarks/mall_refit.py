@@ -3,8 +3,8 @@ ridge chosen by cross-validated MAE on those frames, then frames 801-900 counted
 
     PYTHONPATH=src python benchmarks/mall_refit.py --out benchmarks/results/mall-refit-DATE.json
 
-Unlike `crowdsafe tune --finetune` this skips the comparison with the shipped settings (GAME(2)
-on 40 frames) and the interval, to show what the fine-tuned layer itself counts. Frames 801-900
+Unlike `crowdsafe tune --finetune` this skips the comparison with the shipped settings
+and the interval, to show what the fine-tuned layer itself counts. Frames 801-900
 are only counted, never fitted on. Features at the precision `tune` reads them (int8 under OpenVINO).
 """
 
