@@ -201,14 +201,10 @@ class CommissionPass:
         if self._session is not None:
             features, sparse = self._session.run(["features", "sparse"], {INPUT_NAME: batch})
         else:
-            shape = tuple(batch.shape)
-            compiled = self._compiled.get(shape)
-            if compiled is None:
-                model = self._model.clone()
-                model.reshape({INPUT_NAME: list(shape)})
-                compiled = self._core.compile_model(model, "CPU", self._config)
-                self._compiled = {shape: compiled}  # one shape at a time: a camera's frames
-            result = compiled({INPUT_NAME: batch})  # type: ignore[operator]
+            from crowdsafe.training.features import compiled_for
+
+            compiled = compiled_for(self._core, self._model, self._config, self._compiled, tuple(batch.shape))
+            result = compiled({INPUT_NAME: batch})
             features, sparse = result["features"], result["sparse"]
         features = np.asarray(features, np.float32)[0]
         weight, bias = self._output
