@@ -5,7 +5,8 @@ Counts the chosen frames with both models once, then leaves the choice to
 range's other annotated frames with the chosen setting only, for the interval
 (``counting.tuning.calibrate_interval``). Frames are decoded, counted and dropped one by one;
 only the coarse density maps stay in memory until the fit, and nothing but the tuning file is
-written.
+written. With ``--finetune`` every annotated frame goes once through one graph for both models
+and the refit's features (``training.camera.CommissionPass``), and no second pass is needed.
 """
 
 from __future__ import annotations
@@ -134,7 +135,9 @@ def tune(
         "--finetune", help="Also refit the dense model's output layer on every annotated frame of the "
                            "range (NumPy, on CPU; the network before it runs once per frame) and "
                            "let cross-validation choose it only where it beats the shipped "
-                           "settings. Writes the layer next to --out (<out stem>.layers.npz).")] = False,
+                           "settings. Every annotated frame of the range goes once through one graph for "
+                           "both models and the refit (int8 under OpenVINO; --engine and --precision "
+                           "do not apply). Writes the layer next to --out (<out stem>.layers.npz).")] = False,
     engine: opt.EngineOption = opt.EngineChoice.auto,
     precision: opt.PrecisionOption = opt.PrecisionChoice.fp32,
     threads: opt.ThreadsOption = None,
@@ -203,7 +206,8 @@ def tune(
             tuning = add_finetuned(tuning, sums, points_counted, maps, source_size, layers_path,
                                    folds=folds, level=level, precision=one_pass.precision,
                                    seconds=time.perf_counter() - started)
-        rest = [k for k in annotated if k not in set(counted)]
+        done = set(counted)
+        rest = [k for k in annotated if k not in done]
         room = interval_frames - len(counted) if interval_frames else len(rest)
         more = spread(rest, room) if room > 0 else []
         pairs: list[tuple[float, float]] = []
