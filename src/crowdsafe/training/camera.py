@@ -152,9 +152,9 @@ class CommissionPass:
     One pass gives every candidate its counts on the same frames (the shipped settings and the
     fine-tuned layer, compared apples to apples) for about the cost of one model, and the
     fine-tuned candidate's interval then needs no second counting pass. Precision: int8 (the
-    shipped calibration tables) under OpenVINO, whose int8 here runs about 1.5x faster than
-    bf16 and 10x faster than fp32 at a count drift of a few tenths of a percent; fp32 under
-    ONNX Runtime when OpenVINO is not installed.
+    shipped calibration tables) under OpenVINO, the fastest there at a count drift well inside
+    the error being fitted (benchmarks/mall_pass_precision.py); fp32 under ONNX Runtime when
+    OpenVINO is not installed.
     """
 
     def __init__(self, threads: int | None = None, precision: str | None = None) -> None:
