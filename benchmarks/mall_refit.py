@@ -3,9 +3,9 @@ ridge chosen by cross-validated MAE on those frames, then frames 801-900 counted
 
     PYTHONPATH=src python benchmarks/mall_refit.py --out benchmarks/results/mall-refit-DATE.json
 
-Unlike `crowdsafe tune --finetune` this skips the comparison with the shipped settings (GAME(2)
-on 40 frames) and the interval, to show what the fine-tuned layer itself counts. Frames 801-900
-are only counted, never fitted on. Features in bf16 where the CPU has it (as `tune` does).
+Unlike `crowdsafe tune --finetune` this skips the comparison with the shipped settings
+and the interval, to show what the fine-tuned layer itself counts. Frames 801-900
+are only counted, never fitted on. Features at the precision `tune` reads them (int8 under OpenVINO).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from crowdsafe.training.camera import RIDGES, FeatureExtractor, FrameSums, fit_candidates, frame_target
+from crowdsafe.training.camera import RIDGES, CommissionPass, FrameSums, fit_candidates, frame_target
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CROWDSAFE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -31,14 +31,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     train, dev = SHARED / "crowd-train" / "mall_train", SHARED / "crowd" / "mall"
-    extractor = FeatureExtractor("dense", args.threads)
+    extractor = CommissionPass(args.threads)
     sums, started = FrameSums(), time.perf_counter()
     labels = json.loads((train / "labels.json").read_text())
     for k in range(1, 801):
         name = f"seq_{k:06d}.jpg"
         image = cv2.imread(str(train / name))
         points = np.asarray(labels[name]["points"], np.float64).reshape(-1, 2)
-        sums.add(extractor(image), frame_target(points, *image.shape[:2]), len(points))
+        sums.add(extractor(image).features, frame_target(points, *image.shape[:2]), len(points))
     feature_s = time.perf_counter() - started
     candidates = fit_candidates(sums, folds=5)
     truth = np.asarray(sums.people)
@@ -47,7 +47,7 @@ def main() -> None:
     dev_labels = json.loads((dev / "labels.json").read_text())
     pairs = []
     for name in sorted(dev_labels):
-        features = extractor(cv2.imread(str(dev / name))).astype(np.float64)
+        features = extractor(cv2.imread(str(dev / name))).features.astype(np.float64)
         x = features.reshape(features.shape[0], -1)
         pairs.append((float(best.count(np.concatenate([x.sum(axis=1), [x.shape[1]]]))),
                       float(dev_labels[name]["count"])))

@@ -5,7 +5,8 @@ Counts the chosen frames with both models once, then leaves the choice to
 range's other annotated frames with the chosen setting only, for the interval
 (``counting.tuning.calibrate_interval``). Frames are decoded, counted and dropped one by one;
 only the coarse density maps stay in memory until the fit, and nothing but the tuning file is
-written.
+written. With ``--finetune`` every annotated frame goes once through one graph for both models
+and the refit's features (``training.camera.CommissionPass``), and no second pass is needed.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def tune(
                                       show_default=False)],
     max_frames: Annotated[int, typer.Option(
         min=0, help="Count at most this many of those frames, evenly spread (0: all). Neighbouring "
-                    "video frames are near copies, so more frames add time, not information.")] = 40,
+                    "video frames are near copies, so more frames add time, not information. "
+                    "--finetune counts every annotated frame of the range (one pass).")] = 40,
     interval_frames: Annotated[int, typer.Option(
         min=0, help="Fit the interval on at most this many annotated frames of the range (0: all), "
                     "the ones beyond --max-frames counted once more with the chosen setting only. "
@@ -133,7 +135,9 @@ def tune(
         "--finetune", help="Also refit the dense model's output layer on every annotated frame of the "
                            "range (NumPy, on CPU; the network before it runs once per frame) and "
                            "let cross-validation choose it only where it beats the shipped "
-                           "settings. Writes the layer next to --out (<out stem>.layers.npz).")] = False,
+                           "settings. Every annotated frame of the range goes once through one graph for "
+                           "both models and the refit (int8 under OpenVINO; --engine and --precision "
+                           "do not apply). Writes the layer next to --out (<out stem>.layers.npz).")] = False,
     engine: opt.EngineOption = opt.EngineChoice.auto,
     precision: opt.AccuracyPrecisionOption = None,
     threads: opt.ThreadsOption = None,
@@ -156,50 +160,53 @@ def tune(
         annotated = [k for k in span if k in truth]
         if not annotated:
             raise DatasetError(f"--frames {frames}: no frame in that range is annotated in {labels}")
-        chosen = spread(annotated, max_frames)
+        # With --finetune every annotated frame of the range goes once through one graph that
+        # gives the shipped models' maps and the refit's features alike: every candidate is then
+        # scored on the same frames, and the interval needs no second pass.
+        chosen = annotated if finetune else spread(annotated, max_frames)
         width, height = geometry.cameras[camera].ground_map.image_size
-        spec = opt.engine_spec(engine, precision, threads)
-        make = opt.counter_factory(ctx)
-        counters = {m: make(replace(spec, model=m)) for m in MODELS}
         maps: dict[str, list[np.ndarray]] = {m: [] for m in MODELS}
         counted: list[int] = []
         source_size = (width, height)
-        # One pass: the frames the shipped models are scored on are counted by both, and with
-        # --finetune every annotated frame runs the network up to the refitted layer once.
-        wanted = annotated if finetune else chosen
-        chosen_set = set(chosen)
-        sums, extractor = None, None
+        sums, one_pass, counters = None, None, {}
         if finetune:
-            from crowdsafe.training.camera import FeatureExtractor, FrameSums, frame_target
+            from crowdsafe.training.camera import CommissionPass, FrameSums, frame_target
 
-            sums, extractor = FrameSums(), FeatureExtractor(FINETUNE_BASE, threads)
+            sums, one_pass = FrameSums(), CommissionPass(threads)
+            label = f"counting {len(chosen)} frames of {camera}, with features ({one_pass.precision})"
+        else:
+            spec = opt.engine_spec(engine, precision, threads)
+            make = opt.counter_factory(ctx)
+            counters = {m: make(replace(spec, model=m)) for m in MODELS}
+            label = f"counting {len(chosen)} frames of {camera}"
         started = time.perf_counter()
-        label = f"counting {len(chosen)} frames of {camera}" + (
-            f", features of {len(wanted)} ({extractor.precision})" if extractor is not None else "")
-        with progress_bar(label, len(wanted)) as advance:
-            for index, image, size in decoded(video, wanted, (width, height)):
+        with progress_bar(label, len(chosen)) as advance:
+            for index, image, size in decoded(video, chosen, (width, height)):
                 source_size = size
-                if index in chosen_set:
+                if sums is not None and one_pass is not None:
+                    seen = one_pass(image)
+                    for m in MODELS:
+                        maps[m].append(seen.maps[m])
+                    points = scaled_points(truth[index], size, (width, height))
+                    sums.add(seen.features, frame_target(points, height, width), len(truth[index]))
+                else:
                     for m in MODELS:
                         maps[m].append(counters[m].count(image).density)
-                    counted.append(index)
-                if sums is not None and extractor is not None:
-                    points = scaled_points(truth[index], size, (width, height))
-                    sums.add(extractor(image), frame_target(points, height, width), len(truth[index]))
+                counted.append(index)
                 keep(keep_frames, camera, index, image)
                 del image  # frames are never kept unless asked
                 advance()
-        if len(counted) < len(chosen) or (sums is not None and len(sums) < len(wanted)):
+        if len(counted) < len(chosen):
             raise DatasetError(f"{video}: only {len(counted)} of the {len(chosen)} frames could be read")
         people = [float(len(truth[k])) for k in counted]
         points_counted = [truth[k] for k in counted]
         tuning = fit_tuning(camera, maps, people, counted, folds=folds, level=level,
                             points=points_counted, image_size=source_size)
-        if sums is not None and extractor is not None:
-            tuning = add_finetuned(tuning, sums, annotated, counted, points_counted, maps, source_size,
-                                   layers_path, folds=folds, level=level, precision=extractor.precision,
+        if sums is not None and one_pass is not None:
+            tuning = add_finetuned(tuning, sums, points_counted, maps, source_size, layers_path,
+                                   folds=folds, level=level, precision=one_pass.precision,
                                    seconds=time.perf_counter() - started)
-        done = set(counted) if tuning.layers is None else set(annotated)
+        done = set(counted)
         rest = [k for k in annotated if k not in done]
         room = interval_frames - len(counted) if interval_frames else len(rest)
         more = spread(rest, room) if room > 0 else []
@@ -207,7 +214,7 @@ def tune(
         if more:
             with progress_bar(f"counting {len(more)} more frames for the interval", len(more)) as advance:
                 for index, image, _ in decoded(video, more, (width, height)):
-                    density = counters[tuning.model].count(image).density
+                    density = counters[tuning.model].count(image).density  # never with --finetune
                     keep(keep_frames, camera, index, image)
                     del image  # frames are never kept unless asked
                     pairs.append((float(tuning.apply(density).sum(dtype=np.float64)),
@@ -254,21 +261,20 @@ def scaled_points(points: np.ndarray, source: tuple[int, int], size: tuple[int, 
     return pts
 
 
-def add_finetuned(tuning: CameraTuning, sums: FrameSums, annotated: list[int], counted: list[int],
-                  points: list[np.ndarray], maps: dict[str, list[np.ndarray]],
-                  image_size: tuple[int, int], layers_path: Path, *, folds: int, level: float,
-                  precision: str, seconds: float) -> CameraTuning:
-    """The fine-tuned candidates scored beside the shipped settings; the tuning of the winner."""
+def add_finetuned(tuning: CameraTuning, sums: FrameSums, points: list[np.ndarray],
+                  maps: dict[str, list[np.ndarray]], image_size: tuple[int, int], layers_path: Path, *,
+                  folds: int, level: float, precision: str, seconds: float) -> CameraTuning:
+    """The fine-tuned candidates scored beside the shipped settings, on the same frames (every
+    annotated frame of the range, in the same blocks); the tuning of the winner."""
     from crowdsafe.counting.tuning import region_truth, with_finetuned
     from crowdsafe.training.camera import fit_candidates, int8_scale
 
     candidates = fit_candidates(sums, folds)
-    position = {k: i for i, k in enumerate(annotated)}
     shape = maps[FINETUNE_BASE][0].shape
     regions_truth = np.stack([region_truth(p, shape, image_size) for p in points])
     tuned, winner = with_finetuned(
         tuning, FINETUNE_BASE, [(c.layer.ridge, c.predicted, c.predicted_regions) for c in candidates],
-        sums.people, annotated, [position[k] for k in counted], regions_truth, level=level)
+        sums.people, tuning.frames, regions_truth, level=level, folds=folds)
     if winner is None:
         return tuned
     layer = candidates[winner].layer

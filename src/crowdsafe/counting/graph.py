@@ -56,13 +56,49 @@ def build_model(weights: dict[str, np.ndarray], int8: Int8Plan | None = None,
     the graph output instead (N,C,...): training caches these frozen-layer features once, with
     the very engine and pre-processing inference uses, so train and run time see the same input.
     """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     if stop_after is not None and stop_after not in conv_names():
         raise ValueError(f"stop_after={stop_after!r} is not a conv of the network")
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
+    x = _convs(conv_specs(), weights, _normalised(nodes, inits), nodes, inits, int8, stop_after)
+    nodes.append(_identity(x, OUTPUT_NAME))
+    return _finish(nodes, inits, {OUTPUT_NAME: 1 if stop_after is None else "channels"})
+
+
+def build_branched(trunk: dict[str, np.ndarray], split_after: str,
+                   branches: dict[str, tuple[dict[str, np.ndarray], str | None]],
+                   int8: dict[str, Int8Plan] | None = None) -> onnx.ModelProto:
+    """One graph for several models that share their layers up to ``split_after``.
+
+    ``branches``: output name -> (that model's weights, ``stop_after`` as in ``build_model``);
+    each branch runs the layers after ``split_after`` with its own weights. The shared layers
+    run once per frame, so counting a frame with two models that differ only in their last
+    layers costs little more than one (``crowdsafe tune --finetune``: the dense and sparse
+    models and the dense features the refit reads, from one pass). ``int8``: the plan of the
+    trunk (key ``""``) and of each branch (by output name), for those to run in int8.
+    """
+    names = conv_names()
+    if split_after not in names:
+        raise ValueError(f"split_after={split_after!r} is not a conv of the network")
+    specs = conv_specs()
+    cut = next(i for i, layer in enumerate(specs)
+               if isinstance(layer, ConvSpec) and layer.name == split_after)
+    plans = int8 or {}
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    x = _convs(specs[:cut + 1], trunk, _normalised(nodes, inits), nodes, inits, plans.get(""), None)
+    channels: dict[str, int | str] = {}
+    for out, (weights, stop_after) in branches.items():
+        if stop_after is not None and names.index(stop_after) <= names.index(split_after):
+            raise ValueError(f"branch {out}: stop_after={stop_after!r} is not after {split_after!r}")
+        y = _convs(specs[cut + 1:], weights, x, nodes, inits, plans.get(out), stop_after, prefix=f"{out}/")
+        nodes.append(_identity(y, out))
+        channels[out] = 1 if stop_after is None else "channels"
+    return _finish(nodes, inits, channels)
+
+
+def _normalised(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto]) -> str:
+    from onnx import helper, numpy_helper
 
     mean = np.array(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1) * 255.0
     inv_std = 1.0 / (np.array(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1) * 255.0)
@@ -70,47 +106,66 @@ def build_model(weights: dict[str, np.ndarray], int8: Int8Plan | None = None,
               numpy_helper.from_array(inv_std.astype(np.float32), "pixel_inv_std")]
     nodes += [helper.make_node("Sub", [INPUT_NAME, "pixel_mean"], ["centred"]),
               helper.make_node("Mul", ["centred", "pixel_inv_std"], ["normalised"])]
-    x = "normalised"
+    return "normalised"
 
-    specs = conv_specs()
+
+def _convs(specs: list[ConvSpec | str], weights: dict[str, np.ndarray], x: str,
+           nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], int8: Int8Plan | None,
+           stop_after: str | None, prefix: str = "") -> str:
+    """Append ``specs`` (convs with their ReLU, pools) after tensor ``x``; the last tensor's name.
+    ``prefix`` keeps a branch's tensor and weight names apart from another's."""
+    from onnx import helper, numpy_helper
+
     for i, layer in enumerate(specs):
         if isinstance(layer, str):
-            out = f"pool{i}"
+            out = f"{prefix}pool{i}"
             nodes.append(helper.make_node("MaxPool", [x], [out], kernel_shape=[2, 2],
                                           strides=[2, 2]))
             x = out
             continue
         w = weights[f"{layer.name}.weight"]
         b = weights[f"{layer.name}.bias"]
-        w_name, b_name = f"{layer.name}.weight", f"{layer.name}.bias"
+        name = f"{prefix}{layer.name}"
+        w_name, b_name = f"{name}.weight", f"{name}.bias"
         inits.append(numpy_helper.from_array(b.astype(np.float32), b_name))
         conv_in = x
         if int8 is not None and int8.quantised(layer.name):
-            conv_in, w_name = _qdq(layer.name, x, w, int8.activation_scales[layer.name],
-                                   nodes, inits)
+            conv_in, w_name = _qdq(name, x, w, int8.activation_scales[layer.name], nodes, inits)
         else:
             inits.append(numpy_helper.from_array(w.astype(np.float32), w_name))
         pad = layer.dilation * (layer.kernel // 2)
-        conv_out = f"{layer.name}.conv"
+        conv_out = f"{name}.conv"
         nodes.append(helper.make_node(
-            "Conv", [conv_in, w_name, b_name], [conv_out], name=layer.name,
+            "Conv", [conv_in, w_name, b_name], [conv_out], name=name,
             kernel_shape=[layer.kernel, layer.kernel], pads=[pad] * 4,
             dilations=[layer.dilation] * 2, strides=[1, 1]))
         if layer.name == "output_layer":
             x = conv_out
         else:
-            x = f"{layer.name}.relu"
+            x = f"{name}.relu"
             nodes.append(helper.make_node("Relu", [conv_out], [x]))
         if layer.name == stop_after:
             break
-    nodes.append(helper.make_node("Identity", [x], [OUTPUT_NAME]))
+    return x
+
+
+def _identity(x: str, out: str) -> onnx.NodeProto:
+    from onnx import helper
+
+    return helper.make_node("Identity", [x], [out])
+
+
+def _finish(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto],
+            outputs: dict[str, int | str]) -> onnx.ModelProto:
+    import onnx
+    from onnx import TensorProto, helper
 
     graph = helper.make_graph(
         nodes, "csrnet",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", 3, "height", "width"])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT,
-                                       ["batch", 1 if stop_after is None else "channels",
-                                        "out_height", "out_width"])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT,
+                                       ["batch", channels, "out_height", "out_width"])
+         for name, channels in outputs.items()],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],

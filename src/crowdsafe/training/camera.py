@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from crowdsafe.counting.counter import to_batch, validate_image
-from crowdsafe.counting.graph import INPUT_NAME, build_model
+from crowdsafe.counting.graph import INPUT_NAME
 from crowdsafe.counting.tuning import folds_of, region_sums
-from crowdsafe.counting.variants import ModelName, model_weights
+from crowdsafe.counting.variants import model_weights
 from crowdsafe.training.data import density_target
 
 #: The conv whose ReLU output the fitted layer reads, and the layer fitted.
@@ -130,55 +130,87 @@ def cross_validated(data: FrameSums, ridge: float, folds: int) -> tuple[np.ndarr
     return pred, pred_regions
 
 
-class FeatureExtractor:
-    """The base model up to ``CUT`` (ReLU output), in bf16 where the CPU runs it natively.
+#: The layers the dense and sparse models share (the sparse model replaces backend.4 onwards):
+#: the commissioning pass runs them once per frame for both.
+SHARED_UNTIL = "backend.2"
 
-    bf16 on AMX/AVX-512-BF16 is about 5x faster than fp32 here, which is what lets 800 frames
-    fit a commissioning; the layer fitted on bf16 features then runs on the engine's own
-    precision (the drift is in docs/results/speed.md). Without OpenVINO, ONNX Runtime runs fp32.
+
+@dataclass(frozen=True)
+class PassOutput:
+    """One frame through the commissioning pass: the dense features the refit reads and each
+    shipped model's density map (what their candidates are scored on)."""
+
+    features: np.ndarray  # (64, h, w): the ReLU output of ``CUT``
+    maps: dict[str, np.ndarray]  # model -> (h, w) density
+
+
+class CommissionPass:
+    """Every annotated frame once through one graph: the layers both shipped models share, then
+    the dense branch up to ``CUT`` (the features the refit reads; the published output layer on
+    them is the dense model's map) and the sparse branch to its density.
+
+    One pass gives every candidate its counts on the same frames (the shipped settings and the
+    fine-tuned layer, compared apples to apples) for about the cost of one model, and the
+    fine-tuned candidate's interval then needs no second counting pass. Precision: int8 (the
+    shipped calibration tables) under OpenVINO, the fastest there at a count drift well inside
+    the error being fitted (benchmarks/mall_pass_precision.py); fp32 under ONNX Runtime when
+    OpenVINO is not installed.
     """
 
-    def __init__(self, model: ModelName = "dense", threads: int | None = None,
-                 precision: str | None = None) -> None:
-        from crowdsafe.counting.engines import cpu_has_bf16
+    def __init__(self, threads: int | None = None, precision: str | None = None) -> None:
+        from crowdsafe.counting.engines import cpu_has_bf16, load_int8_plan
+        from crowdsafe.counting.graph import build_branched
 
-        proto = build_model(model_weights(model), stop_after=CUT).SerializeToString()
-        self.precision = precision or ("bf16" if cpu_has_bf16() else "fp32")
-        self._compiled: dict[tuple[int, ...], object] = {}
         try:
             import openvino as ov
         except ImportError:
             ov = None
+        self.precision = precision or ("int8" if ov is not None else "fp32")
+        if ov is None and self.precision != "fp32":
+            raise FineTuneError(f"precision {self.precision} for commissioning needs OpenVINO")
+        dense = model_weights("dense")
+        self._output = (dense[f"{LAYER}.weight"].reshape(-1).astype(np.float32),
+                        float(dense[f"{LAYER}.bias"].reshape(-1)[0]))
+        plans = None
+        if self.precision == "int8":
+            plans = {"": load_int8_plan("dense"), "features": load_int8_plan("dense"),
+                     "sparse": load_int8_plan("sparse")}
+        proto = build_branched(dense, SHARED_UNTIL, {"features": (dense, CUT),
+                                                     "sparse": (model_weights("sparse"), None)},
+                               plans).SerializeToString()
+        self._compiled: dict[tuple[int, ...], object] = {}
         if ov is not None:
             self._core = ov.Core()
             self._model = self._core.read_model(proto, b"")
-            self._config: dict[str, object] = {
-                "INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32",
-                "PERFORMANCE_HINT": "LATENCY"}
+            hint = "bf16" if self.precision in ("bf16", "int8") and cpu_has_bf16() else "f32"
+            self._config: dict[str, object] = {"INFERENCE_PRECISION_HINT": hint,
+                                               "PERFORMANCE_HINT": "LATENCY"}
             if threads:
                 self._config["INFERENCE_NUM_THREADS"] = int(threads)
             self._session = None
         else:
             import onnxruntime as ort
 
-            self.precision = "fp32"
             opts = ort.SessionOptions()
             if threads:
                 opts.intra_op_num_threads = int(threads)
             self._session = ort.InferenceSession(proto, opts, providers=["CPUExecutionProvider"])
 
-    def __call__(self, image_bgr: np.ndarray) -> np.ndarray:
+    def __call__(self, image_bgr: np.ndarray) -> PassOutput:
         batch = to_batch(validate_image(image_bgr))
         if self._session is not None:
-            return np.asarray(self._session.run(None, {INPUT_NAME: batch})[0])[0]
-        shape = tuple(batch.shape)
-        compiled = self._compiled.get(shape)
-        if compiled is None:
-            model = self._model.clone()
-            model.reshape({INPUT_NAME: list(shape)})
-            compiled = self._core.compile_model(model, "CPU", self._config)
-            self._compiled = {shape: compiled}
-        return np.asarray(compiled({INPUT_NAME: batch})[0])[0]  # type: ignore[operator]
+            features, sparse = self._session.run(["features", "sparse"], {INPUT_NAME: batch})
+        else:
+            from crowdsafe.training.features import compiled_for
+
+            compiled = compiled_for(self._core, self._model, self._config, self._compiled, tuple(batch.shape))
+            result = compiled({INPUT_NAME: batch})
+            features, sparse = result["features"], result["sparse"]
+        features = np.asarray(features, np.float32)[0]
+        weight, bias = self._output
+        dense = np.tensordot(weight, features, axes=1) + np.float32(bias)
+        return PassOutput(features, {"dense": dense.astype(np.float32),
+                                     "sparse": np.asarray(sparse, np.float32)[0, 0]})
 
 
 def frame_target(points: np.ndarray, height: int, width: int) -> np.ndarray:

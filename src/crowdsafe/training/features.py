@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -54,14 +55,23 @@ class FeatureExtractor:
 
     def __call__(self, image_bgr: np.ndarray) -> np.ndarray:
         batch = to_batch(validate_image(image_bgr))
-        shape = tuple(batch.shape)
-        compiled = self._compiled.get(shape)
-        if compiled is None:
-            model = self._model.clone()
-            model.reshape({INPUT_NAME: list(shape)})
-            compiled = self._core.compile_model(model, "CPU", self._config)
-            self._compiled = {shape: compiled}  # sizes rarely repeat in A; keep one
+        compiled = compiled_for(self._core, self._model, self._config, self._compiled, tuple(batch.shape))
         return np.asarray(compiled({INPUT_NAME: batch})[0])[0]  # type: ignore[operator]
+
+
+def compiled_for(core: Any, model: Any, config: dict[str, object], held: dict[tuple[int, ...], object],
+                 shape: tuple[int, ...]) -> Any:
+    """``model`` compiled by OpenVINO for input ``shape``; ``held`` keeps one shape at a time
+    (a compiled network holds about 100 MB, and training sizes rarely repeat, a camera's never
+    change)."""
+    compiled = held.get(shape)
+    if compiled is None:
+        reshaped = model.clone()
+        reshaped.reshape({INPUT_NAME: list(shape)})
+        compiled = core.compile_model(reshaped, "CPU", config)
+        held.clear()
+        held[shape] = compiled
+    return compiled
 
 
 def _key(image: TrainImage, flip: bool, scale: float = 1.0) -> str:
