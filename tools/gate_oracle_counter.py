@@ -18,10 +18,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from gate_oracle_velocity import head_velocity_field  # tools/ is on the path when run as a script
 
 import crowdsafe.evaluation.site as evaluation_site
 from crowdsafe.cli.main import app
-from crowdsafe.evaluation.site import load_frame_points, match_points
+from crowdsafe.evaluation.site import load_frame_points
 from crowdsafe.runtime.camera import Sample
 from crowdsafe.runtime.pipeline import FrameOutput, FramePipeline
 
@@ -37,20 +38,7 @@ class OraclePipeline(FramePipeline):
         self._bodies = {cid: None for cid in self.geometry.cameras}  # read at the head itself
 
     def oracle(self, image: np.ndarray, pair: np.ndarray, dt: float) -> np.ndarray:
-        h, w = image.shape[:2]
-        field = np.zeros((h, w, 2), np.float32)
-        a, b = self.heads.get(self.k), self.heads.get(self.k + 1)
-        if a is None or b is None:
-            return field
-        yy, xx = np.mgrid[0:h, 0:w]
-        best = np.full((h, w), np.inf)
-        for i, j in match_points(a, b, 25.0).items():
-            d2 = (xx - a[i][0]) ** 2 + (yy - a[i][1]) ** 2
-            nearer = d2 < best
-            best = np.where(nearer, d2, best)
-            field[nearer] = (b[j] - a[i]) / dt
-        field[best > 60**2] = 0
-        return field
+        return head_velocity_field(self.heads.get(self.k), self.heads.get(self.k + 1), image.shape[:2], dt)
 
     def process(self, sample: Sample) -> FrameOutput:
         self.k = sample.frame_index if sample.frame_index is not None else 0

@@ -64,6 +64,25 @@ def following_frames(path: str, frames: range, count: int) -> dict[int, np.ndarr
     return out
 
 
+def head_velocity_field(a: np.ndarray | None, b: np.ndarray | None, shape: tuple[int, ...],
+                        dt: float) -> np.ndarray:
+    """The "oracle" velocity (H, W, 2) px/s: each pixel within 60 px of an annotated head in ``a``
+    gets the motion of its nearest head to its match in ``b`` (zero elsewhere, or without a pair)."""
+    h, w = shape[:2]
+    field = np.zeros((h, w, 2), np.float32)
+    if a is None or b is None or len(a) == 0 or len(b) == 0:
+        return field
+    yy, xx = np.mgrid[0:h, 0:w]
+    best = np.full((h, w), np.inf)
+    for i, j in match_points(a, b, 25.0).items():
+        d2 = (xx - a[i][0]) ** 2 + (yy - a[i][1]) ** 2
+        nearer = d2 < best
+        best = np.where(nearer, d2, best)
+        field[nearer] = (b[j] - a[i]) / dt
+    field[best > 60**2] = 0
+    return field
+
+
 def main(heads_path: Path, step: int, mode: str) -> None:
     heads = load_frame_points(heads_path)
     site = load_site(demo_site_file())
@@ -71,21 +90,7 @@ def main(heads_path: Path, step: int, mode: str) -> None:
     current = {"k": 0}
 
     def oracle(image: np.ndarray, pair: np.ndarray, dt: float) -> np.ndarray:
-        h, w = image.shape[:2]
-        field = np.zeros((h, w, 2), np.float32)
-        a, b = heads.get(current["k"]), heads.get(current["k"] + 1)
-        if a is None or b is None or len(a) == 0 or len(b) == 0:
-            return field
-        used = match_points(a, b, 25.0)
-        yy, xx = np.mgrid[0:h, 0:w]
-        best = np.full((h, w), np.inf)
-        for i, j in used.items():
-            d2 = (xx - a[i][0]) ** 2 + (yy - a[i][1]) ** 2
-            nearer = d2 < best
-            best = np.where(nearer, d2, best)
-            field[nearer] = (b[j] - a[i]) / dt
-        field[best > 60**2] = 0
-        return field
+        return head_velocity_field(heads.get(current["k"]), heads.get(current["k"] + 1), image.shape[:2], dt)
 
     frames = range(0, 795, step)
     later = following_frames(site.resolve_source(site.camera(CAMERA)), frames, 3) if mode in SPANNED else {}
