@@ -100,9 +100,14 @@ def test_api_workers_serve_live_state_and_operator_actions_and_end_with_the_run(
             return [z for z in zones if z["reading"]]
 
         assert wait_for(lambda: {z["id"] for z in live_zones()} == ZONES, 90)
-        metrics = httpx.get(url + "/metrics", headers=viewer, timeout=10).text  # the runner's own numbers
-        assert re.search(r'crowdsafe_frames_processed_total\{camera="view001"\} [1-9]', metrics)
-        assert re.search(r'crowdsafe_pipeline_latency_seconds\{camera="view001"\} \d', metrics)
+        # the runner's own numbers: a worker copies them every 0.5 s, so the first zone rows (which
+        # a worker may read from the store) can come before the copy that holds a counted frame
+        def runner_metrics() -> bool:
+            metrics = httpx.get(url + "/metrics", headers=viewer, timeout=10).text
+            return bool(re.search(r'crowdsafe_frames_processed_total\{camera="view001"\} [1-9]', metrics)
+                        and re.search(r'crowdsafe_pipeline_latency_seconds\{camera="view001"\} \d', metrics))
+
+        assert wait_for(runner_metrics, 10, step=0.2)
         # the pipeline answers the operator across the boundary: people are in view, so a 409 with its reason
         r = httpx.post(url + "/api/cameras/view001/background/capture", headers=run.headers("operator"),
                        timeout=30)
