@@ -128,11 +128,18 @@ def walk_through_gate(camera_centre: tuple[float, float, float], direction: int,
             return DensityResult(density=state["density"].astype(np.float32), image_height=SIZE[1],
                                  image_width=SIZE[0])
 
+    # Each pixel of the frame holds its own coordinates, so the flow, which is asked only about the
+    # part of the frame the line reads (measure.flow.flow_in_box), knows which part it was given.
+    yy, xx = np.mgrid[0:SIZE[1], 0:SIZE[0]]
+    frame = np.dstack([xx & 255, yy & 255, (xx >> 8) | ((yy >> 8) << 4)]).astype(np.uint8)
+
     def body_flow(prev: np.ndarray, nxt: np.ndarray, dt_s: float) -> np.ndarray:
-        return state["velocity"]  # the person's own image motion over their body, zero elsewhere
+        x0 = int(prev[0, 0, 0]) + 256 * (int(prev[0, 0, 2]) & 15)
+        y0 = int(prev[0, 0, 1]) + 256 * (int(prev[0, 0, 2]) >> 4)
+        h, w = prev.shape[:2]  # the person's own image motion over their body, zero elsewhere
+        return state["velocity"][y0:y0 + h, x0:x0 + w]
 
     pipe = FramePipeline(geo, EveryCamera(HeadCounter()), flow=body_flow)
-    frame = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
     total_in = total_out = 0.0
     for k, y in enumerate(ys):
         head, feet = project(y, 1.6), project(y, 0.0)
