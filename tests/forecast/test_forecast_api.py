@@ -55,7 +55,7 @@ def env(tmp_path):
 
 
 def test_forecasts_of_every_zone_with_intervals(env):
-    env["use"]().wait(30)
+    assert env["use"]().wait(300), "the forecast model did not fit"  # minutes on a loaded 2-core machine
     r = env["http"]["viewer"].get("/api/forecast")
     assert r.status_code == 200, r.text
     body = r.json()
@@ -77,7 +77,7 @@ def test_forecasts_of_every_zone_with_intervals(env):
 
 
 def test_staffing_json_and_csv_agree_and_follow_the_policy(env):
-    env["use"]().wait(30)
+    assert env["use"]().wait(300), "the forecast model did not fit"  # minutes on a loaded 2-core machine
     viewer = env["http"]["viewer"]
     plan = viewer.get("/api/forecast/staffing", params={"slot_minutes": 30}).json()
     assert plan["slot_minutes"] == 30 and plan["bound"] == "hi80"
@@ -103,7 +103,7 @@ def test_staffing_json_and_csv_agree_and_follow_the_policy(env):
 
 
 def test_auth_validation_and_a_site_without_policy(env, tmp_path):
-    env["use"]().wait(30)
+    assert env["use"]().wait(300), "the forecast model did not fit"  # minutes on a loaded 2-core machine
     anonymous = httpx.get(env["url"] + "/api/forecast", timeout=10)
     assert anonymous.status_code == 401
     viewer = env["http"]["viewer"]
