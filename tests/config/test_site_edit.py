@@ -55,3 +55,11 @@ def test_changes_name_the_fields_by_id():
     b["zones"][0]["capacity"] = 300
     b["lines"] = []
     assert changes(a, b) == ["zones[walkway].capacity: was 250, now 300", "lines[east_gate]: removed"]
+
+
+def test_changes_name_added_and_removed_keys_by_path():
+    a = plain(read_tree(TEXT))
+    b = plain(read_tree(TEXT))
+    b["zones"][0]["note"] = "stage side"
+    del b["zones"][1]["capacity"]
+    assert changes(a, b) == ["zones[walkway].note: added", "zones[lawn].capacity: removed"]

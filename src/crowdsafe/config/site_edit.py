@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -249,30 +249,26 @@ def changes(before: Any, after: Any, path: str = "", limit: int = 40) -> list[st
         if len(out) >= limit or _same(a, b):
             return
         if isinstance(a, dict) and isinstance(b, dict):
-            for k in list(a) + [k for k in b if k not in a]:
-                where = f"{at}.{k}" if at else str(k)
-                if k not in b:
-                    out.append(f"{where}: removed")
-                elif k not in a:
-                    out.append(f"{where}: added")
-                else:
-                    walk(a[k], b[k], where)
+            keyed(a, b, lambda k: f"{at}.{k}" if at else str(k))
             return
         if isinstance(a, list) and isinstance(b, list):
             ia, ib = _by_id(a), _by_id(b)
             ia = {} if not a and ib is not None else ia  # all added or all removed: still by id
             ib = {} if not b and ia is not None else ib
             if ia is not None and ib is not None:
-                for k in list(ia) + [k for k in ib if k not in ia]:
-                    where = f"{at}[{k}]"
-                    if k not in ib:
-                        out.append(f"{where}: removed")
-                    elif k not in ia:
-                        out.append(f"{where}: added")
-                    else:
-                        walk(ia[k], ib[k], where)
+                keyed(ia, ib, lambda k: f"{at}[{k}]")
                 return
         out.append(f"{at or '(top level)'}: was {short(a)}, now {short(b)}")
+
+    def keyed(a: dict[Any, Any], b: dict[Any, Any], where_of: Callable[[Any], str]) -> None:
+        for k in list(a) + [k for k in b if k not in a]:
+            where = where_of(k)
+            if k not in b:
+                out.append(f"{where}: removed")
+            elif k not in a:
+                out.append(f"{where}: added")
+            else:
+                walk(a[k], b[k], where)
 
     walk(before, after, path)
     return out
