@@ -17,8 +17,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+import sqlalchemy
 
 from crowdsafe.api.tokens import TokenBook
+from tests.support.postgres_server import pg_bin, postgres_cluster
 from tests.support.runner import ZONES, cli, demo_site, precision_flag, wait_for
 
 
@@ -50,13 +53,14 @@ def _alive(pids: list[int]) -> list[int]:
 
 
 class Run:
-    def __init__(self, tmp_path: Path, workers: int) -> None:
+    def __init__(self, tmp_path: Path, workers: int, store: str | None = None) -> None:
         self.state = tmp_path / "state"
         book = TokenBook(self.state / "tokens.json")
         self.tokens = {role: book.create(role)[1] for role in ("viewer", "operator")}
         self.proc = subprocess.Popen(
             cli(str(demo_site(tmp_path, every="1s")), "--state-dir", str(self.state), "--precision",
-                precision_flag(), "--port", "0", "--quiet", "--api-workers", str(workers)),
+                precision_flag(), "--port", "0", "--quiet", "--api-workers", str(workers),
+                *(("--store", store) if store else ())),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.err: list[str] = []
         self.out: list[str] = []
@@ -139,3 +143,38 @@ def test_api_workers_end_when_the_counting_process_is_killed(tmp_path: Path):
     started = time.monotonic()
     assert wait_for(lambda: not _alive(workers), 15), "an API worker outlived its counting process"
     assert time.monotonic() - started < 15
+
+
+@pytest.mark.skipif(pg_bin() is None, reason="PostgreSQL server binaries not installed "
+                                            "(apt-get install postgresql)")
+def test_api_workers_serve_a_postgresql_store_and_live_state(tmp_path: Path):
+    """Production's store: the workers read zone rows from PostgreSQL and live events from the channel."""
+    with postgres_cluster() as (db, _pg), Run(tmp_path, workers=2, store=db) as run:
+        url = run.url()
+        run.workers(2)
+        viewer = run.headers("viewer")
+
+        def live() -> set[str]:
+            zones = httpx.get(url + "/api/zones", headers=viewer, timeout=10).json()
+            return {z["id"] for z in zones if z["reading"]}
+
+        assert wait_for(lambda: live() == ZONES, 90)
+        seen: list[str] = []
+        with httpx.stream("GET", url + "/api/events", headers=viewer, timeout=30) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    seen.append(line[6:].strip())
+                if "zone" in seen:
+                    break
+        assert seen[0] == "hello" and "zone" in seen
+        run.proc.send_signal(signal.SIGINT)
+        assert run.proc.wait(60) == 0
+        engine = sqlalchemy.create_engine(db)
+        with engine.connect() as conn:
+            rows = conn.execute(sqlalchemy.text("SELECT DISTINCT zone_id FROM zone_readings"))
+            zones = {z for (z,) in rows}
+        engine.dispose()
+        assert zones == ZONES
+    for drain in run.drains:
+        drain.join(10)
+    assert "0 unwritten" in "".join(run.out)
