@@ -111,6 +111,10 @@ class RunSummary:
     peak_rss_mb: float = 0.0
     health: list[CameraHealth] = field(default_factory=list)
     retention_deleted: int = 0  # rows deleted for being older than RunnerConfig.retention_s
+    #: Seconds the counting thread was busy on the frames counted: from taking each sample to
+    #: handing it on counted (measured too, where measuring is not overlapped; waiting for the
+    #: measurer, where it is). Waiting for the next sample is not in it.
+    busy_s: float = 0.0
 
     @property
     def frames_total(self) -> int:
@@ -119,6 +123,13 @@ class RunSummary:
     @property
     def fps(self) -> float:
         return self.frames_total / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def capacity_fps(self) -> float:
+        """Frames per second the pipeline would deliver if samples came as fast as it takes them
+        (frames / ``busy_s``): what ``bench --site`` measures as delivered frames/s by feeding it so,
+        where ``fps`` is capped by the sampling."""
+        return self.frames_total / self.busy_s if self.busy_s > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -263,11 +274,15 @@ class SiteRunner:
     # -- worker ---------------------------------------------------------------------------
     def _work(self) -> None:
         hand = self._handoff.put if self.config.overlap_measure else self._measure
+        busy = getattr(self.counting, "counts_on_runner_thread", False)
         try:
             while not self._stop.is_set():
                 counted = self.counting.next(0.5)
                 if counted is not None:
+                    t0 = time.perf_counter()
                     hand(counted)  # with overlap: waits while the measurer still has a frame waiting
+                    if busy:
+                        self.summary.busy_s += counted.sample_s + counted.count_s + time.perf_counter() - t0
                     del counted  # the pixels go now, not when the next frame arrives
                 elif self.counting.finished:
                     self._stop.set()  # every source ended (files without --loop): the run is done
