@@ -61,9 +61,6 @@ def test_the_demo_site_reports_every_stage_and_both_rates(fast_counter: DensityC
     assert cam.stages["flow"] > 0 and cam.stages["decode"] > 0
     # the pipeline's CPU per frame holds the engine's and the stages' beside it
     assert result.pipeline_cpu_s_per_frame > 0 and result.engine_cpu_s_per_frame > 0
-    # the runner's capacity figure (run and demo print it) counts only the time it was busy: never
-    # below what it delivered, fed as fast as it takes samples
-    assert result.runner_capacity_fps >= cam.delivered_fps > 0
 
 
 def test_a_camera_that_is_not_a_video_file_is_refused(tmp_path: Path, fast_counter: DensityCounter):

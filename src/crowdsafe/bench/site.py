@@ -33,7 +33,7 @@ from crowdsafe.counting import batch
 from crowdsafe.counting.counter import Counts
 from crowdsafe.counting.engines import EngineSpec
 from crowdsafe.runtime.camera import CameraSource
-from crowdsafe.runtime.core import PreparedSite, RunnerConfig, RunSummary, SiteRunner, prepare_site
+from crowdsafe.runtime.core import PreparedSite, RunnerConfig, SiteRunner, prepare_site
 from crowdsafe.runtime.counters import CameraCounters
 from crowdsafe.runtime.local import InProcessCounting
 from crowdsafe.runtime.pipeline import FrameFit, FrameOutput
@@ -142,11 +142,6 @@ class SiteBench:
     #: does not, so it says what the stages beside the engine cost where wall clocks cannot.
     engine_cpu_s_per_frame: float = 0.0
     pipeline_cpu_s_per_frame: float = 0.0
-    #: The runner's own figure over the pipeline slices, as ``run`` and ``demo`` print it
-    #: ("capacity", ``RunSummary.capacity_fps``): frames / seconds the counting thread was busy on
-    #: them. Fed as fast as it takes samples, the pipeline is never idle, so it matches the
-    #: delivered frames/s; at a live sampling it is the figure to hold against them.
-    runner_capacity_fps: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -228,7 +223,7 @@ def site_bench(site_path: Path, spec: EngineSpec, duration_s: float = 60.0,
     slices = max(1, round(duration_s / SLICE_S))
     piece = duration_s / (2 * slices)
     outputs: list[FrameOutput] = []
-    pipeline_s = busy_s = 0.0
+    pipeline_s = 0.0
     dropped: dict[str, int] = {}
     for k in range(slices):
         progress(f"slice {k + 1} of {slices}: engine only, {piece / (2 if k == 0 else 1):.0f} s")
@@ -236,12 +231,10 @@ def site_bench(site_path: Path, spec: EngineSpec, duration_s: float = 60.0,
         progress(f"slice {k + 1} of {slices}: whole pipeline, {piece:.0f} s")
         c0 = time.process_time()
         # fresh sources each slice: the last slice's run stopped its readers
-        out, summary = _pipeline(engine_fed(base), counters, piece, overlap)
+        out, seconds, drops = _pipeline(engine_fed(base), counters, piece, overlap)
         cpu["pipeline"] += time.process_time() - c0
         outputs += out
-        pipeline_s += summary.seconds
-        busy_s += summary.busy_s
-        drops = summary.dropped
+        pipeline_s += seconds
         for cid, n in drops.items():
             dropped[cid] = dropped.get(cid, 0) + n
     progress(f"engine only, {piece / 2:.0f} s")
@@ -261,13 +254,12 @@ def site_bench(site_path: Path, spec: EngineSpec, duration_s: float = 60.0,
     return SiteBench(str(site_path), str(getattr(engine, "name", spec.engine)),
                      str(getattr(engine, "precision", spec.precision)), counters.describe() or first,
                      pipeline_s, sum(engine_t.values()), rows,
-                     cpu["engine"] / max(sum(engine_n.values()), 1), cpu["pipeline"] / max(len(outputs), 1),
-                     len(outputs) / busy_s if busy_s > 0 else 0.0)
+                     cpu["engine"] / max(sum(engine_n.values()), 1), cpu["pipeline"] / max(len(outputs), 1))
 
 
 def _pipeline(prepared: PreparedSite, counters: CameraCounters, seconds: float,
-              overlap: bool = True) -> tuple[list[FrameOutput], RunSummary]:
-    """The runner on the engine-fed site for ``seconds``: its outputs and its summary."""
+              overlap: bool = True) -> tuple[list[FrameOutput], float, dict[str, int]]:
+    """The runner on the engine-fed site for ``seconds``: its outputs, wall seconds and drops."""
     outputs: list[FrameOutput] = []
     with tempfile.TemporaryDirectory(prefix="crowdsafe-bench-") as state:
         store = open_store(str(Path(state) / "bench.sqlite"))
@@ -280,7 +272,7 @@ def _pipeline(prepared: PreparedSite, counters: CameraCounters, seconds: float,
             summary = runner.run()
         finally:
             store.close()
-    return outputs, summary
+    return outputs, summary.seconds, summary.dropped
 
 
 def _hold_readers(prepared: PreparedSite, slots: LatestSlots[object]) -> None:

@@ -175,9 +175,7 @@ def render_site(result: SiteBench, console: Console) -> None:
                       *(f"{1000 * cam.stages[name]:.1f}" for name in STAGES))
     console.print(table)
     console.print(f"CPU seconds of this process per frame: {result.engine_cpu_s_per_frame:.2f} engine only, "
-                  f"{result.pipeline_cpu_s_per_frame:.2f} through the whole pipeline; capacity "
-                  f"{result.runner_capacity_fps:.2f} frames/s by the runner's own figure (as run and demo "
-                  "print it)", highlight=False)
+                  f"{result.pipeline_cpu_s_per_frame:.2f} through the whole pipeline", highlight=False)
     console.print("delivered/s: frames/s through the whole pipeline; engine/s: the camera's counter alone on "
                   "the same frames, interleaved with it; ms: wall milliseconds per delivered frame in each "
                   "stage (decode runs on the camera's reader thread, measure to alerts beside the engine's "

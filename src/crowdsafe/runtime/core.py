@@ -111,9 +111,9 @@ class RunSummary:
     peak_rss_mb: float = 0.0
     health: list[CameraHealth] = field(default_factory=list)
     retention_deleted: int = 0  # rows deleted for being older than RunnerConfig.retention_s
-    #: Seconds the counting thread was busy on the frames counted: from taking each sample to
-    #: handing it on counted (measured too, where measuring is not overlapped; waiting for the
-    #: measurer, where it is). Waiting for the next sample is not in it.
+    #: Seconds the frames counted spent in the pipeline's stages (decode to alerts, ``FrameOutput.
+    #: timings``), added up one after the other; waiting for the next sample is not in it. Left at 0
+    #: where frames are counted elsewhere, in parallel (Ray).
     busy_s: float = 0.0
 
     @property
@@ -126,9 +126,14 @@ class RunSummary:
 
     @property
     def capacity_fps(self) -> float:
-        """Frames per second the pipeline would deliver if samples came as fast as it takes them
-        (frames / ``busy_s``): what ``bench --site`` measures as delivered frames/s by feeding it so,
-        where ``fps`` is capped by the sampling."""
+        """Frames / ``busy_s``: about what the pipeline would deliver fed samples as fast as it
+        takes them, which ``bench --site`` measures, where ``fps`` is capped by the sampling.
+
+        Added up, not overlapped: an engine that takes every core loses to the stages beside it
+        about their own time (docs/results/speed.md), so a saturated pipeline's frame takes about
+        the sum of its stages measured where they did not compete, as at a live sampling the
+        engine keeps up with. Where it does not (samples dropped), the stages competed and
+        ``fps`` is the figure."""
         return self.frames_total / self.busy_s if self.busy_s > 0 else 0.0
 
 
@@ -230,6 +235,7 @@ class SiteRunner:
         # this snapshot instead of querying the store, so a request burst costs counting no SQL.
         self._latest_rows: dict[str, dict[str, dict[str, object]]] = {"zone_readings": {},
                                                                       "line_readings": {}}
+        self._counted_here = getattr(counting, "counts_on_runner_thread", False)  # for busy_s
         self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
         # One counted frame waits for the measurer at most: the engine runs one frame ahead, no more.
         self._handoff: queue.Queue[CountedFrame | None] = queue.Queue(maxsize=1)
@@ -274,15 +280,11 @@ class SiteRunner:
     # -- worker ---------------------------------------------------------------------------
     def _work(self) -> None:
         hand = self._handoff.put if self.config.overlap_measure else self._measure
-        busy = getattr(self.counting, "counts_on_runner_thread", False)
         try:
             while not self._stop.is_set():
                 counted = self.counting.next(0.5)
                 if counted is not None:
-                    t0 = time.perf_counter()
                     hand(counted)  # with overlap: waits while the measurer still has a frame waiting
-                    if busy:
-                        self.summary.busy_s += counted.sample_s + counted.count_s + time.perf_counter() - t0
                     del counted  # the pixels go now, not when the next frame arrives
                 elif self.counting.finished:
                     self._stop.set()  # every source ended (files without --loop): the run is done
@@ -315,6 +317,8 @@ class SiteRunner:
         self.summary.frames[output.camera_id] = self.summary.frames.get(output.camera_id, 0) + 1
         self._latency[output.camera_id] = max(time.time() - output.ts, 0.0)
         self._processing[output.camera_id] = sum(output.timings.values())
+        if self._counted_here:
+            self.summary.busy_s += self._processing[output.camera_id]
         t0 = time.perf_counter()
         zone_rows = [r.as_row() for r in output.zones]
         self.writer.write("zone_readings", zone_rows)

@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 class InProcessCounting:
     """The :class:`~crowdsafe.runtime.core.Counting` strategy of a one-machine run."""
 
-    #: Frames are counted one at a time on the runner's counting thread, so that thread's busy
-    #: time is the pipeline's (``RunSummary.busy_s``); counted elsewhere, in parallel, it is not.
+    #: Frames are counted one at a time on the runner's counting thread: their stages' times
+    #: add up to the pipeline's (``RunSummary.busy_s``); counted elsewhere, in parallel, they do not.
     counts_on_runner_thread = True
 
     def __init__(self, prepared: PreparedSite, counters: CountsCameras) -> None:
