@@ -113,7 +113,8 @@ def main() -> None:
 def compare_methods(frames: list[np.ndarray], heads: dict[int, np.ndarray], n: int) -> None:
     grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
     methods: dict[str, Flow] = {
-        "DIS medium (the pipeline's)": dis(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, 1),
+        "DIS ultrafast, half resolution (the pipeline's)": dis(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, 1),
+        "DIS medium, half resolution (the pipeline's before)": dis(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, 1),
         "DIS medium at full resolution": dis(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, 0),
         "DIS medium at full resolution, no variational step": dis(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, 0, 0),
         "DIS fast at full resolution": dis(cv2.DISOPTICAL_FLOW_PRESET_FAST, 0),

@@ -68,8 +68,10 @@ def summary_lines(summary: RunSummary) -> list[str]:
     sampled = sum(h.samples for h in summary.health)
     # frames/s next to the samples the cameras offered per second: equal when the engine keeps up
     rate = f" of {sampled / summary.seconds:.2f} sampled" if sampled and summary.seconds > 0 else ""
+    # what the pipeline could take (as bench --site measures it) beside what the sampling gave it
+    capacity = f", capacity {summary.capacity_fps:.2f} frames/s" if summary.busy_s > 0 else ""
     out = [f"ran {summary.seconds:.1f} s: {summary.frames_total} frames counted ({frames}), "
-           f"{summary.fps:.2f} frames/s{rate}, {dropped} samples dropped (engine busy), "
+           f"{summary.fps:.2f} frames/s{rate}{capacity}, {dropped} samples dropped (engine busy), "
            f"{summary.errors} failed",
            f"store: {st.written} rows written, {st.ignored} already there, {st.dropped} dropped, "
            f"{st.pending} unwritten; alert changes {summary.alert_changes}; backgrounds saved "

@@ -33,6 +33,18 @@ def band_half_width_m(period_s: float) -> float:
 #: Optical flow runs on frames downscaled to at most this side. Far people are a few pixels
 #: wide, and coarser flow smooths their motion into the still background around them.
 FLOW_MAX_SIDE = 768
+#: OpenCV's DIS flow: the ultrafast preset's search (patch stride 5, 12 gradient-descent
+#: iterations, no variational refinement) down to pyramid level 1, the half resolution the medium
+#: preset ran at before. The search was most of the live pipeline's cost beside its engine; the
+#: resolution is what the people's motion needs. Cost and accuracy: docs/results/speed.md.
+FLOW_PRESET = cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST
+FLOW_FINEST_SCALE = 1
+
+
+def _dis() -> cv2.DISOpticalFlow:
+    dis = cv2.DISOpticalFlow.create(FLOW_PRESET)
+    dis.setFinestScale(FLOW_FINEST_SCALE)
+    return dis
 
 
 @dataclass(frozen=True)
@@ -56,19 +68,30 @@ def optical_flow(prev_bgr: np.ndarray, next_bgr: np.ndarray, dt_s: float,
         raise ValueError("frames of a flow pair must be in time order")
     h, w = prev_bgr.shape[:2]
     scale = min(1.0, FLOW_MAX_SIDE / max(h, w))
-    size = (max(round(w * scale), 8), max(round(h * scale), 8))
-    a = cv2.cvtColor(cv2.resize(prev_bgr, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
-    b = cv2.cvtColor(cv2.resize(next_bgr, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
-    dis = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    flow = dis.calc(a, b, None)
+    a, b = _grey(prev_bgr, scale), _grey(next_bgr, scale)
+    flow = _dis().calc(a, b, None)
     if spread_px > 0:
         moving = (np.linalg.norm(flow, axis=2) > moving_px * scale).astype(np.float32)
         sigma = spread_px * scale
         weight = cv2.GaussianBlur(moving, (0, 0), sigma)
         spread = cv2.GaussianBlur(flow * moving[:, :, None], (0, 0), sigma)
-        flow = np.where(weight[:, :, None] > 1e-3, spread / np.maximum(weight, 1e-3)[:, :, None], 0.0)
-    flow = cv2.resize(flow.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    return flow * (1.0 / (scale * dt_s))
+        flow = np.where(weight[:, :, None] > 1e-3, spread / np.maximum(weight, 1e-3)[:, :, None],
+                        0.0).astype(np.float32)
+    if scale < 1.0:
+        flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
+    flow *= np.float32(1.0 / (scale * dt_s))
+    return flow
+
+
+def _grey(bgr: np.ndarray, scale: float) -> np.ndarray:
+    """The frame in grey at ``scale``: converted before it is shrunk (one channel to resize, not
+    three), and not copied again at full size."""
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    if scale >= 1.0:
+        return grey
+    h, w = grey.shape[:2]
+    size = (max(round(w * scale), 8), max(round(h * scale), 8))
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
 
 
 def _bilinear(grid: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:

@@ -315,9 +315,11 @@ class PersonEvidence:
         peak = window_people(density, PERSON_WINDOW_CELLS)
         h, w = image_bgr.shape[:2]
         scale = min(1.0, self.SIDE / max(h, w))
-        small = cv2.resize(image_bgr, (max(1, round(w * scale)), max(1, round(h * scale))),
-                           interpolation=cv2.INTER_AREA)
-        gray = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (5, 5), 0)
+        # grey first: one channel to shrink, not three (half the time; the two orders differ by
+        # a grey level at most, against a threshold of 25)
+        small = cv2.resize(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY),
+                           (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        gray = cv2.GaussianBlur(small, (5, 5), 0)
         moved = -1  # unknown: no previous frame close enough in time, or a new size
         if self._previous is not None:
             then, before = self._previous

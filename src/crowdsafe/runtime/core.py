@@ -111,6 +111,10 @@ class RunSummary:
     peak_rss_mb: float = 0.0
     health: list[CameraHealth] = field(default_factory=list)
     retention_deleted: int = 0  # rows deleted for being older than RunnerConfig.retention_s
+    #: Seconds the frames counted spent in the pipeline's stages (decode to alerts, ``FrameOutput.
+    #: timings``), added up one after the other; waiting for the next sample is not in it. Left at 0
+    #: where frames are counted elsewhere, in parallel (Ray).
+    busy_s: float = 0.0
 
     @property
     def frames_total(self) -> int:
@@ -119,6 +123,18 @@ class RunSummary:
     @property
     def fps(self) -> float:
         return self.frames_total / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def capacity_fps(self) -> float:
+        """Frames / ``busy_s``: about what the pipeline would deliver fed samples as fast as it
+        takes them, which ``bench --site`` measures, where ``fps`` is capped by the sampling.
+
+        Added up, not overlapped: an engine that takes every core loses to the stages beside it
+        about their own time (docs/results/speed.md), so a saturated pipeline's frame takes about
+        the sum of its stages measured where they did not compete, as at a live sampling the
+        engine keeps up with. Where it does not (samples dropped), the stages competed and
+        ``fps`` is the figure."""
+        return self.frames_total / self.busy_s if self.busy_s > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -219,6 +235,7 @@ class SiteRunner:
         # this snapshot instead of querying the store, so a request burst costs counting no SQL.
         self._latest_rows: dict[str, dict[str, dict[str, object]]] = {"zone_readings": {},
                                                                       "line_readings": {}}
+        self._counted_here = getattr(counting, "counts_on_runner_thread", False)  # for busy_s
         self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
         # One counted frame waits for the measurer at most: the engine runs one frame ahead, no more.
         self._handoff: queue.Queue[CountedFrame | None] = queue.Queue(maxsize=1)
@@ -300,6 +317,8 @@ class SiteRunner:
         self.summary.frames[output.camera_id] = self.summary.frames.get(output.camera_id, 0) + 1
         self._latency[output.camera_id] = max(time.time() - output.ts, 0.0)
         self._processing[output.camera_id] = sum(output.timings.values())
+        if self._counted_here:
+            self.summary.busy_s += self._processing[output.camera_id]
         t0 = time.perf_counter()
         zone_rows = [r.as_row() for r in output.zones]
         self.writer.write("zone_readings", zone_rows)

@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 class InProcessCounting:
     """The :class:`~crowdsafe.runtime.core.Counting` strategy of a one-machine run."""
 
+    #: Frames are counted one at a time on the runner's counting thread: their stages' times
+    #: add up to the pipeline's (``RunSummary.busy_s``); counted elsewhere, in parallel, they do not.
+    counts_on_runner_thread = True
+
     def __init__(self, prepared: PreparedSite, counters: CountsCameras) -> None:
         if not callable(getattr(counters, "count_camera", None)):  # a bare counter: say so now, not per frame
             raise TypeError("counters must count per camera: CameraCounters, or EveryCamera(counter)")

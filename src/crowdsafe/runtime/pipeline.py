@@ -18,7 +18,14 @@ from crowdsafe.counting.tuning import CameraTuning
 from crowdsafe.geometry.body import BodyMotion, body_motion
 from crowdsafe.geometry.lines import LinePlan
 from crowdsafe.geometry.site import SiteGeometry
-from crowdsafe.measure.flow import band_box, band_crossings, band_half_width_m, flow_in_box, optical_flow
+from crowdsafe.measure.flow import (
+    GateCrossings,
+    band_box,
+    band_crossings,
+    band_half_width_m,
+    flow_in_box,
+    optical_flow,
+)
 from crowdsafe.measure.metrics import Metric, zone_metrics
 from crowdsafe.measure.zones import ZoneReading, zone_readings
 from crowdsafe.runtime.background import (
@@ -139,6 +146,7 @@ class FramePipeline:
         self._publish = publish_background
         self._bodies: dict[str, BodyMotion | None] = {}
         self._flow_boxes: dict[tuple[str, float, bool], tuple[int, int, int, int]] = {}
+        self._band_cells: dict[tuple[str, float, int], tuple[slice, slice]] = {}
 
     def _fresh_results(self, ts: float) -> dict[str, DensityResult]:
         """Newest density map of each camera not older than a few of its sampling periods."""
@@ -248,8 +256,12 @@ class FramePipeline:
         pair = sample.pair  # at the calibration's size, as the frame (FrameFit.sample)
         body = self._body(cid) if result.cell == self.geometry.cameras[cid].ground_map.cell else None
         gm = self.geometry.cameras[cid].ground_map
-        box = self._flow_box(cid, plans, period, body)
-        velocity = flow_in_box(self.flow, image, pair, sample.pair_dt, box)
+        # Flux is density x velocity: where the bands hold no density at all (nobody near any of
+        # the camera's lines) every crossing is exactly zero, whatever the velocity, so the flow
+        # is not computed.
+        nobody = not np.any(result.density[self._density_cells(cid, plans, period, result.cell)])
+        velocity = None if nobody else \
+            flow_in_box(self.flow, image, pair, sample.pair_dt, self._flow_box(cid, plans, period, body))
         rows: list[dict[str, object]] = []
         metrics = []
         for plan in plans:
@@ -257,8 +269,9 @@ class FramePipeline:
             # leaves to, over the gate's passage: a snapshot through the line alone times the
             # period misses or doubles whoever is on the line at the sample, and a line as
             # narrow as the gate loses the blur beyond its ends (benchmarks/bottleneck.py).
-            counts = band_crossings(result.density, result.cell, velocity, gm.ground_to_image, *plan.passage,
-                                    plan.in_normal, period, band_half_width_m(period), body=body)
+            counts = GateCrossings(0.0, 0.0) if velocity is None else \
+                band_crossings(result.density, result.cell, velocity, gm.ground_to_image, *plan.passage,
+                               plan.in_normal, period, band_half_width_m(period), body=body)
             in_n, out_n = max(counts.in_count, 0.0) + 0.0, max(counts.out_count, 0.0) + 0.0  # not -0.0
             pmm = (in_n + out_n) / period * 60.0 / plan.width_m
             rows.append({"line_id": plan.line_id, "ts": ts, "period_s": period, "in_count": in_n,
@@ -280,12 +293,26 @@ class FramePipeline:
                 off = body.offset_px.reshape(-1, 2)
                 reach = (max(-off[:, 0].min(), 0.0), max(-off[:, 1].min(), 0.0),
                          max(off[:, 0].max(), 0.0), max(off[:, 1].max(), 0.0))
-            boxes = [band_box(gm.ground_to_image, *p.passage, p.in_normal, band_half_width_m(period_key),
-                              gm.image_size, reach) for p in plans]
-            box = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
-                   max(b[3] for b in boxes))
+            box = _union([band_box(gm.ground_to_image, *p.passage, p.in_normal, band_half_width_m(period_key),
+                                   gm.image_size, reach) for p in plans])
             self._flow_boxes[key] = box
         return box
+
+    def _density_cells(self, cid: str, plans: list[LinePlan], period: float,
+                       cell: int) -> tuple[slice, slice]:
+        """The density map's cells the camera's bands read (``band_crossings`` reads density at the
+        heads on its lines, bilinearly: a cell's margin around them), cached as ``_flow_box``."""
+        period_key = math.ceil(period * 2.0) / 2.0
+        key = (cid, period_key, cell)
+        cells = self._band_cells.get(key)
+        if cells is None:
+            gm = self.geometry.cameras[cid].ground_map
+            x0, y0, x1, y1 = _union([band_box(gm.ground_to_image, *p.passage, p.in_normal,
+                                              band_half_width_m(period_key), gm.image_size, margin_px=cell)
+                                     for p in plans])
+            cells = (slice(y0 // cell, -(-y1 // cell)), slice(x0 // cell, -(-x1 // cell)))
+            self._band_cells[key] = cells
+        return cells
 
     def _body(self, cid: str) -> BodyMotion | None:
         """The camera's body-motion fields, computed on first use (only cameras with lines need them)."""
@@ -310,3 +337,9 @@ class FramePipeline:
         if check.image is not None and self._publish is not None:
             self._publish(cid, check.image)
         return check
+
+
+def _union(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    """The smallest box (x0, y0, x1, y1) holding all of ``boxes``."""
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+            max(b[3] for b in boxes))
