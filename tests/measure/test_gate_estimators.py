@@ -125,7 +125,7 @@ def test_bad_periods_are_refused():
 
 def test_a_band_cut_by_the_image_edge_counts_on_the_copies_the_camera_sees():
     """A gate 1.5 m from the image's right edge, sampled every 2 s: the band on the exit side is
-    3 m deep, half of it beyond the image. Copies out of view would read the border's pixels (or
+    4 m deep, most of it beyond the image. Copies out of view would read the border's pixels (or
     zeros, averaged in); the copies in view are a shallower band and count the walker once on
     average, in either direction."""
     rows, cols = SHAPE
