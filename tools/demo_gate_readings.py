@@ -1,11 +1,11 @@
 """Diagnosis only: the demo's gate readings one by one, quiet or beside artificial CPU load (issue 25).
 
 Runs the demo site as ``crowdsafe demo`` does (the sample video looped as a live camera, the
-shipped tuning, the default engine and precision), without the API, for ``--duration`` seconds,
-and writes every reading with what the runtime knew when it made it: the sample's frame index,
-timestamp, flow pair interval and period, the measured in/out and the annotated crossings of the
-frames the reading covers (``cli.demo.GateTally``'s rule). ``--load N`` runs N busy-loop processes
-beside it for the whole run (what a shared machine does to it).
+shipped tuning, the default engine and precision unless ``--precision`` says otherwise), without
+the API, for ``--duration`` seconds, and writes every reading with what the runtime knew when it
+made it: the sample's frame index, timestamp, flow pair interval and period, the measured in/out
+and the annotated crossings of the frames the reading covers (``cli.demo.GateTally``'s rule).
+``--load N`` runs N busy-loop processes beside it for the whole run (what a shared machine does).
 
     python tools/demo_gate_readings.py --duration 180 --json /tmp/quiet.json
     python tools/demo_gate_readings.py --duration 180 --load 2 --json /tmp/load.json
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from crowdsafe.cli.demo import DEMO_FPS, DEMO_FRAMES, GateTally, annotated_crossings, demo_site_file
-from crowdsafe.cli.options import EngineChoice, engine_spec
+from crowdsafe.cli.options import EngineChoice, PrecisionChoice, engine_spec
 from crowdsafe.config.site import load_site
 from crowdsafe.counting import batch
 from crowdsafe.runtime.core import RunnerConfig, prepare_site
@@ -48,9 +48,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=180.0)
     parser.add_argument("--load", type=int, default=0, help="busy-loop processes beside the run")
     parser.add_argument("--json", type=Path, required=True)
+    parser.add_argument("--precision", default="auto", choices=[c.value for c in PrecisionChoice],
+                        help="auto: the demo's (int8 where validated); the first runs of this tool used fp32")
     args = parser.parse_args()
     prepared = prepare_site(load_site(demo_site_file()), loop=True)
-    counter = CameraCounters(prepared.plan, engine_spec(EngineChoice.auto, None, None, announce=False),
+    precision = PrecisionChoice.auto if args.precision == "auto" else PrecisionChoice(args.precision)
+    counter = CameraCounters(prepared.plan, engine_spec(EngineChoice.auto, precision, None, announce=False),
                              batch.make_counter)
     crossings = annotated_crossings()
     tally = GateTally(crossings, fps=DEMO_FPS, frame_count=DEMO_FRAMES)
@@ -94,7 +97,7 @@ def main() -> None:
             p.terminate()
             p.join()
         store.close()
-    result = {"duration_s": args.duration, "load_processes": args.load,
+    result = {"duration_s": args.duration, "load_processes": args.load, "precision": args.precision,
               "wall_s": round(time.time() - started, 1),
               "load_average_end": os.getloadavg(), "summary": tally.summary(),
               "frames_counted": summary.frames if hasattr(summary, "frames") else None, "readings": rows}
