@@ -37,6 +37,11 @@ class OraclePipeline(FramePipeline):
         self.k = 0
         self._bodies = {cid: None for cid in self.geometry.cameras}  # read at the head itself
 
+    def _flow_box(self, cid: str, *args: object) -> tuple[int, int, int, int]:
+        """The whole frame: the annotated heads are in frame coordinates, not a box's."""
+        w, h = self.geometry.cameras[cid].ground_map.image_size
+        return 0, 0, w, h
+
     def oracle(self, image: np.ndarray, pair: np.ndarray, dt: float) -> np.ndarray:
         return head_velocity_field(self.heads.get(self.k), self.heads.get(self.k + 1), image.shape[:2], dt)
 

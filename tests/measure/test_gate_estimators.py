@@ -121,3 +121,40 @@ def test_bad_periods_are_refused():
         band_crossings(density, CELL, velocity, TO_IMAGE, *PASSAGE, IN, 0.0, 0.5)
     with pytest.raises(ValueError, match="period"):
         swept_crossings(density, CELL, velocity, TO_GROUND, *PASSAGE, IN, -1.0)
+
+
+def test_a_band_cut_by_the_image_edge_counts_on_the_copies_the_camera_sees():
+    """A gate 1.5 m from the image's right edge, sampled every 2 s: the band on the exit side is
+    4 m deep, most of it beyond the image. Copies out of view would read the border's pixels (or
+    zeros, averaged in); the copies in view are a shallower band and count the walker once on
+    average, in either direction."""
+    rows, cols = SHAPE
+    cy, cx = np.mgrid[0:rows, 0:cols]
+    gx, gy = (cx + 0.5) * CELL * SCALE, (cy + 0.5) * CELL * SCALE
+    gate_x, edge_x = 18.5, cols * CELL * SCALE
+    passage = ((gate_x, 8.0), (gate_x, 12.0))
+
+    def seen(x_m: float, vx_ms: float) -> tuple[np.ndarray, np.ndarray]:
+        """A walker's blur as the camera sees it: the part beyond the image is not in the map."""
+        sigma, cell_m = 0.3, CELL * SCALE
+        d = np.exp(-((gx - x_m) ** 2 + (gy - 10.0) ** 2) / (2 * sigma**2))
+        d *= cell_m**2 / (2 * np.pi * sigma**2)
+        velocity = np.zeros((rows * CELL, cols * CELL, 2), np.float32)
+        velocity[..., 0] = vx_ms / SCALE
+        return d.astype(np.float32), velocity
+
+    period, speed = 2.0, 1.3
+    for direction in (1.0, -1.0):
+        totals = []
+        for phase in np.linspace(0, 1, 8, endpoint=False):
+            total = 0.0
+            t = phase * period
+            start = gate_x - 4.0 if direction > 0 else edge_x + 1.0
+            while 0.0 <= t <= (edge_x + 1.0 - (gate_x - 4.0)) / speed:
+                density, velocity = seen(start + direction * speed * t, direction * speed)
+                c = band_crossings(density, CELL, velocity, TO_IMAGE, *passage, IN, period,
+                                   band_half_width_m(period))
+                total += c.in_count if direction > 0 else c.out_count
+                t += period
+            totals.append(total)
+        assert np.mean(totals) == pytest.approx(1.0, abs=0.06), (direction, totals)

@@ -17,13 +17,17 @@ from crowdsafe.geometry.homography import apply, homography_jacobian
 #: spread over the cell rather than one, so it crosses the line over a range of times.
 SWEPT_SUBSAMPLES = 2
 #: The band's half-width per second of sampling period (metres per second) and its least value:
-#: chosen on the simulated bottleneck (benchmarks/bottleneck.py, the "estimators" of its results),
-#: among 0.5, 0.75 and 1.0 m/s. On the exit side the band is twice as deep: 1.5 m per second of
-#: period, so a walker at up to 1.5 m/s is inside it at one sample at least.
-BAND_HALF_WIDTH_M_PER_S = 0.75
+#: chosen on held-out simulated crowds (``benchmarks/bottleneck.py --choose --seed 100 200``, the
+#: grid ``CHOICE_GRID``: 0.5-1.25 m/s, exit side or centred, smallest RMS error), never on the
+#: crowds the benchmark reports on. On the exit side the band is twice as deep: 2 m per second
+#: of period, so a walker at up to 2 m/s is inside it at one sample at least.
+BAND_HALF_WIDTH_M_PER_S = 1.0
 BAND_MIN_HALF_WIDTH_M = 0.3
 #: Copies of the line the band's flux is averaged over, per side, at least.
 BAND_LINES = 8
+#: A copy of the passage counts in the band where the camera sees at least this share of what it
+#: sees of the passage itself (``band_crossings``): a rule of what a copy can measure, not fitted.
+BAND_MIN_VIEW_SHARE = 0.9
 
 
 def band_half_width_m(period_s: float) -> float:
@@ -260,6 +264,13 @@ def band_crossings(density: np.ndarray, cell: int, velocity: np.ndarray, ground_
     spaced wider than the map's cells, how much of a person's blur falls on a copy shifts with
     the sampling phase, a noise as large as the sampling's own (docs/sites.md, Gates).
 
+    Only copies the camera sees count: a copy whose share inside the image (``velocity``'s size)
+    is under ``BAND_MIN_VIEW_SHARE`` of the passage's own reads the image border's pixels for the
+    rest, and nobody beyond it. Each way's flux is averaged over its copies that count; so a band
+    cut by the image's edge is a shallower band, still unbiased (each walker is in it for a
+    shorter time and weighs more when sampled), where zeros averaged in would under-read. With
+    no copy left on a side, that way is read on the passage itself.
+
     Linear in density x velocity (each line by ``line_flux``), it stays unbiased where velocity
     is a local average mixing walkers with people standing beside them. ``ground_to_image`` maps
     ground metres to the density's image plane (``GroundMap.ground_to_image``).
@@ -276,25 +287,64 @@ def band_crossings(density: np.ndarray, cell: int, velocity: np.ndarray, ground_
             [(-f * 2 * half_width_m, False) for f in fractions]
     else:
         offsets = [((2 * f - 1) * half_width_m, None) for f in fractions]
+    size = (velocity.shape[1], velocity.shape[0])
+    own = _copy_flux(density, cell, velocity, ground_to_image, pa, pb, n, 0.0, size, body)
+    least = BAND_MIN_VIEW_SHARE * (own[2] if own is not None else 0.0)
     flux_in = flux_out = 0.0
+    used_in = used_out = 0
     for offset, way in offsets:
-        ends = apply(ground_to_image, np.array([pa + offset * n, pb + offset * n]))
-        centre = (pa + pb) / 2 + offset * n
-        mid = apply(ground_to_image, np.array([centre, centre + 0.05 * n]))
-        if not (np.all(np.isfinite(ends)) and np.all(np.isfinite(mid))):
+        copy = _copy_flux(density, cell, velocity, ground_to_image, pa, pb, n, offset, size, body)
+        if copy is None or copy[2] < least or copy[2] <= 0.0:
             continue
-        if float(np.hypot(*(ends[1] - ends[0]))) < 1.0:
-            continue
-        f = line_flux(density, cell, velocity, tuple(ends[0]), tuple(ends[1]), body=body)
-        dx, dy = ends[1] - ends[0]
-        in_is_positive = float(np.dot(mid[1] - mid[0], [dy, -dx])) > 0
-        f_in, f_out = (f.positive_per_s, f.negative_per_s) if in_is_positive else \
-            (f.negative_per_s, f.positive_per_s)
         if way is None or way:
-            flux_in += f_in
+            flux_in, used_in = flux_in + copy[0], used_in + 1
         if way is None or not way:
-            flux_out += f_out
-    return GateCrossings(in_count=flux_in * period_s / lines, out_count=flux_out * period_s / lines)
+            flux_out, used_out = flux_out + copy[1], used_out + 1
+    if own is not None:  # no copy of a side in view: that way on the passage itself
+        if used_in == 0:
+            flux_in, used_in = own[0], 1
+        if used_out == 0:
+            flux_out, used_out = own[1], 1
+    return GateCrossings(in_count=flux_in * period_s / max(used_in, 1),
+                         out_count=flux_out * period_s / max(used_out, 1))
+
+
+def _copy_flux(density: np.ndarray, cell: int, velocity: np.ndarray, ground_to_image: np.ndarray,
+               pa: np.ndarray, pb: np.ndarray, n: np.ndarray, offset: float, size: tuple[int, int],
+               body: BodyMotion | None) -> tuple[float, float, float] | None:
+    """(in, out flux per second, share of its length in the image) of the passage moved ``offset``
+    metres along ``n``; None where it leaves the view's plane or is under a pixel long."""
+    ends = apply(ground_to_image, np.array([pa + offset * n, pb + offset * n]))
+    centre = (pa + pb) / 2 + offset * n
+    mid = apply(ground_to_image, np.array([centre, centre + 0.05 * n]))
+    if not (np.all(np.isfinite(ends)) and np.all(np.isfinite(mid))):
+        return None
+    if float(np.hypot(*(ends[1] - ends[0]))) < 1.0:
+        return None
+    f = line_flux(density, cell, velocity, tuple(ends[0]), tuple(ends[1]), body=body)
+    dx, dy = ends[1] - ends[0]
+    in_is_positive = float(np.dot(mid[1] - mid[0], [dy, -dx])) > 0
+    f_in, f_out = (f.positive_per_s, f.negative_per_s) if in_is_positive else \
+        (f.negative_per_s, f.positive_per_s)
+    return f_in, f_out, _share_in_image(ends[0], ends[1], size)
+
+
+def _share_in_image(p0: np.ndarray, p1: np.ndarray, size: tuple[int, int]) -> float:
+    """Share of the image segment p0→p1 inside the image of ``size`` (w, h) (Liang-Barsky clipping)."""
+    lo, hi = 0.0, 1.0
+    d = p1 - p0
+    for axis, limit in ((0, size[0]), (1, size[1])):
+        for q_dir, q in ((-d[axis], p0[axis]), (d[axis], limit - p0[axis])):
+            if q_dir == 0:
+                if q < 0:
+                    return 0.0
+                continue
+            t = q / q_dir
+            if q_dir < 0:
+                lo = max(lo, t)
+            else:
+                hi = min(hi, t)
+    return max(hi - lo, 0.0)
 
 
 def _cells_spanned(ground_to_image: np.ndarray, centre: np.ndarray, normal: np.ndarray, half_width_m: float,

@@ -5,7 +5,6 @@ Why and how: docs/design-notes.md, ``crowdsafe.runtime.pipeline``."""
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -256,22 +255,29 @@ class FramePipeline:
         pair = sample.pair  # at the calibration's size, as the frame (FrameFit.sample)
         body = self._body(cid) if result.cell == self.geometry.cameras[cid].ground_map.cell else None
         gm = self.geometry.cameras[cid].ground_map
+        # The band is as deep as a walk of the period, but never deeper than one of the camera's
+        # configured sampling period: a loaded runner's longer intervals would push it metres from
+        # the gate (out of view, among people turning away), where the flux through a copy is not
+        # the gate's. Times the actual period, a band of any depth is unbiased. The flow box holds
+        # the deepest band, so it is computed once per camera.
+        half_width = band_half_width_m(min(period, self.every[cid]))
+        deepest = band_half_width_m(self.every[cid])
         # Flux is density x velocity: where the bands hold no density at all (nobody near any of
         # the camera's lines) every crossing is exactly zero, whatever the velocity, so the flow
         # is not computed.
-        nobody = not np.any(result.density[self._density_cells(cid, plans, period, result.cell)])
+        nobody = not np.any(result.density[self._density_cells(cid, plans, deepest, result.cell)])
         velocity = None if nobody else \
-            flow_in_box(self.flow, image, pair, sample.pair_dt, self._flow_box(cid, plans, period, body))
+            flow_in_box(self.flow, image, pair, sample.pair_dt, self._flow_box(cid, plans, deepest, body))
         rows: list[dict[str, object]] = []
         metrics = []
         for plan in plans:
-            # Flux averaged over a band as deep as a walk of one period on the side each way
-            # leaves to, over the gate's passage: a snapshot through the line alone times the
-            # period misses or doubles whoever is on the line at the sample, and a line as
-            # narrow as the gate loses the blur beyond its ends (benchmarks/bottleneck.py).
+            # Flux averaged over a band on the side each way leaves to, over the gate's passage:
+            # a snapshot through the line alone times the period misses or doubles whoever is on
+            # the line at the sample, and a line as narrow as the gate loses the blur beyond its
+            # ends (benchmarks/bottleneck.py).
             counts = GateCrossings(0.0, 0.0) if velocity is None else \
                 band_crossings(result.density, result.cell, velocity, gm.ground_to_image, *plan.passage,
-                               plan.in_normal, period, band_half_width_m(period), body=body)
+                               plan.in_normal, period, half_width, body=body)
             in_n, out_n = max(counts.in_count, 0.0) + 0.0, max(counts.out_count, 0.0) + 0.0  # not -0.0
             pmm = (in_n + out_n) / period * 60.0 / plan.width_m
             rows.append({"line_id": plan.line_id, "ts": ts, "period_s": period, "in_count": in_n,
@@ -279,12 +285,11 @@ class FramePipeline:
             metrics.append(Metric(plan.line_id, "flow_pmm", pmm))
         return rows, metrics
 
-    def _flow_box(self, cid: str, plans: list[LinePlan], period: float,
+    def _flow_box(self, cid: str, plans: list[LinePlan], half_width: float,
                   body: BodyMotion | None) -> tuple[int, int, int, int]:
-        """The part of the camera's frame its lines read velocity in, for a period (computed once per
-        camera and half-second of period): optical flow elsewhere would be computed for nobody."""
-        period_key = math.ceil(period * 2.0) / 2.0  # rounded up: a wider band, never a narrower one
-        key = (cid, period_key, body is not None)
+        """The part of the camera's frame its lines read velocity in, for a band's half-width
+        (computed once per camera): optical flow elsewhere would be computed for nobody."""
+        key = (cid, half_width, body is not None)
         box = self._flow_boxes.get(key)
         if box is None:
             gm = self.geometry.cameras[cid].ground_map
@@ -293,23 +298,21 @@ class FramePipeline:
                 off = body.offset_px.reshape(-1, 2)
                 reach = (max(-off[:, 0].min(), 0.0), max(-off[:, 1].min(), 0.0),
                          max(off[:, 0].max(), 0.0), max(off[:, 1].max(), 0.0))
-            box = _union([band_box(gm.ground_to_image, *p.passage, p.in_normal, band_half_width_m(period_key),
+            box = _union([band_box(gm.ground_to_image, *p.passage, p.in_normal, half_width,
                                    gm.image_size, reach) for p in plans])
             self._flow_boxes[key] = box
         return box
 
-    def _density_cells(self, cid: str, plans: list[LinePlan], period: float,
+    def _density_cells(self, cid: str, plans: list[LinePlan], half_width: float,
                        cell: int) -> tuple[slice, slice]:
         """The density map's cells the camera's bands read (``band_crossings`` reads density at the
         heads on its lines, bilinearly: a cell's margin around them), cached as ``_flow_box``."""
-        period_key = math.ceil(period * 2.0) / 2.0
-        key = (cid, period_key, cell)
+        key = (cid, half_width, cell)
         cells = self._band_cells.get(key)
         if cells is None:
             gm = self.geometry.cameras[cid].ground_map
-            x0, y0, x1, y1 = _union([band_box(gm.ground_to_image, *p.passage, p.in_normal,
-                                              band_half_width_m(period_key), gm.image_size, margin_px=cell)
-                                     for p in plans])
+            x0, y0, x1, y1 = _union([band_box(gm.ground_to_image, *p.passage, p.in_normal, half_width,
+                                              gm.image_size, margin_px=cell) for p in plans])
             cells = (slice(y0 // cell, -(-y1 // cell)), slice(x0 // cell, -(-x1 // cell)))
             self._band_cells[key] = cells
         return cells
