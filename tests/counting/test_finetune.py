@@ -148,6 +148,26 @@ def test_mall_commissioned_from_its_training_frames_then_checked_on_dev_frames(
     mall = data["datasets"]["mall"]
     assert mall["n"] == 2 and mall["coverage"] is not None and data["model"] == tuning.model_key
     assert mall["mae"] < 15  # 12 frames of one camera: a sanity bound, not the benchmark
+    # counted in the precision its layer was fitted on (int8 features under OpenVINO), not fp32
+    assert data["precision"] == (tuning.commissioned_precision or "fp32")
+
+
+def test_a_fine_tuned_camera_is_counted_in_its_commissioning_precision_unless_asked(tmp_path: Path):
+    from crowdsafe.cli.options import PrecisionChoice, resolve_precision
+
+    ref = layers_file(tmp_path)
+    table = fit_table("dense", [30.0] * 20, [31.0] * 20)
+    tuned = CameraTuning("mall", "dense", False, 1.0, table, layers=ref,
+                         finetune={"ridge": 1e-5, "feature_precision": "int8"})
+    save_tuning(tuned, tmp_path / "t.json")
+    assert load_tuning(tmp_path / "t.json").commissioned_precision == "int8"
+    assert resolve_precision(None, tuned.commissioned_precision)[0] == "int8"
+    assert resolve_precision(PrecisionChoice.fp32, "int8")[0] == "fp32"  # --precision overrides
+    # no layers (or none recorded): the accuracy commands' fp32 default, as before
+    shipped = CameraTuning("c", "dense", False, 1.0, table, finetune={"feature_precision": "int8"})
+    assert shipped.commissioned_precision is None
+    assert replace(tuned, finetune={"ridge": 1e-5}).commissioned_precision is None
+    assert resolve_precision(None, None)[0] == "fp32"
 
 
 def test_a_bad_source_is_an_error_line(tmp_path: Path):

@@ -65,7 +65,9 @@ def eval_site(
             if tunings[camera].camera != camera:
                 raise fail(f"--tuning {tuning}: tuned for camera {tunings[camera].camera!r}, not {camera!r}")
         plan = compile_plan(geometry, tunings)
-        spec, factory = engine_spec(engine, precision, threads), counter_factory(ctx)
+        commissioned = tunings[camera].commissioned_precision if camera in tunings else None
+        spec = engine_spec(engine, precision, threads, commissioned=commissioned)
+        factory = counter_factory(ctx)
         counter = None if heads is not None else CameraCounters(plan, spec, factory,
                                                                    regions=False)  # whole-frame truth
         every = site.camera(camera).sampling.seconds  # an image folder's frames are this far apart

@@ -150,11 +150,14 @@ def evaluate(
         videos = [path for path in data if is_video(path)]
         datasets = _unique([d for path in data if path not in videos for d in find_datasets(path)])
         interval = parse_interval(every) if videos else None
-        spec = engine_spec(engine, precision, threads, announce=False)
+        tuned = None
         if tuning_file is not None:
             if person_heights is not None or site_file is not None:
                 raise fail("--tuning sets the camera's counting; leave out --person-heights and --site")
             tuned = load_tuning(tuning_file)
+        commissioned = None if tuned is None else tuned.commissioned_precision
+        spec = engine_spec(engine, precision, threads, announce=False, commissioned=commissioned)
+        if tuned is not None:
             layers = () if tuned.layers is None else (tuned.layers,)
             counter: Counts = TunedCounter(counter_factory(ctx)(spec_for(tuned.model_key, spec, layers)),
                                            tuned)
@@ -166,7 +169,7 @@ def evaluate(
             if person_rows is not None and scale_normalise:
                 counter = normalised_counter(counter, getattr(counter, "model", "auto"), person_rows)
             model_name = model.value
-        announce_precision(precision)  # once the options are known good: an error stays one line
+        announce_precision(precision, commissioned)  # once the options are known good: one error line
         results = []
         for dataset in datasets.values():
             total = min(len(dataset.images), limit or len(dataset.images))
@@ -180,6 +183,6 @@ def evaluate(
         results, f"Counting accuracy ({model_name} model, {engine_name}, {spec.precision})"))
     if json_out is not None:
         out = results_json(results, engine_name, spec.precision, model.value)
-        if tuning_file is not None:
+        if tuned is not None:
             out.update({"model": tuned.model_key, "tuning": str(tuning_file)})
         write_out(json_out, json.dumps(out, indent=2) + "\n")

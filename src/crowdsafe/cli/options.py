@@ -54,16 +54,27 @@ ACCURACY_FP32 = (
     "and demo use")
 AccuracyPrecisionOption = Annotated[PrecisionChoice | None, typer.Option(
     help="Numeric precision. Default fp32: this command reproduces accuracy results validated in fp32 "
-         "(the start banner says why); auto: what `demo` and `run` use (int8 where validated).",
+         "(the start banner says why), except a camera with fine-tuned layers, counted in the precision "
+         "its tuning was commissioned in; auto: what `demo` and `run` use (int8 where validated).",
     show_default="fp32")]
 ThreadsOption = Annotated[int | None, typer.Option(
     min=1, help="CPU threads for inference. Default: all cores.", show_default=False)]
 
 
-def resolve_precision(precision: PrecisionChoice | None) -> tuple[Precision, str]:
+#: Why ``eval --tuning`` and ``eval-site`` count a fine-tuned camera in its commissioning precision.
+COMMISSIONED = ("the precision this camera's tuning was commissioned in (`tune --finetune` fitted its "
+                "layer on features computed so; counted in another, its count shifts); --precision overrides")
+
+
+def resolve_precision(precision: PrecisionChoice | None,
+                      commissioned: str | None = None) -> tuple[Precision, str]:
     """(precision, why): ``auto`` as ``counting.precision.default_precision`` decides; None (an
-    accuracy command's default) fp32, with ``ACCURACY_FP32``; else as asked."""
+    accuracy command's default) the ``commissioned`` precision of the camera's tuning where it
+    records one (a layer fitted on int8 features counts with a bias in fp32), else fp32, with
+    ``ACCURACY_FP32``; else as asked."""
     if precision is None:
+        if commissioned in (PrecisionChoice.fp32, PrecisionChoice.bf16, PrecisionChoice.int8):
+            return commissioned, COMMISSIONED  # type: ignore[return-value]
         return "fp32", ACCURACY_FP32
     if precision is PrecisionChoice.auto:
         return default_precision()
@@ -71,18 +82,19 @@ def resolve_precision(precision: PrecisionChoice | None) -> tuple[Precision, str
 
 
 def engine_spec(engine: EngineChoice, precision: PrecisionChoice | None, threads: int | None, *,
-                announce: bool = True) -> EngineSpec:
-    """The engine spec of the options, the precision resolved; ``announce``: one stderr line saying
-    which precision runs and why (the start banner's), so a default never changes counts unseen."""
-    value = resolve_precision(precision)[0]
+                announce: bool = True, commissioned: str | None = None) -> EngineSpec:
+    """The engine spec of the options, the precision resolved (``commissioned``: as in
+    ``resolve_precision``); ``announce``: one stderr line saying which precision runs and why (the
+    start banner's), so a default never changes counts unseen."""
+    value = resolve_precision(precision, commissioned)[0]
     if announce:
-        announce_precision(precision)
+        announce_precision(precision, commissioned)
     return EngineSpec(engine=engine.value, precision=value, threads=threads)
 
 
-def announce_precision(precision: PrecisionChoice | None) -> None:
+def announce_precision(precision: PrecisionChoice | None, commissioned: str | None = None) -> None:
     """The banner's line: which precision runs and why (stderr; stdout stays the command's data)."""
-    value, why = resolve_precision(precision)
+    value, why = resolve_precision(precision, commissioned)
     err_console.print(f"precision {value}: {why}", highlight=False, markup=False, soft_wrap=True)
 
 

@@ -99,6 +99,15 @@ class CameraTuning:
         """What selects this camera's engine: the model, or the model with its own layers."""
         return self.model if self.layers is None else self.layers.key
 
+    @property
+    def commissioned_precision(self) -> str | None:
+        """The precision the fine-tuned layers were fitted on features of (None without layers,
+        or from a file that did not record it): the one to count this camera in by default."""
+        if self.layers is None:
+            return None
+        value = self.finetune.get("feature_precision")
+        return value if isinstance(value, str) else None
+
     def apply(self, density: np.ndarray) -> np.ndarray:
         """The frame's density with this camera's background removed (if chosen) and its gain."""
         out = density
