@@ -52,6 +52,18 @@ def _alive(pids: list[int]) -> list[int]:
     return alive
 
 
+def _events_until_a_zone(url: str, headers: dict[str, str]) -> list[str]:
+    """The live feed's event names, from its greeting up to its first zone reading."""
+    seen: list[str] = []
+    with httpx.stream("GET", url + "/api/events", headers=headers, timeout=30) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                seen.append(line[6:].strip())
+            if "zone" in seen:
+                break
+    return seen
+
+
 class Run:
     def __init__(self, tmp_path: Path, workers: int, store: str | None = None) -> None:
         self.state = tmp_path / "state"
@@ -117,13 +129,7 @@ def test_api_workers_serve_live_state_and_operator_actions_and_end_with_the_run(
                        timeout=30)
         assert r.status_code == 409, r.text
         assert "no runner" not in r.text and "not answering" not in r.text
-        with httpx.stream("GET", url + "/api/events", headers=run.headers("operator"), timeout=30) as stream:
-            seen: list[str] = []
-            for line in stream.iter_lines():
-                if line.startswith("event:"):
-                    seen.append(line[6:].strip())
-                if "zone" in seen:
-                    break
+        seen = _events_until_a_zone(url, run.headers("operator"))
         assert seen[0] == "hello" and "zone" in seen
         run.proc.send_signal(signal.SIGINT)
         assert run.proc.wait(60) == 0
@@ -159,13 +165,7 @@ def test_api_workers_serve_a_postgresql_store_and_live_state(tmp_path: Path):
             return {z["id"] for z in zones if z["reading"]}
 
         assert wait_for(lambda: live() == ZONES, 90)
-        seen: list[str] = []
-        with httpx.stream("GET", url + "/api/events", headers=viewer, timeout=30) as stream:
-            for line in stream.iter_lines():
-                if line.startswith("event:"):
-                    seen.append(line[6:].strip())
-                if "zone" in seen:
-                    break
+        seen = _events_until_a_zone(url, viewer)
         assert seen[0] == "hello" and "zone" in seen
         run.proc.send_signal(signal.SIGINT)
         assert run.proc.wait(60) == 0
