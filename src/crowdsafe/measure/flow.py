@@ -288,32 +288,48 @@ def band_crossings(density: np.ndarray, cell: int, velocity: np.ndarray, ground_
     else:
         offsets = [((2 * f - 1) * half_width_m, None) for f in fractions]
     size = (velocity.shape[1], velocity.shape[0])
-    own = _copy_flux(density, cell, velocity, ground_to_image, pa, pb, n, 0.0, size, body)
-    least = BAND_MIN_VIEW_SHARE * (own[2] if own is not None else 0.0)
+
+    def flux(copy: _Copy) -> tuple[float, float]:
+        f = line_flux(density, cell, velocity, tuple(copy.ends[0]), tuple(copy.ends[1]), body=body)
+        return (f.positive_per_s, f.negative_per_s) if copy.in_is_positive else \
+            (f.negative_per_s, f.positive_per_s)
+
+    own = _copy(ground_to_image, pa, pb, n, 0.0, size)
+    least = BAND_MIN_VIEW_SHARE * (own.share if own is not None else 0.0)
     flux_in = flux_out = 0.0
     used_in = used_out = 0
     for offset, way in offsets:
-        copy = _copy_flux(density, cell, velocity, ground_to_image, pa, pb, n, offset, size, body)
-        if copy is None or copy[2] < least or copy[2] <= 0.0:
-            continue
+        copy = _copy(ground_to_image, pa, pb, n, offset, size)
+        if copy is None or copy.share < least or copy.share <= 0.0:
+            continue  # decided before its flux is read: a copy out of view costs no sampling
+        f_in, f_out = flux(copy)
         if way is None or way:
-            flux_in, used_in = flux_in + copy[0], used_in + 1
+            flux_in, used_in = flux_in + f_in, used_in + 1
         if way is None or not way:
-            flux_out, used_out = flux_out + copy[1], used_out + 1
-    if own is not None:  # no copy of a side in view: that way on the passage itself
+            flux_out, used_out = flux_out + f_out, used_out + 1
+    if own is not None and (used_in == 0 or used_out == 0):  # no copy of a side in view: that way
+        own_in, own_out = flux(own)                            # on the passage itself
         if used_in == 0:
-            flux_in, used_in = own[0], 1
+            flux_in, used_in = own_in, 1
         if used_out == 0:
-            flux_out, used_out = own[1], 1
+            flux_out, used_out = own_out, 1
     return GateCrossings(in_count=flux_in * period_s / max(used_in, 1),
                          out_count=flux_out * period_s / max(used_out, 1))
 
 
-def _copy_flux(density: np.ndarray, cell: int, velocity: np.ndarray, ground_to_image: np.ndarray,
-               pa: np.ndarray, pb: np.ndarray, n: np.ndarray, offset: float, size: tuple[int, int],
-               body: BodyMotion | None) -> tuple[float, float, float] | None:
-    """(in, out flux per second, share of its length in the image) of the passage moved ``offset``
-    metres along ``n``; None where it leaves the view's plane or is under a pixel long."""
+@dataclass(frozen=True)
+class _Copy:
+    """A copy of the passage in the image: its ends, which way is "in", its share inside the image."""
+
+    ends: np.ndarray
+    in_is_positive: bool
+    share: float
+
+
+def _copy(ground_to_image: np.ndarray, pa: np.ndarray, pb: np.ndarray, n: np.ndarray, offset: float,
+          size: tuple[int, int]) -> _Copy | None:
+    """The passage moved ``offset`` metres along ``n``, in the image of ``size``; None where it
+    leaves the view's plane or is under a pixel long."""
     ends = apply(ground_to_image, np.array([pa + offset * n, pb + offset * n]))
     centre = (pa + pb) / 2 + offset * n
     mid = apply(ground_to_image, np.array([centre, centre + 0.05 * n]))
@@ -321,12 +337,9 @@ def _copy_flux(density: np.ndarray, cell: int, velocity: np.ndarray, ground_to_i
         return None
     if float(np.hypot(*(ends[1] - ends[0]))) < 1.0:
         return None
-    f = line_flux(density, cell, velocity, tuple(ends[0]), tuple(ends[1]), body=body)
     dx, dy = ends[1] - ends[0]
     in_is_positive = float(np.dot(mid[1] - mid[0], [dy, -dx])) > 0
-    f_in, f_out = (f.positive_per_s, f.negative_per_s) if in_is_positive else \
-        (f.negative_per_s, f.positive_per_s)
-    return f_in, f_out, _share_in_image(ends[0], ends[1], size)
+    return _Copy(ends, in_is_positive, _share_in_image(ends[0], ends[1], size))
 
 
 def _share_in_image(p0: np.ndarray, p1: np.ndarray, size: tuple[int, int]) -> float:
