@@ -100,7 +100,7 @@ def main() -> None:
     result = {"duration_s": args.duration, "load_processes": args.load, "precision": args.precision,
               "wall_s": round(time.time() - started, 1),
               "load_average_end": os.getloadavg(), "summary": tally.summary(),
-              "frames_counted": summary.frames if hasattr(summary, "frames") else None, "readings": rows}
+              "frames_counted": summary.frames, "readings": rows}
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     for line in tally.summary():
         print(line)

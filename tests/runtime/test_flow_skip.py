@@ -66,7 +66,7 @@ def test_density_outside_the_cells_read_gives_zero_crossings_whatever_the_veloci
     pipe = FramePipeline(plan, EveryCamera(MapCounter()))
     [line] = plan.lines.values()
     gm = plan.geometry.cameras["view001"].ground_map
-    rows, cols = pipe._density_cells("view001", [line], period, gm.cell)
+    rows, cols = pipe._density_cells("view001", [line], band_half_width_m(period), gm.cell)
     density = np.random.default_rng(1).uniform(0.01, 0.2, gm.shape).astype(np.float32)
     density[rows, cols] = 0.0
     assert density.sum() > 100  # most of the map is outside the band
@@ -85,7 +85,8 @@ def test_the_flow_is_skipped_only_when_no_band_holds_anyone():
     plan = demo_plan()
     gm = plan.geometry.cameras["view001"].ground_map
     pipe = FramePipeline(plan, EveryCamera(MapCounter()))
-    rows, cols = pipe._density_cells("view001", list(plan.lines.values()), 1.0, gm.cell)
+    # the cells of the deepest band, the camera's configured sampling period's (1 s on the demo)
+    rows, cols = pipe._density_cells("view001", list(plan.lines.values()), band_half_width_m(1.0), gm.cell)
     away = np.zeros(gm.shape, np.float32)
     away[:rows.start, :] = 0.05  # people, but none near the gate
     near = away.copy()
