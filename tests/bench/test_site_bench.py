@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from pathlib import Path
@@ -27,7 +28,7 @@ def test_an_engine_fed_camera_never_drops_a_sample_and_keeps_video_time():
     interval of video time apart, each with its pair one frame later."""
     slots: LatestSlots[Sample] = LatestSlots()
     video = EngineFedVideo(VIDEO, 1.0, "cam")
-    video.taken = lambda: not slots.pending("cam")
+    video.wait_taken = functools.partial(slots.wait_taken, "cam")
     reader = CameraReader(CameraSource("cam", video, 1.0, pairs=True, size=video.size, nominal_fps=video.fps),
                           slots)
     reader.start()

@@ -65,3 +65,16 @@ def test_close_releases_a_waiting_consumer():
     slots.close()
     thread.join(2)
     assert result == [None]
+
+
+def test_a_reader_waiting_for_its_sample_to_be_taken_wakes_when_it_is():
+    slots: LatestSlots[int] = LatestSlots()
+    slots.put("cam", 1)
+    assert slots.wait_taken("cam", timeout=0.05) is False  # nobody took it
+    woke: list[bool] = []
+    waiter = threading.Thread(target=lambda: woke.append(slots.wait_taken("cam", timeout=10)))
+    waiter.start()
+    assert slots.take(timeout=1) == ("cam", 1)
+    waiter.join(5)
+    assert woke == [True]
+    assert slots.wait_taken("other", timeout=0) is True  # nothing pending: no wait

@@ -16,6 +16,7 @@ load changes during the run biases neither much.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import tempfile
@@ -39,7 +40,7 @@ from crowdsafe.runtime.local import InProcessCounting
 from crowdsafe.runtime.pipeline import FrameFit, FrameOutput
 from crowdsafe.runtime.slots import LatestSlots
 from crowdsafe.sources.frames import Grab, LiveSource, SkipLog, SourceError
-from crowdsafe.sources.video import VIDEO_SUFFIXES
+from crowdsafe.sources.video import VIDEO_SUFFIXES, open_capture
 from crowdsafe.store.store import open_store
 
 #: The stages of a frame, in order, as ``FrameOutput.timings`` names them (``<stage>_s``).
@@ -59,15 +60,16 @@ class EngineFedVideo(LiveSource):
 
     Timestamps are video time from the start of the run, so sampling intervals, flow pairs and
     line periods are the site's own. Before the first frame of each sampling period the reader is
-    held until the camera's previous sample was taken (``taken``): samples are never dropped and
-    no core spins decoding frames nobody counts.
+    held until the camera's previous sample was taken (``wait_taken``, sleeping, not polling):
+    samples are never dropped and no core spins decoding frames nobody counts.
     """
 
     def __init__(self, path: Path, every: float, name: str) -> None:
         self.path, self.every, self.name = path, every, name
         self.skipped = SkipLog()
         self._stop = threading.Event()
-        self.taken: Callable[[], bool] = lambda: True
+        #: Waits up to its argument's seconds for the camera's previous sample to be taken: True once it was.
+        self.wait_taken: Callable[[float], bool] = lambda _timeout: True
         cap = cv2.VideoCapture(str(path))
         try:
             if not cap.isOpened():
@@ -83,14 +85,14 @@ class EngineFedVideo(LiveSource):
         # Start on a sampling boundary: the reader samples at multiples of ``every`` since the epoch.
         start, offset, period = math.floor(time.time() / self.every) * self.every, 0.0, -1
         while not self._stop.is_set():
-            cap = cv2.VideoCapture(str(self.path))
+            cap = open_capture(self.path)
             frames = 0
             try:
                 while not self._stop.is_set() and cap.grab():
                     ts = offset + frames / self.fps
                     if math.floor(ts / self.every) > period:  # a sample is due: wait for the engine
                         period = math.floor(ts / self.every)
-                        while not self.taken() and not self._stop.wait(0.002):
+                        while not self.wait_taken(0.1) and not self._stop.is_set():
                             pass
                     yield Grab(self.name, frames, start + ts, lambda cap=cap: _retrieve(cap))
                     frames += 1
@@ -278,4 +280,4 @@ def _pipeline(prepared: PreparedSite, counters: CameraCounters, seconds: float,
 def _hold_readers(prepared: PreparedSite, slots: LatestSlots[object]) -> None:
     for cam in prepared.cameras:
         if isinstance(cam.source, EngineFedVideo):
-            cam.source.taken = lambda cid=cam.camera_id: not slots.pending(cid)
+            cam.source.wait_taken = functools.partial(slots.wait_taken, cam.camera_id)

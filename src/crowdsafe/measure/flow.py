@@ -31,8 +31,10 @@ BAND_MIN_VIEW_SHARE = 0.9
 
 
 def band_half_width_m(period_s: float) -> float:
-    """Half-width of the band for a sampling period (``BAND_HALF_WIDTH_M_PER_S``), at least 0.3 m."""
-    return max(BAND_HALF_WIDTH_M_PER_S * period_s, BAND_MIN_HALF_WIDTH_M)
+    """Half-width of the band for a sampling period (``BAND_HALF_WIDTH_M_PER_S``), at least 0.3 m,
+    to the centimetre: a live camera's intervals jitter by milliseconds, and each depth's band is
+    worked out once (``GateBand``); a band of any depth is unbiased, so a centimetre changes nothing."""
+    return round(max(BAND_HALF_WIDTH_M_PER_S * period_s, BAND_MIN_HALF_WIDTH_M), 2)
 
 #: Optical flow runs on frames downscaled to at most this side. Far people are a few pixels
 #: wide, and coarser flow smooths their motion into the still background around them.
@@ -138,21 +140,88 @@ def line_flux(density: np.ndarray, cell: int, velocity: np.ndarray,
     carries it to head height: with head-height density, that is the head's motion, measured
     where optical flow is reliable.
     """
-    ax, ay = a
-    bx, by = b
-    length = float(np.hypot(bx - ax, by - ay))
-    if length < 1.0:
+    if float(np.hypot(b[0] - a[0], b[1] - a[1])) < 1.0:
         raise ValueError("line is shorter than one pixel")
-    n_samples = max(int(np.ceil(length / step_px)), 1)
-    t = (np.arange(n_samples) + 0.5) / n_samples
-    xs, ys = ax + t * (bx - ax), ay + t * (by - ay)
-    ds = length / n_samples
-    normal = np.array([(by - ay), -(bx - ax)]) / length
-    rho = _bilinear(density, xs / cell, ys / cell) / float(cell * cell)  # people per pixel²
-    v = _velocity_at(velocity, xs, ys, cell, body)
-    flux = rho * (v @ normal) * ds
-    return LineFlux(positive_per_s=float(flux[flux > 0].sum()),
-                    negative_per_s=float(-flux[flux < 0].sum()))
+    positive, negative = _segment_fluxes(density, cell, velocity, np.array([[a, b]], float), step_px, body)[0]
+    return LineFlux(positive_per_s=float(positive), negative_per_s=float(negative))
+
+
+def _segment_fluxes(density: np.ndarray, cell: int, velocity: np.ndarray, ends: np.ndarray,
+                    step_px: float = 2.0, body: BodyMotion | None = None) -> np.ndarray:
+    """(K, 2) flux (positive, negative per second) through each of K image segments ``ends``
+    (K, 2, 2), as ``line_flux`` defines it."""
+    reader = SegmentReader(ends, cell, density.shape[:2], velocity.shape[:2], step_px, body)
+    return reader.fluxes(density, velocity)
+
+
+class SegmentReader:
+    """Where and with what weights K image segments read a density map and a velocity field, fixed
+    by the segments, the maps' shapes and the camera's body motion: worked out once, so a gate's
+    band (a dozen or more segments, read every frame) costs two gathers a frame.
+
+    Each segment of length L is read at n = ceil(L / ``step_px``) points, at the centres of n equal
+    pieces of length ds = L / n. With rho(p) the density at p in people per pixel² (a cell's count
+    / cell²), v(p) the head's image velocity and normal = (dy, -dx) / L, a segment's flux is
+    sum over its points of rho(p) x (v(p) . normal) x ds, split by sign. With ``body``, v(p) is
+    T(p) u(p + o(p)), the velocity u read on the torso at offset o and carried to head height by
+    T, so v . normal = u . (T^T normal): the torso's read point and T^T normal are fixed per point.
+    Every read is bilinear at pixel centres, clamped at the border (``_bilinear``).
+    """
+
+    def __init__(self, ends: np.ndarray, cell: int, density_shape: tuple[int, int],
+                 velocity_shape: tuple[int, int], step_px: float = 2.0,
+                 body: BodyMotion | None = None) -> None:
+        self.count = len(ends)
+        self.shapes = (tuple(density_shape), tuple(velocity_shape))
+        d = ends[:, 1] - ends[:, 0]
+        length = np.hypot(d[:, 0], d[:, 1])
+        n = np.maximum(np.ceil(length / step_px).astype(int), 1)
+        self.which = np.repeat(np.arange(self.count), n)
+        t = (np.arange(self.which.size) - np.repeat(np.cumsum(n) - n, n) + 0.5) / n[self.which]
+        hx = ends[self.which, 0, 0] + t * d[self.which, 0]  # the heads on the segments
+        hy = ends[self.which, 0, 1] + t * d[self.which, 1]
+        normal = (np.column_stack([d[:, 1], -d[:, 0]]) / length[:, None])[self.which]
+        # people per pixel² x ds, along the normal: flux = (density read) x (velocity read . coef)
+        coef = normal * ((length / n)[self.which] / float(cell * cell))[:, None]
+        vx, vy = hx, hy  # where velocity is read
+        if body is not None:
+            offset = _bilinear(body.offset_px, hx / cell, hy / cell)
+            to_head = _bilinear(body.to_head.reshape(*body.to_head.shape[:2], 4), hx / cell, hy / cell)
+            coef = np.einsum("nji,nj->ni", to_head.reshape(-1, 2, 2), coef)
+            vx, vy = hx + offset[:, 0], hy + offset[:, 1]
+        self.coef = coef
+        self._density = _taps(density_shape, hx / cell, hy / cell)
+        self._velocity = _taps(velocity_shape, vx, vy)
+
+    def fluxes(self, density: np.ndarray, velocity: np.ndarray) -> np.ndarray:
+        """(K, 2): each segment's flux (positive, negative) in people per second."""
+        if (density.shape[:2], velocity.shape[:2]) != self.shapes:
+            raise ValueError(f"maps of {density.shape[:2]} and {velocity.shape[:2]}, read with taps for "
+                             f"{self.shapes}")
+        rho = _read(density, self._density)
+        flux = rho * np.einsum("ij,ij->i", _read(velocity, self._velocity), self.coef)
+        return np.column_stack([np.bincount(self.which, np.maximum(flux, 0.0), minlength=self.count),
+                                np.bincount(self.which, np.maximum(-flux, 0.0), minlength=self.count)])
+
+
+def _taps(shape: tuple[int, int], xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 4) flat indices and weights of ``_bilinear``'s reads at (xs, ys) in a grid of ``shape``."""
+    h, w = shape
+    xs = np.clip(xs - 0.5, 0, w - 1)
+    ys = np.clip(ys - 0.5, 0, h - 1)
+    x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = xs - x0, ys - y0
+    index = np.column_stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1])
+    weight = np.column_stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
+    return index, weight
+
+
+def _read(grid: np.ndarray, taps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``grid`` (H, W[, C]) read through ``_taps``: (N[, C])."""
+    index, weight = taps
+    flat = grid.reshape(-1, *grid.shape[2:])[index]  # (N, 4[, C])
+    return np.einsum("nk...,nk->n...", flat, weight)
 
 
 def persons_per_metre_minute(flux: LineFlux, width_m: float) -> float:
@@ -277,44 +346,71 @@ def band_crossings(density: np.ndarray, cell: int, velocity: np.ndarray, ground_
     """
     if period_s <= 0 or half_width_m <= 0:
         raise ValueError("the sampling period and the band's half-width must be positive")
-    pa, pb, n = np.asarray(a, float), np.asarray(b, float), np.asarray(in_normal, float)
-    if lines is None:
-        spanned = _cells_spanned(ground_to_image, (pa + pb) / 2, n, half_width_m, cell, exit_side)
-        lines = max(BAND_LINES, spanned)
-    fractions = (np.arange(lines) + 0.5) / lines
-    if exit_side:
-        offsets = [(f * 2 * half_width_m, True) for f in fractions] + \
-            [(-f * 2 * half_width_m, False) for f in fractions]
-    else:
-        offsets = [((2 * f - 1) * half_width_m, None) for f in fractions]
-    size = (velocity.shape[1], velocity.shape[0])
+    band = GateBand(ground_to_image, cell, density.shape[:2], velocity.shape[:2], a, b, in_normal,
+                    half_width_m, body, exit_side, lines)
+    return band.crossings(density, velocity, period_s)
 
-    def flux(copy: _Copy) -> tuple[float, float]:
-        f = line_flux(density, cell, velocity, tuple(copy.ends[0]), tuple(copy.ends[1]), body=body)
-        return (f.positive_per_s, f.negative_per_s) if copy.in_is_positive else \
-            (f.negative_per_s, f.positive_per_s)
 
-    own = _copy(ground_to_image, pa, pb, n, 0.0, size)
-    least = BAND_MIN_VIEW_SHARE * (own.share if own is not None else 0.0)
-    flux_in = flux_out = 0.0
-    used_in = used_out = 0
-    for offset, way in offsets:
-        copy = _copy(ground_to_image, pa, pb, n, offset, size)
-        if copy is None or copy.share < least or copy.share <= 0.0:
-            continue  # decided before its flux is read: a copy out of view costs no sampling
-        f_in, f_out = flux(copy)
-        if way is None or way:
-            flux_in, used_in = flux_in + f_in, used_in + 1
-        if way is None or not way:
-            flux_out, used_out = flux_out + f_out, used_out + 1
-    if own is not None and (used_in == 0 or used_out == 0):  # no copy of a side in view: that way
-        own_in, own_out = flux(own)                            # on the passage itself
-        if used_in == 0:
-            flux_in, used_in = own_in, 1
-        if used_out == 0:
-            flux_out, used_out = own_out, 1
-    return GateCrossings(in_count=flux_in * period_s / max(used_in, 1),
-                         out_count=flux_out * period_s / max(used_out, 1))
+class GateBand:
+    """``band_crossings`` for one passage and band, with everything that does not change between
+    frames (the copies, which of them the camera sees, where each reads the maps) worked out once:
+    a live camera reads the same band every frame, so only the reads are left per frame.
+    """
+
+    def __init__(self, ground_to_image: np.ndarray, cell: int, density_shape: tuple[int, int],
+                 velocity_shape: tuple[int, int], a: tuple[float, float], b: tuple[float, float],
+                 in_normal: tuple[float, float], half_width_m: float, body: BodyMotion | None = None,
+                 exit_side: bool = True, lines: int | None = None) -> None:
+        if half_width_m <= 0:
+            raise ValueError("the band's half-width must be positive")
+        pa, pb, n = np.asarray(a, float), np.asarray(b, float), np.asarray(in_normal, float)
+        if lines is None:
+            spanned = _cells_spanned(ground_to_image, (pa + pb) / 2, n, half_width_m, cell, exit_side)
+            lines = max(BAND_LINES, spanned)
+        fractions = (np.arange(lines) + 0.5) / lines
+        if exit_side:
+            offsets = [(f * 2 * half_width_m, True) for f in fractions] + \
+                [(-f * 2 * half_width_m, False) for f in fractions]
+        else:
+            offsets = [((2 * f - 1) * half_width_m, None) for f in fractions]
+        size = (velocity_shape[1], velocity_shape[0])
+        copies = _copies(ground_to_image, pa, pb, n, np.array([0.0] + [o for o, _ in offsets]), size)
+        own = copies[0]
+        least = BAND_MIN_VIEW_SHARE * (own.share if own is not None else 0.0)
+        # decided before any flux is read: a copy out of view costs no sampling
+        used = [(copy, way) for copy, (_, way) in zip(copies[1:], offsets, strict=True)
+                if copy is not None and copy.share >= least and copy.share > 0.0]
+        # which way each copy read counts towards: (in, out), and how many count each way
+        self._ways = np.array([[way is None or way, way is None or not way] for _, way in used],
+                              float).reshape(-1, 2)
+        read = [copy for copy, _ in used]
+        counted = self._ways.sum(axis=0)
+        # With no copy of a side in view, that way is read on the passage itself.
+        self._own = own is not None and bool(np.any(counted == 0))
+        if self._own and own is not None:
+            read.append(own)
+        self._used = counted
+        self._in_first = np.array([c.in_is_positive for c in read], bool)
+        self._reader = SegmentReader(np.array([c.ends for c in read]).reshape(-1, 2, 2), cell,
+                                     density_shape, velocity_shape, body=body) if read else None
+
+    def crossings(self, density: np.ndarray, velocity: np.ndarray, period_s: float) -> GateCrossings:
+        """People crossing in the period, by way, from this frame's density and velocity."""
+        if period_s <= 0:
+            raise ValueError("the sampling period must be positive")
+        if self._reader is None:
+            return GateCrossings(0.0, 0.0)
+        fluxes = self._reader.fluxes(density, velocity)
+        # (in, out) per copy: "in" is the positive side where the copy says so
+        ways = np.where(self._in_first[:, None], fluxes, fluxes[:, ::-1])
+        k = len(self._ways)
+        flux = (ways[:k] * self._ways).sum(axis=0)
+        used = self._used.copy()
+        if self._own:
+            empty = used == 0
+            flux[empty], used[empty] = ways[-1][empty], 1
+        return GateCrossings(in_count=float(flux[0]) * period_s / max(used[0], 1),
+                             out_count=float(flux[1]) * period_s / max(used[1], 1))
 
 
 @dataclass(frozen=True)
@@ -326,20 +422,25 @@ class _Copy:
     share: float
 
 
-def _copy(ground_to_image: np.ndarray, pa: np.ndarray, pb: np.ndarray, n: np.ndarray, offset: float,
-          size: tuple[int, int]) -> _Copy | None:
-    """The passage moved ``offset`` metres along ``n``, in the image of ``size``; None where it
-    leaves the view's plane or is under a pixel long."""
-    ends = apply(ground_to_image, np.array([pa + offset * n, pb + offset * n]))
-    centre = (pa + pb) / 2 + offset * n
-    mid = apply(ground_to_image, np.array([centre, centre + 0.05 * n]))
-    if not (np.all(np.isfinite(ends)) and np.all(np.isfinite(mid))):
-        return None
-    if float(np.hypot(*(ends[1] - ends[0]))) < 1.0:
-        return None
-    dx, dy = ends[1] - ends[0]
-    in_is_positive = float(np.dot(mid[1] - mid[0], [dy, -dx])) > 0
-    return _Copy(ends, in_is_positive, _share_in_image(ends[0], ends[1], size))
+def _copies(ground_to_image: np.ndarray, pa: np.ndarray, pb: np.ndarray, n: np.ndarray,
+            offsets: np.ndarray, size: tuple[int, int]) -> list[_Copy | None]:
+    """The passage moved each of ``offsets`` metres along ``n``, in the image of ``size`` (all mapped
+    in one call); None for a copy that leaves the view's plane or is under a pixel long."""
+    shift = offsets[:, None] * n
+    centre = (pa + pb) / 2 + shift
+    points = apply(ground_to_image, np.stack([pa + shift, pb + shift, centre, centre + 0.05 * n], axis=1))
+    copies: list[_Copy | None] = []
+    for ends, mid in zip(points[:, :2], points[:, 2:], strict=True):
+        if not (np.all(np.isfinite(ends)) and np.all(np.isfinite(mid))):
+            copies.append(None)
+            continue
+        dx, dy = ends[1] - ends[0]
+        if float(np.hypot(dx, dy)) < 1.0:
+            copies.append(None)
+            continue
+        in_is_positive = float(np.dot(mid[1] - mid[0], [dy, -dx])) > 0
+        copies.append(_Copy(ends, in_is_positive, _share_in_image(ends[0], ends[1], size)))
+    return copies
 
 
 def _share_in_image(p0: np.ndarray, p1: np.ndarray, size: tuple[int, int]) -> float:

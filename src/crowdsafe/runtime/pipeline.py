@@ -18,9 +18,9 @@ from crowdsafe.geometry.body import BodyMotion, body_motion
 from crowdsafe.geometry.lines import LinePlan
 from crowdsafe.geometry.site import SiteGeometry
 from crowdsafe.measure.flow import (
+    GateBand,
     GateCrossings,
     band_box,
-    band_crossings,
     band_half_width_m,
     flow_in_box,
     optical_flow,
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 #: sampling periods: beyond it (camera down, runner overloaded) flow is counted for one period
 #: only, rather than extrapolating one pair of frames over minutes.
 MAX_PERIODS_BRIDGED = 5.0
+#: Gate bands (one per line and depth) the measuring step keeps worked out at most.
+MAX_GATE_BANDS = 256
 
 
 @dataclass
@@ -146,6 +148,7 @@ class FramePipeline:
         self._bodies: dict[str, BodyMotion | None] = {}
         self._flow_boxes: dict[tuple[str, float, bool], tuple[int, int, int, int]] = {}
         self._band_cells: dict[tuple[str, float, int], tuple[slice, slice]] = {}
+        self._gate_bands: dict[tuple[object, ...], GateBand] = {}
 
     def _fresh_results(self, ts: float) -> dict[str, DensityResult]:
         """Newest density map of each camera not older than a few of its sampling periods."""
@@ -254,7 +257,6 @@ class FramePipeline:
             return [], []
         pair = sample.pair  # at the calibration's size, as the frame (FrameFit.sample)
         body = self._body(cid) if result.cell == self.geometry.cameras[cid].ground_map.cell else None
-        gm = self.geometry.cameras[cid].ground_map
         # The band is as deep as a walk of the period, but never deeper than one of the camera's
         # configured sampling period: a loaded runner's longer intervals would push it metres from
         # the gate (out of view, among people turning away), where the flux through a copy is not
@@ -276,8 +278,8 @@ class FramePipeline:
             # the line at the sample, and a line as narrow as the gate loses the blur beyond its
             # ends (benchmarks/bottleneck.py).
             counts = GateCrossings(0.0, 0.0) if velocity is None else \
-                band_crossings(result.density, result.cell, velocity, gm.ground_to_image, *plan.passage,
-                               plan.in_normal, period, half_width, body=body)
+                self._gate_band(plan, result, velocity, half_width, body).crossings(result.density, velocity,
+                                                                                   period)
             in_n, out_n = max(counts.in_count, 0.0) + 0.0, max(counts.out_count, 0.0) + 0.0  # not -0.0
             pmm = (in_n + out_n) / period * 60.0 / plan.width_m
             rows.append({"line_id": plan.line_id, "ts": ts, "period_s": period, "in_count": in_n,
@@ -302,6 +304,22 @@ class FramePipeline:
                                    gm.image_size, reach) for p in plans])
             self._flow_boxes[key] = box
         return box
+
+    def _gate_band(self, plan: LinePlan, result: DensityResult, velocity: np.ndarray, half_width: float,
+                   body: BodyMotion | None) -> GateBand:
+        """The line's band at this depth (``band_crossings``), worked out on first use: the same every
+        frame but for the few depths a loaded runner's shorter intervals ask for."""
+        key = (plan.line_id, half_width, result.density.shape[:2], velocity.shape[:2], result.cell,
+               body is not None)
+        band = self._gate_bands.get(key)
+        if band is None:
+            if len(self._gate_bands) >= MAX_GATE_BANDS:
+                self._gate_bands.clear()  # a camera whose intervals wander: start again, never grow
+            gm = self.geometry.cameras[plan.camera_id].ground_map
+            band = GateBand(gm.ground_to_image, result.cell, result.density.shape[:2], velocity.shape[:2],
+                            *plan.passage, plan.in_normal, half_width, body)
+            self._gate_bands[key] = band
+        return band
 
     def _density_cells(self, cid: str, plans: list[LinePlan], half_width: float,
                        cell: int) -> tuple[slice, slice]:

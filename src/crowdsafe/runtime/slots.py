@@ -30,7 +30,9 @@ class LatestSlots(Generic[T]):
         self._items: dict[str, T] = {}
         self._order: list[str] = []
         self._next = 0
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # an item was put, or the slots closed
+        self._taken = threading.Condition(lock)  # an item was taken
         self._closed = False
         self.stats: dict[str, SlotStats] = {}
 
@@ -59,6 +61,7 @@ class LatestSlots(Generic[T]):
                 if key in self._items:
                     self._next = (self._next + i + 1) % n
                     self.stats[key].taken += 1
+                    self._taken.notify_all()
                     return key, self._items.pop(key)
             return None
 
@@ -66,6 +69,12 @@ class LatestSlots(Generic[T]):
         """Whether ``key`` has an item not yet taken (a reader that must not drop can wait on it)."""
         with self._cond:
             return key in self._items
+
+    def wait_taken(self, key: str, timeout: float | None = None) -> bool:
+        """Wait until ``key`` has no item pending (or the slots closed); False on timeout. A
+        reader that must not drop sleeps here rather than polling ``pending``."""
+        with self._taken:
+            return self._taken.wait_for(lambda: key not in self._items or self._closed, timeout)
 
     def depth(self) -> int:
         with self._cond:
@@ -75,3 +84,4 @@ class LatestSlots(Generic[T]):
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            self._taken.notify_all()

@@ -4,6 +4,7 @@ Why and how: docs/design-notes.md, ``crowdsafe.runtime.writer``."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import threading
@@ -21,6 +22,12 @@ from crowdsafe.store.store import Store
 log = logging.getLogger(__name__)
 
 ALERTS = "alerts"
+#: Seconds the writer lets reading rows gather after a write before the next: the frames of that
+#: time go in one transaction, not two a frame (each a connection, pragmas and a commit on
+#: SQLite; a round trip on PostgreSQL). The store lags the live feed by this at most.
+GATHER_S = 0.25
+#: Reading rows written in one transaction at most (a backlog after an outage goes in pieces).
+GROUP_ROWS = 5_000
 TRANSIENT = (OperationalError, DisconnectionError, PoolTimeout, OSError, ConnectionError)
 
 
@@ -51,9 +58,12 @@ class StoreWriter:
     """Ordered, retried, bounded writes to a :class:`Store` from one background thread."""
 
     def __init__(self, store: Store, *, max_rows: int = 100_000, backoff_s: float = 0.5,
-                 max_backoff_s: float = 15.0) -> None:
+                 max_backoff_s: float = 15.0, gather_s: float = GATHER_S,
+                 group_rows: int = GROUP_ROWS) -> None:
         self.store = store
         self.max_rows = max_rows
+        self.gather_s, self.group_rows = gather_s, group_rows
+        self._writing = 0  # batches at the head of the queue being written now (never shed)
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.stats = WriterStats()
         self._queue: deque[tuple[str, list[dict[str, Any]]]] = deque()
@@ -81,7 +91,7 @@ class StoreWriter:
 
     def _shed(self) -> None:
         """Drop the oldest reading batches beyond ``max_rows`` (never the one being written: index 0)."""
-        i = 1
+        i = max(self._writing, 1)
         while self.stats.pending > self.max_rows and i < len(self._queue):
             table, rows = self._queue[i]
             if table == ALERTS:
@@ -108,21 +118,30 @@ class StoreWriter:
 
     def _run(self) -> None:
         attempt = 0
+        alone = False  # after a group was refused: write batches one at a time to find the bad one
+        last = -float("inf")
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._queue or self._closing)
                 if not self._queue:
                     return
-                table, rows = self._queue[0]
+                # Let a few frames' rows gather (a close or a full group cuts it short).
+                self._cond.wait_for(lambda: self._closing or self.stats.pending >= self.group_rows,
+                                    timeout=max(last + self.gather_s - time.monotonic(), 0.0))
+                group = self._group(alone)
+                self._writing = len(group)
             try:
-                self._execute(table, rows)
+                self._execute(group)
             except Exception as exc:
                 self.stats.failures += 1
                 self.stats.last_error = str(exc).splitlines()[0][:300]
                 if not is_transient(exc):
-                    log.error("store refused %d %s rows, dropping them: %s", len(rows), table,
+                    if len(group) > 1:
+                        alone = True  # only the batch that is refused is dropped, not its group
+                        continue
+                    log.error("store refused %d %s rows, dropping them: %s", len(group[0][1]), group[0][0],
                               self.stats.last_error)
-                    self._pop(rows, dropped=True)
+                    self._pop(group, dropped=True)
                     continue
                 if self.stats.outage_since is None:
                     self.stats.outage_since = time.time()
@@ -141,22 +160,38 @@ class StoreWriter:
                 log.warning("store back after %.1f s; %d rows pending", time.time() - self.stats.outage_since,
                             self.stats.pending)
                 self.stats.outage_since = None
-            attempt = 0
-            self._pop(rows, dropped=False)
+            attempt, alone, last = 0, False, time.monotonic()
+            self._pop(group, dropped=False)
 
-    def _execute(self, table: str, rows: list[dict[str, Any]]) -> None:
-        if table == ALERTS:
-            self.store.save_alert(rows[0])
+    def _group(self, alone: bool) -> list[tuple[str, list[dict[str, Any]]]]:
+        """The queue's head: an alert alone, or the reading batches before the next alert (up to
+        ``group_rows`` rows), written in one transaction. Called holding the lock."""
+        group = [self._queue[0]]
+        if alone or group[0][0] == ALERTS:
+            return group
+        rows = len(group[0][1])
+        for table, batch in itertools.islice(self._queue, 1, None):
+            if table == ALERTS or rows + len(batch) > self.group_rows:
+                break
+            group.append((table, batch))
+            rows += len(batch)
+        return group
+
+    def _execute(self, group: list[tuple[str, list[dict[str, Any]]]]) -> None:
+        if group[0][0] == ALERTS:
+            self.store.save_alert(group[0][1][0])
             self.stats.written += 1
             return
-        new = self.store.write(table, rows)
+        new = sum(self.store.write_many(group))
         self.stats.written += new
-        self.stats.ignored += len(rows) - new
+        self.stats.ignored += sum(len(rows) for _, rows in group) - new
 
-    def _pop(self, rows: list[dict[str, Any]], *, dropped: bool) -> None:
+    def _pop(self, group: list[tuple[str, list[dict[str, Any]]]], *, dropped: bool) -> None:
         with self._cond:
-            if self._queue and self._queue[0][1] is rows:
-                self._queue.popleft()
-                self.stats.pending -= len(rows)
-                if dropped:
-                    self.stats.dropped += len(rows)
+            self._writing = 0
+            for _, rows in group:
+                if self._queue and self._queue[0][1] is rows:
+                    self._queue.popleft()
+                    self.stats.pending -= len(rows)
+                    if dropped:
+                        self.stats.dropped += len(rows)

@@ -18,6 +18,7 @@ import numpy as np
 
 from crowdsafe.sources.frames import Frame, Grab, LiveSource, SkipLog, SkippedFrame, SourceError
 from crowdsafe.sources.images import read_image
+from crowdsafe.sources.video import open_capture
 
 #: Being further behind the schedule than this re-anchors it to the wall clock.
 MAX_LAG_S = 1.0
@@ -70,7 +71,7 @@ class LoopingVideoSource(LiveSource):
         """
         anchor = time.time()  # wall-clock time of position 0 of the current pass
         while not self._stop.is_set():
-            cap = cv2.VideoCapture(str(self.path))
+            cap = open_capture(self.path)
             if not cap.isOpened():
                 raise SourceError(f"{self.path}: cannot be reopened")
             position, failures, last_pos = 0, 0, None

@@ -111,19 +111,30 @@ class Store:
     # -- writes --------------------------------------------------------------------------
     def write(self, table_name: str, rows: Sequence[Mapping[str, Any]]) -> int:
         """Insert readings, ignoring ones already stored (same key); returns how many were new."""
-        table, keys = self._reading_table(table_name)
-        clean = [self._check_row(table_name, keys, row) for row in rows]
-        if not clean:
-            return 0
+        return self.write_many([(table_name, rows)])[0]
+
+    def write_many(self, batches: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> list[int]:
+        """Several batches of readings (of any reading tables) in one transaction, each as ``write``;
+        returns how many of each batch were new. One transaction a frame, not one a table (or a
+        few frames in one): on SQLite each costs a connection, its pragmas and a WAL commit."""
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        # RETURNING tells us which rows were new on both dialects (executemany rowcount does not).
-        stmt = (insert(table).on_conflict_do_nothing(index_elements=list(keys))
-                .returning(table.c[keys[0]]))
+        work = []
+        for table_name, rows in batches:
+            table, keys = self._reading_table(table_name)
+            clean = [self._check_row(table_name, keys, row) for row in rows]
+            # RETURNING tells us which rows were new on both dialects (executemany rowcount does not).
+            stmt = (insert(table).on_conflict_do_nothing(index_elements=list(keys))
+                    .returning(table.c[keys[0]]))
+            work.append((stmt, clean))
+        if not any(clean for _, clean in work):
+            return [0] * len(work)
+        total = sum(len(clean) for _, clean in work)
+        names = ", ".join(sorted({name for name, _ in batches}))
         try:
             with self.engine.begin() as conn:
-                return len(conn.execute(stmt, clean).all())
+                return [len(conn.execute(stmt, clean).all()) if clean else 0 for stmt, clean in work]
         except SQLAlchemyError as exc:
-            raise StoreError(f"could not write {len(clean)} {table_name}: {exc}") from exc
+            raise StoreError(f"could not write {total} {names}: {exc}") from exc
 
     @staticmethod
     def _check_row(table_name: str, keys: Iterable[str], row: Mapping[str, Any]) -> dict[str, Any]:
