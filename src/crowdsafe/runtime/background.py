@@ -321,13 +321,22 @@ class PersonEvidence:
                            (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         gray = cv2.GaussianBlur(small, (5, 5), 0)
         moved = -1  # unknown: no previous frame close enough in time, or a new size
-        if self._previous is not None:
+        if self._previous is not None and peak <= self.person_window_people:
+            # (where the counter already sees a person, the frame is refused whatever moved)
             then, before = self._previous
             if 0 < ts - then <= max_gap_s and before.shape == gray.shape:
                 changed = cv2.absdiff(gray, before) > self.THRESHOLD
-                moved = largest_blob(changed)
+                # the largest blob is never larger than all changed pixels: under the limit,
+                # their count says as much, without labelling the blobs
+                moved = int(np.count_nonzero(changed))
+                if moved > self._motion_limit(gray.size):
+                    moved = largest_blob(changed)
         self._previous = (ts, gray)
         self._recent.append((ts, peak, moved))
+
+    def _motion_limit(self, area: int) -> float:
+        """Most changed pixels between frames still taken as nobody moving, in a frame of ``area``."""
+        return max(4.0, self.MAX_CHANGED_FRACTION * area)
 
     def why_not_empty(self) -> str | None:
         """None when the last frames show nobody; else the reason, in words."""
@@ -340,7 +349,7 @@ class PersonEvidence:
                         f"{PERSON_WINDOW_CELLS * 8}-pixel block)")
             if moved < 0:
                 return "motion could not be judged (frames too far apart)"
-            if moved > max(4.0, self.MAX_CHANGED_FRACTION * area):
+            if moved > self._motion_limit(area):
                 return f"something moves in view ({moved} pixels changed between frames)"
         return None
 

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 
+import cv2
 import numpy as np
 
 from crowdsafe.counting.counter import CountsCameras, DensityResult
@@ -47,7 +48,14 @@ class InProcessCounting:
             return self.counters.count_camera(camera_id, image_bgr)
 
     def open(self) -> None:
-        """Nothing to start before the run: the engines were built with the counters."""
+        """The engines were built with the counters; OpenCV is held to the calling thread.
+
+        Its parallel loops (optical flow, resizing, colour conversion) would otherwise wake a
+        worker per core, each spinning a while after its share: on a machine whose cores the
+        engine already holds, that is CPU taken from the engine for work one thread does in
+        less CPU time.
+        """
+        cv2.setNumThreads(1)
 
     def start(self, stop: threading.Event) -> None:
         for reader in self.readers:
