@@ -87,7 +87,10 @@ class StoreWriter:
             self._queue.append((table, rows))
             self.stats.pending += len(rows)
             self._shed()
-            self._cond.notify()
+            # Wake the writer only for what it waits on: a first batch, or a full group (not for
+            # every batch while it lets them gather).
+            if len(self._queue) == 1 or self.stats.pending >= self.group_rows:
+                self._cond.notify()
 
     def _shed(self) -> None:
         """Drop the oldest reading batches beyond ``max_rows`` (never the one being written: index 0)."""
