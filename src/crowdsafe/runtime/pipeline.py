@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -43,8 +44,10 @@ log = logging.getLogger(__name__)
 #: sampling periods: beyond it (camera down, runner overloaded) flow is counted for one period
 #: only, rather than extrapolating one pair of frames over minutes.
 MAX_PERIODS_BRIDGED = 5.0
-#: Gate bands (one per line and depth) the measuring step keeps worked out at most.
-MAX_GATE_BANDS = 256
+#: Gate bands (one per line and depth) the measuring step keeps worked out at most: a band holds
+#: its read points' taps (a few hundred kB on the demo gate), and a loaded runner's shorter
+#: intervals ask for a few depths besides the configured one.
+MAX_GATE_BANDS = 32
 
 
 @dataclass
@@ -148,7 +151,7 @@ class FramePipeline:
         self._bodies: dict[str, BodyMotion | None] = {}
         self._flow_boxes: dict[tuple[str, float, bool], tuple[int, int, int, int]] = {}
         self._band_cells: dict[tuple[str, float, int], tuple[slice, slice]] = {}
-        self._gate_bands: dict[tuple[object, ...], GateBand] = {}
+        self._gate_bands: OrderedDict[tuple[object, ...], GateBand] = OrderedDict()
 
     def _fresh_results(self, ts: float) -> dict[str, DensityResult]:
         """Newest density map of each camera not older than a few of its sampling periods."""
@@ -313,12 +316,13 @@ class FramePipeline:
                body is not None)
         band = self._gate_bands.get(key)
         if band is None:
-            if len(self._gate_bands) >= MAX_GATE_BANDS:
-                self._gate_bands.clear()  # a camera whose intervals wander: start again, never grow
+            while len(self._gate_bands) >= MAX_GATE_BANDS:  # the least recently read goes: never grow
+                self._gate_bands.popitem(last=False)
             gm = self.geometry.cameras[plan.camera_id].ground_map
             band = GateBand(gm.ground_to_image, result.cell, result.density.shape[:2], velocity.shape[:2],
                             *plan.passage, plan.in_normal, half_width, body)
             self._gate_bands[key] = band
+        self._gate_bands.move_to_end(key)
         return band
 
     def _density_cells(self, cid: str, plans: list[LinePlan], half_width: float,
