@@ -46,6 +46,18 @@ def _plain_flux(density: np.ndarray, cell: int, velocity: np.ndarray, a: np.ndar
     return positive, negative
 
 
+def test_bilinear_reads_are_exact_on_a_plane_and_clamped_at_the_border():
+    """The reads the reference and the band share: exact for an affine field at pixel centres
+    offset by half a pixel, the border's value beyond it, per channel."""
+    rows, cols = np.mgrid[0:6, 0:9].astype(np.float64)
+    plane = np.dstack([3.0 * cols - 2.0 * rows + 1.0, cols + rows])  # value at pixel centre (c + .5, r + .5)
+    xs, ys = np.array([0.5, 4.25, 7.9, 30.0, -5.0]), np.array([0.5, 2.75, 5.1, 1.5, 2.5])
+    got = _bilinear(plane, xs, ys)
+    cx, cy = np.clip(xs - 0.5, 0, 8), np.clip(ys - 0.5, 0, 5)
+    np.testing.assert_allclose(got, np.column_stack([3 * cx - 2 * cy + 1, cx + cy]), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(_bilinear(plane[:, :, 1], xs, ys), cx + cy, rtol=0, atol=1e-12)
+
+
 @pytest.fixture(scope="module")
 def demo():
     site = load_site(DEMO_SITE)

@@ -102,18 +102,7 @@ def _grey(bgr: np.ndarray, scale: float) -> np.ndarray:
 
 def _bilinear(grid: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """Sample ``grid`` (H, W[, C]) at fractional pixel centres, clamped at the border."""
-    h, w = grid.shape[:2]
-    xs = np.clip(xs - 0.5, 0, w - 1)
-    ys = np.clip(ys - 0.5, 0, h - 1)
-    x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    fx, fy = xs - x0, ys - y0
-    if grid.ndim == 3:
-        fx, fy = fx[:, None], fy[:, None]
-    top = grid[y0, x0] * (1 - fx) + grid[y0, x1] * fx
-    bottom = grid[y1, x0] * (1 - fx) + grid[y1, x1] * fx
-    return top * (1 - fy) + bottom * fy
-
+    return _read(grid, _taps(grid.shape[:2], xs, ys))
 
 
 def _velocity_at(velocity: np.ndarray, xs: np.ndarray, ys: np.ndarray, cell: int,
@@ -142,16 +131,10 @@ def line_flux(density: np.ndarray, cell: int, velocity: np.ndarray,
     """
     if float(np.hypot(b[0] - a[0], b[1] - a[1])) < 1.0:
         raise ValueError("line is shorter than one pixel")
-    positive, negative = _segment_fluxes(density, cell, velocity, np.array([[a, b]], float), step_px, body)[0]
+    reader = SegmentReader(np.array([[a, b]], float), cell, density.shape[:2], velocity.shape[:2], step_px,
+                           body)
+    positive, negative = reader.fluxes(density, velocity)[0]
     return LineFlux(positive_per_s=float(positive), negative_per_s=float(negative))
-
-
-def _segment_fluxes(density: np.ndarray, cell: int, velocity: np.ndarray, ends: np.ndarray,
-                    step_px: float = 2.0, body: BodyMotion | None = None) -> np.ndarray:
-    """(K, 2) flux (positive, negative per second) through each of K image segments ``ends``
-    (K, 2, 2), as ``line_flux`` defines it."""
-    reader = SegmentReader(ends, cell, density.shape[:2], velocity.shape[:2], step_px, body)
-    return reader.fluxes(density, velocity)
 
 
 class SegmentReader:
@@ -205,7 +188,9 @@ class SegmentReader:
 
 
 def _taps(shape: tuple[int, int], xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 4) flat indices and weights of ``_bilinear``'s reads at (xs, ys) in a grid of ``shape``."""
+    """(N, 4) flat indices and weights of the bilinear reads at pixel centres (xs, ys) of a grid of
+    ``shape``, clamped at its border: fixed by the points, so a reader of fixed points
+    (``SegmentReader``) works them out once and reads any grid of that shape through them."""
     h, w = shape
     xs = np.clip(xs - 0.5, 0, w - 1)
     ys = np.clip(ys - 0.5, 0, h - 1)

@@ -93,7 +93,8 @@ class StoreWriter:
                 self._cond.notify()
 
     def _shed(self) -> None:
-        """Drop the oldest reading batches beyond ``max_rows`` (never the one being written: index 0)."""
+        """Drop the oldest reading batches beyond ``max_rows`` (never those being written: the head of
+        the queue, ``_writing`` batches long while a group is written)."""
         i = max(self._writing, 1)
         while self.stats.pending > self.max_rows and i < len(self._queue):
             table, rows = self._queue[i]
